@@ -1,0 +1,343 @@
+"""``lstm_core.LSTM``: a whole-sequence LSTM layer, drop-in for ``keras.layers.LSTM``.
+
+Why it exists: Keras 3's LSTM on CPU runs ``x·W`` inside its per-step loop and exports to
+TFLite as a ``WHILE`` loop. This layer
+  * projects the inputs of all time steps with one matmul outside the recurrence, so only
+    ``h·U`` stays in the loop (the fast path), and
+  * runs that recurrence inside a ``tf.function`` tagged ``api_implements="lstm_<id>"`` with the
+    argument order of tf_keras's ``standard_lstm``. The TFLite MLIR converter recognises it and
+    emits the builtin ``UNIDIRECTIONAL_SEQUENCE_LSTM`` op (see ``lstm_core.export``).
+
+``mode`` switches inference behaviour (kws_streaming style):
+  * ``"auto"``  (default) masks, recurrent dropout and custom activations take the general loop;
+    everything else takes the fusable function.
+  * ``"fused"`` always take the fusable function and ignore masks. Exporters set this while
+    tracing; it assumes inputs without padding (batch 1 at its true length, or full windows).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import keras
+import tensorflow as tf
+
+from lstm_core.cell import LSTMCell, lstm_step
+
+MODES = ("auto", "fused")
+
+_CELL_ARGS = (
+    "activation",
+    "recurrent_activation",
+    "use_bias",
+    "kernel_initializer",
+    "recurrent_initializer",
+    "bias_initializer",
+    "unit_forget_bias",
+    "kernel_regularizer",
+    "recurrent_regularizer",
+    "bias_regularizer",
+    "kernel_constraint",
+    "recurrent_constraint",
+    "bias_constraint",
+    "dropout",
+    "recurrent_dropout",
+    "seed",
+)
+
+
+def _recurrence(
+    xw_tm,
+    h0,
+    c0,
+    recurrent_kernel,
+    activation,
+    recurrent_activation,
+    mask_tm=None,
+    recurrent_dropout_mask=None,
+    zero_output_for_mask=False,
+):
+    """The time loop over pre-projected inputs ``xw_tm`` [T, B, 4H] (time-major).
+
+    Only ``h·U`` is computed per step. Masked steps carry the state over and emit the previous
+    output (or zeros), with the semantics of ``keras.backend.rnn``. Returns
+    ``(outputs_tm [T, B, H], h, c)``.
+    """
+    steps = tf.shape(xw_tm)[0]
+    xw_ta = tf.TensorArray(xw_tm.dtype, size=steps).unstack(xw_tm)
+    out_ta = tf.TensorArray(xw_tm.dtype, size=steps)
+    mask_ta = None
+    if mask_tm is not None:
+        mask_ta = tf.TensorArray(tf.bool, size=steps).unstack(mask_tm)
+
+    def body(t, h, c, prev_out, out_ta):
+        h_in = h if recurrent_dropout_mask is None else h * recurrent_dropout_mask
+        z = xw_ta.read(t) + tf.matmul(h_in, recurrent_kernel)
+        h_new, c_new = lstm_step(z, c, activation, recurrent_activation)
+        out = h_new
+        if mask_ta is not None:
+            m = mask_ta.read(t)[:, None]
+            h_new = tf.where(m, h_new, h)
+            c_new = tf.where(m, c_new, c)
+            out = tf.where(m, out, tf.zeros_like(out) if zero_output_for_mask else prev_out)
+        return t + 1, h_new, c_new, out, out_ta.write(t, out)
+
+    _, h, c, _, out_ta = tf.while_loop(
+        lambda t, *_: t < steps,
+        body,
+        (tf.constant(0), h0, c0, tf.zeros_like(h0), out_ta),
+    )
+    return out_ta.stack(), h, c
+
+
+def _project_inputs(inputs, kernel, bias, go_backwards):
+    """Batch-major inputs [B, T, I] -> time-major projections [T, B, 4H], one matmul for all steps."""
+    x_tm = tf.transpose(inputs, [1, 0, 2])
+    if go_backwards:
+        x_tm = tf.reverse(x_tm, [0])
+    return tf.einsum("tbi,ij->tbj", x_tm, kernel) + bias
+
+
+def make_fusable_lstm(go_backwards: bool):
+    """A ``tf.function`` the TFLite converter turns into ``UNIDIRECTIONAL_SEQUENCE_LSTM``.
+
+    Signature and attributes follow tf_keras's ``standard_lstm`` (what the converter's
+    ``prepare-composite-functions`` pass matches): six arguments
+    ``(inputs, init_h, init_c, kernel, recurrent_kernel, bias)`` and five results
+    ``(last_output, outputs, h, c, runtime)``. Each layer gets a unique ``lstm_<id>`` name.
+    """
+
+    def standard_lstm(inputs, init_h, init_c, kernel, recurrent_kernel, bias):
+        xw_tm = _project_inputs(inputs, kernel, bias, go_backwards)
+        outputs_tm, h, c = _recurrence(
+            xw_tm, init_h, init_c, recurrent_kernel, tf.tanh, tf.sigmoid
+        )
+        outputs = tf.transpose(outputs_tm, [1, 0, 2])
+        return outputs[:, -1, :], outputs, h, c, tf.constant(0.0)
+
+    return tf.function(
+        standard_lstm,
+        autograph=False,
+        experimental_attributes={
+            "api_implements": f"lstm_{uuid.uuid4().hex}",
+            "api_preferred_device": "CPU",
+            "time_major": False,
+            "go_backwards": bool(go_backwards),
+        },
+    )
+
+
+@keras.saving.register_keras_serializable(package="lstm_core")
+class LSTM(keras.layers.Layer):
+    """Long Short-Term Memory layer with the arguments and weights of ``keras.layers.LSTM``.
+
+    Call: ``layer(sequences, initial_state=None, mask=None, training=None)``.
+    Weights: ``cell.kernel (I, 4H)``, ``cell.recurrent_kernel (H, 4H)``, ``cell.bias (4H,)``,
+    gate order i, f, c, o.
+    """
+
+    def __init__(
+        self,
+        units,
+        activation="tanh",
+        recurrent_activation="sigmoid",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        unit_forget_bias=True,
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        seed=None,
+        return_sequences=False,
+        return_state=False,
+        go_backwards=False,
+        stateful=False,
+        zero_output_for_mask=False,
+        mode="auto",
+        **kwargs,
+    ):
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        if mode not in MODES:
+            raise ValueError(f"`mode` must be one of {MODES}, got {mode!r}.")
+        self.cell = LSTMCell(
+            units,
+            activation=activation,
+            recurrent_activation=recurrent_activation,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer,
+            bias_initializer=bias_initializer,
+            unit_forget_bias=unit_forget_bias,
+            kernel_regularizer=kernel_regularizer,
+            recurrent_regularizer=recurrent_regularizer,
+            bias_regularizer=bias_regularizer,
+            kernel_constraint=kernel_constraint,
+            recurrent_constraint=recurrent_constraint,
+            bias_constraint=bias_constraint,
+            dropout=dropout,
+            recurrent_dropout=recurrent_dropout,
+            seed=seed,
+            dtype=kwargs.get("dtype"),
+            name="lstm_cell",
+        )
+        self.units = self.cell.units
+        self.return_sequences = return_sequences
+        self.return_state = return_state
+        self.go_backwards = go_backwards
+        self.stateful = stateful
+        self.zero_output_for_mask = zero_output_for_mask
+        self.mode = mode
+        self.supports_masking = True
+        self.input_spec = keras.layers.InputSpec(ndim=3)
+        self.states = None
+        self._fusable_fn = None
+
+    # -- building ---------------------------------------------------------------------------
+    def build(self, sequences_shape, initial_state_shape=None):
+        self.cell.build(tuple(sequences_shape[-1:]))
+        if self.stateful:
+            batch = sequences_shape[0]
+            if batch is None:
+                raise ValueError(
+                    "A stateful LSTM needs a fixed batch size: pass `batch_shape` to keras.Input."
+                )
+            self.states = [
+                self.add_weight(
+                    shape=(batch, self.units), initializer="zeros", trainable=False, name=n
+                )
+                for n in ("state_h", "state_c")
+            ]
+
+    def reset_states(self):
+        if self.states is not None:
+            for s in self.states:
+                s.assign(tf.zeros_like(s))
+
+    reset_state = reset_states
+
+    def get_initial_state(self, batch_size):
+        return self.cell.get_initial_state(batch_size)
+
+    # -- forward ----------------------------------------------------------------------------
+    def _uses_standard_activations(self):
+        return (
+            self.cell.activation is keras.activations.tanh
+            and self.cell.recurrent_activation is keras.activations.sigmoid
+        )
+
+    def fusable_function(self):
+        """This layer's ``api_implements`` function (created once, unique name)."""
+        if self._fusable_fn is None:
+            self._fusable_fn = make_fusable_lstm(self.go_backwards)
+        return self._fusable_fn
+
+    def call(self, sequences, initial_state=None, mask=None, training=False):
+        cell = self.cell
+        sequences = tf.convert_to_tensor(sequences, dtype=self.compute_dtype)
+        if initial_state is None:
+            if self.stateful:
+                initial_state = self.states
+            else:
+                initial_state = cell.get_initial_state(tf.shape(sequences)[0])
+        h0, c0 = (tf.convert_to_tensor(s, dtype=self.compute_dtype) for s in initial_state)
+
+        if training and 0.0 < cell.dropout < 1.0:
+            keep = keras.random.dropout(
+                tf.ones_like(sequences[:, :1, :]), cell.dropout, seed=cell.seed_generator
+            )
+            sequences = sequences * keep
+        recurrent_dropout_mask = None
+        if training and 0.0 < cell.recurrent_dropout < 1.0:
+            recurrent_dropout_mask = keras.random.dropout(
+                tf.ones_like(h0), cell.recurrent_dropout, seed=cell.seed_generator
+            )
+
+        if self.mode == "fused":
+            if not self._uses_standard_activations():
+                raise ValueError(
+                    "mode='fused' (TFLite UNIDIRECTIONAL_SEQUENCE_LSTM) needs activation='tanh' "
+                    "and recurrent_activation='sigmoid'."
+                )
+            mask = None
+            recurrent_dropout_mask = None
+
+        if mask is None and recurrent_dropout_mask is None and self._uses_standard_activations():
+            last, outputs, h, c, _ = self.fusable_function()(
+                sequences,
+                h0,
+                c0,
+                tf.convert_to_tensor(cell.kernel),
+                tf.convert_to_tensor(cell.recurrent_kernel),
+                cell.zero_bias(),
+            )
+        else:
+            mask_tm = None
+            if mask is not None:
+                mask_tm = tf.transpose(tf.cast(mask, tf.bool), [1, 0])
+                if self.go_backwards:
+                    mask_tm = tf.reverse(mask_tm, [0])
+            xw_tm = _project_inputs(sequences, cell.kernel, cell.zero_bias(), self.go_backwards)
+            outputs_tm, h, c = _recurrence(
+                xw_tm,
+                h0,
+                c0,
+                cell.recurrent_kernel,
+                cell.activation,
+                cell.recurrent_activation,
+                mask_tm=mask_tm,
+                recurrent_dropout_mask=recurrent_dropout_mask,
+                zero_output_for_mask=self.zero_output_for_mask,
+            )
+            outputs = tf.transpose(outputs_tm, [1, 0, 2])
+            last = outputs_tm[-1]
+
+        if self.stateful:
+            self.states[0].assign(h)
+            self.states[1].assign(c)
+        output = outputs if self.return_sequences else last
+        if self.return_state:
+            return output, h, c
+        return output
+
+    def step(self, inputs, states):
+        """One time step with explicit state, sharing this layer's weights (streaming/decoding)."""
+        return self.cell(inputs, states)
+
+    # -- shapes, masks, config -------------------------------------------------------------
+    def compute_output_shape(self, sequences_shape, initial_state_shape=None):
+        batch, steps = sequences_shape[0], sequences_shape[1]
+        out = (batch, steps, self.units) if self.return_sequences else (batch, self.units)
+        if self.return_state:
+            return out, (batch, self.units), (batch, self.units)
+        return out
+
+    def compute_mask(self, inputs, mask=None):
+        output_mask = mask if self.return_sequences else None
+        if self.return_state:
+            return [output_mask, None, None]
+        return output_mask
+
+    def get_config(self):
+        cell_config = self.cell.get_config()
+        config = {
+            "units": self.units,
+            **{k: cell_config[k] for k in _CELL_ARGS},
+            "activity_regularizer": keras.saving.serialize_keras_object(
+                self.activity_regularizer
+            ),
+            "return_sequences": self.return_sequences,
+            "return_state": self.return_state,
+            "go_backwards": self.go_backwards,
+            "stateful": self.stateful,
+            "zero_output_for_mask": self.zero_output_for_mask,
+            "mode": self.mode,
+        }
+        return {**super().get_config(), **config}

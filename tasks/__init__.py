@@ -1,0 +1,1 @@
+"""Task packages built on lstm_core: sentiment, translation, speech_commands, forecasting."""
