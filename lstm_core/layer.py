@@ -22,7 +22,8 @@ import uuid
 import keras
 import tensorflow as tf
 
-from lstm_core.cell import LSTMCell, lstm_step
+from lstm_core.cell import LSTMCell
+from lstm_core.recurrence import recurrence, recurrence_with_bptt
 
 MODES = ("auto", "fused")
 
@@ -46,50 +47,6 @@ _CELL_ARGS = (
 )
 
 
-def _recurrence(
-    xw_tm,
-    h0,
-    c0,
-    recurrent_kernel,
-    activation,
-    recurrent_activation,
-    mask_tm=None,
-    recurrent_dropout_mask=None,
-    zero_output_for_mask=False,
-):
-    """The time loop over pre-projected inputs ``xw_tm`` [T, B, 4H] (time-major).
-
-    Only ``h·U`` is computed per step. Masked steps carry the state over and emit the previous
-    output (or zeros), with the semantics of ``keras.backend.rnn``. Returns
-    ``(outputs_tm [T, B, H], h, c)``.
-    """
-    steps = tf.shape(xw_tm)[0]
-    xw_ta = tf.TensorArray(xw_tm.dtype, size=steps).unstack(xw_tm)
-    out_ta = tf.TensorArray(xw_tm.dtype, size=steps)
-    mask_ta = None
-    if mask_tm is not None:
-        mask_ta = tf.TensorArray(tf.bool, size=steps).unstack(mask_tm)
-
-    def body(t, h, c, prev_out, out_ta):
-        h_in = h if recurrent_dropout_mask is None else h * recurrent_dropout_mask
-        z = xw_ta.read(t) + tf.matmul(h_in, recurrent_kernel)
-        h_new, c_new = lstm_step(z, c, activation, recurrent_activation)
-        out = h_new
-        if mask_ta is not None:
-            m = mask_ta.read(t)[:, None]
-            h_new = tf.where(m, h_new, h)
-            c_new = tf.where(m, c_new, c)
-            out = tf.where(m, out, tf.zeros_like(out) if zero_output_for_mask else prev_out)
-        return t + 1, h_new, c_new, out, out_ta.write(t, out)
-
-    _, h, c, _, out_ta = tf.while_loop(
-        lambda t, *_: t < steps,
-        body,
-        (tf.constant(0), h0, c0, tf.zeros_like(h0), out_ta),
-    )
-    return out_ta.stack(), h, c
-
-
 def _project_inputs(inputs, kernel, bias, go_backwards):
     """Batch-major inputs [B, T, I] -> time-major projections [T, B, 4H], one matmul for all steps."""
     x_tm = tf.transpose(inputs, [1, 0, 2])
@@ -98,22 +55,25 @@ def _project_inputs(inputs, kernel, bias, go_backwards):
     return tf.einsum("tbi,ij->tbj", x_tm, kernel) + bias
 
 
-def make_fusable_lstm(go_backwards: bool):
+def make_fusable_lstm(go_backwards: bool, trainable: bool = False):
     """A ``tf.function`` the TFLite converter turns into ``UNIDIRECTIONAL_SEQUENCE_LSTM``.
 
     Signature and attributes follow tf_keras's ``standard_lstm`` (what the converter's
     ``prepare-composite-functions`` pass matches): six arguments
     ``(inputs, init_h, init_c, kernel, recurrent_kernel, bias)`` and five results
-    ``(last_output, outputs, h, c, runtime)``. Each layer gets a unique ``lstm_<id>`` name.
+    ``(last_output, outputs, h, c, runtime)``. Each function gets a unique ``lstm_<id>`` name.
+    ``trainable=True`` runs the loop with the hand-written BPTT gradient (saves gates);
+    inference uses the lean forward loop.
     """
 
     def standard_lstm(inputs, init_h, init_c, kernel, recurrent_kernel, bias):
         xw_tm = _project_inputs(inputs, kernel, bias, go_backwards)
-        outputs_tm, h, c = _recurrence(
-            xw_tm, init_h, init_c, recurrent_kernel, tf.tanh, tf.sigmoid
-        )
+        if trainable:
+            outputs_tm, h, c = recurrence_with_bptt(xw_tm, init_h, init_c, recurrent_kernel)
+        else:
+            outputs_tm, h, c = recurrence(xw_tm, init_h, init_c, recurrent_kernel)
         outputs = tf.transpose(outputs_tm, [1, 0, 2])
-        return outputs[:, -1, :], outputs, h, c, tf.constant(0.0)
+        return outputs_tm[-1], outputs, h, c, tf.constant(0.0)
 
     return tf.function(
         standard_lstm,
@@ -198,7 +158,7 @@ class LSTM(keras.layers.Layer):
         self.supports_masking = True
         self.input_spec = keras.layers.InputSpec(ndim=3)
         self.states = None
-        self._fusable_fn = None
+        self._fusable_fns = {}
 
     # -- building ---------------------------------------------------------------------------
     def build(self, sequences_shape, initial_state_shape=None):
@@ -233,11 +193,12 @@ class LSTM(keras.layers.Layer):
             and self.cell.recurrent_activation is keras.activations.sigmoid
         )
 
-    def fusable_function(self):
-        """This layer's ``api_implements`` function (created once, unique name)."""
-        if self._fusable_fn is None:
-            self._fusable_fn = make_fusable_lstm(self.go_backwards)
-        return self._fusable_fn
+    def fusable_function(self, training=False):
+        """This layer's ``api_implements`` functions (created once each, unique names)."""
+        key = bool(training)
+        if key not in self._fusable_fns:
+            self._fusable_fns[key] = make_fusable_lstm(self.go_backwards, trainable=key)
+        return self._fusable_fns[key]
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
         cell = self.cell
@@ -270,7 +231,7 @@ class LSTM(keras.layers.Layer):
             recurrent_dropout_mask = None
 
         if mask is None and recurrent_dropout_mask is None and self._uses_standard_activations():
-            last, outputs, h, c, _ = self.fusable_function()(
+            last, outputs, h, c, _ = self.fusable_function(training)(
                 sequences,
                 h0,
                 c0,
@@ -285,17 +246,25 @@ class LSTM(keras.layers.Layer):
                 if self.go_backwards:
                     mask_tm = tf.reverse(mask_tm, [0])
             xw_tm = _project_inputs(sequences, cell.kernel, cell.zero_bias(), self.go_backwards)
-            outputs_tm, h, c = _recurrence(
-                xw_tm,
-                h0,
-                c0,
-                cell.recurrent_kernel,
-                cell.activation,
-                cell.recurrent_activation,
+            loop_args = dict(
                 mask_tm=mask_tm,
                 recurrent_dropout_mask=recurrent_dropout_mask,
                 zero_output_for_mask=self.zero_output_for_mask,
             )
+            if self._uses_standard_activations():
+                outputs_tm, h, c = recurrence_with_bptt(
+                    xw_tm, h0, c0, tf.convert_to_tensor(cell.recurrent_kernel), **loop_args
+                )
+            else:
+                outputs_tm, h, c = recurrence(
+                    xw_tm,
+                    h0,
+                    c0,
+                    cell.recurrent_kernel,
+                    cell.activation,
+                    cell.recurrent_activation,
+                    **loop_args,
+                )
             outputs = tf.transpose(outputs_tm, [1, 0, 2])
             last = outputs_tm[-1]
 
