@@ -1,0 +1,295 @@
+"""Data parsing, bad-input errors (library and CLI), tokenizer, tf.data, tfds loader, configs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lstm_core.cli import main
+from lstm_core.errors import UserError
+from tasks.sentiment import LABELS
+from tasks.sentiment.data import (
+    PAD_ID,
+    UNK_ID,
+    Tokenizer,
+    load_examples,
+    make_dataset,
+    pad_batch,
+    read_delimited,
+    split_validation,
+    train_tokenizer,
+)
+
+REPO = Path(__file__).resolve().parents[3]
+TRAIN_TSV = REPO / "data" / "sentiment" / "train.tsv"
+
+
+def write(path: Path, content: str | bytes) -> Path:
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    return path
+
+
+# ----------------------------------------------------------------------------- parsing
+def test_reads_tsv_with_extra_columns_and_label_spellings(tmp_path):
+    f = write(
+        tmp_path / "a.tsv",
+        "rating\ttext\tlabel\n"
+        "1.5\tA fine, warm film.\tpositive\n"
+        "-2\tDull \"and\" long.\tNEGATIVE\n"
+        "\n"
+        "0.1\tok\t1\n"
+        "0\tmeh\t0\n"
+        "3\tgreat\tpos\n"
+        "-3\tbad\tneg\n",
+    )
+    ex = read_delimited(f)
+    assert ex.texts == ["A fine, warm film.", 'Dull "and" long.', "ok", "meh", "great", "bad"]
+    assert ex.labels.tolist() == [1, 0, 1, 0, 1, 0]
+    assert ex.labels.dtype == np.int32
+
+
+def test_reads_csv_with_quoted_fields_and_bom(tmp_path):
+    f = write(tmp_path / "a.csv", '\ufefftext,label\n"Funny, touching, and smart.",positive\n"He said ""no"".",negative\n')
+    ex = load_examples(str(f))
+    assert ex.texts == ["Funny, touching, and smart.", 'He said "no".']
+    assert ex.labels.tolist() == [1, 0]
+
+
+def test_custom_column_names(tmp_path):
+    f = write(tmp_path / "a.tsv", "sentence\tsentiment\nnice\tpositive\n")
+    ex = read_delimited(f, text_column="sentence", label_column="sentiment")
+    assert ex.texts == ["nice"] and ex.labels.tolist() == [1]
+
+
+def test_vendored_data_parses():
+    ex = read_delimited(TRAIN_TSV)
+    assert len(ex) > 8000
+    assert set(np.unique(ex.labels)) == {0, 1}
+
+
+@pytest.mark.parametrize(
+    "name, content, expected",
+    [
+        ("empty.tsv", "", ["empty.tsv", "empty"]),
+        ("blank.tsv", "\n \n", ["blank.tsv", "empty"]),
+        ("header.tsv", "text\tlabel\n", ["header.tsv:1", "no examples"]),
+        ("cols.tsv", "sentence\tlabel\nfoo\tpositive\n", ["cols.tsv:1", "'text'"]),
+        ("nolabel.tsv", "text\tscore\nfoo\t1\n", ["nolabel.tsv:1", "'label'"]),
+        ("label.tsv", "text\tlabel\ngood\tpositive\nmeh\tneutral\n", ["label.tsv:3", "'neutral'", "negative|positive"]),
+        ("short.tsv", "text\tlabel\ngood\tpositive\nno label here\n", ["short.tsv:3", "1 field"]),
+        ("emptytext.tsv", "text\tlabel\n \tpositive\n", ["emptytext.tsv:2", "empty 'text'"]),
+        ("latin1.tsv", "text\tlabel\ngood\tpositive\ncaf\xe9 bad\tnegative\n".encode("latin-1"), ["latin1.tsv:3", "UTF-8"]),
+    ],
+)
+def test_bad_input_errors_name_file_and_line(tmp_path, name, content, expected):
+    f = write(tmp_path / name, content)
+    with pytest.raises(UserError) as err:
+        load_examples(str(f))
+    message = str(err.value)
+    assert "\n" not in message
+    for part in expected:
+        assert part in message
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(UserError, match="no such file"):
+        load_examples(str(tmp_path / "nope.tsv"))
+
+
+def run_cli(capsys, argv):
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        ("", "empty"),
+        ("text\tlabel\nfine\tpositive\nbad\tmaybe\n", "bad.tsv:3"),
+        (b"text\tlabel\nfine\tpositive\n\xff\xfe oops\tnegative\n", "bad.tsv:3"),
+        ("words\tlabel\nfine\tpositive\n", "bad.tsv:1"),
+    ],
+)
+def test_cli_train_bad_data_exits_2_with_one_line(tmp_path, capsys, content, expected):
+    data = write(tmp_path / "bad.tsv", content)
+    out_dir = tmp_path / "model"
+    code, out, err = run_cli(capsys, ["sentiment", "train", "--data", str(data), "--out", str(out_dir)])
+    assert code == 2
+    lines = [l for l in err.splitlines() if l.startswith("lstm-suite: error:")]
+    assert len(lines) == 1 and expected in lines[0] and str(data) in lines[0]
+    assert "Traceback" not in err
+    assert not out_dir.exists() and not (tmp_path / "model.partial").exists()
+
+
+def test_cli_evaluate_bad_val_and_missing_model(tmp_path, capsys):
+    code, _, err = run_cli(capsys, ["sentiment", "evaluate", "--model", str(tmp_path / "none"), "--data", str(TRAIN_TSV)])
+    assert code == 2 and "no such model directory" in err and "Traceback" not in err
+
+
+def test_cli_tflite_runtime_without_export(tmp_path, capsys):
+    from tasks.sentiment.train import SentimentConfig
+
+    SentimentConfig().save(tmp_path)
+    code, _, err = run_cli(capsys, ["sentiment", "predict", "--model", str(tmp_path), "--runtime", "tflite-int8", "good"])
+    assert code == 2
+    assert "model_int8.tflite" in err and f"lstm-suite sentiment export --model {tmp_path}" in err
+    assert err.count("\n") == 1
+
+
+# ----------------------------------------------------------------------------- splits, configs
+def test_split_validation_is_stratified_and_disjoint():
+    ex = read_delimited(TRAIN_TSV).subset(range(1000))
+    train, val = split_validation(ex, 0.1, seed=3)
+    assert len(train) + len(val) == 1000
+    assert abs(len(val) - 100) <= 1
+    assert sorted(train.texts + val.texts) == sorted(ex.texts)
+    assert abs(val.labels.mean() - ex.labels.mean()) < 0.02
+
+
+def test_config_round_trip(tmp_path):
+    from tasks.sentiment.train import SentimentConfig
+
+    config = SentimentConfig()
+    config.data.vocab_size = 123
+    config.model.bidirectional = False
+    config.model.pooling = "mean"
+    config.train.epochs = 7
+    config.save(tmp_path)
+    loaded = SentimentConfig.load(tmp_path)
+    assert loaded == config
+    assert json.loads((tmp_path / "config.json").read_text())["labels"] == list(LABELS)
+
+
+def test_cli_flags_reach_config():
+    import argparse
+
+    from tasks.sentiment.cli import _configure_train, config_from_args
+
+    parser = argparse.ArgumentParser()
+    _configure_train(parser)
+    args = parser.parse_args(
+        ["--data", "a.tsv", "--val", "b.tsv", "--no-bidirectional", "--units", "32", "--epochs", "3",
+         "--vocab-size", "500", "--sampling-alpha", "0", "--pooling", "mean"]
+    )
+    config = config_from_args(args)
+    assert (config.data.train, config.data.val, config.data.vocab_size) == ("a.tsv", "b.tsv", 500)
+    assert config.data.sampling_alpha == 0
+    assert (config.model.bidirectional, config.model.units, config.model.pooling) == (False, 32, "mean")
+    assert config.train.epochs == 3
+
+
+# ----------------------------------------------------------------------------- tokenizer, tf.data
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    texts = read_delimited(TRAIN_TSV).texts[:600]
+    path = tmp_path_factory.mktemp("tok") / "tokenizer.model"
+    train_tokenizer(texts, path, vocab_size=400)
+    return Tokenizer(path, max_tokens=40)
+
+
+def test_tokenizer_ids_reserve_padding(tokenizer):
+    ids = tokenizer.encode_many(read_delimited(TRAIN_TSV).texts[:200])
+    flat = np.concatenate([np.asarray(x) for x in ids])
+    assert flat.min() >= UNK_ID and flat.max() < tokenizer.vocab_size
+    assert max(len(x) for x in ids) <= 40
+    assert tokenizer.encode("   ") == [UNK_ID]
+    # case folding (nmt_nfkc_cf): the same pieces whatever the case
+    assert tokenizer.encode("GREAT Movie") == tokenizer.encode("great movie")
+
+
+def test_python_and_tensorflow_tokenization_agree(tokenizer):
+    """tf.data / SavedModel (tensorflow-text) and LiteRT (Python sentencepiece) see the same ids."""
+    from tasks.sentiment.data import Examples
+
+    texts = read_delimited(TRAIN_TSV).texts[:64]
+    ex = Examples(texts, np.zeros(len(texts), np.int32), "mem")
+    ds = make_dataset(ex, tokenizer.proto, batch_size=8, max_tokens=40, training=False)
+    got = {}
+    for ids, _ in ds:
+        for row in ids.numpy():
+            seq = row[row != PAD_ID].tolist()
+            got.setdefault(tuple(seq), 0)
+            got[tuple(seq)] += 1
+    expected = {}
+    for seq in tokenizer.encode_many(texts):
+        expected.setdefault(tuple(seq), 0)
+        expected[tuple(seq)] += 1
+    assert got == expected
+
+
+def test_dataset_buckets_pad_and_sampling(tokenizer):
+    from tasks.sentiment.data import Examples
+
+    ex = read_delimited(TRAIN_TSV).subset(range(256))
+    ds = make_dataset(ex, tokenizer.proto, batch_size=16, max_tokens=40, training=True, seed=1, sampling_alpha=0.5)
+    seen, widths = 0, []
+    for ids, labels in ds:
+        ids = ids.numpy()
+        assert ids.dtype == np.int32 and labels.dtype.name == "float32"
+        lengths = (ids != PAD_ID).sum(1)
+        assert lengths.max() == ids.shape[1]  # padded to the longest in the batch only
+        assert lengths.min() >= 1
+        widths.append(ids.shape[1])
+        seen += len(ids)
+    assert seen == 256
+    assert len(set(widths)) > 1
+    # subword sampling: two epochs segment the same texts differently
+    one = Examples(ex.texts[:32], ex.labels[:32], "mem")
+    ds = make_dataset(one, tokenizer.proto, batch_size=32, max_tokens=40, training=True, seed=1, sampling_alpha=0.5)
+    epochs = [sorted(map(tuple, (r[r != 0].tolist() for r in next(iter(ds))[0].numpy()))) for _ in range(2)]
+    assert epochs[0] != epochs[1]
+
+
+def test_pad_batch():
+    assert pad_batch([[3, 4], [5]]).tolist() == [[3, 4], [5, PAD_ID]]
+    assert pad_batch([[]]).shape == (1, 1)
+
+
+# ----------------------------------------------------------------------------- tfds
+def test_tfds_imdb_loader_with_mock_data():
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=10):
+        train = load_examples("tfds:imdb_reviews")
+        test = load_examples("tfds:imdb_reviews:test", limit=4)
+    assert len(train) == 10 and len(test) == 4
+    assert all(isinstance(t, str) and t for t in train.texts)
+    assert set(train.labels.tolist()) <= {0, 1}
+    assert train.source == "tfds:imdb_reviews"
+
+
+def test_tfds_unknown_dataset_is_a_user_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
+    with pytest.raises(UserError, match="tfds:no_such_dataset_xyz"):
+        load_examples("tfds:no_such_dataset_xyz")
+    with pytest.raises(UserError, match="expected tfds:NAME"):
+        load_examples("tfds:")
+
+
+# ----------------------------------------------------------------------------- metrics
+def test_classification_metrics_by_hand():
+    from tasks.sentiment.evaluate import classification_metrics
+
+    m = classification_metrics([1, 1, 1, 0, 0], [0.9, 0.2, 0.6, 0.7, 0.1])
+    # tp=2 fn=1 fp=1 tn=1
+    assert m["accuracy"] == pytest.approx(3 / 5)
+    assert m["precision"] == pytest.approx(2 / 3)
+    assert m["recall"] == pytest.approx(2 / 3)
+    assert m["f1"] == pytest.approx(2 / 3)
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 0.5) / 2)
+    assert m["confusion_matrix"] == [[1, 1], [1, 2]]
+
+
+def test_vader_baseline_rule():
+    from tasks.sentiment.evaluate import vader_baseline, vader_scores
+
+    texts = ["I love this wonderful film.", "Awful, boring and bad.", "The film is 90 minutes long."]
+    scores = vader_scores(texts)
+    assert scores[0] > 0 > scores[1] and scores[2] == 0
+    # compound >= 0 -> positive, so the neutral sentence counts as positive
+    assert vader_baseline(texts, [1, 0, 1])["vader_accuracy"] == 1.0
+    assert vader_baseline(texts, [1, 0, 0])["vader_accuracy"] == pytest.approx(2 / 3)
