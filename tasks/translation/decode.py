@@ -1,0 +1,197 @@
+"""Greedy and beam-search decoding over an encoder + one-step decoder (Keras or LiteRT).
+
+Both backends expose the same two calls, so one decoding loop serves Keras and LiteRT:
+  * ``encode(src_ids [B,S] int32) -> (memory, keys, h0, c0)``
+  * ``step(token [B], h, c, memory, keys, src_mask) -> (logits [B,V], h, c)``
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Sequence
+
+import numpy as np
+
+from tasks.translation.data import BOS_ID, EOS_ID, PAD_ID, pad
+
+log = logging.getLogger(__name__)
+
+
+def default_max_length(src_len: int) -> int:
+    """Output budget per sentence: generous for short Tatoeba-style sentences."""
+    return int(2 * src_len + 10)
+
+
+class KerasBackend:
+    """Runs ``Seq2Seq.encoder`` / ``Seq2Seq.step`` as compiled ``tf.function``s."""
+
+    def __init__(self, seq2seq):
+        import tensorflow as tf
+
+        self.seq2seq = seq2seq
+        encoder, step = seq2seq.encoder, seq2seq.step
+        self._encode = tf.function(lambda s: encoder(s, training=False), reduce_retracing=True)
+        self._step = tf.function(lambda *a: step(list(a), training=False), reduce_retracing=True)
+
+    def encode(self, src):
+        return [np.asarray(t) for t in self._encode(np.asarray(src, np.int32))]
+
+    def step(self, token, h, c, memory, keys, src_mask):
+        out = self._step(np.asarray(token, np.int32), h, c, memory, keys, src_mask)
+        return [np.asarray(t) for t in out]
+
+
+class LiteRTBackend:
+    """Runs the exported ``encoder.tflite`` / ``decoder_step.tflite`` (batch 1 each)."""
+
+    batch_size = 1
+
+    def __init__(self, encoder_path, step_path):
+        from lstm_core.export import TFLiteModel
+
+        self.encoder = TFLiteModel(encoder_path)
+        self.stepper = TFLiteModel(step_path)
+
+    def encode(self, src):
+        return self.encoder(np.asarray(src, np.int32))
+
+    def step(self, token, h, c, memory, keys, src_mask):
+        return self.stepper(np.asarray(token, np.int32), h, c, memory, keys, src_mask)
+
+
+def _batches(seqs, batch_size):
+    # Sort by length so batches carry little padding; restore the order afterwards.
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
+
+
+def greedy_decode(backend, src_ids: Sequence[Sequence[int]], *, batch_size: int = 64, max_length: int | None = None):
+    """Greedy decoding; returns target ids (without BOS/EOS) per source sentence."""
+    batch_size = getattr(backend, "batch_size", batch_size)
+    results: list[list[int]] = [None] * len(src_ids)  # type: ignore[list-item]
+    for idx in _batches(src_ids, batch_size):
+        src = pad([src_ids[i] for i in idx])
+        mask = (src != PAD_ID).astype(np.float32)
+        memory, keys, h, c = backend.encode(src)
+        limit = max_length or default_max_length(src.shape[1])
+        token = np.full((len(idx),), BOS_ID, np.int32)
+        out = np.zeros((len(idx), limit), np.int32)
+        done = np.zeros(len(idx), bool)
+        for t in range(limit):
+            logits, h, c = backend.step(token, h, c, memory, keys, mask)
+            token = np.argmax(logits, axis=-1).astype(np.int32)
+            token[done] = PAD_ID
+            out[:, t] = token
+            done |= token == EOS_ID
+            if done.all():
+                break
+        for row, i in enumerate(idx):
+            seq = list(out[row])
+            results[i] = seq[: seq.index(EOS_ID)] if EOS_ID in seq else [x for x in seq if x != PAD_ID]
+    return results
+
+
+@dataclasses.dataclass
+class BeamConfig:
+    width: int = 4
+    length_penalty: float = 0.6  # GNMT: score / ((5 + len) / 6) ** alpha; 0 = raw log-prob
+
+
+def _log_softmax(x):
+    x = x - x.max(axis=-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+
+def _lp(length, alpha):
+    return ((5.0 + length) / 6.0) ** alpha if alpha else 1.0
+
+
+def beam_decode(
+    backend,
+    src_ids: Sequence[Sequence[int]],
+    beam: BeamConfig = BeamConfig(),
+    *,
+    batch_size: int = 32,
+    max_length: int | None = None,
+):
+    """Beam search (width ``beam.width``, GNMT length penalty); best hypothesis per sentence."""
+    if beam.width <= 1:
+        return greedy_decode(backend, src_ids, batch_size=batch_size, max_length=max_length)
+    batch_size = getattr(backend, "batch_size", batch_size)
+    K = beam.width
+    results: list[list[int]] = [None] * len(src_ids)  # type: ignore[list-item]
+    for idx in _batches(src_ids, batch_size):
+        B = len(idx)
+        src = pad([src_ids[i] for i in idx])
+        memory, keys, h, c = backend.encode(src)
+        mask = (src != PAD_ID).astype(np.float32)
+        limit = max_length or default_max_length(src.shape[1])
+        if getattr(backend, "batch_size", None) == 1:
+            # batch-1 backends (LiteRT) step one hypothesis at a time
+            stepper = _per_row_step(backend)
+        else:
+            stepper = backend.step
+        rep = lambda a: np.repeat(a, K, axis=0)  # noqa: E731
+        memory, keys, mask, h, c = rep(memory), rep(keys), rep(mask), rep(h), rep(c)
+        scores = np.full((B, K), -np.inf, np.float64)
+        scores[:, 0] = 0.0  # only the first beam is live at t=0
+        tokens = np.full((B * K,), BOS_ID, np.int32)
+        history = np.zeros((B, K, 0), np.int32)
+        finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(B)]
+        for t in range(limit):
+            logits, h, c = stepper(tokens, h, c, memory, keys, mask)
+            logp = _log_softmax(logits.astype(np.float64)).reshape(B, K, -1)
+            V = logp.shape[-1]
+            cand = (scores[:, :, None] + logp).reshape(B, K * V)
+            top = np.argsort(-cand, axis=1)[:, : 2 * K]
+            new_scores = np.full((B, K), -np.inf)
+            new_beams = np.zeros((B, K), np.int64)
+            new_tokens = np.full((B, K), PAD_ID, np.int32)
+            for b in range(B):
+                filled = 0
+                for flat in top[b]:
+                    score = cand[b, flat]
+                    if not np.isfinite(score):
+                        break
+                    k, tok = divmod(int(flat), V)
+                    if tok == EOS_ID:
+                        hyp = list(history[b, k]) + []
+                        finished[b].append((score / _lp(len(hyp) + 1, beam.length_penalty), hyp))
+                        continue
+                    new_scores[b, filled], new_beams[b, filled], new_tokens[b, filled] = score, k, tok
+                    filled += 1
+                    if filled == K:
+                        break
+            sel = (np.arange(B)[:, None] * K + new_beams).reshape(-1)
+            h, c = h[sel], c[sel]
+            history = np.concatenate([history[np.arange(B)[:, None], new_beams], new_tokens[:, :, None]], axis=2)
+            scores = new_scores
+            tokens = new_tokens.reshape(-1)
+            # stop when no live hypothesis can beat the best finished one
+            all_done = True
+            for b in range(B):
+                if len(finished[b]) < K:
+                    all_done = False
+                    break
+                best_live = scores[b].max() / _lp(limit, beam.length_penalty) if beam.length_penalty else scores[b].max()
+                if best_live > max(f[0] for f in finished[b]):
+                    all_done = False
+                    break
+            if all_done:
+                break
+        for b, i in enumerate(idx):
+            if finished[b]:
+                results[i] = [int(x) for x in max(finished[b], key=lambda f: f[0])[1]]
+            else:
+                results[i] = [int(x) for x in history[b, int(np.argmax(scores[b]))]]
+    return results
+
+
+def _per_row_step(backend):
+    def step(tokens, h, c, memory, keys, mask):
+        outs = [backend.step(tokens[i : i + 1], h[i : i + 1], c[i : i + 1], memory[i : i + 1], keys[i : i + 1], mask[i : i + 1]) for i in range(len(tokens))]
+        return [np.concatenate([o[j] for o in outs], axis=0) for j in range(3)]
+
+    return step

@@ -1,0 +1,249 @@
+"""Seq2seq with Luong attention on ``lstm_core``.
+
+Encoder: embedding -> ``Bidirectional(lstm_core.LSTM, return_sequences=True)`` (or one
+``lstm_core.LSTM``). The decoder's initial (h, c) come from a Dense *bridge* over the encoder's
+final outputs (forward: last real step, backward: first step), not from the encoder's (h, c):
+the fused TFLite LSTM op exposes the output sequence but not the final cell state.
+
+Decoder (Luong, "general" score, no input feeding): an ``lstm_core.LSTM`` over the target
+tokens during training (teacher forcing, one fused loop), then attention over the encoder
+outputs, ``tanh(W_c [context; h])`` and the output projection. Step-by-step decoding runs the
+same weights through the layer's ``LSTMCell`` (``decoder_lstm.step``).
+
+Three functional Keras models share the layers:
+  * ``training``: ``(src_ids [B,S], tgt_in [B,T]) -> logits [B,T,V]``
+  * ``encoder``:  ``src_ids [B,S] -> (memory [B,S,M], keys [B,S,H], h0 [B,H], c0 [B,H])``
+  * ``step``:     ``(token [B], h, c, memory, keys, src_mask [B,S]) -> (logits [B,V], h, c)``
+The encoder and step models are what ``export`` converts to TFLite.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import tensorflow as tf
+
+from lstm_core import LSTM
+from tasks.translation.data import PAD_ID
+
+NEG_INF = -1e9
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    src_vocab_size: int = 2000
+    tgt_vocab_size: int = 2000
+    embedding_dim: int = 128
+    encoder_units: int = 128  # per direction
+    bidirectional: bool = True
+    decoder_units: int = 256
+    dropout: float = 0.2
+    label_smoothing: float = 0.1
+
+    @property
+    def memory_dim(self) -> int:
+        return self.encoder_units * (2 if self.bidirectional else 1)
+
+
+# ----------------------------------------------------------------------------- layers
+@keras.saving.register_keras_serializable(package="translation")
+class SourceMask(keras.layers.Layer):
+    """``ids != PAD`` as float [B, S] (1 = real token)."""
+
+    def call(self, ids):
+        return tf.cast(tf.not_equal(ids, PAD_ID), self.compute_dtype)
+
+    def compute_output_shape(self, shape):
+        return shape
+
+
+@keras.saving.register_keras_serializable(package="translation")
+class FinalEncoderState(keras.layers.Layer):
+    """The encoder's final outputs: forward at the last real step, backward at step 0.
+
+    Works on right-padded batches (``src_mask``) and on unpadded batch-1 inputs (TFLite).
+    """
+
+    def __init__(self, forward_units: int, bidirectional: bool, **kwargs):
+        super().__init__(**kwargs)
+        self.forward_units = forward_units
+        self.bidirectional = bidirectional
+
+    def call(self, memory, src_mask):
+        lengths = tf.cast(tf.reduce_sum(src_mask, axis=1), tf.int32)
+        last = tf.maximum(lengths - 1, 0)
+        forward = tf.gather(memory[:, :, : self.forward_units], last, axis=1, batch_dims=1)
+        if not self.bidirectional:
+            return forward
+        return tf.concat([forward, memory[:, 0, self.forward_units :]], axis=-1)
+
+    def compute_output_shape(self, memory_shape, src_mask_shape):
+        return (memory_shape[0], memory_shape[-1])
+
+    def compute_mask(self, *args, **kwargs):
+        return None
+
+    def get_config(self):
+        return {**super().get_config(), "forward_units": self.forward_units, "bidirectional": self.bidirectional}
+
+
+@keras.saving.register_keras_serializable(package="translation")
+class LuongAttention(keras.layers.Layer):
+    """Luong attention over pre-projected keys ("general" score: ``q · W_a m``).
+
+    ``call(query, keys, memory, src_mask)``: query [B, H] or [B, T, H]; keys [B, S, H];
+    memory [B, S, M]; src_mask [B, S]. Returns the context [B, (T,) M].
+    """
+
+    def call(self, query, keys, memory, src_mask):
+        single = len(query.shape) == 2
+        q = query[:, None, :] if single else query
+        scores = tf.matmul(q, keys, transpose_b=True)  # [B, T, S]
+        scores += (1.0 - src_mask[:, None, :]) * NEG_INF
+        weights = tf.nn.softmax(scores, axis=-1)
+        context = tf.matmul(weights, memory)
+        return context[:, 0, :] if single else context
+
+    def compute_output_shape(self, query_shape, keys_shape, memory_shape, src_mask_shape):
+        return tuple(query_shape[:-1]) + (memory_shape[-1],)
+
+    def compute_mask(self, *args, **kwargs):
+        return None
+
+
+@keras.saving.register_keras_serializable(package="translation")
+class SplitState(keras.layers.Layer):
+    """[B, 2H] -> ([B, H], [B, H]) : the bridge output split into decoder (h0, c0)."""
+
+    def call(self, x):
+        return tf.split(x, 2, axis=-1)
+
+    def compute_output_shape(self, shape):
+        half = (shape[0], shape[-1] // 2)
+        return half, half
+
+
+# ----------------------------------------------------------------------------- loss / metrics
+@keras.saving.register_keras_serializable(package="translation")
+class MaskedSmoothedCrossentropy(keras.losses.Loss):
+    """Token-level cross-entropy on logits, label smoothing, padding (id 0) ignored.
+
+    Returns the mean over real target tokens of the batch.
+    """
+
+    def __init__(self, label_smoothing: float = 0.0, name="masked_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = float(label_smoothing)
+
+    def call(self, y_true, y_pred):
+        y_true = tf.cast(y_true, tf.int32)
+        mask = tf.cast(tf.not_equal(y_true, PAD_ID), y_pred.dtype)
+        logp = tf.nn.log_softmax(y_pred, axis=-1)
+        nll = -tf.gather(logp, y_true, axis=-1, batch_dims=2)
+        eps = self.label_smoothing
+        loss = (1.0 - eps) * nll - eps * tf.reduce_mean(logp, axis=-1) if eps else nll
+        return tf.reduce_sum(loss * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
+@keras.saving.register_keras_serializable(package="translation")
+def masked_accuracy(y_true, y_pred):
+    y_true = tf.cast(y_true, tf.int32)
+    mask = tf.cast(tf.not_equal(y_true, PAD_ID), tf.float32)
+    hit = tf.cast(tf.equal(tf.argmax(y_pred, axis=-1, output_type=tf.int32), y_true), tf.float32)
+    return tf.reduce_sum(hit * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
+
+
+# ----------------------------------------------------------------------------- models
+@dataclasses.dataclass
+class Seq2Seq:
+    config: ModelConfig
+    training: keras.Model
+    encoder: keras.Model
+    step: keras.Model
+
+    @property
+    def decoder_lstm(self) -> LSTM:
+        return self.training.get_layer("decoder_lstm")
+
+
+def build_training_model(config: ModelConfig) -> keras.Model:
+    src = keras.Input((None,), dtype="int32", name="source_ids")
+    tgt_in = keras.Input((None,), dtype="int32", name="target_in_ids")
+    src_mask = SourceMask(name="source_mask")(src)
+    memory = _encode(config, src)
+    keys = keras.layers.Dense(config.decoder_units, use_bias=False, name="attention_keys")(memory)
+    h0, c0 = _bridge(config, memory, src_mask)
+
+    y = keras.layers.Embedding(config.tgt_vocab_size, config.embedding_dim, name="target_embedding")(tgt_in)
+    y = keras.layers.Dropout(config.dropout, name="target_dropout")(y)
+    dec = LSTM(config.decoder_units, return_sequences=True, name="decoder_lstm")(y, initial_state=[h0, c0])
+    logits = _attend_and_project(config, dec, keys, memory, src_mask)
+    return keras.Model([src, tgt_in], logits, name="translation_seq2seq")
+
+
+def _encode(config: ModelConfig, src):
+    x = keras.layers.Embedding(config.src_vocab_size, config.embedding_dim, mask_zero=True, name="source_embedding")(src)
+    x = keras.layers.Dropout(config.dropout, name="source_dropout")(x)
+    lstm = LSTM(config.encoder_units, return_sequences=True, name="encoder_lstm")
+    if config.bidirectional:
+        lstm = keras.layers.Bidirectional(lstm, merge_mode="concat", name="encoder")
+    memory = lstm(x)
+    return keras.layers.Dropout(config.dropout, name="memory_dropout")(memory)
+
+
+def _bridge(config: ModelConfig, memory, src_mask):
+    final = FinalEncoderState(config.encoder_units, config.bidirectional, name="final_encoder_state")(memory, src_mask)
+    state = keras.layers.Dense(2 * config.decoder_units, activation="tanh", name="bridge")(final)
+    return SplitState(name="split_state")(state)
+
+
+def _attend_and_project(config: ModelConfig, query, keys, memory, src_mask):
+    context = LuongAttention(name="attention")(query, keys, memory, src_mask)
+    combined = keras.layers.Concatenate(name="attention_concat")([context, query])
+    attn = keras.layers.Dense(config.decoder_units, activation="tanh", name="attention_combine")(combined)
+    attn = keras.layers.Dropout(config.dropout, name="output_dropout")(attn)
+    return keras.layers.Dense(config.tgt_vocab_size, name="logits")(attn)
+
+
+def inference_models(training: keras.Model, config: ModelConfig) -> Seq2Seq:
+    """Encoder and one-step decoder models sharing ``training``'s layers (and weights)."""
+    L = training.get_layer
+    src = keras.Input((None,), dtype="int32", name="source_ids")
+    src_mask = L("source_mask")(src)
+    x = L("source_embedding")(src)
+    memory = L("encoder" if config.bidirectional else "encoder_lstm")(x)
+    keys = L("attention_keys")(memory)
+    final = L("final_encoder_state")(memory, src_mask)
+    h0, c0 = L("split_state")(L("bridge")(final))
+    encoder = keras.Model(src, [memory, keys, h0, c0], name="translation_encoder")
+
+    token = keras.Input((), dtype="int32", name="token")
+    h = keras.Input((config.decoder_units,), name="h")
+    c = keras.Input((config.decoder_units,), name="c")
+    memory_in = keras.Input((None, config.memory_dim), name="memory")
+    keys_in = keras.Input((None, config.decoder_units), name="keys")
+    mask_in = keras.Input((None,), name="source_mask")
+    y = L("target_embedding")(token)
+    dec_lstm = L("decoder_lstm")
+    h_new, (_, c_new) = dec_lstm.step(y, [h, c])
+    context = L("attention")(h_new, keys_in, memory_in, mask_in)
+    combined = L("attention_concat")([context, h_new])
+    logits = L("logits")(L("attention_combine")(combined))
+    step = keras.Model([token, h, c, memory_in, keys_in, mask_in], [logits, h_new, c_new], name="translation_decoder_step")
+    return Seq2Seq(config, training, encoder, step)
+
+
+def build(config: ModelConfig) -> Seq2Seq:
+    return inference_models(build_training_model(config), config)
+
+
+def compile_model(model: keras.Model, config: ModelConfig, optimizer) -> None:
+    model.compile(
+        optimizer=optimizer,
+        loss=MaskedSmoothedCrossentropy(config.label_smoothing),
+        metrics=[masked_accuracy],
+    )
