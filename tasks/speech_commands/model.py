@@ -1,0 +1,345 @@
+"""Keyword-spotting model: raw 16 kHz audio -> log-mel (tf.signal, in the model) -> LSTM -> words.
+
+The front end is written so that every op converts to a TFLite *builtin* that also has an int8
+kernel (no RFFT/COMPLEX_ABS, which have no int8 kernels):
+
+1. optional decimation to ``feature_rate`` (8 kHz by default): a causal low-pass FIR
+   (``scipy.signal.firwin``) as a strided convolution;
+2. causal framing with ``tf.signal.frame`` after ``frame - hop`` zeros of left padding, so frame
+   ``i`` ends exactly where hop ``i`` ends (a streaming model reproduces it hop by hop);
+3. a windowed real DFT as one matmul with a precomputed ``[frame, 2K]`` matrix
+   (``tf.signal.hann_window`` folded in; only the K bins up to the mel upper edge);
+4. power ``re^2 + im^2``, mel filter bank matmul (``tf.signal.linear_to_mel_weight_matrix``),
+   ``log(mel + log_offset)``; the offset is a noise floor that also keeps the int8 model's
+   quantisation steps of the power spectrum below the feature's resolution.
+
+Then a fixed per-band standardisation (mean/std from the training set, stored as weights),
+training-only SpecAugment, ``lstm_core.LSTM`` over the frames and a softmax over the words.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import lstm_core
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    sample_rate: int = 16000
+    clip_samples: int = 16000
+    feature_rate: int = 8000  # decimate to this rate before the DFT (== sample_rate: no decimation)
+    frame_ms: float = 25.0
+    hop_ms: float = 20.0
+    dft_bin_hz: float = 62.5  # spacing of the DFT bins (matrix DFT: any spacing works)
+    num_mel_bins: int = 32
+    lower_edge_hertz: float = 60.0
+    upper_edge_hertz: float = 3800.0
+    spectrum: str = "magnitude"  # "magnitude" (L1, int8-friendly) or "power"
+    log_offset: float = 1.0
+    fir_taps: int = 31
+    lstm_units: int = 48
+    dropout: float = 0.1
+    spec_augment: bool = True
+    freq_masks: int = 2
+    freq_mask_width: int = 4
+    time_masks: int = 2
+    time_mask_width: int = 5
+
+    @property
+    def decimation(self) -> int:
+        if self.sample_rate % self.feature_rate:
+            raise ValueError(f"sample_rate {self.sample_rate} must be a multiple of feature_rate {self.feature_rate}")
+        return self.sample_rate // self.feature_rate
+
+    @property
+    def hop_samples(self) -> int:
+        """Hop in input (``sample_rate``) samples: what the streaming model consumes per call."""
+        return int(round(self.sample_rate * self.hop_ms / 1000))
+
+    @property
+    def num_frames(self) -> int:
+        return -(-self.clip_samples // self.hop_samples)
+
+
+def _frontend_constants(cfg: ModelConfig) -> dict:
+    """Numpy constants of the front end (FIR, DFT and mel matrices)."""
+    from scipy.signal import firwin
+
+    fr = cfg.feature_rate
+    frame = int(round(fr * cfg.frame_ms / 1000))
+    hop = int(round(fr * cfg.hop_ms / 1000))
+    if cfg.hop_samples % cfg.decimation or cfg.clip_samples % cfg.hop_samples:
+        raise ValueError("hop must be a whole number of decimated samples and divide the clip")
+    if frame < hop:
+        raise ValueError("frame_ms must be >= hop_ms")
+    upper = min(cfg.upper_edge_hertz, fr / 2)
+    num_bins = int(np.floor(upper / cfg.dft_bin_hz)) + 2  # bins 0..upper (+1 above the edge)
+    freqs = np.arange(num_bins) * cfg.dft_bin_hz
+    window = tf.signal.hann_window(frame, periodic=True).numpy().astype(np.float64)
+    t = np.arange(frame)[:, None] / fr
+    dft = np.concatenate(
+        [window[:, None] * np.cos(2 * np.pi * freqs * t), -window[:, None] * np.sin(2 * np.pi * freqs * t)],
+        axis=1,
+    ).astype(np.float32)
+    # linear_to_mel_weight_matrix assumes bins spaced (sample_rate/2)/(num_bins-1): give it the
+    # rate that makes that spacing equal to dft_bin_hz.
+    mel = tf.signal.linear_to_mel_weight_matrix(
+        num_mel_bins=cfg.num_mel_bins,
+        num_spectrogram_bins=num_bins,
+        sample_rate=2 * cfg.dft_bin_hz * (num_bins - 1),
+        lower_edge_hertz=cfg.lower_edge_hertz,
+        upper_edge_hertz=upper,
+    ).numpy().astype(np.float32)
+    empty = np.where(mel.sum(axis=0) <= 0)[0]
+    if len(empty):
+        raise ValueError(f"mel bands {empty.tolist()} get no DFT bin: lower dft_bin_hz or num_mel_bins")
+    fir = None
+    if cfg.decimation > 1:
+        fir = firwin(cfg.fir_taps, 0.5 * fr * 0.95, fs=cfg.sample_rate).astype(np.float32)
+    return {"frame": frame, "hop": hop, "num_bins": num_bins, "dft": dft, "mel": mel, "fir": fir}
+
+
+@keras.saving.register_keras_serializable(package="speech_commands")
+class LogMelFrontend(keras.layers.Layer):
+    """Raw audio ``[B, N]`` at ``sample_rate`` -> log-mel ``[B, N / hop, num_mel_bins]``.
+
+    All constants are rebuilt from the config (nothing to save). ``decimate``/``frames``/
+    ``features`` are exposed separately so the streaming model runs exactly the same math.
+    """
+
+    def __init__(self, config: dict, **kwargs):
+        super().__init__(**kwargs)
+        self.config = dict(config)
+        self.cfg = ModelConfig(**self.config)
+        c = _frontend_constants(self.cfg)
+        self.frame, self.hop, self.num_bins = c["frame"], c["hop"], c["num_bins"]
+        self.dft = tf.constant(c["dft"])
+        self.mel = tf.constant(c["mel"])
+        self.fir = None if c["fir"] is None else tf.constant(c["fir"][:, None, None])
+
+    @property
+    def fir_context(self) -> int:
+        """Raw samples of history the decimation filter needs (streaming state size)."""
+        return 0 if self.fir is None else self.cfg.fir_taps - 1
+
+    @property
+    def frame_context(self) -> int:
+        """Feature-rate samples of history one frame needs beyond its hop (streaming state)."""
+        return self.frame - self.hop
+
+    def decimate(self, audio, history=None):
+        """Causal FIR + downsample. ``history``: the previous ``fir_context`` raw samples."""
+        if self.fir is None:
+            return audio
+        if history is None:
+            audio = tf.pad(audio, [[0, 0], [self.fir_context, 0]])
+        else:
+            audio = tf.concat([history, audio], axis=1)
+        y = tf.nn.conv1d(audio[:, :, None], self.fir, stride=self.cfg.decimation, padding="VALID")
+        return y[:, :, 0]
+
+    def features(self, frames):
+        """Frames ``[..., frame]`` -> log-mel ``[..., num_mel_bins]``."""
+        z = tf.matmul(frames, self.dft)
+        re, im = z[..., : self.num_bins], z[..., self.num_bins :]
+        if self.cfg.spectrum == "magnitude":
+            # |re| + |im|: the L1 magnitude, within a factor sqrt(2) of |X| and free of the
+            # squaring that would halve an int8 tensor's dynamic range
+            spectrum = tf.abs(re) + tf.abs(im)
+        else:
+            spectrum = re * re + im * im
+        mel = tf.matmul(spectrum, self.mel)
+        return tf.math.log(mel + self.cfg.log_offset)
+
+    def call(self, audio):
+        x = self.decimate(audio)
+        x = tf.pad(x, [[0, 0], [self.frame_context, 0]])
+        frames = tf.signal.frame(x, self.frame, self.hop, pad_end=False)
+        return self.features(frames)
+
+    def compute_output_shape(self, input_shape):
+        n = input_shape[1]
+        steps = None if n is None else n // self.cfg.hop_samples
+        return (input_shape[0], steps, self.cfg.num_mel_bins)
+
+    def get_config(self):
+        return {**super().get_config(), "config": self.config}
+
+
+@keras.saving.register_keras_serializable(package="speech_commands")
+class SpecAugment(keras.layers.Layer):
+    """SpecAugment (Park et al. 2019) frequency and time masking; identity at inference."""
+
+    def __init__(self, freq_masks=2, freq_mask_width=4, time_masks=2, time_mask_width=5, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.freq_masks, self.freq_mask_width = freq_masks, freq_mask_width
+        self.time_masks, self.time_mask_width = time_masks, time_mask_width
+        self.seed = seed
+
+    def _masks(self, batch, size, count, width):
+        keep = tf.ones([batch, size])
+        pos = tf.range(size)[None, :]
+        for _ in range(count):
+            w = tf.random.uniform([batch, 1], 0, width + 1, dtype=tf.int32)
+            room = tf.cast(size - w + 1, tf.float32)
+            start = tf.cast(tf.floor(tf.random.uniform([batch, 1]) * room), tf.int32)
+            keep *= 1.0 - tf.cast((pos >= start) & (pos < start + w), tf.float32)
+        return keep
+
+    def call(self, x, training=False):
+        if not training:
+            return x
+        shape = tf.shape(x)
+        batch, steps, bins = shape[0], shape[1], shape[2]
+        f = self._masks(batch, bins, self.freq_masks, self.freq_mask_width)[:, None, :]
+        t = self._masks(batch, steps, self.time_masks, self.time_mask_width)[:, :, None]
+        # masked cells take 0 = the (standardised) mean
+        return x * f * t
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "freq_masks": self.freq_masks,
+            "freq_mask_width": self.freq_mask_width,
+            "time_masks": self.time_masks,
+            "time_mask_width": self.time_mask_width,
+            "seed": self.seed,
+        }
+
+
+def build_model(cfg: ModelConfig, num_classes: int, feature_stats=None) -> keras.Model:
+    """``[B, clip_samples]`` float audio -> ``[B, num_classes]`` probabilities.
+
+    ``feature_stats``: ``(mean, variance)`` per mel band for the standardisation layer
+    (computed from training clips by :func:`feature_statistics`); default 0/1.
+    """
+    audio = keras.Input((cfg.clip_samples,), name="audio")
+    x = LogMelFrontend(dataclasses.asdict(cfg), name="log_mel")(audio)
+    if feature_stats is None:
+        feature_stats = (np.zeros(cfg.num_mel_bins), np.ones(cfg.num_mel_bins))
+    mean, var = feature_stats
+    x = keras.layers.Normalization(axis=-1, mean=mean, variance=var, name="standardize")(x)
+    if cfg.spec_augment:
+        x = SpecAugment(cfg.freq_masks, cfg.freq_mask_width, cfg.time_masks, cfg.time_mask_width, name="spec_augment")(x)
+    x = lstm_core.LSTM(cfg.lstm_units, name="lstm")(x)
+    if cfg.dropout:
+        x = keras.layers.Dropout(cfg.dropout, name="dropout")(x)
+    probs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    return keras.Model(audio, probs, name="speech_commands")
+
+
+def feature_statistics(cfg: ModelConfig, clips, batch_size: int = 64):
+    """Per-mel-band mean and variance of the log-mel features of ``clips`` ``[N, samples]``."""
+    frontend = LogMelFrontend(dataclasses.asdict(cfg))
+    total, total_sq, count = 0.0, 0.0, 0
+    for i in range(0, len(clips), batch_size):
+        f = frontend(tf.constant(clips[i : i + batch_size])).numpy().reshape(-1, cfg.num_mel_bins)
+        total = total + f.sum(0, dtype=np.float64)
+        total_sq = total_sq + (f.astype(np.float64) ** 2).sum(0)
+        count += f.shape[0]
+    mean = total / count
+    var = np.maximum(total_sq / count - mean**2, 1e-6)
+    return mean.astype(np.float32), var.astype(np.float32)
+
+
+CUSTOM_OBJECTS = {"LogMelFrontend": LogMelFrontend, "SpecAugment": SpecAugment}
+
+
+def load_model(path) -> keras.Model:
+    return keras.models.load_model(path, custom_objects=CUSTOM_OBJECTS, compile=False)
+
+
+# ----------------------------------------------------------------------------- streaming
+@keras.saving.register_keras_serializable(package="speech_commands")
+class StreamingStep(keras.layers.Layer):
+    """One hop of the clip model with explicit state (kws_streaming style, external state).
+
+    Inputs: ``hop [B, hop_samples]``, ``fir_state [B, fir_context]`` (only with decimation),
+    ``frame_state [B, frame_context]``, ``h [B, units]``, ``c [B, units]``. Outputs: the
+    probabilities after this hop and the next states, in the same order. It shares (does not
+    copy) the clip model's layers; the LSTM runs one step with ``layer.step``.
+    """
+
+    def __init__(self, clip_model: keras.Model, **kwargs):
+        super().__init__(**kwargs)
+        self.frontend = clip_model.get_layer("log_mel")
+        self.standardize = clip_model.get_layer("standardize")
+        self.lstm = clip_model.get_layer("lstm")
+        self.head = clip_model.get_layer("probabilities")
+
+    def call(self, inputs):
+        fe = self.frontend
+        if fe.fir_context:
+            hop, fir_state, frame_state, h, c = inputs
+            x = fe.decimate(hop, history=fir_state)
+            new_fir_state = tf.concat([fir_state, hop], axis=1)[:, -fe.fir_context :]
+        else:
+            hop, frame_state, h, c = inputs
+            x = hop
+        frame = tf.concat([frame_state, x], axis=1)
+        new_frame_state = frame[:, -fe.frame_context :] if fe.frame_context else frame_state
+        feats = self.standardize(fe.features(frame[:, None, :]))[:, 0, :]  # a 1-frame sequence
+        out, (h, c) = self.lstm.step(feats, [h, c])
+        probs = self.head(out)
+        states = [new_fir_state] if fe.fir_context else []
+        return [probs, *states, new_frame_state, h, c]
+
+
+def streaming_state_shapes(clip_model: keras.Model) -> dict:
+    fe = clip_model.get_layer("log_mel")
+    units = clip_model.get_layer("lstm").units
+    shapes = {}
+    if fe.fir_context:
+        shapes["fir_state"] = fe.fir_context
+    shapes["frame_state"] = fe.frame_context
+    shapes["h"] = units
+    shapes["c"] = units
+    return shapes
+
+
+def build_streaming_model(clip_model: keras.Model) -> keras.Model:
+    """Functional model ``(hop, *states) -> (probabilities, *next_states)`` (batch 1)."""
+    fe = clip_model.get_layer("log_mel")
+    if fe.frame_context == 0:
+        raise ValueError("streaming needs frame_ms > hop_ms")
+    hop = keras.Input((fe.cfg.hop_samples,), batch_size=1, name="hop")
+    states = [keras.Input((n,), batch_size=1, name=k) for k, n in streaming_state_shapes(clip_model).items()]
+    outputs = StreamingStep(clip_model, name="streaming_step")([hop, *states])
+    return keras.Model([hop, *states], outputs, name="speech_commands_streaming")
+
+
+def initial_streaming_state(clip_model: keras.Model) -> list[np.ndarray]:
+    return [np.zeros((1, n), np.float32) for n in streaming_state_shapes(clip_model).values()]
+
+
+def stream_clip(step_fn, clip: np.ndarray, state: list[np.ndarray], hop_samples: int):
+    """Feed ``clip`` hop by hop through ``step_fn(hop, *state) -> [probs, *state]``.
+
+    Returns ``(probabilities per hop [T, C], final state)``.
+    """
+    probs = []
+    for start in range(0, len(clip) - hop_samples + 1, hop_samples):
+        out = step_fn(clip[None, start : start + hop_samples].astype(np.float32), *state)
+        probs.append(np.asarray(out[0])[0])
+        state = [np.asarray(s) for s in out[1:]]
+    return np.stack(probs), state
+
+
+def predict_proba(model: keras.Model, clips: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Keras probabilities for ``clips`` ``[N, samples]`` in fixed-size batches (the last batch
+    is zero-padded, so the model is only ever traced at one batch size)."""
+    clips = np.asarray(clips, np.float32)
+    n = len(clips)
+    out = []
+    for i in range(0, n, batch_size):
+        batch = clips[i : i + batch_size]
+        real = len(batch)
+        if real < batch_size and n > batch_size:
+            batch = np.concatenate([batch, np.zeros((batch_size - real,) + batch.shape[1:], np.float32)])
+        out.append(np.asarray(model(batch, training=False))[:real])
+    return np.concatenate(out) if out else np.zeros((0, model.outputs[0].shape[-1]), np.float32)
