@@ -384,12 +384,19 @@ def make_dataset(x, y, config: DataConfig, *, training: bool, noise=None, seed: 
         if training:
             ds = ds.shuffle(4096, seed=seed, reshuffle_each_iteration=True)
         ds = ds.batch(config.batch_size)
-    else:
+    elif training:
         ds = tf.data.Dataset.from_tensor_slices((x, y))
-        if training:
-            ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-        # full training batches only: one batch shape for the whole run
-        ds = ds.batch(config.batch_size, drop_remainder=training and len(x) >= config.batch_size)
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        # full batches only: the model only ever sees one batch shape
+        ds = ds.batch(config.batch_size, drop_remainder=len(x) >= config.batch_size)
+    else:
+        # evaluation: pad the last batch with zero-weight clips (weighted metrics ignore them)
+        b = config.batch_size
+        pad = (-len(x)) % b if len(x) > b else 0
+        w = np.concatenate([np.ones(len(x), np.float32), np.zeros(pad, np.float32)])
+        x = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)])
+        y = np.concatenate([y, np.zeros(pad, y.dtype)])
+        ds = tf.data.Dataset.from_tensor_slices((x, y, w)).batch(min(b, len(x)))
     if training:
         ds = ds.map(
             lambda a, l: (augment_batch(a, config=config, noise=noise), l),

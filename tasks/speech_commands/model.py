@@ -49,6 +49,8 @@ class ModelConfig:
     freq_mask_width: int = 4
     time_masks: int = 2
     time_mask_width: int = 5
+    channel_tilt: float = 0.0  # SpecAugment extra: random spectral tilt/ripple (standardised units)
+    frame_projection: int = 0  # Dense(relu) per frame before the LSTM (0: none)
 
     @property
     def decimation(self) -> int:
@@ -175,8 +177,10 @@ class LogMelFrontend(keras.layers.Layer):
 class SpecAugment(keras.layers.Layer):
     """SpecAugment (Park et al. 2019) frequency and time masking; identity at inference."""
 
-    def __init__(self, freq_masks=2, freq_mask_width=4, time_masks=2, time_mask_width=5, seed=None, **kwargs):
+    def __init__(self, freq_masks=2, freq_mask_width=4, time_masks=2, time_mask_width=5, seed=None,
+                 channel_tilt=0.0, **kwargs):
         super().__init__(**kwargs)
+        self.channel_tilt = channel_tilt
         self.freq_masks, self.freq_mask_width = freq_masks, freq_mask_width
         self.time_masks, self.time_mask_width = time_masks, time_mask_width
         self.seed = seed
@@ -198,6 +202,14 @@ class SpecAugment(keras.layers.Layer):
         batch, steps, bins = shape[0], shape[1], shape[2]
         f = self._masks(batch, bins, self.freq_masks, self.freq_mask_width)[:, None, :]
         t = self._masks(batch, steps, self.time_masks, self.time_mask_width)[:, :, None]
+        if self.channel_tilt:
+            # random microphone/channel colouring: a smooth random curve over the mel bands
+            # (tilt + one ripple), added to every frame (log domain = multiplicative filter)
+            pos = tf.linspace(-1.0, 1.0, bins)[None, None, :]
+            a = tf.random.uniform([batch, 1, 1], -1.0, 1.0) * self.channel_tilt
+            b = tf.random.uniform([batch, 1, 1], -1.0, 1.0) * self.channel_tilt * 0.5
+            phase = tf.random.uniform([batch, 1, 1], 0.0, 2 * np.pi)
+            x = x + a * pos + b * tf.cos(np.pi * pos + phase)
         # masked cells take 0 = the (standardised) mean
         return x * f * t
 
@@ -209,6 +221,7 @@ class SpecAugment(keras.layers.Layer):
             "time_masks": self.time_masks,
             "time_mask_width": self.time_mask_width,
             "seed": self.seed,
+            "channel_tilt": self.channel_tilt,
         }
 
 
@@ -225,7 +238,10 @@ def build_model(cfg: ModelConfig, num_classes: int, feature_stats=None) -> keras
     mean, var = feature_stats
     x = keras.layers.Normalization(axis=-1, mean=mean, variance=var, name="standardize")(x)
     if cfg.spec_augment:
-        x = SpecAugment(cfg.freq_masks, cfg.freq_mask_width, cfg.time_masks, cfg.time_mask_width, name="spec_augment")(x)
+        x = SpecAugment(cfg.freq_masks, cfg.freq_mask_width, cfg.time_masks, cfg.time_mask_width,
+                        channel_tilt=cfg.channel_tilt, name="spec_augment")(x)
+    if cfg.frame_projection:
+        x = keras.layers.Dense(cfg.frame_projection, activation="relu", name="frame_projection")(x)
     x = lstm_core.LSTM(cfg.lstm_units, name="lstm")(x)
     if cfg.dropout:
         x = keras.layers.Dropout(cfg.dropout, name="dropout")(x)
@@ -271,6 +287,8 @@ class StreamingStep(keras.layers.Layer):
         self.standardize = clip_model.get_layer("standardize")
         self.lstm = clip_model.get_layer("lstm")
         self.head = clip_model.get_layer("probabilities")
+        names = {l.name for l in clip_model.layers}
+        self.projection = clip_model.get_layer("frame_projection") if "frame_projection" in names else None
 
     def call(self, inputs):
         fe = self.frontend
@@ -284,6 +302,8 @@ class StreamingStep(keras.layers.Layer):
         frame = tf.concat([frame_state, x], axis=1)
         new_frame_state = frame[:, -fe.frame_context :] if fe.frame_context else frame_state
         feats = self.standardize(fe.features(frame[:, None, :]))[:, 0, :]  # a 1-frame sequence
+        if self.projection is not None:
+            feats = self.projection(feats)
         out, (h, c) = self.lstm.step(feats, [h, c])
         probs = self.head(out)
         states = [new_fir_state] if fe.fir_context else []

@@ -117,7 +117,7 @@ def train(args, dcfg: D.DataConfig, mcfg: M.ModelConfig, tcfg: TrainConfig) -> d
         model.compile(
             optimizer=keras.optimizers.Adam(lr),
             loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
+            weighted_metrics=["accuracy"],  # evaluation batches carry 0-weight padding
         )
         model.summary(print_fn=lambda s, **_: log.info(s))
         save_model_dir(work, dcfg, mcfg, tcfg, labels, source)

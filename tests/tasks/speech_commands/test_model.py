@@ -1,0 +1,85 @@
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from lstm_core.training import TrainConfig
+from tasks.speech_commands import model as M
+from tasks.speech_commands.artifacts import open_model_dir, save_model_dir
+from tasks.speech_commands.data import DataConfig
+
+
+def _audio(n=2, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(16000) / 16000
+    x = 0.3 * np.sin(2 * np.pi * rng.uniform(200, 3000, (n, 1)) * t) + 0.05 * rng.standard_normal((n, 16000))
+    return x.astype(np.float32)
+
+
+def test_matrix_dft_log_mel_matches_tf_signal_stft():
+    """Without decimation and with the power spectrum, the front end is tf.signal's log-mel."""
+    cfg = M.ModelConfig(feature_rate=16000, frame_ms=25, hop_ms=20, dft_bin_hz=31.25, spectrum="power",
+                        log_offset=1e-3, upper_edge_hertz=7600, num_mel_bins=40)
+    front = M.LogMelFrontend(dataclasses.asdict(cfg))
+    audio = _audio()
+    ours = front(audio).numpy()
+    padded = tf.pad(audio, [[0, 0], [400 - 320, 0]])  # causal framing
+    stft = tf.signal.stft(padded, 400, 320, fft_length=512, window_fn=tf.signal.hann_window, pad_end=False)
+    power = tf.abs(stft) ** 2
+    mel = tf.signal.linear_to_mel_weight_matrix(40, 257, 16000, cfg.lower_edge_hertz, 7600)
+    ref = tf.math.log(tf.matmul(power, mel) + 1e-3).numpy()
+    assert ours.shape == ref.shape == (2, 50, 40)
+    np.testing.assert_allclose(ours, ref, atol=2e-3, rtol=1e-3)
+
+
+def test_decimating_front_end_shapes_and_band_limit():
+    cfg = M.ModelConfig()
+    front = M.LogMelFrontend(dataclasses.asdict(cfg))
+    assert front.fir_context == cfg.fir_taps - 1 and front.frame_context == 40
+    t = np.arange(16000) / 16000
+    low = np.sin(2 * np.pi * 1000 * t)[None].astype(np.float32)
+    high = np.sin(2 * np.pi * 6000 * t)[None].astype(np.float32)  # above the 4 kHz feature band
+    f_low, f_high = front(low).numpy(), front(high).numpy()
+    assert f_low.shape == (1, cfg.num_frames, cfg.num_mel_bins)
+    assert f_low.max() > f_high.max() + 3  # the FIR removes what would alias
+
+
+def test_streaming_model_reproduces_the_clip_model():
+    cfg = M.ModelConfig(lstm_units=16, frame_projection=8, channel_tilt=0.5)
+    model = M.build_model(cfg, num_classes=4)
+    audio = _audio(1, seed=3)
+    clip_probs = M.predict_proba(model, audio)[0]
+    stream = M.build_streaming_model(model)
+    step = lambda *xs: stream(list(xs), training=False)
+    probs, state = M.stream_clip(step, audio[0], M.initial_streaming_state(model), cfg.hop_samples)
+    assert probs.shape == (cfg.num_frames, 4)
+    np.testing.assert_allclose(probs[-1], clip_probs, atol=1e-5)
+    assert [s.shape for s in state] == [(1, n) for n in M.streaming_state_shapes(model).values()]
+
+
+def test_spec_augment_only_in_training():
+    layer = M.SpecAugment(freq_masks=2, freq_mask_width=4, time_masks=2, time_mask_width=5, channel_tilt=1.0)
+    x = tf.ones([3, 50, 32])
+    assert np.array_equal(layer(x, training=False).numpy(), x.numpy())
+    y = layer(x, training=True).numpy()
+    assert y.shape == x.shape and not np.allclose(y, x.numpy())
+
+
+def test_model_and_config_round_trip(tmp_path):
+    dcfg = DataConfig(test_speakers=["bob"])
+    mcfg = M.ModelConfig(lstm_units=8, num_mel_bins=24)
+    model = M.build_model(mcfg, 3, (np.full(24, 2.0, np.float32), np.full(24, 4.0, np.float32)))
+    model.save(tmp_path / "model.keras")
+    save_model_dir(tmp_path, dcfg, mcfg, TrainConfig(epochs=3), ["a", "b", "c"], {"data": "/x"})
+    mdir = open_model_dir(tmp_path)
+    assert mdir.data == dcfg and mdir.model == mcfg and mdir.train.epochs == 3
+    assert mdir.labels == ["a", "b", "c"] and (tmp_path / "labels.txt").read_text().split() == ["a", "b", "c"]
+    loaded = mdir.keras_model()
+    audio = _audio(2)
+    np.testing.assert_allclose(M.predict_proba(loaded, audio), M.predict_proba(model, audio), atol=1e-6)
+
+
+def test_invalid_front_end_settings_are_refused():
+    with pytest.raises(ValueError, match="mel bands"):
+        M.LogMelFrontend(dataclasses.asdict(M.ModelConfig(num_mel_bins=128, dft_bin_hz=125)))
