@@ -21,9 +21,10 @@ import uuid
 
 import keras
 import tensorflow as tf
+from keras.src.utils.tracking import no_automatic_dependency_tracking
 
 from lstm_core.cell import LSTMCell
-from lstm_core.recurrence import recurrence, recurrence_with_bptt
+from lstm_core.recurrence import recurrence
 
 MODES = ("auto", "fused")
 
@@ -52,26 +53,23 @@ def _project_inputs(inputs, kernel, bias, go_backwards):
     x_tm = tf.transpose(inputs, [1, 0, 2])
     if go_backwards:
         x_tm = tf.reverse(x_tm, [0])
-    return tf.einsum("tbi,ij->tbj", x_tm, kernel) + bias
+    steps, batch = tf.shape(x_tm)[0], tf.shape(x_tm)[1]
+    xw = tf.matmul(tf.reshape(x_tm, [-1, tf.shape(kernel)[0]]), kernel) + bias
+    return tf.reshape(xw, [steps, batch, tf.shape(kernel)[1]])
 
 
-def make_fusable_lstm(go_backwards: bool, trainable: bool = False):
+def make_fusable_lstm(go_backwards: bool, unroll: bool = False):
     """A ``tf.function`` the TFLite converter turns into ``UNIDIRECTIONAL_SEQUENCE_LSTM``.
 
     Signature and attributes follow tf_keras's ``standard_lstm`` (what the converter's
     ``prepare-composite-functions`` pass matches): six arguments
     ``(inputs, init_h, init_c, kernel, recurrent_kernel, bias)`` and five results
     ``(last_output, outputs, h, c, runtime)``. Each function gets a unique ``lstm_<id>`` name.
-    ``trainable=True`` runs the loop with the hand-written BPTT gradient (saves gates);
-    inference uses the lean forward loop.
     """
 
     def standard_lstm(inputs, init_h, init_c, kernel, recurrent_kernel, bias):
         xw_tm = _project_inputs(inputs, kernel, bias, go_backwards)
-        if trainable:
-            outputs_tm, h, c = recurrence_with_bptt(xw_tm, init_h, init_c, recurrent_kernel)
-        else:
-            outputs_tm, h, c = recurrence(xw_tm, init_h, init_c, recurrent_kernel)
+        outputs_tm, h, c = recurrence(xw_tm, init_h, init_c, recurrent_kernel, unroll=unroll)
         outputs = tf.transpose(outputs_tm, [1, 0, 2])
         return outputs_tm[-1], outputs, h, c, tf.constant(0.0)
 
@@ -121,6 +119,7 @@ class LSTM(keras.layers.Layer):
         go_backwards=False,
         stateful=False,
         zero_output_for_mask=False,
+        unroll=False,
         mode="auto",
         **kwargs,
     ):
@@ -154,11 +153,12 @@ class LSTM(keras.layers.Layer):
         self.go_backwards = go_backwards
         self.stateful = stateful
         self.zero_output_for_mask = zero_output_for_mask
+        self.unroll = unroll
         self.mode = mode
         self.supports_masking = True
         self.input_spec = keras.layers.InputSpec(ndim=3)
         self.states = None
-        self._fusable_fns = {}
+        self._fusable_fn = None
 
     # -- building ---------------------------------------------------------------------------
     def build(self, sequences_shape, initial_state_shape=None):
@@ -169,12 +169,15 @@ class LSTM(keras.layers.Layer):
                 raise ValueError(
                     "A stateful LSTM needs a fixed batch size: pass `batch_shape` to keras.Input."
                 )
-            self.states = [
-                self.add_weight(
-                    shape=(batch, self.units), initializer="zeros", trainable=False, name=n
-                )
-                for n in ("state_h", "state_c")
-            ]
+            self._create_state_variables(batch)
+
+    @no_automatic_dependency_tracking
+    def _create_state_variables(self, batch):
+        # Not weights (as in keras.layers.LSTM): get_weights() stays [kernel, recurrent, bias].
+        self.states = [
+            keras.Variable(tf.zeros((batch, self.units)), trainable=False, name=n)
+            for n in ("state_h", "state_c")
+        ]
 
     def reset_states(self):
         if self.states is not None:
@@ -193,12 +196,11 @@ class LSTM(keras.layers.Layer):
             and self.cell.recurrent_activation is keras.activations.sigmoid
         )
 
-    def fusable_function(self, training=False):
-        """This layer's ``api_implements`` functions (created once each, unique names)."""
-        key = bool(training)
-        if key not in self._fusable_fns:
-            self._fusable_fns[key] = make_fusable_lstm(self.go_backwards, trainable=key)
-        return self._fusable_fns[key]
+    def fusable_function(self):
+        """This layer's ``api_implements`` function (created once, unique name)."""
+        if self._fusable_fn is None:
+            self._fusable_fn = make_fusable_lstm(self.go_backwards, unroll=self.unroll)
+        return self._fusable_fn
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
         cell = self.cell
@@ -231,7 +233,7 @@ class LSTM(keras.layers.Layer):
             recurrent_dropout_mask = None
 
         if mask is None and recurrent_dropout_mask is None and self._uses_standard_activations():
-            last, outputs, h, c, _ = self.fusable_function(training)(
+            last, outputs, h, c, _ = self.fusable_function()(
                 sequences,
                 h0,
                 c0,
@@ -246,25 +248,18 @@ class LSTM(keras.layers.Layer):
                 if self.go_backwards:
                     mask_tm = tf.reverse(mask_tm, [0])
             xw_tm = _project_inputs(sequences, cell.kernel, cell.zero_bias(), self.go_backwards)
-            loop_args = dict(
+            outputs_tm, h, c = recurrence(
+                xw_tm,
+                h0,
+                c0,
+                tf.convert_to_tensor(cell.recurrent_kernel),
+                cell.activation,
+                cell.recurrent_activation,
                 mask_tm=mask_tm,
                 recurrent_dropout_mask=recurrent_dropout_mask,
                 zero_output_for_mask=self.zero_output_for_mask,
+                unroll=self.unroll,
             )
-            if self._uses_standard_activations():
-                outputs_tm, h, c = recurrence_with_bptt(
-                    xw_tm, h0, c0, tf.convert_to_tensor(cell.recurrent_kernel), **loop_args
-                )
-            else:
-                outputs_tm, h, c = recurrence(
-                    xw_tm,
-                    h0,
-                    c0,
-                    cell.recurrent_kernel,
-                    cell.activation,
-                    cell.recurrent_activation,
-                    **loop_args,
-                )
             outputs = tf.transpose(outputs_tm, [1, 0, 2])
             last = outputs_tm[-1]
 
@@ -307,6 +302,7 @@ class LSTM(keras.layers.Layer):
             "go_backwards": self.go_backwards,
             "stateful": self.stateful,
             "zero_output_for_mask": self.zero_output_for_mask,
+            "unroll": self.unroll,
             "mode": self.mode,
         }
         return {**super().get_config(), **config}

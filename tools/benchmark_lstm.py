@@ -1,0 +1,199 @@
+"""Benchmark lstm_core.LSTM against keras.layers.LSTM (and torch.nn.LSTM if installed).
+
+One run prints, per shape and per compile mode (plain ``tf.function`` graph, and XLA, which is
+what ``Model.fit`` uses by default on TensorFlow): forward and train-step wall time of each
+implementation, the ratio keras/ours (>1 means ours is faster) and GFLOP/s; then LiteRT invoke latency at batch 1 for our
+fused float/int8 export against the Keras-3 export of keras.layers.LSTM (a WHILE loop).
+
+Rounds are interleaved (A, B, C, A, B, C, ...) and the median is reported, so load from other
+processes hits every implementation alike.
+
+    python tools/benchmark_lstm.py            # full run (a few minutes on 2 cores)
+    python tools/benchmark_lstm.py --quick    # smaller shapes, fewer rounds
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from lstm_core import LSTM  # noqa: E402
+from lstm_core.export import TFLiteModel, convert_to_tflite  # noqa: E402
+
+
+def lstm_flops(T, B, I, H, train: bool) -> float:
+    """Multiply-adds x2 of the matmuls (input + recurrent projections); backward ~2x forward."""
+    forward = 2.0 * T * B * (I + H) * 4 * H
+    return forward * (3.0 if train else 1.0)
+
+
+def keras_model(layer_cls, T, I, H):
+    inp = keras.Input((T, I))
+    return keras.Model(inp, layer_cls(H, return_sequences=True)(inp))
+
+
+def tf_runners(layer_cls, T, B, I, H, jit=False):
+    model = keras_model(layer_cls, T, I, H)
+    x = tf.random.normal((B, T, I), seed=1)
+    y = tf.random.normal((B, T, H), seed=2)
+    opt = keras.optimizers.SGD(1e-3)
+
+    @tf.function(jit_compile=jit)
+    def forward():
+        return model(x, training=False)
+
+    @tf.function(jit_compile=jit)
+    def train_step():
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(model(x, training=True) - y))
+        grads = tape.gradient(loss, model.trainable_variables)
+        opt.apply(grads, model.trainable_variables)
+        return loss
+
+    return (lambda: forward().numpy()), (lambda: train_step().numpy())
+
+
+def torch_runners(T, B, I, H):
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    lstm = torch.nn.LSTM(I, H, batch_first=True)
+    x = torch.randn(B, T, I)
+    y = torch.randn(B, T, H)
+    opt = torch.optim.SGD(lstm.parameters(), lr=1e-3)
+
+    def forward():
+        with torch.no_grad():
+            return lstm(x)[0]
+
+    def train_step():
+        opt.zero_grad()
+        loss = ((lstm(x)[0] - y) ** 2).mean()
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return forward, train_step
+
+
+def interleaved(fns: dict, rounds: int, warmup: int = 2) -> dict:
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {k: [] for k in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def bench_shape(T, B, I, H, rounds, with_torch, jit):
+    impls = {
+        "lstm_core": tf_runners(LSTM, T, B, I, H, jit),
+        "keras": tf_runners(keras.layers.LSTM, T, B, I, H, jit),
+    }
+    if with_torch:
+        impls["torch"] = torch_runners(T, B, I, H)
+    rows = []
+    for phase, idx, train in (("forward", 0, False), ("train step", 1, True)):
+        med = interleaved({k: v[idx] for k, v in impls.items()}, rounds)
+        flops = lstm_flops(T, B, I, H, train)
+        for name, sec in med.items():
+            rows.append((f"T={T} B={B} I={I} H={H}", "XLA" if jit else "graph", phase, name,
+                         sec * 1e3, flops / sec / 1e9,
+                         med["keras"] / sec))
+    return rows
+
+
+def keras3_tflite(T, I, H) -> bytes:
+    """What a Keras-3 user gets for keras.layers.LSTM: export, then convert (WHILE loop)."""
+    model = keras_model(keras.layers.LSTM, T, I, H)
+    with tempfile.TemporaryDirectory() as tmp:
+        model.export(tmp, format="tf_saved_model", verbose=False,
+                     input_signature=[tf.TensorSpec((1, T, I), tf.float32)])
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+        return converter.convert()
+
+
+def bench_litert(T, I, H, rounds):
+    ours = keras_model(LSTM, T, I, H)
+    rng = np.random.default_rng(0)
+    rep = lambda: ([rng.standard_normal((1, T, I)).astype("float32")] for _ in range(32))
+    models = {
+        "lstm_core fused float": convert_to_tflite(ours),
+        "lstm_core fused int8": convert_to_tflite(ours, quantization="int8", representative_dataset=rep),
+        "keras.layers.LSTM (Keras 3 export)": keras3_tflite(T, I, H),
+    }
+    x = rng.standard_normal((1, T, I)).astype("float32")
+    rows = []
+    runners = {}
+    for name, flatbuffer in models.items():
+        runner = TFLiteModel(flatbuffer, num_threads=1)
+        runner(x)
+        runners[name] = runner
+    interp_calls = {}
+    for name, runner in runners.items():
+        interp = runner.interpreter
+        interp.set_tensor(runner.input_details[runner.input_names[0]]["index"],
+                          _as_input(x, runner.input_details[runner.input_names[0]]))
+        interp_calls[name] = interp.invoke
+    med = interleaved(interp_calls, rounds)
+    base = med["keras.layers.LSTM (Keras 3 export)"]
+    for name, sec in med.items():
+        ops = sorted(set(runners[name].op_names()))
+        rows.append((name, sec * 1e3, base / sec, len(models[name]), ",".join(ops)))
+    return rows
+
+
+def _as_input(x, detail):
+    if detail["dtype"] == np.int8:
+        scale, zero = detail["quantization"]
+        return np.clip(np.round(x / scale + zero), -128, 127).astype(np.int8)
+    return x.astype(detail["dtype"])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--no-torch", action="store_true")
+    args = parser.parse_args()
+    rounds = args.rounds or (5 if args.quick else 15)
+    try:
+        import torch  # noqa: F401
+
+        with_torch = not args.no_torch
+    except ImportError:
+        with_torch = False
+    shapes = [(100, 64, 64, 128), (1000, 8, 32, 64)]
+    if args.quick:
+        shapes = [(50, 16, 16, 32)]
+    print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPU threads"
+          + (", torch " + __import__("torch").__version__ if with_torch else ", torch not installed"))
+    print("| shape | compile | phase | implementation | ms | GFLOP/s | speed-up vs keras.layers.LSTM |")
+    print("|---|---|---|---|---:|---:|---:|")
+    for shape in shapes:
+        for jit in (False, True):
+            for row in bench_shape(*shape, rounds, with_torch and not jit, jit):
+                print("| {} | {} | {} | {} | {:.2f} | {:.2f} | {:.2f}x |".format(*row), flush=True)
+    T, I, H = (100, 64, 128) if not args.quick else (50, 16, 32)
+    print(f"\nLiteRT invoke latency, batch 1, T={T} I={I} H={H}, 1 thread")
+    print("| model | ms | speed-up vs Keras-3 export | bytes | ops |")
+    print("|---|---:|---:|---:|---|")
+    for row in bench_litert(T, I, H, rounds * 4):
+        print("| {} | {:.3f} | {:.2f}x | {} | {} |".format(*row))
+
+
+if __name__ == "__main__":
+    main()
