@@ -1,0 +1,102 @@
+import argparse
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from lstm_core import LSTM
+from lstm_core.errors import UserError
+from lstm_core.io import atomic_path, write_json_atomic, read_json
+from lstm_core.training import (
+    TrainConfig,
+    add_train_arguments,
+    fit,
+    model_directory,
+    set_seed,
+    train_config_from_args,
+)
+
+
+def tiny_problem(seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((32, 5, 3)).astype("float32")
+    y = (x.sum(axis=(1, 2)) > 0).astype("float32")
+    return x, y
+
+
+def compiled_model():
+    inp = keras.Input((5, 3))
+    out = keras.layers.Dense(1, activation="sigmoid")(LSTM(4)(inp))
+    model = keras.Model(inp, out)
+    model.compile("adam", "binary_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def test_fit_writes_tensorboard_and_moves_directory(tmp_path):
+    set_seed(1)
+    x, y = tiny_problem()
+    out = tmp_path / "run"
+    with model_directory(out) as work:
+        data = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+        history = fit(compiled_model(), data, data, workdir=work, config=TrainConfig(epochs=2, verbose=0), hparams={"units": 4})
+        write_json_atomic(work / "config.json", {"units": 4})
+    assert len(history.history["loss"]) == 2
+    assert not out.with_name("run.partial").exists()
+    assert read_json(out / "config.json") == {"units": 4}
+    events = list((out / "logs").rglob("events.out.tfevents.*"))
+    assert {p.parent.name for p in events} >= {"train", "validation"}
+    assert not (out / "backup").exists()
+
+
+def test_user_error_leaves_nothing(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(UserError):
+        with model_directory(out) as work:
+            (work / "half.txt").write_text("x")
+            raise UserError("bad data")
+    assert not out.exists() and not out.with_name("run.partial").exists()
+
+
+def test_interrupted_run_keeps_backup_for_resume(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        with model_directory(out) as work:
+            (work / "backup").mkdir()
+            raise KeyboardInterrupt
+    assert (out.with_name("run.partial") / "backup").exists() and not out.exists()
+
+
+def test_existing_directory_is_replaced_whole(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    with model_directory(out) as work:
+        (work / "new.txt").write_text("new")
+    assert sorted(p.name for p in out.iterdir()) == ["new.txt"]
+
+
+def test_atomic_path_cleans_up_on_error(tmp_path):
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "f.bin") as tmp:
+            tmp.write_bytes(b"partial")
+            raise RuntimeError
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_seed_makes_training_repeatable():
+    x, y = tiny_problem()
+    losses = []
+    for _ in range(2):
+        set_seed(7)
+        model = compiled_model()
+        losses.append(model.fit(x, y, epochs=1, verbose=0).history["loss"][0])
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+
+
+def test_train_arguments_round_trip():
+    parser = argparse.ArgumentParser()
+    defaults = TrainConfig(epochs=9)
+    add_train_arguments(parser, defaults)
+    config = train_config_from_args(parser.parse_args(["--epochs", "3", "--progress", "bar"]), defaults)
+    assert config.epochs == 3 and config.verbose == 1
