@@ -75,22 +75,29 @@ def greedy_decode(backend, src_ids: Sequence[Sequence[int]], *, batch_size: int 
         src = pad([src_ids[i] for i in idx])
         mask = (src != PAD_ID).astype(np.float32)
         memory, keys, h, c = backend.encode(src)
-        limit = max_length or default_max_length(src.shape[1])
+        # the output budget is per sentence, so batching/padding never changes a translation
+        limits = _limits([src_ids[i] for i in idx], max_length)
         token = np.full((len(idx),), BOS_ID, np.int32)
-        out = np.zeros((len(idx), limit), np.int32)
+        out = np.zeros((len(idx), int(limits.max())), np.int32)
         done = np.zeros(len(idx), bool)
-        for t in range(limit):
+        for t in range(int(limits.max())):
             logits, h, c = backend.step(token, h, c, memory, keys, mask)
             token = np.argmax(logits, axis=-1).astype(np.int32)
             token[done] = PAD_ID
             out[:, t] = token
-            done |= token == EOS_ID
+            done |= (token == EOS_ID) | (t + 1 >= limits)
             if done.all():
                 break
         for row, i in enumerate(idx):
-            seq = list(out[row])
+            seq = [int(x) for x in out[row]]
             results[i] = seq[: seq.index(EOS_ID)] if EOS_ID in seq else [x for x in seq if x != PAD_ID]
     return results
+
+
+def _limits(seqs, max_length):
+    if max_length:
+        return np.full(len(seqs), max_length, np.int64)
+    return np.asarray([default_max_length(len(s)) for s in seqs], np.int64)
 
 
 @dataclasses.dataclass
@@ -116,31 +123,32 @@ def beam_decode(
     batch_size: int = 32,
     max_length: int | None = None,
 ):
-    """Beam search (width ``beam.width``, GNMT length penalty); best hypothesis per sentence."""
+    """Beam search (width ``beam.width``, GNMT length penalty); best hypothesis per sentence.
+
+    Finished hypotheses are ranked by ``log P / lp(len)``; a sentence stops when it has
+    ``width`` finished hypotheses and no live one can still beat them, or at its length budget.
+    """
     if beam.width <= 1:
         return greedy_decode(backend, src_ids, batch_size=batch_size, max_length=max_length)
     batch_size = getattr(backend, "batch_size", batch_size)
-    K = beam.width
+    K, alpha = beam.width, beam.length_penalty
+    stepper = _per_row_step(backend) if getattr(backend, "batch_size", None) == 1 else backend.step
     results: list[list[int]] = [None] * len(src_ids)  # type: ignore[list-item]
     for idx in _batches(src_ids, batch_size):
         B = len(idx)
         src = pad([src_ids[i] for i in idx])
+        limits = _limits([src_ids[i] for i in idx], max_length)
         memory, keys, h, c = backend.encode(src)
         mask = (src != PAD_ID).astype(np.float32)
-        limit = max_length or default_max_length(src.shape[1])
-        if getattr(backend, "batch_size", None) == 1:
-            # batch-1 backends (LiteRT) step one hypothesis at a time
-            stepper = _per_row_step(backend)
-        else:
-            stepper = backend.step
         rep = lambda a: np.repeat(a, K, axis=0)  # noqa: E731
         memory, keys, mask, h, c = rep(memory), rep(keys), rep(mask), rep(h), rep(c)
-        scores = np.full((B, K), -np.inf, np.float64)
-        scores[:, 0] = 0.0  # only the first beam is live at t=0
+        scores = np.full((B, K), -np.inf)
+        scores[:, 0] = 0.0  # one live hypothesis (<s>) per sentence at t=0
         tokens = np.full((B * K,), BOS_ID, np.int32)
         history = np.zeros((B, K, 0), np.int32)
         finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(B)]
-        for t in range(limit):
+        active = np.ones(B, bool)
+        for t in range(int(limits.max())):
             logits, h, c = stepper(tokens, h, c, memory, keys, mask)
             logp = _log_softmax(logits.astype(np.float64)).reshape(B, K, -1)
             V = logp.shape[-1]
@@ -149,7 +157,7 @@ def beam_decode(
             new_scores = np.full((B, K), -np.inf)
             new_beams = np.zeros((B, K), np.int64)
             new_tokens = np.full((B, K), PAD_ID, np.int32)
-            for b in range(B):
+            for b in np.flatnonzero(active):
                 filled = 0
                 for flat in top[b]:
                     score = cand[b, flat]
@@ -157,8 +165,8 @@ def beam_decode(
                         break
                     k, tok = divmod(int(flat), V)
                     if tok == EOS_ID:
-                        hyp = list(history[b, k]) + []
-                        finished[b].append((score / _lp(len(hyp) + 1, beam.length_penalty), hyp))
+                        hyp = [int(x) for x in history[b, k]]
+                        finished[b].append((score / _lp(len(hyp) + 1, alpha), hyp))
                         continue
                     new_scores[b, filled], new_beams[b, filled], new_tokens[b, filled] = score, k, tok
                     filled += 1
@@ -167,25 +175,24 @@ def beam_decode(
             sel = (np.arange(B)[:, None] * K + new_beams).reshape(-1)
             h, c = h[sel], c[sel]
             history = np.concatenate([history[np.arange(B)[:, None], new_beams], new_tokens[:, :, None]], axis=2)
-            scores = new_scores
-            tokens = new_tokens.reshape(-1)
-            # stop when no live hypothesis can beat the best finished one
-            all_done = True
-            for b in range(B):
-                if len(finished[b]) < K:
-                    all_done = False
-                    break
-                best_live = scores[b].max() / _lp(limit, beam.length_penalty) if beam.length_penalty else scores[b].max()
-                if best_live > max(f[0] for f in finished[b]):
-                    all_done = False
-                    break
-            if all_done:
+            scores, tokens = new_scores, new_tokens.reshape(-1)
+            for b in np.flatnonzero(active):
+                if t + 1 >= limits[b]:  # out of budget: live hypotheses end here
+                    for k in range(K):
+                        if np.isfinite(scores[b, k]):
+                            finished[b].append((scores[b, k] / _lp(t + 1, alpha), [int(x) for x in history[b, k]]))
+                    active[b] = False
+                elif len(finished[b]) >= K:
+                    # live scores only decrease; the best they can reach is score / lp(limit)
+                    bound = scores[b].max() / _lp(int(limits[b]), alpha)
+                    if bound <= max(f[0] for f in finished[b]):
+                        active[b] = False
+                if not active[b]:
+                    scores[b] = -np.inf
+            if not active.any():
                 break
         for b, i in enumerate(idx):
-            if finished[b]:
-                results[i] = [int(x) for x in max(finished[b], key=lambda f: f[0])[1]]
-            else:
-                results[i] = [int(x) for x in history[b, int(np.argmax(scores[b]))]]
+            results[i] = max(finished[b], key=lambda f: f[0])[1] if finished[b] else []
     return results
 
 

@@ -1,0 +1,137 @@
+"""Parsing, bad input, tfds loader (mocked), sentencepiece and batching for tasks.translation."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from lstm_core.cli import main
+from lstm_core.errors import UserError
+from tasks.translation import data as D
+from translation_toy import tiny_pairs, write_tsv
+
+
+def test_read_pairs_tsv(tmp_path):
+    path = tmp_path / "p.tsv"
+    path.write_bytes("\ufeffHi.\tSalut.\r\n\nI'm here.\tJe suis là.\tCC-BY 2.0 attribution\n".encode("utf-8"))
+    assert D.read_pairs(path) == [("Hi.", "Salut."), ("I'm here.", "Je suis là.")]
+
+
+@pytest.mark.parametrize(
+    "content, line, words",
+    [
+        (b"Hi.\tSalut.\nno tab here\n", 2, "no tab"),
+        (b"Hi.\tSalut.\nGo.\t  \n", 2, "empty target"),
+        (b"\tSalut.\n", 1, "empty source"),
+        (b"Hi.\tSalut.\nCaf\xe9.\tCaf\xe9.\n", 2, "not valid UTF-8"),
+    ],
+)
+def test_read_pairs_errors_name_file_and_line(tmp_path, content, line, words):
+    path = tmp_path / "bad.tsv"
+    path.write_bytes(content)
+    with pytest.raises(UserError) as err:
+        D.read_pairs(path)
+    assert f"{path}:{line}:" in str(err.value)
+    assert words in str(err.value)
+
+
+def test_read_pairs_missing_and_empty(tmp_path):
+    with pytest.raises(UserError, match="no such file"):
+        D.read_pairs(tmp_path / "nope.tsv")
+    (tmp_path / "empty.tsv").write_text("\n\n")
+    with pytest.raises(UserError, match="no sentence pairs"):
+        D.read_pairs(tmp_path / "empty.tsv")
+
+
+@pytest.mark.parametrize("verb", ["train", "evaluate"])
+def test_cli_bad_input_exit_2_one_line(tmp_path, capsys, verb):
+    bad = tmp_path / "bad.tsv"
+    bad.write_bytes(b"Hi.\tSalut.\nCaf\xe9 au lait\n")
+    if verb == "train":
+        argv = ["translation", "train", "--data", str(bad), "--out", str(tmp_path / "m")]
+    else:
+        model = tmp_path / "m"
+        model.mkdir()
+        argv = ["translation", "evaluate", "--model", str(model), "--data", str(bad)]
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("lstm-suite: error:")
+    if verb == "train":
+        assert f"{bad}:2:" in err[0] and "UTF-8" in err[0]
+        assert not (tmp_path / "m").exists() and not (tmp_path / "m.partial").exists()
+    else:
+        assert "config.json" in err[0]
+
+
+def test_cli_no_tab_in_validation_file(tmp_path, capsys):
+    train = write_tsv(tmp_path / "train.tsv", tiny_pairs(10))
+    dev = tmp_path / "dev.tsv"
+    dev.write_text("Hello.\tBonjour.\nGoodbye. Au revoir.\n", encoding="utf-8")
+    code = main(["translation", "train", "--data", str(train), "--val", str(dev), "--out", str(tmp_path / "m")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert f"{dev}:2: no tab" in err[0]
+
+
+def test_tfds_loader_with_mock_data():
+    tfds = pytest.importorskip("tensorflow_datasets")
+    with tfds.testing.mock_data(num_examples=6):
+        pairs = D.load_tfds_pairs("tfds:ted_hrlr_translate/pt_to_en")
+        swapped = D.load_tfds_pairs("tfds:ted_hrlr_translate/pt_to_en:validation", source_lang="en", target_lang="pt")
+        limited = D.load_pairs("tfds:ted_hrlr_translate/pt_to_en", limit=2)
+    assert len(pairs) == 6 and all(isinstance(s, str) and s and t for s, t in pairs)
+    assert len(swapped) == 6 and len(limited) == 2
+    with tfds.testing.mock_data(num_examples=2):
+        with pytest.raises(UserError, match="language 'de' not in the dataset"):
+            D.load_tfds_pairs("tfds:ted_hrlr_translate/pt_to_en", source_lang="de")
+
+
+def test_tfds_spec_parsing():
+    assert D.TfdsSpec.parse("tfds:wmt14_translate/fr-en:test") == D.TfdsSpec("wmt14_translate/fr-en", "test")
+    assert D.TfdsSpec.parse("tfds:ted_hrlr_translate/pt_to_en").split is None
+    with pytest.raises(UserError):
+        D.TfdsSpec.parse("tfds:")
+
+
+def test_tokenizer_specials_round_trip(tmp_path):
+    pairs = tiny_pairs(60)
+    tok = D.Tokenizer.train([p[1] for p in pairs], 40)
+    ids = tok.encode(["Un deux trois."])[0]
+    assert ids and not {D.PAD_ID, D.BOS_ID, D.EOS_ID} & set(ids)
+    assert tok.decode([ids + [D.EOS_ID, 7, 8]]) == ["Un deux trois."]  # stops at EOS
+    tok.save(tmp_path / "t.model")
+    again = D.Tokenizer.load(tmp_path / "t.model")
+    assert again.encode(["Chat bleu."]) == tok.encode(["Chat bleu."])
+    assert (again.sp.pad_id(), again.sp.bos_id(), again.sp.eos_id()) == (0, 2, 3)
+
+
+def test_dataset_batches_bucketed_teacher_forcing():
+    pairs = tiny_pairs(50)
+    src_tok = D.Tokenizer.train([p[0] for p in pairs], 40)
+    tgt_tok = D.Tokenizer.train([p[1] for p in pairs], 40)
+    src, tgt = D.encode_pairs(pairs, src_tok, tgt_tok)
+    assert all(s[-1] == D.EOS_ID for s in src)
+    src, tgt, kept = D.filter_length(src, tgt, 6)
+    assert all(len(s) <= 6 and len(t) + 1 <= 6 for s, t in zip(src, tgt)) and len(kept) < 50
+    config = D.DataConfig(batch_size=8, max_length=6, bucket_width=2)
+    seen = 0
+    for (s, ti), to in D.make_dataset(src, tgt, config, shuffle=True):
+        s, ti, to = s.numpy(), ti.numpy(), to.numpy()
+        assert s.shape[0] == ti.shape[0] == to.shape[0] <= 8 and ti.shape == to.shape
+        assert (ti[:, 0] == D.BOS_ID).all()
+        lengths = (to != D.PAD_ID).sum(1)
+        assert (to[np.arange(len(to)), lengths - 1] == D.EOS_ID).all()
+        assert (ti[:, 1:][to[:, :-1] != D.PAD_ID] == to[:, :-1][to[:, :-1] != D.PAD_ID]).all()
+        seen += len(s)
+    assert seen == len(kept)
+
+
+def test_config_json_round_trip():
+    from tasks.translation.train import DEFAULT_TRAIN, TranslationConfig
+    from tasks.translation.model import ModelConfig
+
+    config = TranslationConfig(D.DataConfig(vocab_size=123), ModelConfig(encoder_units=7, bidirectional=False), DEFAULT_TRAIN)
+    again = TranslationConfig.from_json(json.loads(json.dumps(config.to_json())))
+    assert again == config and dataclasses.asdict(again.model)["encoder_units"] == 7
