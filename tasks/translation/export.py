@@ -59,7 +59,7 @@ class Translator(tf.Module):
 
     def greedy(self, src):
         mask = tf.cast(tf.not_equal(src, D.PAD_ID), tf.float32)
-        memory, keys, h, c = self._encoder(src, training=False)
+        memory, keys, h, c = (tf.identity(t) for t in self._encoder(src, training=False))  # drop Keras masks
         batch = tf.shape(src)[0]
         # per-sentence output budget, = decode.default_max_length(source length)
         limits = 2 * tf.cast(tf.reduce_sum(mask, axis=1), tf.int32) + 10

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import random
 import time
 from pathlib import Path
@@ -131,7 +130,7 @@ def make_optimizer(config: TranslationConfig, steps_per_epoch: int):
 
 def run_training(args, config: TranslationConfig) -> dict:
     set_seed(config.train.seed)
-    started = time.time()
+    started, cpu_started = time.time(), _cpu_seconds()
     train_pairs, val_pairs = load_training_pairs(args, config)
     config.source, config.validation = str(args.data), str(args.val or "")
     with model_directory(args.out) as work:
@@ -168,7 +167,7 @@ def run_training(args, config: TranslationConfig) -> dict:
             callbacks=callbacks,
         )
         seq2seq.training.save(work / MODEL_FILE)
-        train_seconds = time.time() - started
+        train_seconds, cpu_seconds = time.time() - started, _cpu_seconds() - cpu_started
 
         from tasks.translation.decode import KerasBackend, greedy_decode
         from tasks.translation.evaluate import corpus_scores
@@ -180,6 +179,7 @@ def run_training(args, config: TranslationConfig) -> dict:
             "val_chrf_greedy": scores["chrf"],
             "epochs_run": len(history.history.get("loss", [])),
             "train_seconds": round(train_seconds, 1),
+            "train_cpu_seconds": round(cpu_seconds, 1),
             "train_pairs": len(kept),
             "val_pairs": len(val_pairs),
             "params": int(seq2seq.training.count_params()),
@@ -188,6 +188,14 @@ def run_training(args, config: TranslationConfig) -> dict:
         write_json_atomic(work / METRICS_FILE, metrics)
         log.info("validation BLEU %.2f chrF %.2f (greedy), %.0fs", scores["bleu"], scores["chrf"], train_seconds)
     return {k: v for k, v in metrics.items() if k != "history"}
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process (user + system): wall time depends on what else runs."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _flat(prefix, obj):
@@ -218,6 +226,3 @@ def load_model(model_dir):
     seq2seq = M.inference_models(training, config.model)
     return config, seq2seq, D.Tokenizer.load(model_dir / SRC_SPM), D.Tokenizer.load(model_dir / TGT_SPM)
 
-
-def finite_or_none(x):
-    return x if isinstance(x, float) and math.isfinite(x) else None
