@@ -171,8 +171,18 @@ def which_set(filename, validation_percentage: float, testing_percentage: float)
 
 
 def _utterance_hash_split(filename, percentage: float) -> bool:
-    digest = hashlib.sha1(Path(filename).name.encode("utf-8")).hexdigest()
+    key = "/".join(Path(filename).parts[-2:])  # word/file: file names repeat across words
+    digest = hashlib.sha1(key.encode("utf-8")).hexdigest()
     return (int(digest, 16) % 10000) / 100.0 < percentage
+
+
+def _utterance_validation(examples, percentage: float):
+    """(train, validation) by a stable hash of each utterance; never an empty validation set."""
+    val = [e for e in examples if _utterance_hash_split(e.path, percentage)]
+    if not val and len(examples) > 1:
+        val = examples[:: max(2, int(round(100 / max(percentage, 1e-6))))]
+    ids = {id(e) for e in val}
+    return [e for e in examples if id(e) not in ids], val
 
 
 @dataclasses.dataclass
@@ -291,13 +301,9 @@ def split_folder(data_dir, config: DataConfig) -> FolderData:
     if held_out:
         # speaker-disjoint test set; validation (early stopping only) = a stable 10% of the
         # remaining utterances, so every other speaker stays in training
-        for e in examples:
-            if e.speaker in held_out:
-                splits["testing"].append(e)
-            elif _utterance_hash_split(e.path, config.validation_percentage):
-                splits["validation"].append(e)
-            else:
-                splits["training"].append(e)
+        splits["testing"] = [e for e in examples if e.speaker in held_out]
+        rest = [e for e in examples if e.speaker not in held_out]
+        splits["training"], splits["validation"] = _utterance_validation(rest, config.validation_percentage)
         source = f"held-out speakers {held_out}"
     elif val_list or test_list:
         for e in examples:
@@ -314,9 +320,9 @@ def split_folder(data_dir, config: DataConfig) -> FolderData:
                 "no speaker hashed into validation (%d speakers); validating on a stable %.0f%% of "
                 "training utterances (speakers overlap)", len(speakers), config.validation_percentage,
             )
-            train = splits["training"]
-            splits["validation"] = [e for e in train if _utterance_hash_split(e.path, config.validation_percentage)]
-            splits["training"] = [e for e in train if not _utterance_hash_split(e.path, config.validation_percentage)]
+            splits["training"], splits["validation"] = _utterance_validation(
+                splits["training"], config.validation_percentage
+            )
     if not splits["training"]:
         raise UserError(f"{data_dir}: the split ({source}) left no training files")
     train_words = {e.word for e in splits["training"]}
@@ -392,11 +398,11 @@ def make_dataset(x, y, config: DataConfig, *, training: bool, noise=None, seed: 
     else:
         # evaluation: pad the last batch with zero-weight clips (weighted metrics ignore them)
         b = config.batch_size
-        pad = (-len(x)) % b if len(x) > b else 0
+        pad = (-len(x)) % b
         w = np.concatenate([np.ones(len(x), np.float32), np.zeros(pad, np.float32)])
         x = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)])
         y = np.concatenate([y, np.zeros(pad, y.dtype)])
-        ds = tf.data.Dataset.from_tensor_slices((x, y, w)).batch(min(b, len(x)))
+        ds = tf.data.Dataset.from_tensor_slices((x, y, w)).batch(b)
     if training:
         ds = ds.map(
             lambda a, l: (augment_batch(a, config=config, noise=noise), l),

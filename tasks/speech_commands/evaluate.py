@@ -44,6 +44,7 @@ class Classifier:
 
 def evaluate(args) -> dict:
     mdir = open_model_dir(args.model)
+    classify = Classifier(mdir, args.runtime)
     examples = D.scan_folder(args.data, require_classes=1)
     if args.speaker:
         examples = [e for e in examples if e.speaker in set(args.speaker)]
@@ -55,7 +56,6 @@ def evaluate(args) -> dict:
             f"{args.data}: folder(s) {', '.join(unknown)} are not words this model knows "
             f"({', '.join(mdir.labels)})"
         )
-    classify = Classifier(mdir, args.runtime)
     log.info("evaluating %d files with %s", len(examples), args.runtime)
     clips = D.load_clips([e.path for e in examples], mdir.data)
     y = np.array([mdir.labels.index(e.word) for e in examples])

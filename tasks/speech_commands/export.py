@@ -92,20 +92,26 @@ def export(args) -> dict:
     labels = tf.constant(mdir.labels)
     spec = tf.TensorSpec([None, mdir.model.clip_samples], tf.float32, name="audio")
 
+    # A fresh copy of the model per export: each copy's LSTM has its own fusable function, so no
+    # graph holds two traces (batch 64 / None / 1) of one ``api_implements`` function (lstm_core
+    # issue: grappler may swap in the wrong trace).
+    serving_model = mdir.keras_model()
+
     @tf.function(input_signature=[spec], autograph=False)
     def serve(audio):
-        probs = model(audio, training=False)
+        probs = serving_model(audio, training=False)
         best = tf.argmax(probs, axis=-1)
         return {"probabilities": probs, "label": tf.gather(labels, best), "score": tf.reduce_max(probs, -1)}
 
-    export_saved_model(model, out / "saved_model", signatures={"serving_default": serve.get_concrete_function()})
+    export_saved_model(serving_model, out / "saved_model", signatures={"serving_default": serve.get_concrete_function()})
     log.info("SavedModel written to %s", out / "saved_model")
 
     samples = [[c[None]] for c in check_x[:8]]
     rep = lambda: ([c[None]] for c in calib)
-    float_report = export_tflite_report(model, out / EXPORT_FILES["tflite"], sample_inputs=samples, atol=args.atol)
+    lite_model = mdir.keras_model()
+    float_report = export_tflite_report(lite_model, out / EXPORT_FILES["tflite"], sample_inputs=samples, atol=args.atol)
     int8_report = export_tflite_report(
-        model, out / EXPORT_FILES["tflite-int8"], quantization="int8", representative_dataset=rep,
+        lite_model, out / EXPORT_FILES["tflite-int8"], quantization="int8", representative_dataset=rep,
         sample_inputs=samples,
     )
     report["tflite_float"] = float_report.as_dict()

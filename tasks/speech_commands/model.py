@@ -40,7 +40,8 @@ class ModelConfig:
     lower_edge_hertz: float = 60.0
     upper_edge_hertz: float = 3800.0
     spectrum: str = "magnitude"  # "magnitude" (L1, int8-friendly) or "power"
-    log_offset: float = 1.0
+    log_offset: float = 0.25
+    quantization_noise: bool = False  # training-only int8 rounding noise in the front end
     fir_taps: int = 31
     lstm_units: int = 48
     dropout: float = 0.1
@@ -106,6 +107,14 @@ def _frontend_constants(cfg: ModelConfig) -> dict:
     return {"frame": frame, "hop": hop, "num_bins": num_bins, "dft": dft, "mel": mel, "fir": fir}
 
 
+def _int8_rounding_noise(x, signed: bool):
+    """Training-only noise of one int8 quantisation step (range = the batch's max), so the float
+    model learns to ignore what the int8 model's front end cannot resolve."""
+    peak = tf.stop_gradient(tf.reduce_max(tf.abs(x)))
+    step = peak / (127.0 if signed else 255.0)
+    return x + step * tf.random.uniform(tf.shape(x), -0.5, 0.5)
+
+
 @keras.saving.register_keras_serializable(package="speech_commands")
 class LogMelFrontend(keras.layers.Layer):
     """Raw audio ``[B, N]`` at ``sample_rate`` -> log-mel ``[B, N / hop, num_mel_bins]``.
@@ -145,9 +154,11 @@ class LogMelFrontend(keras.layers.Layer):
         y = tf.nn.conv1d(audio[:, :, None], self.fir, stride=self.cfg.decimation, padding="VALID")
         return y[:, :, 0]
 
-    def features(self, frames):
+    def features(self, frames, training=False):
         """Frames ``[..., frame]`` -> log-mel ``[..., num_mel_bins]``."""
         z = tf.matmul(frames, self.dft)
+        if training and self.cfg.quantization_noise:
+            z = _int8_rounding_noise(z, signed=True)
         re, im = z[..., : self.num_bins], z[..., self.num_bins :]
         if self.cfg.spectrum == "magnitude":
             # |re| + |im|: the L1 magnitude, within a factor sqrt(2) of |X| and free of the
@@ -156,13 +167,15 @@ class LogMelFrontend(keras.layers.Layer):
         else:
             spectrum = re * re + im * im
         mel = tf.matmul(spectrum, self.mel)
+        if training and self.cfg.quantization_noise:
+            mel = tf.maximum(_int8_rounding_noise(mel, signed=False), 0.0)
         return tf.math.log(mel + self.cfg.log_offset)
 
-    def call(self, audio):
+    def call(self, audio, training=False):
         x = self.decimate(audio)
         x = tf.pad(x, [[0, 0], [self.frame_context, 0]])
         frames = tf.signal.frame(x, self.frame, self.hop, pad_end=False)
-        return self.features(frames)
+        return self.features(frames, training=training)
 
     def compute_output_shape(self, input_shape):
         n = input_shape[1]
@@ -359,7 +372,7 @@ def predict_proba(model: keras.Model, clips: np.ndarray, batch_size: int = 64) -
     for i in range(0, n, batch_size):
         batch = clips[i : i + batch_size]
         real = len(batch)
-        if real < batch_size and n > batch_size:
+        if real < batch_size:
             batch = np.concatenate([batch, np.zeros((batch_size - real,) + batch.shape[1:], np.float32)])
         out.append(np.asarray(model(batch, training=False))[:real])
     return np.concatenate(out) if out else np.zeros((0, model.outputs[0].shape[-1]), np.float32)
