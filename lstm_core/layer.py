@@ -158,7 +158,7 @@ class LSTM(keras.layers.Layer):
         self.supports_masking = True
         self.input_spec = keras.layers.InputSpec(ndim=3)
         self.states = None
-        self._fusable_fn = None
+        self._eager_fusable_fns = {}
 
     # -- building ---------------------------------------------------------------------------
     def build(self, sequences_shape, initial_state_shape=None):
@@ -196,11 +196,19 @@ class LSTM(keras.layers.Layer):
             and self.cell.recurrent_activation is keras.activations.sigmoid
         )
 
-    def fusable_function(self):
-        """This layer's ``api_implements`` function (created once, unique name)."""
-        if self._fusable_fn is None:
-            self._fusable_fn = make_fusable_lstm(self.go_backwards, unroll=self.unroll)
-        return self._fusable_fn
+    def fusable_function(self, sequences):
+        """An ``api_implements`` function for this call, with a name unique to its trace.
+
+        Grappler's implementation selector keys functions by that name: two traces (say two
+        batch sizes, or the layer reused in one graph) sharing a name get their bodies mixed
+        up. So every graph trace gets a fresh function; eager calls reuse one per input spec.
+        """
+        if tf.inside_function():
+            return make_fusable_lstm(self.go_backwards, unroll=self.unroll)
+        key = (tuple(sequences.shape), sequences.dtype)
+        if key not in self._eager_fusable_fns:
+            self._eager_fusable_fns[key] = make_fusable_lstm(self.go_backwards, unroll=self.unroll)
+        return self._eager_fusable_fns[key]
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
         cell = self.cell
@@ -233,7 +241,7 @@ class LSTM(keras.layers.Layer):
             recurrent_dropout_mask = None
 
         if mask is None and recurrent_dropout_mask is None and self._uses_standard_activations():
-            last, outputs, h, c, _ = self.fusable_function()(
+            last, outputs, h, c, _ = self.fusable_function(sequences)(
                 sequences,
                 h0,
                 c0,

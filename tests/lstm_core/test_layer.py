@@ -164,3 +164,20 @@ def test_step_equals_sequence():
     for t in range(X.shape[1]):
         out, (h, c) = layer.step(X[:, t], [h, c])
         np.testing.assert_allclose(out, seq[:, t], atol=1e-5)
+
+
+def test_one_graph_with_two_shapes_keeps_traces_apart():
+    """Regression: traces sharing an api_implements name had their bodies swapped by grappler."""
+    layer = LSTM(4, return_sequences=True)
+    a, b = tf.ones((2, 3, 5)), tf.random.normal((3, 7, 5))
+
+    @tf.function
+    def both(a, b):
+        return layer(a), layer(b)
+
+    out_a, out_b = both(a, b)
+    assert out_a.shape == (2, 3, 4) and out_b.shape == (3, 7, 4)
+    np.testing.assert_allclose(out_b, layer(b), atol=1e-6)
+    single = tf.function(lambda x: layer(x))
+    for batch in (2, 3, 2):
+        assert single(tf.ones((batch, 3, 5))).shape == (batch, 3, 4)
