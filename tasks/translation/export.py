@@ -45,8 +45,10 @@ class Translator(tf.Module):
         super().__init__(name="translator")
         import tensorflow_text as tft
 
-        self._encoder = seq2seq.encoder
-        self._step = seq2seq.step
+        # Not tracked attributes: export_saved_model tracks the variables once (tracking the
+        # Keras models as well would store every weight twice).
+        self.__dict__["_encoder"] = seq2seq.encoder
+        self.__dict__["_step"] = seq2seq.step
         self.source_tokenizer = tft.SentencepieceTokenizer(model=src_proto, add_eos=True, name="source_sentencepiece")
         self.target_tokenizer = tft.SentencepieceTokenizer(model=tgt_proto, name="target_sentencepiece")
 

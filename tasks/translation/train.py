@@ -54,9 +54,11 @@ class TranslationConfig:
 class BleuCallback(keras.callbacks.Callback):
     """Greedy-decodes the validation sources after each epoch; logs ``val_bleu`` / ``val_chrf``."""
 
-    def __init__(self, seq2seq, src_ids, references, tgt_tok, every: int = 1):
+    def __init__(self, seq2seq, src_ids, references, tgt_tok, every: int = 1, log_dir=None):
         super().__init__()
         self.seq2seq, self.src_ids, self.references, self.tgt_tok, self.every = seq2seq, src_ids, references, tgt_tok, every
+        self.log_dir = log_dir
+        self._writer = None
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None or not self.every or (epoch + 1) % self.every:
@@ -67,6 +69,15 @@ class BleuCallback(keras.callbacks.Callback):
         hyps = self.tgt_tok.decode(greedy_decode(KerasBackend(self.seq2seq), self.src_ids))
         scores = corpus_scores(hyps, self.references)
         logs["val_bleu"], logs["val_chrf"] = scores["bleu"], scores["chrf"]
+        if self.log_dir is not None:  # TensorBoard: next to Keras' epoch_loss in logs/validation
+            import tensorflow as tf
+
+            if self._writer is None:
+                self._writer = tf.summary.create_file_writer(str(self.log_dir))
+            with self._writer.as_default():
+                tf.summary.scalar("epoch_bleu", scores["bleu"], step=epoch)
+                tf.summary.scalar("epoch_chrf", scores["chrf"], step=epoch)
+            self._writer.flush()
         log.info("epoch %d: val BLEU %.2f chrF %.2f", epoch + 1, scores["bleu"], scores["chrf"])
 
 
@@ -156,7 +167,7 @@ def run_training(args, config: TranslationConfig) -> dict:
         callbacks = []
         if args.bleu_every:
             n = min(len(val_pairs), args.bleu_sentences)
-            callbacks.append(BleuCallback(seq2seq, vsrc[:n], [p[1] for p in val_pairs[:n]], tgt_tok, args.bleu_every))
+            callbacks.append(BleuCallback(seq2seq, vsrc[:n], [p[1] for p in val_pairs[:n]], tgt_tok, args.bleu_every, work / "logs" / "validation"))
         history = fit(
             seq2seq.training,
             train_ds,

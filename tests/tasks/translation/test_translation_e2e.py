@@ -95,3 +95,13 @@ def test_predict_and_missing_int8(trained, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
     assert "encoder_int8.tflite" in err[0] and "export" in err[0] and "--int8" in err[0]
+
+
+@pytest.mark.slow
+def test_int8_export_decodes(trained, capsys):
+    out, dev = trained
+    assert main(["translation", "export", "--model", str(out), "--int8", "--check-sentences", "12"]) == 0
+    summary = _last_json(capsys)
+    assert summary["encoder_int8_bytes"] < summary["encoder_tflite_bytes"]
+    assert main(["translation", "evaluate", "--model", str(out), "--data", str(dev), "--runtime", "tflite-int8"]) == 0
+    assert _last_json(capsys)["runtime"] == "tflite-int8"

@@ -1,0 +1,30 @@
+"""The issue's floor on the real data: default run, BLEU >= 25 / chrF >= 45, LiteRT within 1 BLEU.
+
+Slow (the full default training, ~10-20 min on 2 cores): ``pytest -m slow tests/tasks/translation``.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lstm_core.cli import main
+
+DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "translation"
+
+
+@pytest.mark.slow
+def test_default_run_meets_floor(tmp_path, capsys):
+    train, dev = DATA / "eng-fra.train.tsv", DATA / "eng-fra.dev.tsv"
+    if not train.is_file():
+        pytest.skip(f"{train} not available")
+    out = tmp_path / "translation"
+    assert main(["translation", "train", "--data", str(train), "--val", str(dev), "--out", str(out)]) == 0
+    assert main(["translation", "export", "--model", str(out), "--check-sentences", "0"]) == 0
+    capsys.readouterr()
+    results = {}
+    for runtime in ("keras", "tflite"):
+        assert main(["translation", "evaluate", "--model", str(out), "--data", str(dev), "--runtime", runtime]) == 0
+        results[runtime] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert results["keras"]["bleu"] >= 25 and results["keras"]["chrf"] >= 45
+    assert abs(results["tflite"]["bleu"] - results["keras"]["bleu"]) <= 1.0
