@@ -136,3 +136,15 @@ def test_config_json_round_trip():
     config = TranslationConfig(D.DataConfig(vocab_size=123), ModelConfig(encoder_units=7, bidirectional=False), DEFAULT_TRAIN)
     again = TranslationConfig.from_json(json.loads(json.dumps(config.to_json())))
     assert again == config and dataclasses.asdict(again.model)["encoder_units"] == 7
+
+
+def test_resume_reuses_the_sentencepiece_models(tmp_path):
+    from tasks.translation.train import SRC_SPM, TGT_SPM, tokenizers
+
+    first = tokenizers(tmp_path, tiny_pairs(60, 0), D.DataConfig(vocab_size=40))
+    assert (tmp_path / SRC_SPM).is_file() and (tmp_path / TGT_SPM).is_file()
+    # an interrupted run resumes with the saved models (its ids must not change), not new ones
+    again = tokenizers(tmp_path, [("Completely different text.", "Texte tout autre.")] * 5, D.DataConfig(vocab_size=40))
+    assert again[0].model_proto == first[0].model_proto and again[1].model_proto == first[1].model_proto
+    shared = tokenizers(tmp_path / "shared", tiny_pairs(60, 0), D.DataConfig(vocab_size=60, shared_vocab=True))
+    assert shared[0].model_proto == shared[1].model_proto
