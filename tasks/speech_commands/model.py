@@ -37,11 +37,12 @@ class ModelConfig:
     hop_ms: float = 20.0
     dft_bin_hz: float = 62.5  # spacing of the DFT bins (matrix DFT: any spacing works)
     num_mel_bins: int = 32
+    num_mfcc: int = 0  # >0: keep this many MFCCs (DCT of the log-mel), 0: log-mel features
     lower_edge_hertz: float = 60.0
     upper_edge_hertz: float = 3800.0
     spectrum: str = "magnitude"  # "magnitude" (L1, int8-friendly) or "power"
     log_offset: float = 0.25
-    quantization_noise: bool = False  # training-only int8 rounding noise in the front end
+    int8_aware: bool = True  # training-only int8 rounding of the front end's spectrum tensors
     fir_taps: int = 31
     lstm_units: int = 48
     dropout: float = 0.1
@@ -51,6 +52,7 @@ class ModelConfig:
     time_masks: int = 2
     time_mask_width: int = 5
     channel_tilt: float = 0.0  # SpecAugment extra: random spectral tilt/ripple (standardised units)
+    time_stretch: float = 0.4  # SpecAugment extra: tempo factor in [1/(1+s), 1+s]
     frame_projection: int = 0  # Dense(relu) per frame before the LSTM (0: none)
 
     @property
@@ -58,6 +60,10 @@ class ModelConfig:
         if self.sample_rate % self.feature_rate:
             raise ValueError(f"sample_rate {self.sample_rate} must be a multiple of feature_rate {self.feature_rate}")
         return self.sample_rate // self.feature_rate
+
+    @property
+    def num_features(self) -> int:
+        return self.num_mfcc or self.num_mel_bins
 
     @property
     def hop_samples(self) -> int:
@@ -107,14 +113,6 @@ def _frontend_constants(cfg: ModelConfig) -> dict:
     return {"frame": frame, "hop": hop, "num_bins": num_bins, "dft": dft, "mel": mel, "fir": fir}
 
 
-def _int8_rounding_noise(x, signed: bool):
-    """Training-only noise of one int8 quantisation step (range = the batch's max), so the float
-    model learns to ignore what the int8 model's front end cannot resolve."""
-    peak = tf.stop_gradient(tf.reduce_max(tf.abs(x)))
-    step = peak / (127.0 if signed else 255.0)
-    return x + step * tf.random.uniform(tf.shape(x), -0.5, 0.5)
-
-
 @keras.saving.register_keras_serializable(package="speech_commands")
 class LogMelFrontend(keras.layers.Layer):
     """Raw audio ``[B, N]`` at ``sample_rate`` -> log-mel ``[B, N / hop, num_mel_bins]``.
@@ -132,6 +130,11 @@ class LogMelFrontend(keras.layers.Layer):
         self.dft = tf.constant(c["dft"])
         self.mel = tf.constant(c["mel"])
         self.fir = None if c["fir"] is None else tf.constant(c["fir"][:, None, None])
+        self.dct = None
+        if self.cfg.num_mfcc:
+            # MFCCs: the DCT-II of tf.signal.mfccs_from_log_mel_spectrograms as a matrix
+            eye = tf.eye(self.cfg.num_mel_bins)
+            self.dct = tf.signal.mfccs_from_log_mel_spectrograms(eye)[:, : self.cfg.num_mfcc]
 
     @property
     def fir_context(self) -> int:
@@ -154,11 +157,75 @@ class LogMelFrontend(keras.layers.Layer):
         y = tf.nn.conv1d(audio[:, :, None], self.fir, stride=self.cfg.decimation, padding="VALID")
         return y[:, :, 0]
 
-    def features(self, frames, training=False):
-        """Frames ``[..., frame]`` -> log-mel ``[..., num_mel_bins]``."""
+    def build(self, input_shape=None):
+        # Per-bin / per-band gains folded into the DFT and mel matrices (see set_gains). With
+        # g > 0 they cancel exactly in float; in int8 they equalise the typical level of the
+        # intermediate spectrum tensors so quiet bands keep their resolution.
+        self.bin_gain = self.add_weight(shape=(self.num_bins,), initializer="ones", trainable=False, name="bin_gain")
+        self.mel_gain = self.add_weight(
+            shape=(self.cfg.num_mel_bins,), initializer="ones", trainable=False, name="mel_gain"
+        )
+        # ranges of the int8 intermediates (DFT output, spectrum, mel), for int8-aware training
+        self.ranges = self.add_weight(shape=(3,), initializer="zeros", trainable=False, name="int8_ranges")
+
+    def set_gains(self, bin_level, mel_level):
+        """Whiten the int8 intermediates: ``bin_level``/``mel_level`` = typical spectrum/mel values."""
+        def gain(level):
+            level = np.maximum(np.asarray(level, np.float64), 1e-3 * np.max(level) + 1e-12)
+            return (np.mean(level) / level).astype(np.float32)
+
+        self.bin_gain.assign(gain(bin_level))
+        self.mel_gain.assign(gain(mel_level))
+
+    def set_gains_from(self, other: "LogMelFrontend") -> None:
+        self.bin_gain.assign(other.bin_gain)
+        self.mel_gain.assign(other.mel_gain)
+        self.ranges.assign(other.ranges)
+
+    def _fake_int8(self, x, index, signed):
+        """Round ``x`` to the int8 grid the converter will use (straight-through gradient)."""
+        top = self.ranges[index]
+        lo = -top if signed else tf.zeros_like(top)
+        q = tf.quantization.fake_quant_with_min_max_vars(x, lo, top, num_bits=8)
+        return tf.cond(top > 0, lambda: q, lambda: x)
+
+    def intermediates(self, frames):
+        """(DFT output, spectrum, mel) with the gains applied: what int8 quantises."""
+        dft, mel_matrix, _ = self._matrices()
+        z = tf.matmul(frames, dft)
+        re, im = z[..., : self.num_bins], z[..., self.num_bins :]
+        spec = tf.abs(re) + tf.abs(im) if self.cfg.spectrum == "magnitude" else re * re + im * im
+        return z, spec, tf.matmul(spec, mel_matrix)
+
+    def _matrices(self):
+        g = tf.convert_to_tensor(self.bin_gain)
+        h = tf.convert_to_tensor(self.mel_gain)
+        dft = self.dft * tf.concat([g, g], axis=0)[None, :]
+        g_spec = g if self.cfg.spectrum == "magnitude" else g * g
+        mel = self.mel / g_spec[:, None] * h[None, :]
+        return dft, mel, self.cfg.log_offset * h
+
+    def spectrum_levels(self, frames):
+        """Mean spectrum per bin and mean mel value per band (before gains) of ``frames``."""
         z = tf.matmul(frames, self.dft)
-        if training and self.cfg.quantization_noise:
-            z = _int8_rounding_noise(z, signed=True)
+        re, im = z[..., : self.num_bins], z[..., self.num_bins :]
+        spec = tf.abs(re) + tf.abs(im) if self.cfg.spectrum == "magnitude" else re * re + im * im
+        mel = tf.matmul(spec, self.mel)
+        axes = list(range(len(spec.shape) - 1))
+        return tf.reduce_mean(spec, axes), tf.reduce_mean(mel, axes)
+
+    def frames(self, audio):
+        x = self.decimate(audio)
+        x = tf.pad(x, [[0, 0], [self.frame_context, 0]])
+        return tf.signal.frame(x, self.frame, self.hop, pad_end=False)
+
+    def features(self, frames, training=False):
+        """Frames ``[..., frame]`` -> log-mel ``[..., num_mel_bins]`` (or MFCCs)."""
+        dft, mel_matrix, offset = self._matrices()
+        fake = training and self.cfg.int8_aware
+        z = tf.matmul(frames, dft)
+        if fake:
+            z = self._fake_int8(z, 0, signed=True)
         re, im = z[..., : self.num_bins], z[..., self.num_bins :]
         if self.cfg.spectrum == "magnitude":
             # |re| + |im|: the L1 magnitude, within a factor sqrt(2) of |X| and free of the
@@ -166,21 +233,23 @@ class LogMelFrontend(keras.layers.Layer):
             spectrum = tf.abs(re) + tf.abs(im)
         else:
             spectrum = re * re + im * im
-        mel = tf.matmul(spectrum, self.mel)
-        if training and self.cfg.quantization_noise:
-            mel = tf.maximum(_int8_rounding_noise(mel, signed=False), 0.0)
-        return tf.math.log(mel + self.cfg.log_offset)
+        if fake:
+            spectrum = self._fake_int8(spectrum, 1, signed=False)
+        mel = tf.matmul(spectrum, mel_matrix)
+        if fake:
+            mel = self._fake_int8(mel, 2, signed=False)
+        features = tf.math.log(mel + offset)
+        if self.dct is not None:
+            features = tf.matmul(features, self.dct)
+        return features
 
     def call(self, audio, training=False):
-        x = self.decimate(audio)
-        x = tf.pad(x, [[0, 0], [self.frame_context, 0]])
-        frames = tf.signal.frame(x, self.frame, self.hop, pad_end=False)
-        return self.features(frames, training=training)
+        return self.features(self.frames(audio), training=training)
 
     def compute_output_shape(self, input_shape):
         n = input_shape[1]
         steps = None if n is None else n // self.cfg.hop_samples
-        return (input_shape[0], steps, self.cfg.num_mel_bins)
+        return (input_shape[0], steps, self.cfg.num_features)
 
     def get_config(self):
         return {**super().get_config(), "config": self.config}
@@ -191,9 +260,10 @@ class SpecAugment(keras.layers.Layer):
     """SpecAugment (Park et al. 2019) frequency and time masking; identity at inference."""
 
     def __init__(self, freq_masks=2, freq_mask_width=4, time_masks=2, time_mask_width=5, seed=None,
-                 channel_tilt=0.0, **kwargs):
+                 channel_tilt=0.0, time_stretch=0.0, **kwargs):
         super().__init__(**kwargs)
         self.channel_tilt = channel_tilt
+        self.time_stretch = time_stretch
         self.freq_masks, self.freq_mask_width = freq_masks, freq_mask_width
         self.time_masks, self.time_mask_width = time_masks, time_mask_width
         self.seed = seed
@@ -213,6 +283,19 @@ class SpecAugment(keras.layers.Layer):
             return x
         shape = tf.shape(x)
         batch, steps, bins = shape[0], shape[1], shape[2]
+        if self.time_stretch:
+            # tempo change without pitch change: resample the frame axis around the centre by a
+            # log-uniform factor in [1/(1+s), 1+s] (speakers differ ~2x in speaking rate)
+            limit = float(np.log1p(self.time_stretch))
+            rate = tf.exp(tf.random.uniform([batch, 1], -limit, limit))
+            centre = tf.cast(steps - 1, tf.float32) / 2.0
+            pos = centre + (tf.range(steps, dtype=tf.float32)[None, :] - centre) * rate
+            pos = tf.clip_by_value(pos, 0.0, tf.cast(steps - 1, tf.float32))
+            lo = tf.floor(pos)
+            frac = (pos - lo)[:, :, None]
+            lo = tf.cast(lo, tf.int32)
+            hi = tf.minimum(lo + 1, steps - 1)
+            x = tf.gather(x, lo, batch_dims=1) * (1 - frac) + tf.gather(x, hi, batch_dims=1) * frac
         f = self._masks(batch, bins, self.freq_masks, self.freq_mask_width)[:, None, :]
         t = self._masks(batch, steps, self.time_masks, self.time_mask_width)[:, :, None]
         if self.channel_tilt:
@@ -235,7 +318,19 @@ class SpecAugment(keras.layers.Layer):
             "time_mask_width": self.time_mask_width,
             "seed": self.seed,
             "channel_tilt": self.channel_tilt,
+            "time_stretch": self.time_stretch,
         }
+
+
+def build_calibrated_model(cfg: ModelConfig, num_classes: int, clips) -> keras.Model:
+    """:func:`build_model` with the front-end gains and feature standardisation set from ``clips``."""
+    frontend = LogMelFrontend(dataclasses.asdict(cfg))
+    calibrate_frontend(frontend, clips)
+    stats = feature_statistics(cfg, clips, frontend=frontend)
+    model = build_model(cfg, num_classes, stats)
+    layer = model.get_layer("log_mel")
+    layer.set_gains_from(frontend)
+    return model
 
 
 def build_model(cfg: ModelConfig, num_classes: int, feature_stats=None) -> keras.Model:
@@ -247,12 +342,12 @@ def build_model(cfg: ModelConfig, num_classes: int, feature_stats=None) -> keras
     audio = keras.Input((cfg.clip_samples,), name="audio")
     x = LogMelFrontend(dataclasses.asdict(cfg), name="log_mel")(audio)
     if feature_stats is None:
-        feature_stats = (np.zeros(cfg.num_mel_bins), np.ones(cfg.num_mel_bins))
+        feature_stats = (np.zeros(cfg.num_features), np.ones(cfg.num_features))
     mean, var = feature_stats
     x = keras.layers.Normalization(axis=-1, mean=mean, variance=var, name="standardize")(x)
     if cfg.spec_augment:
         x = SpecAugment(cfg.freq_masks, cfg.freq_mask_width, cfg.time_masks, cfg.time_mask_width,
-                        channel_tilt=cfg.channel_tilt, name="spec_augment")(x)
+                        channel_tilt=cfg.channel_tilt, time_stretch=cfg.time_stretch, name="spec_augment")(x)
     if cfg.frame_projection:
         x = keras.layers.Dense(cfg.frame_projection, activation="relu", name="frame_projection")(x)
     x = lstm_core.LSTM(cfg.lstm_units, name="lstm")(x)
@@ -262,12 +357,32 @@ def build_model(cfg: ModelConfig, num_classes: int, feature_stats=None) -> keras
     return keras.Model(audio, probs, name="speech_commands")
 
 
-def feature_statistics(cfg: ModelConfig, clips, batch_size: int = 64):
-    """Per-mel-band mean and variance of the log-mel features of ``clips`` ``[N, samples]``."""
-    frontend = LogMelFrontend(dataclasses.asdict(cfg))
+def calibrate_frontend(frontend: LogMelFrontend, clips, batch_size: int = 64) -> None:
+    """Set the front end's int8 conditioning gains from the typical levels in ``clips``."""
+    if not frontend.built:
+        frontend.build((None, clips.shape[1]))
+    spec, mel, n = 0.0, 0.0, 0
+    for i in range(0, len(clips), batch_size):
+        frames = frontend.frames(tf.constant(clips[i : i + batch_size]))
+        s, m = frontend.spectrum_levels(frames)
+        k = min(batch_size, len(clips) - i)
+        spec, mel, n = spec + s.numpy() * k, mel + m.numpy() * k, n + k
+    frontend.set_gains(spec / n, mel / n)
+    peaks = np.zeros(3, np.float32)
+    for i in range(0, len(clips), batch_size):
+        parts = frontend.intermediates(frontend.frames(tf.constant(clips[i : i + batch_size])))
+        peaks = np.maximum(peaks, [float(tf.reduce_max(tf.abs(p))) for p in parts])
+    frontend.ranges.assign(peaks * 1.1)  # augmented calibration clips run a little hotter
+
+
+def feature_statistics(cfg: ModelConfig, clips, batch_size: int = 64, frontend=None):
+    """Per-feature mean and variance of the front end's output on ``clips`` ``[N, samples]``."""
+    if frontend is None:
+        frontend = LogMelFrontend(dataclasses.asdict(cfg))
+        calibrate_frontend(frontend, clips, batch_size)
     total, total_sq, count = 0.0, 0.0, 0
     for i in range(0, len(clips), batch_size):
-        f = frontend(tf.constant(clips[i : i + batch_size])).numpy().reshape(-1, cfg.num_mel_bins)
+        f = frontend(tf.constant(clips[i : i + batch_size])).numpy().reshape(-1, cfg.num_features)
         total = total + f.sum(0, dtype=np.float64)
         total_sq = total_sq + (f.astype(np.float64) ** 2).sum(0)
         count += f.shape[0]

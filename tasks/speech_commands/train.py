@@ -103,8 +103,7 @@ def train(args, dcfg: D.DataConfig, mcfg: M.ModelConfig, tcfg: TrainConfig) -> d
             rng = np.random.default_rng(tcfg.seed)
             pick = rng.permutation(len(train_x))[:STATS_CLIPS]
             stats_clips = train_x[np.sort(pick)]
-        stats = M.feature_statistics(mcfg, stats_clips)
-        model = M.build_model(mcfg, len(labels), stats)
+        model = M.build_calibrated_model(mcfg, len(labels), stats_clips)
         train_ds = D.make_dataset(train_x, train_y, dcfg, training=True, noise=noise, seed=tcfg.seed)
         val_ds = D.make_dataset(val[0], val[1], dcfg, training=False)
         steps = tcfg.steps_per_epoch or int(train_ds.cardinality().numpy())

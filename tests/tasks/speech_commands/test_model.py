@@ -83,3 +83,19 @@ def test_model_and_config_round_trip(tmp_path):
 def test_invalid_front_end_settings_are_refused():
     with pytest.raises(ValueError, match="mel bands"):
         M.LogMelFrontend(dataclasses.asdict(M.ModelConfig(num_mel_bins=128, dft_bin_hz=125)))
+
+
+def test_int8_conditioning_gains_cancel_in_float():
+    """The per-bin/per-band gains only move the log-mel by a constant per band (absorbed by the
+    standardisation), and int8-aware rounding acts in training only."""
+    cfg = M.ModelConfig(lstm_units=8)
+    audio = _audio(6, seed=1)
+    plain = M.LogMelFrontend(dataclasses.asdict(cfg))
+    plain.build((None, 16000))
+    tuned = M.LogMelFrontend(dataclasses.asdict(cfg))
+    M.calibrate_frontend(tuned, audio)
+    assert not np.allclose(tuned.bin_gain.numpy(), 1.0) and np.all(tuned.ranges.numpy() > 0)
+    diff = tuned(audio).numpy() - plain(audio).numpy()
+    np.testing.assert_allclose(diff - diff.mean(axis=(0, 1)), 0.0, atol=1e-4)
+    train = tuned(audio, training=True).numpy()
+    assert not np.allclose(train, tuned(audio).numpy()) and np.abs(train - tuned(audio).numpy()).mean() < 0.2
