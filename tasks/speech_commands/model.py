@@ -42,7 +42,7 @@ class ModelConfig:
     upper_edge_hertz: float = 3800.0
     spectrum: str = "magnitude"  # "magnitude" (L1, int8-friendly) or "power"
     log_offset: float = 0.25
-    int8_aware: bool = True  # training-only int8 rounding of the front end's spectrum tensors
+    int8_aware: bool = True  # round the front end's spectrum tensors to an int8 grid (FakeQuant)
     fir_taps: int = 31
     lstm_units: int = 48
     dropout: float = 0.1
@@ -183,7 +183,10 @@ class LogMelFrontend(keras.layers.Layer):
         self.ranges.assign(other.ranges)
 
     def _fake_int8(self, x, index, signed):
-        """Round ``x`` to the int8 grid the converter will use (straight-through gradient)."""
+        """Round ``x`` to an int8 grid over its calibrated range (FakeQuant, straight-through
+        gradient). In float (Keras, SavedModel, float TFLite: QUANTIZE+DEQUANTIZE) this is the
+        resolution the int8 model has, and the int8 converter takes these ranges as-is, so the
+        float and int8 models compute the same front end. Inactive until calibrated."""
         top = self.ranges[index]
         lo = -top if signed else tf.zeros_like(top)
         q = tf.quantization.fake_quant_with_min_max_vars(x, lo, top, num_bits=8)
@@ -222,7 +225,7 @@ class LogMelFrontend(keras.layers.Layer):
     def features(self, frames, training=False):
         """Frames ``[..., frame]`` -> log-mel ``[..., num_mel_bins]`` (or MFCCs)."""
         dft, mel_matrix, offset = self._matrices()
-        fake = training and self.cfg.int8_aware
+        fake = self.cfg.int8_aware
         z = tf.matmul(frames, dft)
         if fake:
             z = self._fake_int8(z, 0, signed=True)
