@@ -50,7 +50,10 @@ def crossval(data: str, out: Path, speakers: list[str], train_args: list[str]) -
             _run(["export", "--model", str(model_dir)])
         report = json.loads((model_dir / "export" / "export_report.json").read_text())
         for runtime in RUNTIMES:
-            res = _run(["evaluate", "--model", str(model_dir), "--data", data, "--speaker", spk, "--runtime", runtime])
+            done = model_dir / "evaluation" / f"metrics_{runtime}.json"
+            res = json.loads(done.read_text()) if done.exists() else {}
+            if res.get("speaker_filter") != [spk]:
+                res = _run(["evaluate", "--model", str(model_dir), "--data", data, "--speaker", spk, "--runtime", runtime])
             row[runtime] = res["accuracy"]
         row["examples"] = res["examples"]
         row["int8_bytes"] = report["tflite_int8"]["size_bytes"]

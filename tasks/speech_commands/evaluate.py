@@ -84,6 +84,8 @@ def evaluate(args) -> dict:
         "confusion_matrix": cm.tolist(),
         "confusion_matrix_png": str(png),
         "labels": mdir.labels,
+        "data": str(args.data),
+        "speaker_filter": list(args.speaker),
     }
     write_json_atomic(out_dir / f"metrics_{args.runtime}.json", result)
     return result
