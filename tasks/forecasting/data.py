@@ -111,11 +111,23 @@ def format_time(value, freq: str | None = None) -> str:
     if isinstance(value, pd.Timestamp):
         if freq and freq.upper().startswith(("Y", "A", "BY", "BA")):
             return f"{value.year}"
-        if value == value.normalize():
+        if value == value.normalize() and not _sub_daily(freq):
             return value.strftime("%Y-%m-%d")
         return value.strftime("%Y-%m-%d %H:%M:%S")
     value = float(value)
     return str(int(value)) if value.is_integer() else f"{value:g}"
+
+
+def _sub_daily(freq: str | None) -> bool:
+    if not freq:
+        return False
+    from pandas.tseries.frequencies import to_offset
+
+    try:
+        off = to_offset(freq)
+    except ValueError:
+        return False
+    return isinstance(off, pd.offsets.Tick) and pd.Timedelta(off) < pd.Timedelta(days=1)
 
 
 # ----------------------------------------------------------------------------- statsmodels

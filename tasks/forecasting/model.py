@@ -142,6 +142,25 @@ def sorted_quantiles(outputs: np.ndarray, cfg: ModelConfig) -> np.ndarray | None
 
 
 # ----------------------------------------------------------------------------- streaming
+class _MemberStep(keras.layers.Layer):
+    """``(x_t, h, c) -> (out, h_t, c_t)`` through ``lstm.step`` (the trained layer's cell).
+
+    A named wrapper: every ``lstm_core.LSTM`` calls its cell ``lstm_cell``, and a functional
+    model needs unique operation names, so the cells of an ensemble cannot appear side by side.
+    """
+
+    def __init__(self, lstm, **kwargs):
+        super().__init__(**kwargs)
+        self.lstm = lstm
+
+    def call(self, x, h, c):
+        out, (h_t, c_t) = self.lstm.step(x, [h, c])
+        return out, h_t, c_t
+
+    def compute_output_shape(self, x_shape, h_shape, c_shape):
+        return h_shape, h_shape, c_shape
+
+
 def build_streaming_model(model: keras.Model, cfg: ModelConfig) -> keras.Model:
     """``[x_t (1, F), h (1, K*U), c (1, K*U)] -> [forecast (1, H(, Q)), h_t, c_t]``.
 
@@ -163,7 +182,7 @@ def build_streaming_model(model: keras.Model, cfg: ModelConfig) -> keras.Model:
         else:
             hk = keras.layers.Lambda(lambda t, k=k: t[:, k * units : (k + 1) * units], name=f"h_{k}")(h)
             ck = keras.layers.Lambda(lambda t, k=k: t[:, k * units : (k + 1) * units], name=f"c_{k}")(c)
-        out, (h_t, c_t) = lstm.step(x, [hk, ck])
+        out, h_t, c_t = _MemberStep(lstm, name=f"step_{k}")(x, hk, ck)
         y = hidden(out) if hidden is not None else out
         y = head(y)
         if cfg.quantiles:
