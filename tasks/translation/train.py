@@ -159,7 +159,13 @@ def run_training(args, config: TranslationConfig) -> dict:
             vsrc_f, vtgt_f = [s[: config.data.max_length] for s in vsrc], [t[: config.data.max_length - 1] for t in vtgt]
         train_ds = D.make_dataset(src, tgt, config.data, shuffle=True, seed=config.train.seed)
         val_ds = D.make_dataset(vsrc_f, vtgt_f, config.data, shuffle=False)
-        steps = config.train.steps_per_epoch or count_batches(train_ds)
+        # bucketing hides the dataset length from Keras; the batch count is fixed, so state it
+        import tensorflow as tf
+
+        n_train, n_val = count_batches(train_ds), count_batches(val_ds)
+        train_ds = train_ds.apply(tf.data.experimental.assert_cardinality(n_train))
+        val_ds = val_ds.apply(tf.data.experimental.assert_cardinality(n_val))
+        steps = config.train.steps_per_epoch or n_train
 
         seq2seq = M.build(config.model)
         M.compile_model(seq2seq.training, config.model, make_optimizer(config, steps))
