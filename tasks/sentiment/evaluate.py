@@ -177,7 +177,7 @@ def evaluate(
         stem = Path(data).stem if not str(data).startswith("tfds:") else str(data)[5:].replace("/", "_").replace(":", "_")
         plot = model_dir / "eval" / f"confusion_{stem}_{runtime}.png"
     cm = np.asarray(metrics["confusion_matrix"])
-    title = f"{runtime}: accuracy {metrics['accuracy']:.3f}"
+    title = f"{runtime}\naccuracy {metrics['accuracy']:.3f}"
     save_png(plot, confusion_matrix_png(cm, list(config.labels), title=title))
     result = {
         "task": "sentiment",

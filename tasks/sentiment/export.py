@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -134,13 +135,16 @@ def export(model_dir, *, calibration_data: str | None = None, calibration_exampl
     for runtime, quantization in (("tflite", None), ("tflite-int8", "int8")):
         path = out / TFLITE_FILES[runtime]
         log.info("converting %s (%s)", path, quantization or "float")
-        tflite = export_tflite_report(
-            model,
-            path,
-            quantization=quantization,
-            representative_dataset=representative if quantization else None,
-            sample_inputs=samples,
-        ).as_dict()
+        with warnings.catch_warnings():
+            # the int8 calibrator uses tf.lite.Interpreter internally; we run LiteRT ourselves
+            warnings.filterwarnings("ignore", message=r"\s*Warning: tf.lite.Interpreter is deprecated")
+            tflite = export_tflite_report(
+                model,
+                path,
+                quantization=quantization,
+                representative_dataset=representative if quantization else None,
+                sample_inputs=samples,
+            ).as_dict()
         probs = TFLitePredictor(path, tokenizer).predict_ids(ids)
         tflite["calibration_max_abs_diff"] = float(np.max(np.abs(probs - keras_probs)))
         tflite["calibration_label_agreement"] = float(np.mean((probs >= 0.5) == (keras_probs >= 0.5)))

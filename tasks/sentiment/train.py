@@ -16,6 +16,7 @@ import dataclasses
 import json
 import logging
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +57,7 @@ class DataConfig:
     vocab_size: int = 8000  # sentencepiece unigram vocabulary (upper bound)
     max_tokens: int = 256  # longer texts are truncated (IMDB reviews); dev.tsv max is ~80
     batch_size: int = 32
-    sampling_alpha: float = 0.1  # sentencepiece subword sampling in training; 0 = off
+    sampling_alpha: float = 0.3  # sentencepiece subword sampling (smoothing) in training; 0 = off
     calibration_examples: int = 200
 
 
@@ -177,7 +178,11 @@ def train(config: SentimentConfig, out) -> dict:
         val_ds = make_dataset(val_ex, training=False, **common)
         hparams = {f"data.{k}": v for k, v in dataclasses.asdict(config.data).items()}
         hparams.update({f"model.{k}": v for k, v in dataclasses.asdict(config.model).items()})
-        history = fit(model, train_ds, val_ds, workdir=work, config=config.train, hparams=hparams)
+        with warnings.catch_warnings():
+            # tf.data batches of unknown count: Keras' fit warns about shuffle/exhaustion each run
+            warnings.filterwarnings("ignore", message=r"`shuffle=True` was passed")
+            warnings.filterwarnings("ignore", message=r"Your input ran out of data")
+            history = fit(model, train_ds, val_ds, workdir=work, config=config.train, hparams=hparams)
         model.save(work / MODEL_FILE)
 
         probs = KerasPredictor(model, tokenizer).predict_proba(val_ex.texts)

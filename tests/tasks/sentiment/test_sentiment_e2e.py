@@ -1,0 +1,104 @@
+"""Tiny end to end through the CLI: train → evaluate → export → LiteRT/SavedModel agree with Keras."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lstm_core.cli import main
+
+REPO = Path(__file__).resolve().parents[3]
+DATA = REPO / "data" / "sentiment"
+
+
+def head(src: Path, dst: Path, n: int) -> Path:
+    lines = src.read_text(encoding="utf-8").splitlines(True)[: n + 1]
+    dst.write_text("".join(lines), encoding="utf-8")
+    return dst
+
+
+def last_json(out: str) -> dict:
+    return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sentiment")
+    train = head(DATA / "train.tsv", tmp / "train.tsv", 240)
+    dev = head(DATA / "dev.tsv", tmp / "dev.tsv", 40)
+    out = tmp / "model"
+    code = main([
+        "-q", "sentiment", "train", "--data", str(train), "--val", str(dev), "--out", str(out),
+        "--epochs", "2", "--vocab-size", "200", "--embedding-dim", "16", "--units", "8",
+        "--batch-size", "16",
+    ])
+    assert code == 0
+    return out, dev
+
+
+def test_train_writes_model_directory(trained):
+    out, _ = trained
+    for name in ("model.keras", "tokenizer.model", "config.json", "calibration.json", "train_report.json"):
+        assert (out / name).is_file(), name
+    assert list((out / "logs").rglob("events.out.tfevents.*")), "no TensorBoard events"
+    report = json.loads((out / "train_report.json").read_text())
+    assert report["epochs_run"] == 2 and report["train_examples"] == 240
+    assert not out.with_name("model.partial").exists()
+
+
+def test_export_and_runtimes_agree(trained, capsys):
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401
+
+    from tasks.sentiment.evaluate import load_predictor
+
+    out, dev = trained
+    assert main(["-q", "sentiment", "export", "--model", str(out), "--calibration-examples", "40"]) == 0
+    report = last_json(capsys.readouterr().out)
+    export = out / "export"
+    for name in ("model_float.tflite", "model_int8.tflite", "tokenizer.model", "labels.txt", "export_report.json"):
+        assert (export / name).is_file(), name
+    for runtime in ("tflite", "tflite-int8"):
+        assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in report[runtime]["ops"]
+        assert "WHILE" not in report[runtime]["ops"]
+    assert report["tflite-int8"]["size_bytes"] < report["tflite"]["size_bytes"]
+
+    texts = [
+        "A gorgeous, witty, seductive movie.",
+        "The plot is nothing but boilerplate clichés from start to finish.",
+        "ok",
+        "It's not a bad film, but it's not a good one either, and it goes on far too long.",
+    ]
+    keras_p = load_predictor(out, "keras").predict_proba(texts)
+    float_p = load_predictor(out, "tflite").predict_proba(texts)
+    int8_p = load_predictor(out, "tflite-int8").predict_proba(texts)
+    np.testing.assert_allclose(float_p, keras_p, atol=1e-4)
+    np.testing.assert_allclose(int8_p, keras_p, atol=0.05)
+
+    served = tf.saved_model.load(str(export / "saved_model")).signatures["serving_default"](
+        text=tf.constant(texts + ["   "])
+    )
+    np.testing.assert_allclose(served["probability"].numpy()[:4], keras_p, atol=1e-5)
+    labels = [l.decode() for l in served["label"].numpy()]
+    assert labels[:4] == ["positive" if p >= 0.5 else "negative" for p in keras_p]
+
+    # predict CLI: one line per text, label + probability of that label, same as Keras
+    assert main(["-q", "sentiment", "predict", "--model", str(out), "--runtime", "tflite", *texts[:2]]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2
+    for line, p in zip(lines, keras_p[:2]):
+        label, prob, text = line.split("\t")
+        assert label == ("positive" if p >= 0.5 else "negative")
+        assert float(prob) == pytest.approx(max(p, 1 - p), abs=1e-3)
+
+    # evaluate JSON (last stdout line) + confusion-matrix PNG, float LiteRT
+    assert main(["-q", "sentiment", "evaluate", "--model", str(out), "--data", str(dev), "--runtime", "tflite"]) == 0
+    result = last_json(capsys.readouterr().out)
+    assert result["examples"] == 40 and result["runtime"] == "tflite"
+    for key in ("accuracy", "precision", "recall", "f1", "vader_accuracy"):
+        assert 0.0 <= result[key] <= 1.0
+    assert sum(map(sum, result["confusion_matrix"])) == 40
+    assert Path(result["confusion_png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
