@@ -29,7 +29,7 @@ def confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
 def confusion_matrix_png(cm: np.ndarray, labels, title: str = "") -> bytes:
     plt = _pyplot()
     n = len(labels)
-    fig, ax = plt.subplots(figsize=(1.2 + 0.6 * n, 1.0 + 0.55 * n), dpi=100)
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 + 0.6 * n), max(3.5, 1.0 + 0.55 * n)), dpi=100)
     ax.imshow(cm, cmap="Blues")
     ax.set_xticks(range(n), labels, rotation=45, ha="right")
     ax.set_yticks(range(n), labels)
