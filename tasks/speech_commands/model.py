@@ -237,7 +237,9 @@ class LogMelFrontend(keras.layers.Layer):
         else:
             spectrum = re * re + im * im
         if fake:
-            spectrum = self._fake_int8(spectrum, 1, signed=False)
+            # (the no-op relu keeps the TFLite converter from fusing QUANTIZE into the mel
+            # FULLY_CONNECTED's input as legacy uint8, which LiteRT then rejects)
+            spectrum = tf.nn.relu(self._fake_int8(spectrum, 1, signed=False))
         mel = tf.matmul(spectrum, mel_matrix)
         if fake:
             mel = self._fake_int8(mel, 2, signed=False)
