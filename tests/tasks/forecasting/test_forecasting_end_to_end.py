@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import write_monthly_csv
+from forecast_toy import write_monthly_csv
 from lstm_core.cli import main
 from lstm_core.export import TFLiteModel
 from tasks.forecasting.artifacts import open_model_dir
@@ -130,7 +130,7 @@ def test_tflite_runtime_before_export_is_a_clear_error(tmp_path, capsys):
     out = tmp_path / "m"
     path = write_monthly_csv(tmp_path / "s.csv", n=100)
     assert main(["-q", "forecasting", "train", "--data", str(path), "--target", "sales", "--horizon", "3",
-                 "--lookback", "8", "--units", "3", "--hidden", "0", "--epochs", "1", "--out", str(out)]) == 0
+                 "--lookback", "8", "--units", "3", "--hidden", "0", "--ensemble", "1", "--epochs", "1", "--out", str(out)]) == 0
     capsys.readouterr()
     assert main(["forecasting", "predict", "--model", str(out), "--runtime", "tflite"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -10,7 +10,7 @@ from lstm_core.cli import main
 from lstm_core.errors import UserError
 from tasks.speech_commands import data as D
 
-from conftest import make_dataset, write_wav
+from speech_toy import make_dataset, write_wav
 
 
 def test_read_wav_resamples_and_mixes_down(tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import seasonal_series, write_jena_csv, write_monthly_csv
+from forecast_toy import seasonal_series, write_jena_csv, write_monthly_csv
 from lstm_core.cli import main
 from lstm_core.errors import UserError
 from tasks.forecasting import data as D
