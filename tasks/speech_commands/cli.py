@@ -41,6 +41,8 @@ def configure_train(p: argparse.ArgumentParser) -> None:
     aug.add_argument("--speed-range", type=float, default=_D.speed_range, help="speed perturbation +-")
     aug.add_argument("--gain-range", type=float, default=_D.gain_range)
     _bool(aug, "spec-augment", _M.spec_augment, "SpecAugment time/frequency masking")
+    aug.add_argument("--time-stretch", type=float, default=_M.time_stretch,
+                     help="tempo augmentation of the frame axis: factor in [1/(1+s), 1+s] (0: off)")
     m = p.add_argument_group("model")
     m.add_argument("--feature-rate", type=int, default=_M.feature_rate,
                    help="decimate to this rate before the DFT (16000: none)")
@@ -51,6 +53,8 @@ def configure_train(p: argparse.ArgumentParser) -> None:
     m.add_argument("--upper-edge-hertz", type=float, default=_M.upper_edge_hertz)
     m.add_argument("--spectrum", choices=("magnitude", "power"), default=_M.spectrum)
     m.add_argument("--log-offset", type=float, default=_M.log_offset)
+    m.add_argument("--num-mfcc", type=int, default=_M.num_mfcc, help="0: log-mel features; N: N MFCCs")
+    _bool(m, "int8-aware", _M.int8_aware, "round the front end's spectrum tensors to the int8 grid")
     m.add_argument("--lstm-units", type=int, default=_M.lstm_units)
     m.add_argument("--dropout", type=float, default=_M.dropout)
     add_train_arguments(p, DEFAULT_TRAIN)
@@ -85,6 +89,9 @@ def run_train(args) -> dict:
         lstm_units=args.lstm_units,
         dropout=args.dropout,
         spec_augment=args.spec_augment,
+        time_stretch=args.time_stretch,
+        num_mfcc=args.num_mfcc,
+        int8_aware=args.int8_aware,
     )
     try:
         mcfg.decimation
