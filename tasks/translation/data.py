@@ -254,7 +254,6 @@ def make_dataset(src_ids, tgt_ids, config: DataConfig, *, shuffle: bool, seed: i
     if shuffle:
         ds = ds.shuffle(len(src_ids), seed=seed, reshuffle_each_iteration=True)
     boundaries = list(range(config.bucket_width + 1, config.max_length + 2, config.bucket_width))
-    ds = ds.map(lambda s, ti, to: (s, ti, to))
     ds = ds.bucket_by_sequence_length(
         element_length_func=lambda s, ti, to: tf.maximum(tf.shape(s)[0], tf.shape(ti)[0]),
         bucket_boundaries=boundaries,

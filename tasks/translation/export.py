@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from lstm_core.errors import UserError
 from lstm_core.export import export_saved_model, export_tflite_report
 from lstm_core.io import write_json_atomic
 from tasks.translation import data as D
@@ -119,7 +118,7 @@ def step_samples(seq2seq, src_ids, n_sentences=8, max_steps=None):
     return samples
 
 
-def check_sentences(args, config, src_tok, tgt_tok, model_dir):
+def check_sentences(args, config, src_tok):
     """(src_ids, references) for the LiteRT-vs-Keras check and int8 calibration."""
     spec = args.data or config.validation or None
     if spec and (D.is_tfds(spec) or Path(spec).is_file()):
@@ -137,7 +136,7 @@ def run_export(args) -> dict:
     model_dir = Path(args.model)
     config, seq2seq, src_tok, tgt_tok = load_model(model_dir)
     out = model_dir / "export"
-    src_ids, references = check_sentences(args, config, src_tok, tgt_tok, model_dir)
+    src_ids, references = check_sentences(args, config, src_tok)
     report: dict = {}
 
     t0 = time.time()

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import keras
-import numpy as np
 
 from lstm_core.errors import UserError
 from lstm_core.io import write_json_atomic
