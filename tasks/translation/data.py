@@ -253,6 +253,9 @@ def make_dataset(src_ids, tgt_ids, config: DataConfig, *, shuffle: bool, seed: i
     ds = tf.data.Dataset.from_tensor_slices((src_rt, tgt_in, tgt_out))
     if shuffle:
         ds = ds.shuffle(len(src_ids), seed=seed, reshuffle_each_iteration=True)
+    # slices of a ragged tensor are 1-D RaggedTensors; map() turns them into dense tensors,
+    # which bucket_by_sequence_length (padded_batch) needs
+    ds = ds.map(lambda s, ti, to: (s, ti, to))
     boundaries = list(range(config.bucket_width + 1, config.max_length + 2, config.bucket_width))
     ds = ds.bucket_by_sequence_length(
         element_length_func=lambda s, ti, to: tf.maximum(tf.shape(s)[0], tf.shape(ti)[0]),
