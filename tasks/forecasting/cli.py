@@ -56,7 +56,9 @@ def configure_train(p: argparse.ArgumentParser) -> None:
     m.add_argument("--hidden", type=int, default=_M.hidden, help="ReLU layer before the head (0: none)")
     m.add_argument("--dropout", type=float, default=_M.dropout, help="LSTM input dropout")
     m.add_argument("--quantiles", default=None, help="quantile outputs, e.g. 0.1,0.9 (pinball loss; the median is added)")
-    m.add_argument("--ensemble", type=int, default=_M.ensemble, help="members trained side by side and averaged")
+    m.add_argument("--ensemble", type=int, default=None,
+                   help="members trained side by side and averaged (default: 3 if fewer than 1000 training "
+                        "windows, to tame the seed variance of small series, else 1)")
     add_train_arguments(p, DEFAULT_TRAIN)
 
 
@@ -68,7 +70,7 @@ def run_train(args) -> dict:
     from tasks.forecasting.train import DEFAULT_TRAIN, train
 
     for name in ("units", "ensemble", "batch_size"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1")
     if not 0 <= args.dropout < 1:
         raise UserError("--dropout must be in [0, 1)")
@@ -92,7 +94,7 @@ def run_train(args) -> dict:
         hidden=args.hidden,
         dropout=args.dropout,
         quantiles=parse_quantiles(args.quantiles),
-        ensemble=args.ensemble,
+        ensemble=args.ensemble or 0,
     )
     return train(args, dcfg, mcfg, train_config_from_args(args, DEFAULT_TRAIN), season=args.season,
                  batch_size=args.batch_size)

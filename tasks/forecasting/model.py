@@ -23,6 +23,13 @@ import tensorflow as tf
 import lstm_core
 
 
+SMALL_DATA_WINDOWS = 1000
+
+
+def default_ensemble(train_windows: int) -> int:
+    return 3 if train_windows < SMALL_DATA_WINDOWS else 1
+
+
 @dataclasses.dataclass
 class ModelConfig:
     lookback: int = 0  # 0: chosen from the season and horizon at train time
@@ -32,7 +39,7 @@ class ModelConfig:
     hidden: int = 64  # ReLU layer between the encoder and the head (0: none)
     dropout: float = 0.0  # input dropout of the LSTM
     quantiles: list[float] = dataclasses.field(default_factory=list)
-    ensemble: int = 1
+    ensemble: int = 1  # 0: chosen at train time (3 below SMALL_DATA_WINDOWS training windows, else 1)
 
     @property
     def num_outputs(self) -> int:

@@ -17,7 +17,7 @@ from tasks.forecasting import baselines as B
 from tasks.forecasting import data as D
 from tasks.forecasting import metrics as MET
 from tasks.forecasting.artifacts import save_config
-from tasks.forecasting.model import ModelConfig, build_models, compile_model, point_forecast
+from tasks.forecasting.model import ModelConfig, build_models, compile_model, default_ensemble, point_forecast
 
 log = logging.getLogger(__name__)
 
@@ -85,13 +85,16 @@ def prepare(dcfg: D.DataConfig, mcfg: ModelConfig, season: int | None = None) ->
         raise UserError(f"--horizon and --lookback must be >= 1 (got {horizon}, {lookback})")
     D.check_length(series, split, lookback, horizon, dcfg.val_fraction)
     scaler = D.Scaler.fit(series, split.train_end, dcfg.transform)
-    mcfg = dataclasses.replace(mcfg, lookback=lookback, horizon=horizon, num_features=scaler.num_features)
+    ensemble = mcfg.ensemble or default_ensemble(split.count("train", lookback, horizon))
+    mcfg = dataclasses.replace(
+        mcfg, lookback=lookback, horizon=horizon, num_features=scaler.num_features, ensemble=ensemble
+    )
     log.info(
-        "%s: %d rows (%s), target %r%s, season %d (%s), horizon %d, lookback %d, transform %s; "
-        "train %d / val %d / test %d rows",
+        "%s: %d rows (%s), target %r%s, season %d (%s), horizon %d, lookback %d, transform %s, "
+        "ensemble %d; train %d / val %d / test %d rows",
         series.source, len(series), series.freq or f"step {series.step:g}", series.target,
         f" + features {series.features}" if series.features else "", season, season_source, horizon,
-        lookback, dcfg.transform, split.train_end, split.val_end - split.train_end, split.n - split.val_end,
+        lookback, dcfg.transform, ensemble, split.train_end, split.val_end - split.train_end, split.n - split.val_end,
     )
     return Prepared(series, dcfg, mcfg, split, season, season_source, scaler)
 
@@ -134,6 +137,7 @@ def train(args, dcfg: D.DataConfig, mcfg: ModelConfig, tcfg: TrainConfig, *, sea
             "horizon": H,
             "lookback": L,
             "transform": p.data.transform,
+            "ensemble": mcfg.ensemble,
             "train_windows": split.count("train", L, H),
             "val_windows": split.count("val", L, H),
             "parameters": int(model.count_params()),
