@@ -119,6 +119,7 @@ def fit(
         validation_steps=config.validation_steps,
         callbacks=cbs,
         verbose=config.verbose,
+        shuffle=False,  # tf.data pipelines shuffle themselves; Keras would warn and ignore it
     )
 
 
