@@ -6,17 +6,13 @@ import dataclasses
 from pathlib import Path
 
 from lstm_core.errors import UserError
+from lstm_core.model_dir import EXPORT_FILES, exported_tflite  # noqa: F401  (re-exported)
 from lstm_core.io import read_json
 
 from tasks.forecasting.data import DataConfig, Scaler
 from tasks.forecasting.model import ModelConfig
 
 DEFAULT_MODEL_DIR = "saved_models/forecasting"
-EXPORT_FILES = {
-    "tflite": "model_float.tflite",
-    "tflite-int8": "model_int8.tflite",
-    "streaming": "streaming_float.tflite",
-}
 
 
 @dataclasses.dataclass
@@ -41,12 +37,7 @@ class ModelDir:
         return keras.saving.load_model(self.path / "model.keras", compile=False)
 
     def tflite_path(self, runtime: str) -> Path:
-        path = self.export_dir / EXPORT_FILES[runtime]
-        if not path.is_file():
-            raise UserError(
-                f"{path} does not exist: run `lstm-suite forecasting export --model {self.path}` first"
-            )
-        return path
+        return exported_tflite(self.path, runtime, "forecasting")
 
 
 def save_config(work: Path, data: DataConfig, model: ModelConfig, series: dict, train: dict) -> dict:

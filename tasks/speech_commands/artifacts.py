@@ -10,6 +10,7 @@ import dataclasses
 from pathlib import Path
 
 from lstm_core.errors import UserError
+from lstm_core.model_dir import EXPORT_FILES, exported_tflite  # noqa: F401  (re-exported)
 from lstm_core.io import read_json, write_bytes_atomic, write_json_atomic
 from lstm_core.training import TrainConfig
 
@@ -17,11 +18,6 @@ from tasks.speech_commands.data import DataConfig
 from tasks.speech_commands.model import ModelConfig
 
 DEFAULT_MODEL_DIR = "saved_models/speech_commands"
-EXPORT_FILES = {
-    "tflite": "model_float.tflite",
-    "tflite-int8": "model_int8.tflite",
-    "streaming": "streaming_float.tflite",
-}
 
 
 @dataclasses.dataclass
@@ -46,12 +42,7 @@ class ModelDir:
             raise UserError(f"{self.path / 'model.keras'}: cannot load the Keras model ({err})") from None
 
     def tflite_path(self, runtime: str) -> Path:
-        path = self.export_dir / EXPORT_FILES[runtime]
-        if not path.exists():
-            raise UserError(
-                f"{path} does not exist: run `lstm-suite speech_commands export --model {self.path}` first"
-            )
-        return path
+        return exported_tflite(self.path, runtime, "speech_commands")
 
 
 def _from_dict(cls, d):
