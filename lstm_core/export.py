@@ -206,7 +206,7 @@ def export_tflite(
     else random inputs for float-typed inputs. Float exports must agree within ``atol``;
     quantized exports log their error (see :func:`export_tflite_report`).
     """
-    return export_tflite_report(
+    export_tflite_report(
         model,
         path,
         quantization=quantization,
@@ -215,7 +215,8 @@ def export_tflite(
         sample_inputs=sample_inputs,
         atol=atol,
         require_fused=require_fused,
-    ).path_obj
+    )
+    return Path(path)
 
 
 def export_tflite_report(
@@ -261,7 +262,7 @@ def export_tflite_report(
         )
     log.info("TFLite %s (%s): max |tflite - keras| = %s", path, quantization or "float", worst)
     write_bytes_atomic(path, flatbuffer)
-    report = TFLiteReport(
+    return TFLiteReport(
         path=str(path),
         quantization=quantization,
         size_bytes=len(flatbuffer),
@@ -269,8 +270,6 @@ def export_tflite_report(
         max_abs_diff=worst,
         samples=len(samples),
     )
-    report.path_obj = Path(path)
-    return report
 
 
 def _default_samples(model, sample_inputs, representative_dataset, batch_size):

@@ -14,11 +14,15 @@ import tensorflow as tf
 from lstm_core.cell import lstm_step
 
 
-def _while(steps, body, loop_vars, reverse=False):
+def _while(steps, body, loop_vars):
     """``tf.while_loop`` over ``steps`` iterations with the settings Keras uses for RNNs."""
-    cond = (lambda t, *_: t >= 0) if reverse else (lambda t, *_: t < steps)
     return tf.while_loop(
-        cond, body, loop_vars, maximum_iterations=steps, parallel_iterations=32, swap_memory=True
+        lambda t, *_: t < steps,
+        body,
+        loop_vars,
+        maximum_iterations=steps,
+        parallel_iterations=32,
+        swap_memory=True,
     )
 
 
