@@ -145,7 +145,9 @@ class LSTM(keras.layers.Layer):
             recurrent_dropout=recurrent_dropout,
             seed=seed,
             dtype=kwargs.get("dtype"),
-            name="lstm_cell",
+            # unique per layer (Keras uses "lstm_cell" for all): ``step`` called on two layers
+            # inside one functional model would otherwise create two operations of one name
+            name=f"{self.name}_cell",
         )
         self.units = self.cell.units
         self.return_sequences = return_sequences

@@ -152,8 +152,8 @@ def sorted_quantiles(outputs: np.ndarray, cfg: ModelConfig) -> np.ndarray | None
 class _MemberStep(keras.layers.Layer):
     """``(x_t, h, c) -> (out, h_t, c_t)`` through ``lstm.step`` (the trained layer's cell).
 
-    A named wrapper: every ``lstm_core.LSTM`` calls its cell ``lstm_cell``, and a functional
-    model needs unique operation names, so the cells of an ensemble cannot appear side by side.
+    One named operation per ensemble member (``step_k``), so the streaming graph reads like the
+    clip model's ``lstm_k`` layers.
     """
 
     def __init__(self, lstm, **kwargs):
