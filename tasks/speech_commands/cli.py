@@ -54,6 +54,11 @@ def configure_train(p: argparse.ArgumentParser) -> None:
     m.add_argument("--spectrum", choices=("magnitude", "power"), default=_M.spectrum)
     m.add_argument("--log-offset", type=float, default=_M.log_offset)
     m.add_argument("--num-mfcc", type=int, default=_M.num_mfcc, help="0: log-mel features; N: N MFCCs")
+    m.add_argument("--feature-norm", choices=("causal", "global"), default=_M.feature_norm,
+                   help="causal: subtract each band's running mean (streaming CMN) after the "
+                   "training-set standardisation; global: standardisation only")
+    m.add_argument("--norm-decay", type=float, default=_M.norm_decay,
+                   help="running-mean decay per frame for --feature-norm causal")
     _bool(m, "int8-aware", _M.int8_aware, "round the front end's spectrum tensors to the int8 grid")
     m.add_argument("--lstm-units", type=int, default=_M.lstm_units)
     m.add_argument("--dropout", type=float, default=_M.dropout)
@@ -92,6 +97,8 @@ def run_train(args) -> dict:
         time_stretch=args.time_stretch,
         num_mfcc=args.num_mfcc,
         int8_aware=args.int8_aware,
+        feature_norm=args.feature_norm,
+        norm_decay=args.norm_decay,
     )
     try:
         mcfg.decimation

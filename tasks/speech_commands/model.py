@@ -54,6 +54,9 @@ class ModelConfig:
     channel_tilt: float = 0.0  # SpecAugment extra: random spectral tilt/ripple (standardised units)
     time_stretch: float = 0.4  # SpecAugment extra: tempo factor in [1/(1+s), 1+s]
     frame_projection: int = 0  # Dense(relu) per frame before the LSTM (0: none)
+    feature_norm: str = "causal"  # "global": training-set standardisation only; "causal": also
+    # subtract each band's running mean over the past frames (streaming-friendly CMN)
+    norm_decay: float = 0.8  # running-mean decay per 20 ms frame (time constant ~0.1 s)
 
     @property
     def decimation(self) -> int:
@@ -261,6 +264,46 @@ class LogMelFrontend(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="speech_commands")
+class CausalMeanNormalization(keras.layers.Layer):
+    """Subtract each feature's exponential running mean over the frames so far.
+
+    ``m_t = d·m_{t-1} + (1-d)·x_t`` from ``m_{-1} = 0`` (the standardised features' training
+    mean); output ``x_t - m_t``. Removing the utterance's own mean (CMN) takes away much of the
+    speaker's and microphone's colouring of the spectrum; the causal form keeps streaming exact
+    (its state is ``m``). The clip model applies it as one matmul with a fixed ``[T, T]`` matrix,
+    so TFLite gets a FULLY_CONNECTED/BATCH_MATMUL (int8 kernels) instead of a loop.
+    """
+
+    def __init__(self, decay=0.9, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"decay must be in [0, 1), got {decay}")
+        self.decay = float(decay)
+
+    def running_mean_matrix(self, steps: int) -> np.ndarray:
+        """``A[s, t] = (1-d) d^(t-s)`` for ``s <= t``: ``m[:, t] = x[:, :] @ A[:, t]``."""
+        lag = np.arange(steps)[None, :] - np.arange(steps)[:, None]
+        weights = (1.0 - self.decay) * np.power(self.decay, np.maximum(lag, 0))
+        return np.where(lag >= 0, weights, 0.0).astype(np.float32)
+
+    def call(self, x):
+        steps = x.shape[1]
+        if steps is None:
+            raise ValueError("CausalMeanNormalization needs a static number of frames")
+        by_band = tf.transpose(x, [0, 2, 1])  # [B, F, T]
+        mean = tf.matmul(by_band, tf.constant(self.running_mean_matrix(steps)))
+        return tf.transpose(by_band - mean, [0, 2, 1])
+
+    def step(self, x_t, mean):
+        """One frame: ``(x_t [B, F], m_{t-1}) -> (x_t - m_t, m_t)``."""
+        mean = self.decay * mean + (1.0 - self.decay) * x_t
+        return x_t - mean, mean
+
+    def get_config(self):
+        return {**super().get_config(), "decay": self.decay}
+
+
+@keras.saving.register_keras_serializable(package="speech_commands")
 class SpecAugment(keras.layers.Layer):
     """SpecAugment (Park et al. 2019) frequency and time masking; identity at inference."""
 
@@ -350,6 +393,10 @@ def build_model(cfg: ModelConfig, num_classes: int, feature_stats=None) -> keras
         feature_stats = (np.zeros(cfg.num_features), np.ones(cfg.num_features))
     mean, var = feature_stats
     x = keras.layers.Normalization(axis=-1, mean=mean, variance=var, name="standardize")(x)
+    if cfg.feature_norm == "causal":
+        x = CausalMeanNormalization(cfg.norm_decay, name="causal_mean_norm")(x)
+    elif cfg.feature_norm != "global":
+        raise ValueError(f"feature_norm must be 'global' or 'causal', got {cfg.feature_norm!r}")
     if cfg.spec_augment:
         x = SpecAugment(cfg.freq_masks, cfg.freq_mask_width, cfg.time_masks, cfg.time_mask_width,
                         channel_tilt=cfg.channel_tilt, time_stretch=cfg.time_stretch, name="spec_augment")(x)
@@ -396,7 +443,11 @@ def feature_statistics(cfg: ModelConfig, clips, batch_size: int = 64, frontend=N
     return mean.astype(np.float32), var.astype(np.float32)
 
 
-CUSTOM_OBJECTS = {"LogMelFrontend": LogMelFrontend, "SpecAugment": SpecAugment}
+CUSTOM_OBJECTS = {
+    "LogMelFrontend": LogMelFrontend,
+    "SpecAugment": SpecAugment,
+    "CausalMeanNormalization": CausalMeanNormalization,
+}
 
 
 def load_model(path) -> keras.Model:
@@ -408,9 +459,11 @@ def load_model(path) -> keras.Model:
 class StreamingStep(keras.layers.Layer):
     """One hop of the clip model with explicit state (kws_streaming style, external state).
 
-    Inputs: ``hop [B, hop_samples]``, ``fir_state [B, fir_context]`` (only with decimation),
-    ``frame_state [B, frame_context]``, ``h [B, units]``, ``c [B, units]``. Outputs: the
-    probabilities after this hop and the next states, in the same order. It shares (does not
+    Inputs: ``hop [B, hop_samples]``, then the states of :func:`streaming_state_shapes`:
+    ``fir_state [B, fir_context]`` (only with decimation), ``frame_state [B, frame_context]``,
+    ``norm_mean [B, features]`` (only with causal mean normalisation), ``h [B, units]``,
+    ``c [B, units]``. Outputs: the probabilities after this hop and the next states, in the
+    same order. It shares (does not
     copy) the clip model's layers; the LSTM runs one step with ``layer.step``.
     """
 
@@ -422,25 +475,26 @@ class StreamingStep(keras.layers.Layer):
         self.head = clip_model.get_layer("probabilities")
         names = {l.name for l in clip_model.layers}
         self.projection = clip_model.get_layer("frame_projection") if "frame_projection" in names else None
+        self.mean_norm = clip_model.get_layer("causal_mean_norm") if "causal_mean_norm" in names else None
+        self.state_names = list(streaming_state_shapes(clip_model))
 
     def call(self, inputs):
         fe = self.frontend
+        hop, state = inputs[0], dict(zip(self.state_names, inputs[1:]))
+        new = {}
+        x = hop
         if fe.fir_context:
-            hop, fir_state, frame_state, h, c = inputs
-            x = fe.decimate(hop, history=fir_state)
-            new_fir_state = tf.concat([fir_state, hop], axis=1)[:, -fe.fir_context :]
-        else:
-            hop, frame_state, h, c = inputs
-            x = hop
-        frame = tf.concat([frame_state, x], axis=1)
-        new_frame_state = frame[:, -fe.frame_context :] if fe.frame_context else frame_state
+            x = fe.decimate(hop, history=state["fir_state"])
+            new["fir_state"] = tf.concat([state["fir_state"], hop], axis=1)[:, -fe.fir_context :]
+        frame = tf.concat([state["frame_state"], x], axis=1)
+        new["frame_state"] = frame[:, -fe.frame_context :]
         feats = self.standardize(fe.features(frame[:, None, :]))[:, 0, :]  # a 1-frame sequence
+        if self.mean_norm is not None:
+            feats, new["norm_mean"] = self.mean_norm.step(feats, state["norm_mean"])
         if self.projection is not None:
             feats = self.projection(feats)
-        out, (h, c) = self.lstm.step(feats, [h, c])
-        probs = self.head(out)
-        states = [new_fir_state] if fe.fir_context else []
-        return [probs, *states, new_frame_state, h, c]
+        out, (new["h"], new["c"]) = self.lstm.step(feats, [state["h"], state["c"]])
+        return [self.head(out), *(new[k] for k in self.state_names)]
 
 
 def streaming_state_shapes(clip_model: keras.Model) -> dict:
@@ -450,6 +504,8 @@ def streaming_state_shapes(clip_model: keras.Model) -> dict:
     if fe.fir_context:
         shapes["fir_state"] = fe.fir_context
     shapes["frame_state"] = fe.frame_context
+    if "causal_mean_norm" in {layer.name for layer in clip_model.layers}:
+        shapes["norm_mean"] = fe.cfg.num_features
     shapes["h"] = units
     shapes["c"] = units
     return shapes

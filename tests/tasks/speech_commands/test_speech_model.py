@@ -45,8 +45,9 @@ def test_decimating_front_end_shapes_and_band_limit():
     assert f_low.max() > f_high.max() + 3  # the FIR removes what would alias
 
 
-def test_streaming_model_reproduces_the_clip_model():
-    cfg = M.ModelConfig(lstm_units=16, frame_projection=8, channel_tilt=0.5)
+@pytest.mark.parametrize("feature_norm", ["causal", "global"])
+def test_streaming_model_reproduces_the_clip_model(feature_norm):
+    cfg = M.ModelConfig(lstm_units=16, frame_projection=8, channel_tilt=0.5, feature_norm=feature_norm)
     audio = _audio(1, seed=3)
     model = M.build_calibrated_model(cfg, 4, np.concatenate([audio, _audio(4, seed=4)]))
     assert np.all(model.get_layer("log_mel").ranges.numpy() > 0)  # int8 grid rounding active
@@ -57,6 +58,22 @@ def test_streaming_model_reproduces_the_clip_model():
     assert probs.shape == (cfg.num_frames, 4)
     np.testing.assert_allclose(probs[-1], clip_probs, atol=1e-5)
     assert [s.shape for s in state] == [(1, n) for n in M.streaming_state_shapes(model).values()]
+
+
+def test_causal_mean_normalization_is_the_running_mean_recursion():
+    layer = M.CausalMeanNormalization(decay=0.8)
+    x = np.random.default_rng(0).standard_normal((2, 7, 3)).astype(np.float32)
+    mean, expected = np.zeros((2, 3), np.float32), []
+    for t in range(7):
+        out, mean = layer.step(x[:, t], mean)
+        expected.append(np.asarray(out))
+    np.testing.assert_allclose(layer(x).numpy(), np.stack(expected, 1), atol=1e-6)
+    # a constant offset per band (microphone colouring) fades out: after 6 frames 0.8^7 is left
+    shifted = layer(x + 5.0).numpy() - layer(x).numpy()
+    np.testing.assert_allclose(shifted[:, -1], 5.0 * 0.8**7, rtol=1e-4)
+    assert M.CausalMeanNormalization.from_config(layer.get_config()).decay == 0.8
+    with pytest.raises(ValueError, match="decay"):
+        M.CausalMeanNormalization(decay=1.0)
 
 
 def test_spec_augment_only_in_training():
