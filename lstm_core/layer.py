@@ -158,6 +158,10 @@ class LSTM(keras.layers.Layer):
         self.unroll = unroll
         self.mode = mode
         self.supports_masking = True
+        # XLA compiles this loop into a train step ~10x slower than graph mode (measured by
+        # tools/benchmark_lstm.py), so Keras' jit_compile="auto" (which turns XLA on with a
+        # GPU) must leave models containing this layer in graph mode.
+        self.supports_jit = False
         self.input_spec = keras.layers.InputSpec(ndim=3)
         self.states = None
         self._eager_fusable_fns = {}

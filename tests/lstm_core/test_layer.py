@@ -200,3 +200,12 @@ def test_step_of_two_layers_in_one_functional_model(tmp_path):
     # versions (cell named "lstm_cell") load unchanged; here a renamed layer round-trips
     seq = _functional(LSTM)
     assert_keras_save_round_trip(seq, IDS, tmp_path)
+
+
+def test_auto_jit_compile_stays_off():
+    """XLA train steps of this loop are ~10x slower: Keras' "auto" must not pick XLA."""
+    from keras.src.trainers.trainer import model_supports_jit
+
+    inp = keras.Input((6, 4))
+    model = keras.Model(inp, keras.layers.Dense(1)(LSTM(5)(inp)))
+    assert not model_supports_jit(model)
