@@ -78,6 +78,33 @@ def recurrent_matmul_chain(T, B, I, H):
     return lambda: chain().numpy()
 
 
+@keras.saving.register_keras_serializable(package="benchmark")
+class BlockLSTMReference(keras.layers.Layer):
+    """TensorFlow's own fused C++ LSTM kernel (``BlockLSTMV2``, whole sequence in one op, Keras
+    gate order): a reference for how fast any TF-kernel LSTM can run here. Not used by the suite
+    (no TFLite conversion, no masks)."""
+
+    def __init__(self, units, return_sequences=True, **kwargs):
+        super().__init__(**kwargs)
+        if not return_sequences:
+            raise ValueError("the reference returns sequences only")
+        self.units = units
+
+    def build(self, shape):
+        self.kernel = self.add_weight(shape=(shape[-1] + self.units, 4 * self.units), initializer="glorot_uniform")
+        self.bias = self.add_weight(shape=(4 * self.units,), initializer="zeros")
+
+    def call(self, x):
+        x_tm = tf.transpose(x, [1, 0, 2])
+        zeros = tf.zeros((tf.shape(x)[0], self.units))
+        out = tf.raw_ops.BlockLSTMV2(
+            seq_len_max=tf.cast(tf.shape(x)[1], tf.int64), x=x_tm, cs_prev=zeros, h_prev=zeros,
+            w=self.kernel, wci=zeros[0], wcf=zeros[0], wco=zeros[0], b=self.bias, cell_clip=0.0,
+            use_peephole=False,
+        )
+        return tf.transpose(out[6], [1, 0, 2])
+
+
 def torch_runners(T, B, I, H):
     import torch
 
@@ -119,8 +146,10 @@ def bench_shape(T, B, I, H, rounds, with_torch, jit):
         "lstm_core": tf_runners(LSTM, T, B, I, H, jit),
         "keras": tf_runners(keras.layers.LSTM, T, B, I, H, jit),
     }
-    if T <= 200:  # static unroll: worth it for short sequences only (graph size grows with T)
+    if T <= 200 and not jit:  # static unroll: for short sequences only (graph grows with T)
         impls["lstm_core unroll=True"] = tf_runners(functools.partial(LSTM, unroll=True), T, B, I, H, jit)
+    if not jit:
+        impls["tf BlockLSTMV2 (TF's fused C++ kernel, reference)"] = tf_runners(BlockLSTMReference, T, B, I, H)
     if with_torch:
         impls["torch"] = torch_runners(T, B, I, H)
     rows = []
