@@ -13,8 +13,9 @@ kernel (no RFFT/COMPLEX_ABS, which have no int8 kernels):
    ``log(mel + log_offset)``; the offset is a noise floor that also keeps the int8 model's
    quantisation steps of the power spectrum below the feature's resolution.
 
-Then a fixed per-band standardisation (mean/std from the training set, stored as weights),
-training-only SpecAugment, ``lstm_core.LSTM`` over the frames and a softmax over the words.
+Then a fixed per-band standardisation (mean/std from the training set, stored as weights), a
+causal running-mean normalisation (streaming CMN, ``feature_norm="causal"``), training-only
+SpecAugment, ``lstm_core.LSTM`` over the frames and a softmax over the words.
 """
 
 from __future__ import annotations
