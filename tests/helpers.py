@@ -8,6 +8,18 @@ import keras
 from lstm_core.export import FUSED_LSTM_OP, TFLiteModel, export_tflite_report
 
 
+def load_tool(name: str):
+    """Import ``tools/<name>.py`` (a script folder, not a package) as a module."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "tools" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def as_list(x):
     return list(x) if isinstance(x, (list, tuple)) else [x]
 

@@ -1,16 +1,11 @@
 """The benchmark's reference rows compute the same function as lstm_core (else the ratios lie)."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 
+from helpers import load_tool
 from lstm_core import LSTM
 
-_PATH = Path(__file__).resolve().parents[2] / "tools" / "benchmark_lstm.py"
-_spec = importlib.util.spec_from_file_location("benchmark_lstm", _PATH)
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)
+bench = load_tool("benchmark_lstm")
 
 
 def test_block_lstm_reference_equals_lstm_core():
