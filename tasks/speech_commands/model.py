@@ -275,7 +275,7 @@ class CausalMeanNormalization(keras.layers.Layer):
     so TFLite gets a FULLY_CONNECTED/BATCH_MATMUL (int8 kernels) instead of a loop.
     """
 
-    def __init__(self, decay=0.9, **kwargs):
+    def __init__(self, decay=0.8, **kwargs):
         super().__init__(**kwargs)
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"decay must be in [0, 1), got {decay}")
@@ -464,8 +464,8 @@ class StreamingStep(keras.layers.Layer):
     ``fir_state [B, fir_context]`` (only with decimation), ``frame_state [B, frame_context]``,
     ``norm_mean [B, features]`` (only with causal mean normalisation), ``h [B, units]``,
     ``c [B, units]``. Outputs: the probabilities after this hop and the next states, in the
-    same order. It shares (does not
-    copy) the clip model's layers; the LSTM runs one step with ``layer.step``.
+    same order. It shares (does not copy) the clip model's layers; the LSTM runs one step with
+    ``layer.step``.
     """
 
     def __init__(self, clip_model: keras.Model, **kwargs):
@@ -476,8 +476,8 @@ class StreamingStep(keras.layers.Layer):
         self.head = clip_model.get_layer("probabilities")
         names = {l.name for l in clip_model.layers}
         self.projection = clip_model.get_layer("frame_projection") if "frame_projection" in names else None
-        self.mean_norm = clip_model.get_layer("causal_mean_norm") if "causal_mean_norm" in names else None
         self.state_names = list(streaming_state_shapes(clip_model))
+        self.mean_norm = clip_model.get_layer("causal_mean_norm") if "norm_mean" in self.state_names else None
 
     def call(self, inputs):
         fe = self.frontend
