@@ -100,6 +100,10 @@ def run_train(args) -> dict:
         feature_norm=args.feature_norm,
         norm_decay=args.norm_decay,
     )
+    if not 0.0 <= args.norm_decay < 1.0:
+        from lstm_core.errors import UserError
+
+        raise UserError(f"--norm-decay must be in [0, 1), got {args.norm_decay}")
     try:
         mcfg.decimation
         from tasks.speech_commands.model import _frontend_constants

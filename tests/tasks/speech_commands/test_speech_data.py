@@ -143,6 +143,8 @@ def test_cli_errors_exit_2_with_one_line(tmp_path, capsys):
         (["speech_commands", "train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "m")], "does not exist"),
         (["speech_commands", "train", "--data", str(corrupt), "--test-speaker", "zoe", "--out", str(tmp_path / "m")], "zoe"),
         (["speech_commands", "evaluate", "--model", str(tmp_path / "nomodel"), "--data", str(corrupt)], "nomodel"),
+        (["speech_commands", "train", "--data", str(one), "--norm-decay", "1.5", "--out", str(tmp_path / "m")],
+         "--norm-decay must be in"),
     ]
     for argv, pattern in cases:
         assert main(argv) == 2, argv
