@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 
 from lstm_core.cli import Task, Verb, add_runtime_argument
+from lstm_core.errors import UserError
 from lstm_core.training import add_train_arguments, train_config_from_args
 
 from tasks.speech_commands.artifacts import DEFAULT_MODEL_DIR
@@ -35,6 +36,9 @@ def configure_train(p: argparse.ArgumentParser) -> None:
     src.add_argument("--batch-size", type=int, default=_D.batch_size)
     src.add_argument("--max-eval-clips", type=int, default=4000, help="tfds: clips of validation/test kept in memory")
     aug = p.add_argument_group("augmentation")
+    aug.add_argument("--synthetic-voices", type=int, default=_D.synthetic_voices, metavar="N",
+                     help="add every word spoken by N randomised espeak-ng voices to the training split "
+                     "(speaker variety; validation/test stay real; 0: off)")
     aug.add_argument("--time-shift-ms", type=float, default=_D.time_shift_ms)
     aug.add_argument("--background-frequency", type=float, default=_D.background_frequency)
     aug.add_argument("--background-volume", type=float, default=_D.background_volume)
@@ -80,6 +84,7 @@ def run_train(args) -> dict:
         speed_range=args.speed_range,
         gain_range=args.gain_range,
         spec_augment=args.spec_augment,
+        synthetic_voices=args.synthetic_voices,
     )
     mcfg = dataclasses.replace(
         _M,
@@ -100,9 +105,9 @@ def run_train(args) -> dict:
         feature_norm=args.feature_norm,
         norm_decay=args.norm_decay,
     )
+    if args.synthetic_voices < 0:
+        raise UserError(f"--synthetic-voices must be >= 0, got {args.synthetic_voices}")
     if not 0.0 <= args.norm_decay < 1.0:
-        from lstm_core.errors import UserError
-
         raise UserError(f"--norm-decay must be in [0, 1), got {args.norm_decay}")
     try:
         mcfg.decimation
@@ -110,8 +115,6 @@ def run_train(args) -> dict:
 
         _frontend_constants(mcfg)
     except ValueError as err:
-        from lstm_core.errors import UserError
-
         raise UserError(f"invalid feature settings: {err}") from None
     return train(args, dcfg, mcfg, train_config_from_args(args, DEFAULT_TRAIN))
 

@@ -58,6 +58,8 @@ class DataConfig:
     gain_range: float = 0.3  # random gain in [1 - g, 1]
     spec_augment: bool = True
     batch_size: int = 32
+    # training only: each word also spoken by this many randomised espeak-ng voices (synthetic.py)
+    synthetic_voices: int = 300
 
     @property
     def clip_samples(self) -> int:

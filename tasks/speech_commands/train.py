@@ -22,7 +22,7 @@ from tasks.speech_commands.artifacts import save_model_dir
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TRAIN = TrainConfig(epochs=40, learning_rate=3e-3, patience=12, monitor="val_loss")
+DEFAULT_TRAIN = TrainConfig(epochs=30, learning_rate=3e-3, patience=12, monitor="val_loss")
 STATS_CLIPS = 2000  # clips used for the feature standardisation statistics
 
 
@@ -89,9 +89,32 @@ def load_training_data(args, dcfg: D.DataConfig):
     return folder.labels, train[0], train[1], val, test, source, noise
 
 
+def add_synthetic_voices(train_x, train_y, labels, dcfg: D.DataConfig, seed: int):
+    """Training data plus every word spoken by ``dcfg.synthetic_voices`` espeak-ng voices."""
+    if dcfg.synthetic_voices <= 0:
+        return train_x, train_y, 0
+    from tasks.speech_commands.synthetic import synthetic_clips
+
+    t0 = time.time()
+    x, y, _ = synthetic_clips(labels, dcfg.synthetic_voices, dcfg, seed=seed)
+    log.info("synthesised %d clips (%d voices x %d speakable words) in %.1fs",
+             len(x), dcfg.synthetic_voices, len(x) // max(dcfg.synthetic_voices, 1), time.time() - t0)
+    if len(x) == 0:
+        return train_x, train_y, 0
+    if isinstance(train_x, tf.data.Dataset):  # tfds: interleave at random, in proportion to the sizes
+        real = int(train_x.cardinality().numpy())
+        weight = len(x) / (len(x) + real) if real > 0 else 0.1
+        synthetic = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed).repeat()
+        mixed = tf.data.Dataset.sample_from_datasets(
+            [train_x, synthetic], weights=[1 - weight, weight], seed=seed, stop_on_empty_dataset=True)
+        return mixed, None, len(x)
+    return np.concatenate([train_x, x]), np.concatenate([train_y, y]), len(x)
+
+
 def train(args, dcfg: D.DataConfig, mcfg: M.ModelConfig, tcfg: TrainConfig) -> dict:
     started = time.time()
     labels, train_x, train_y, val, test, source, noise = load_training_data(args, dcfg)
+    train_x, train_y, synthetic = add_synthetic_voices(train_x, train_y, labels, dcfg, tcfg.seed)
     if len(val[0]) == 0:
         raise UserError("the validation split is empty; add validation_list.txt or more speakers")
     mcfg = dataclasses.replace(mcfg, sample_rate=dcfg.sample_rate, clip_samples=dcfg.clip_samples)
@@ -127,7 +150,9 @@ def train(args, dcfg: D.DataConfig, mcfg: M.ModelConfig, tcfg: TrainConfig) -> d
         history = fit(model, train_ds, val_ds, workdir=work, config=tcfg, hparams=hparams, callbacks=[cm_cb])
         model.save(work / "model.keras")
 
-        metrics = {"labels": labels, "epochs_run": len(history.history.get("loss", []))}
+        metrics = {"labels": labels, "epochs_run": len(history.history.get("loss", [])),
+                   "training_examples": int(len(train_y)) if train_y is not None else None,
+                   "synthetic_training_examples": synthetic}
         writer = tf.summary.create_file_writer(str(work / "logs" / "evaluation"))
         for name, split in (("validation", val), ("testing", test)):
             if split is None or len(split[0]) == 0:

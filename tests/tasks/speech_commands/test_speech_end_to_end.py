@@ -21,7 +21,7 @@ def trained(tiny_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("sc") / "model"
     argv = ["-q", "speech_commands", "train", "--data", str(tiny_data), "--out", str(out),
             "--test-speaker", "dave", "--epochs", "2", "--lstm-units", "8", "--num-mel-bins", "16",
-            "--batch-size", "8"]
+            "--batch-size", "8", "--synthetic-voices", "2"]
     assert main(argv) == 0
     return out
 
@@ -32,6 +32,8 @@ def test_train_writes_the_model_directory(trained):
     assert not trained.with_name("model.partial").exists()
     mdir = open_model_dir(trained)
     assert mdir.labels == ["down", "flat", "up"] and mdir.data.test_speakers == ["dave"]
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert metrics["synthetic_training_examples"] == 2 * 3  # 2 espeak-ng voices x 3 words
     # TensorBoard: scalars and the confusion-matrix image
     events = list((trained / "logs").rglob("events.out.tfevents*"))
     assert events
