@@ -11,6 +11,7 @@ neighbour on time-aligned log-mel, to tell a weak model from a hard split.
     python tools/speech_loso.py --data ../shared/data/speech_digits --speakers george,nicolas \\
         --norm causal --decay 0.8
     python tools/speech_loso.py --data ../shared/data/speech_digits --baselines --epochs 0
+    python tools/speech_loso.py --data ../shared/data/speech_digits --synthetic-voices 300
 
 The last stdout line is a JSON object: per-speaker accuracies and their mean.
 """
@@ -36,19 +37,28 @@ from tasks.speech_commands import model as M  # noqa: E402
 NORMS = ("global", "utterance", "causal", "causal-var", "frame")
 
 
-def load_spectra(data_dir, cfg: M.ModelConfig):
-    """``(spectra [N, T, bins], labels [N], speakers [N], words, mel [bins, mels])``."""
+def load_spectra(data_dir, cfg: M.ModelConfig, synthetic_voices: int = 0):
+    """``(spectra [N, T, bins], labels [N], speakers [N], words, mel [bins, mels])``.
+
+    ``synthetic_voices`` > 0 appends the task's espeak-ng clips (speakers ``tts-...``).
+    """
     examples = D.scan_folder(data_dir, require_classes=2)
     words = sorted({e.word for e in examples})
     clips = D.load_clips([e.path for e in examples], D.DataConfig())
+    labels = np.array([words.index(e.word) for e in examples])
+    speakers = np.array([e.speaker for e in examples], dtype=object)
+    if synthetic_voices:
+        from tasks.speech_commands.synthetic import synthetic_clips
+
+        more, more_labels, more_speakers = synthetic_clips(words, synthetic_voices, D.DataConfig())
+        clips, labels = np.concatenate([clips, more]), np.concatenate([labels, more_labels])
+        speakers = np.concatenate([speakers, np.array(more_speakers, dtype=object)])
     frontend = M.LogMelFrontend(dataclasses.asdict(cfg))
     frontend.build((None, clips.shape[1]))
     spectra = np.concatenate([
         frontend.intermediates(frontend.frames(tf.constant(clips[i : i + 100])))[1].numpy()
         for i in range(0, len(clips), 100)
     ])
-    labels = np.array([words.index(e.word) for e in examples])
-    speakers = np.array([e.speaker for e in examples])
     return spectra, labels, speakers, words, frontend.mel.numpy()
 
 
@@ -178,12 +188,15 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=30, help="0: no LSTM (with --baselines)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--baselines", action="store_true", help="also ridge / 1-NN on aligned log-mel")
+    p.add_argument("--synthetic-voices", type=int, default=0,
+                   help="add every word spoken by N espeak-ng voices to each fold's training set")
     args = p.parse_args(argv)
 
     cfg = M.ModelConfig(int8_aware=False, num_mel_bins=args.mels)
-    spectra, labels, speakers, words, mel = load_spectra(args.data, cfg)
+    spectra, labels, speakers, words, mel = load_spectra(args.data, cfg, args.synthetic_voices)
     dct = tf.signal.mfccs_from_log_mel_spectrograms(tf.eye(args.mels))[:, : args.mfcc] if args.mfcc else None
-    held_out = args.speakers.split(",") if args.speakers else sorted(set(speakers))
+    real = sorted({s for s in speakers if not s.startswith("tts-")})
+    held_out = args.speakers.split(",") if args.speakers else real
     aligned = aligned_features(spectra, mel, args.log_offset) if args.baselines else None
     results, started = {}, time.time()
     for speaker in held_out:

@@ -145,6 +145,8 @@ def test_cli_errors_exit_2_with_one_line(tmp_path, capsys):
         (["speech_commands", "evaluate", "--model", str(tmp_path / "nomodel"), "--data", str(corrupt)], "nomodel"),
         (["speech_commands", "train", "--data", str(one), "--norm-decay", "1.5", "--out", str(tmp_path / "m")],
          "--norm-decay must be in"),
+        (["speech_commands", "train", "--data", str(one), "--synthetic-voices", "-1", "--out", str(tmp_path / "m")],
+         "--synthetic-voices must be >= 0"),
     ]
     for argv, pattern in cases:
         assert main(argv) == 2, argv

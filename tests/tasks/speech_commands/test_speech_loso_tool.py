@@ -33,3 +33,12 @@ def test_normalisations_keep_shape_and_causal_ones_ignore_the_future(norm):
         np.testing.assert_allclose(changed[:, :6], out[:, :6], atol=1e-5)
     else:
         assert not np.allclose(changed[:, :6], out[:, :6])
+
+
+def test_synthetic_voices_train_every_fold_but_are_never_held_out(tiny_data, capsys):
+    loso.main(["--data", str(tiny_data), "--epochs", "0", "--baselines", "--synthetic-voices", "2"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    result = json.loads(lines[-1])
+    assert result["args"]["synthetic_voices"] == 2
+    # held out in turn: the real speakers only (tts-... voices always train)
+    assert sorted(result["ridge"]["speakers"]) == sorted({p.name.split("_")[0] for p in tiny_data.rglob("*.wav")})

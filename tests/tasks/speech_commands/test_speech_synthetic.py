@@ -68,3 +68,17 @@ def test_synthetic_clips_look_like_loaded_wavs():
     # same voices and labels for a seed (espeak-ng's jitter makes the samples themselves vary)
     _, y2, speakers2 = S.synthetic_clips(words, 3, cfg, seed=0)
     assert y2.tolist() == y.tolist() and speakers2 == speakers
+
+
+def test_synthetic_clips_mix_into_a_streamed_training_set():
+    import tensorflow as tf
+
+    from tasks.speech_commands.train import add_synthetic_voices
+
+    cfg = D.DataConfig(synthetic_voices=3)
+    real = tf.data.Dataset.from_tensor_slices((np.zeros((40, cfg.clip_samples), np.float32), np.zeros(40, np.int32)))
+    mixed, labels, added = add_synthetic_voices(real, None, ["left", "right"], cfg, seed=0)
+    assert added == 6 and labels is None
+    got = [(float(np.abs(x).max()), int(y)) for x, y in mixed.as_numpy_iterator()]
+    assert sum(peak == 0.0 for peak, _ in got) == 40  # every real clip, once
+    assert {y for peak, y in got if peak > 0} <= {0, 1} and any(peak > 0 for peak, _ in got)
