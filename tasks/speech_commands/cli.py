@@ -11,7 +11,7 @@ from lstm_core.training import add_train_arguments, train_config_from_args
 
 from tasks.speech_commands.artifacts import DEFAULT_MODEL_DIR
 from tasks.speech_commands.data import DataConfig
-from tasks.speech_commands.model import ModelConfig
+from tasks.speech_commands.model import FAKE_QUANT_ATOL, ModelConfig
 
 _D, _M = DataConfig(), ModelConfig()
 
@@ -140,7 +140,9 @@ def configure_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration-clips", type=int, default=300)
     p.add_argument("--check-clips", type=int, default=200, help="held-out clips to compare runtimes on")
     p.add_argument("--stream-check-clips", type=int, default=20, help="clips streamed hop by hop")
-    p.add_argument("--atol", type=float, default=1e-4, help="max |LiteRT - Keras| for float exports")
+    p.add_argument("--atol", type=float, default=None,
+                   help="max |LiteRT - Keras| for float exports (default: 1e-4, or "
+                        f"{FAKE_QUANT_ATOL:g} for an int8-aware front end, see model.float_export_atol)")
 
 
 def run_export(args) -> dict:

@@ -106,14 +106,16 @@ def export(args) -> dict:
     export_saved_model(serving_model, out / "saved_model", signatures={"serving_default": serve.get_concrete_function()})
     log.info("SavedModel written to %s", out / "saved_model")
 
+    atol = M.float_export_atol(mdir.model) if args.atol is None else args.atol
     samples = [[c[None]] for c in check_x[:8]]
     rep = lambda: ([c[None]] for c in calib)
     lite_model = mdir.keras_model()
-    float_report = export_tflite_report(lite_model, out / EXPORT_FILES["tflite"], sample_inputs=samples, atol=args.atol)
+    float_report = export_tflite_report(lite_model, out / EXPORT_FILES["tflite"], sample_inputs=samples, atol=atol)
     int8_report = export_tflite_report(
         lite_model, out / EXPORT_FILES["tflite-int8"], quantization="int8", representative_dataset=rep,
         sample_inputs=samples,
     )
+    report["float_check_atol"] = atol
     report["tflite_float"] = float_report.as_dict()
     report["tflite_int8"] = int8_report.as_dict()
     if int8_report.size_bytes > INT8_BUDGET_BYTES:
@@ -139,7 +141,7 @@ def export(args) -> dict:
     _, mid_state = M.stream_clip(keras_step, check_x[0][: hop * 25], list(state0), hop)
     stream_samples = [[check_x[0][None, hop * 25 : hop * 26], *mid_state], [check_x[0][None, :hop], *state0]]
     stream_report = export_tflite_report(
-        stream, out / EXPORT_FILES["streaming"], sample_inputs=stream_samples, atol=args.atol, require_fused=False
+        stream, out / EXPORT_FILES["streaming"], sample_inputs=stream_samples, atol=atol, require_fused=False
     )
     export_saved_model(stream, out / "streaming_saved_model")
     stream_runner = TFLiteModel(out / EXPORT_FILES["streaming"])

@@ -68,7 +68,10 @@ def test_export_then_litert_agrees_with_keras(trained, tiny_data, capsys):
     keras_probs = M.predict_proba(model, clips)
     runner = TFLiteModel(export / "model_float.tflite")
     lite = np.stack([runner(c[None])[0][0] for c in clips])
-    np.testing.assert_allclose(lite, keras_probs, atol=1e-4)
+    # (the front end's int8 grid may round a midpoint value differently in LiteRT: see model.py)
+    assert report["float_check_atol"] == M.float_export_atol(mdir.model) == M.FAKE_QUANT_ATOL
+    np.testing.assert_allclose(lite, keras_probs, atol=M.FAKE_QUANT_ATOL)
+    assert (lite.argmax(-1) == keras_probs.argmax(-1)).all()
     int8 = TFLiteModel(export / "model_int8.tflite")
     assert int8.input_details[int8.input_names[0]]["dtype"] == np.int8
     q = np.stack([int8(c[None])[0][0] for c in clips])
@@ -77,7 +80,7 @@ def test_export_then_litert_agrees_with_keras(trained, tiny_data, capsys):
     # the streaming TFLite model, hop by hop, ends on the clip model's probabilities
     stream = TFLiteModel(export / "streaming_float.tflite")
     probs, _ = M.stream_clip(stream, clips[0], M.initial_streaming_state(model), mdir.model.hop_samples)
-    np.testing.assert_allclose(probs[-1], keras_probs[0], atol=1e-4)
+    np.testing.assert_allclose(probs[-1], keras_probs[0], atol=M.FAKE_QUANT_ATOL)
     assert probs[-1].argmax() == keras_probs[0].argmax()
 
     # SavedModel: raw audio in, probabilities + label out
