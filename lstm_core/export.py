@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 QUANTIZATIONS = (None, "dynamic", "int8")
 FUSED_LSTM_OP = "UNIDIRECTIONAL_SEQUENCE_LSTM"
 FORBIDDEN_OPS = ("WHILE", "FlexOp", "CUSTOM")
+FLOAT_ATOL = 1e-4  # max |LiteRT - Keras| of a float export, unless a caller knows better
 
 
 # ----------------------------------------------------------------------------- mode switch
@@ -196,7 +197,7 @@ def export_tflite(
     representative_dataset: Callable[[], Iterable] | None = None,
     batch_size: int = 1,
     sample_inputs: Sequence | None = None,
-    atol: float = 1e-4,
+    atol: float = FLOAT_ATOL,
     require_fused: bool = True,
 ) -> Path:
     """Convert, check under LiteRT, then write ``path``; returns the path.
@@ -227,7 +228,7 @@ def export_tflite_report(
     representative_dataset: Callable[[], Iterable] | None = None,
     batch_size: int = 1,
     sample_inputs: Sequence | None = None,
-    atol: float = 1e-4,
+    atol: float = FLOAT_ATOL,
     require_fused: bool = True,
 ) -> TFLiteReport:
     """Like :func:`export_tflite` but returns the :class:`TFLiteReport` it measured."""

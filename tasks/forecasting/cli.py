@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from lstm_core.cli import Task, Verb, add_runtime_argument
+from lstm_core.export import FLOAT_ATOL
 from lstm_core.training import add_train_arguments, train_config_from_args
 
 from tasks.forecasting.artifacts import DEFAULT_MODEL_DIR
@@ -121,7 +122,7 @@ def configure_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration-windows", type=int, default=200, help="training windows calibrating int8")
     p.add_argument("--check-windows", type=int, default=100, help="test windows comparing LiteRT with Keras")
     p.add_argument("--stream-check-windows", type=int, default=10, help="windows streamed row by row")
-    p.add_argument("--atol", type=float, default=1e-4, help="max |LiteRT - Keras| for float exports")
+    p.add_argument("--atol", type=float, default=FLOAT_ATOL, help="max |LiteRT - Keras| for float exports")
 
 
 def run_export(args) -> dict:

@@ -7,6 +7,7 @@ import dataclasses
 
 from lstm_core.cli import Task, Verb, add_runtime_argument
 from lstm_core.errors import UserError
+from lstm_core.export import FLOAT_ATOL
 from lstm_core.training import add_train_arguments, train_config_from_args
 
 from tasks.speech_commands.artifacts import DEFAULT_MODEL_DIR
@@ -141,7 +142,7 @@ def configure_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("--check-clips", type=int, default=200, help="held-out clips to compare runtimes on")
     p.add_argument("--stream-check-clips", type=int, default=20, help="clips streamed hop by hop")
     p.add_argument("--atol", type=float, default=None,
-                   help="max |LiteRT - Keras| for float exports (default: 1e-4, or "
+                   help=f"max |LiteRT - Keras| for float exports (default: {FLOAT_ATOL:g}, or "
                         f"{FAKE_QUANT_ATOL:g} for an int8-aware front end, see model.float_export_atol)")
 
 

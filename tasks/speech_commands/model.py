@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 import lstm_core
+from lstm_core.export import FLOAT_ATOL
 
 
 @dataclasses.dataclass
@@ -88,7 +89,7 @@ FAKE_QUANT_ATOL = 2e-3
 
 def float_export_atol(cfg: ModelConfig) -> float:
     """Max |LiteRT - Keras| a float export of this model may show (the exporter's check)."""
-    return FAKE_QUANT_ATOL if cfg.int8_aware else 1e-4
+    return FAKE_QUANT_ATOL if cfg.int8_aware else FLOAT_ATOL
 
 
 def _frontend_constants(cfg: ModelConfig) -> dict:
