@@ -1,9 +1,15 @@
 """One command line for every task: ``lstm-suite <task> <train|evaluate|export|predict> ...``.
 
 Each task package exposes ``TASK`` (a :class:`Task`) in ``tasks/<task>/cli.py``; the registry
-below imports only the task that was asked for. ``evaluate`` returns a dict that is printed as
-one JSON object on the last stdout line. A :class:`~lstm_core.errors.UserError` becomes one
-``lstm-suite: error: ...`` line on stderr and exit status 2, never a traceback.
+below imports only the task that was asked for, and a task's ``cli.py`` imports only its
+``config.py`` (dataclasses), so ``--help`` and argument errors never load TensorFlow. Flags are
+generated from the config dataclasses (:mod:`lstm_core.config`).
+
+- ``evaluate`` returns a dict that is printed as one JSON object on the last stdout line.
+- Every error a user can fix (:class:`~lstm_core.errors.UserError`, a bad flag) is one
+  ``lstm-suite: error: ...`` line on stderr and exit status 2, never a traceback.
+- ``-q/--quiet`` and ``-v/--verbose`` work anywhere on the line; TensorFlow's start-up noise is
+  hidden unless ``--verbose``.
 """
 
 from __future__ import annotations
@@ -17,8 +23,9 @@ import os
 import sys
 from typing import Callable, Mapping
 
+from lstm_core.errors import UserError
+
 VERBS = ("train", "evaluate", "export", "predict")
-RUNTIMES = ("keras", "tflite", "tflite-int8")
 TASK_MODULES = {
     "sentiment": "tasks.sentiment.cli",
     "translation": "tasks.translation.cli",
@@ -29,11 +36,16 @@ TASK_MODULES = {
 
 @dataclasses.dataclass(frozen=True)
 class Verb:
-    """One verb of a task: ``configure`` adds its flags, ``run`` does the work."""
+    """One verb of a task: ``configure`` adds its flags, ``run`` does the work.
+
+    ``run`` is called with the parsed namespace; task code below the CLI takes configs, never
+    the namespace, so ``run`` is where flags become dataclasses.
+    """
 
     help: str
     configure: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], dict | None]
+    prepare: Callable[[argparse.Namespace], None] | None = None  # checks flags before TF loads
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,64 +60,146 @@ class Task:
             raise TypeError(f"task {self.name} lacks verbs {missing}")
 
 
-def add_runtime_argument(parser: argparse.ArgumentParser, choices=RUNTIMES) -> None:
-    parser.add_argument(
-        "--runtime",
-        choices=choices,
-        default="keras",
-        help="run the Keras model or its exported LiteRT (.tflite) model (default: keras)",
-    )
+def settings_verb(
+    help: str,
+    run: Callable[..., dict | None],
+    sections: Mapping[str, object],
+    *,
+    extra_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> Verb:
+    """A verb whose flags are generated from config dataclasses.
+
+    Args:
+        help: the verb's one-line description.
+        run: called as ``run(args, **configs)``: one validated dataclass per section (the
+            namespace only for ``extra_arguments`` such as predict's positional inputs).
+        sections: section title → a dataclass instance holding this verb's defaults
+            (e.g. ``{"data": DataConfig(), "model": ModelConfig(), "train": DEFAULT_TRAIN}``).
+        extra_arguments: adds flags that are not settings (positional inputs).
+
+    Example:
+
+    ```python
+    TRAIN = settings_verb("train a model", _train, {"output": OutputConfig(out=DIR), "model": ModelConfig()})
+    ```
+    """
+    from lstm_core.config import add_settings, settings_from_args
+
+    def configure(parser: argparse.ArgumentParser) -> None:
+        for title, defaults in sections.items():
+            add_settings(parser, type(defaults), defaults=defaults, title=title)
+        if extra_arguments is not None:
+            extra_arguments(parser)
+
+    def prepare(args: argparse.Namespace) -> None:
+        args._configs = {
+            title: settings_from_args(type(defaults), args, defaults=defaults)
+            for title, defaults in sections.items()
+        }
+
+    def run_verb(args: argparse.Namespace):
+        if not hasattr(args, "_configs"):
+            prepare(args)
+        return run(args, **args._configs)
+
+    return Verb(help, configure, run_verb, prepare)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with whole-word flags only and one-line errors that point at the verb's help."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", argparse.HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        self.exit(2, f"lstm-suite: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _global_options() -> argparse.ArgumentParser:
+    """``-q`` / ``-v``, accepted at every level of the command line."""
+    parent = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    group = parent.add_argument_group("output")
+    group.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                       help="only warnings, errors and results")
+    group.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                       help="debug logging and TensorFlow's own messages")
+    return parent
 
 
 def load_task(name: str) -> Task:
     return importlib.import_module(TASK_MODULES[name]).TASK
 
 
-def _parser(task: Task | None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser(task: Task | None) -> ArgumentParser:
+    """The parser of ``lstm-suite``; only ``task`` (if given) gets its verbs and flags."""
+    options = _global_options()
+    parser = ArgumentParser(
         prog="lstm-suite",
         description="Train, evaluate, export and run small LSTM models (lstm_core) for four tasks.",
+        parents=[options],
     )
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and results")
-    tasks = parser.add_subparsers(dest="task", metavar="TASK", required=True)
+    tasks = parser.add_subparsers(dest="task", metavar="TASK", required=True, parser_class=ArgumentParser)
     for name in TASK_MODULES:
-        help_text = task.help if task is not None and task.name == name else None
-        sub = tasks.add_parser(name, help=help_text or f"the {name} task")
-        if task is None or task.name != name:
+        selected = task is not None and task.name == name
+        sub = tasks.add_parser(name, help=task.help if selected else f"the {name} task", parents=[options],
+                               description=task.help if selected else None)
+        if not selected:
             continue
-        verbs = sub.add_subparsers(dest="verb", metavar="VERB", required=True)
+        verbs = sub.add_subparsers(dest="verb", metavar="VERB", required=True, parser_class=ArgumentParser)
         for verb_name in VERBS:
             verb = task.verbs[verb_name]
-            verb_parser = verbs.add_parser(verb_name, help=verb.help, description=verb.help)
+            verb_parser = verbs.add_parser(verb_name, help=verb.help, description=verb.help, parents=[options])
             verb.configure(verb_parser)
-            verb_parser.set_defaults(_run=verb.run)
+            verb_parser.set_defaults(_run=verb.run, _prepare=verb.prepare, _parser=verb_parser)
     return parser
+
+
+def _configure_logging(quiet: bool, verbose: bool) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+    for noisy in ("absl", "tensorflow", "h5py", "matplotlib", "PIL", "numba", "cmdstanpy"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.ERROR)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     task_name = next((a for a in argv if not a.startswith("-")), None)
-    task = None
-    if task_name in TASK_MODULES:
-        task = load_task(task_name)
-    args = _parser(task).parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-    for noisy in ("absl", "tensorflow", "h5py", "matplotlib", "PIL"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    from lstm_core.errors import UserError
-
+    task = load_task(task_name) if task_name in TASK_MODULES else None
+    parser = build_parser(task)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # name the verb's usage, not the top-level one
+        getattr(args, "_parser", parser).error("unrecognized arguments: " + " ".join(unknown))
+    quiet, verbose = getattr(args, "quiet", False), getattr(args, "verbose", False)
+    if verbose:
+        os.environ["LSTM_SUITE_VERBOSE"] = "1"
+    _configure_logging(quiet, verbose)
     try:
+        if getattr(args, "_prepare", None) is not None:
+            args._prepare(args)  # flag ranges and choices: checked before TensorFlow loads
+        from lstm_core.quiet import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
+        if not verbose:
+            import warnings
+
+            warnings.filterwarnings("ignore", module=r"(keras|tensorflow|tf_keras|absl)")
         result = args._run(args)
     except UserError as err:
-        print(f"lstm-suite: error: {err}", file=sys.stderr)
+        message = " ".join(str(err).split("\n"))
+        print(f"lstm-suite: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("lstm-suite: interrupted", file=sys.stderr)
         return 130
+    except OSError as err:
+        import errno
+
+        if err.errno == errno.ENOSPC:
+            print(f"lstm-suite: error: no space left on {err.filename or 'the device'}", file=sys.stderr)
+            return 2
+        raise
     if result is not None:
         sys.stdout.flush()
         print(json.dumps(result, sort_keys=True, default=float))

@@ -3,6 +3,8 @@
 A model directory is built in ``<out>.partial`` and renamed onto ``<out>`` only when training
 finished, so ``<out>`` is never half-written. ``<out>.partial/backup`` holds
 ``BackupAndRestore`` state: rerunning an interrupted command resumes from the last epoch.
+An existing ``<out>`` is never replaced unless ``--overwrite`` was given, and then only after
+the new training succeeded. A lock (``.<out>.lock``) keeps two runs out of one directory.
 """
 
 from __future__ import annotations
@@ -15,26 +17,13 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from lstm_core.config import TrainConfig
 from lstm_core.errors import UserError
-from lstm_core.io import remove, replace
+from lstm_core.io import DirectoryLock, remove, replace
+
+__all__ = ["TrainConfig", "distribution_scope", "epoch_summary", "fit", "model_directory", "set_seed"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    """Optimisation settings shared by all tasks (each task owns its model/data config)."""
-
-    epochs: int = 20
-    learning_rate: float = 1e-3
-    patience: int = 4
-    monitor: str = "val_loss"
-    monitor_mode: str = "auto"
-    seed: int = 1234
-    histogram_freq: int = 1
-    verbose: int = 2  # Keras fit verbosity: 1 progress bar, 2 one line per epoch
-    steps_per_epoch: int | None = None  # cap for smoke runs; None = whole dataset
-    validation_steps: int | None = None
 
 
 def set_seed(seed: int) -> None:
@@ -42,32 +31,68 @@ def set_seed(seed: int) -> None:
     keras.utils.set_random_seed(seed)
 
 
+def _is_empty_dir(path: Path) -> bool:
+    return path.is_dir() and not any(path.iterdir())
+
+
 @contextlib.contextmanager
-def model_directory(out: str | Path):
+def model_directory(out: str | Path, *, overwrite: bool = False, resume: bool = False):
     """Yield the work directory ``<out>.partial``; rename it onto ``out`` on success.
 
-    Bad input (:class:`UserError`) removes the work directory; any other interruption keeps it
-    so that the same command resumes from ``backup/``.
+    Args:
+        out: the model directory to create.
+        overwrite: allow replacing an existing ``out`` (swapped in only after success).
+        resume: require an interrupted run (``<out>.partial``) to continue from.
+
+    Without ``overwrite`` an existing non-empty ``out`` is refused with one line: nothing a user
+    made is deleted without being asked. Bad input (:class:`UserError`) removes a work directory
+    this call created; any other interruption keeps it so the same command resumes from ``backup/``.
     """
     out = Path(out)
     work = out.with_name(out.name + ".partial")
-    if work.exists():
-        log.info("resuming from %s", work)
-    work.mkdir(parents=True, exist_ok=True)
-    try:
-        yield work
-    except UserError:
-        remove(work)
-        raise
-    except BaseException:
-        if (work / "backup").exists():
-            log.warning("training stopped; rerun the same command to resume from %s", work)
-        else:
-            remove(work)
-        raise
-    remove(work / "backup")
-    replace(work, out)
+    with DirectoryLock(out, "train"):
+        if out.exists() and not overwrite and not _is_empty_dir(out):
+            kind = "a model directory" if (out / "config.json").exists() else "a non-empty path"
+            raise UserError(
+                f"--out {out}: already exists ({kind}); pass --overwrite to replace it once the new "
+                "training succeeds, or choose another --out"
+            )
+        resuming = work.exists()
+        if resume and not resuming:
+            raise UserError(f"--resume: {work} does not exist, so there is no interrupted training to continue")
+        if resuming:
+            log.info("resuming from %s", work)
+        work.mkdir(parents=True, exist_ok=True)
+        try:
+            yield work
+        except UserError:
+            if not resuming:
+                remove(work)
+            raise
+        except BaseException:
+            if (work / "backup").exists():
+                log.warning("training stopped; rerun the same command to resume from %s", work)
+            elif not resuming:
+                remove(work)
+            raise
+        remove(work / "backup")
+        replace(work, out)
     log.info("model written to %s", out)
+
+
+@contextlib.contextmanager
+def distribution_scope(config: TrainConfig):
+    """``strategy.scope()`` for ``--distribute`` (a no-op for ``none``); yields the strategy or None."""
+    if config.distribute == "none":
+        yield None
+        return
+    if config.distribute == "mirrored":
+        strategy = tf.distribute.MirroredStrategy()
+    else:
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    log.info("%s: %d replicas", strategy.__class__.__name__, strategy.num_replicas_in_sync)
+    with strategy.scope():
+        yield strategy
 
 
 def _hparams_callback(log_dir: Path, hparams: dict):
@@ -79,6 +104,46 @@ def _hparams_callback(log_dir: Path, hparams: dict):
         if v is not None
     }
     return hp.KerasCallback(str(log_dir), clean)
+
+
+HISTORY_FILE = "history.json"
+
+
+class EpochRecord(keras.callbacks.Callback):
+    """Keeps every epoch's logs in ``workdir/history.json``, across resumed runs.
+
+    Keras' ``History`` only knows the epochs of the current process; after a resume the train
+    report must still count (and find the best of) all of them.
+    """
+
+    def __init__(self, workdir: Path):
+        super().__init__()
+        self.path = Path(workdir) / HISTORY_FILE
+
+    def on_epoch_end(self, epoch, logs=None):
+        from lstm_core.io import read_json, write_json_atomic
+
+        record = read_json(self.path) if self.path.is_file() else {}
+        record[str(epoch + 1)] = {k: float(v) for k, v in (logs or {}).items()}
+        write_json_atomic(self.path, record)
+
+
+def epoch_summary(workdir: Path, config: TrainConfig) -> dict:
+    """``epochs_run``, ``best_epoch`` and the monitored values over all runs into ``workdir``."""
+    from lstm_core.io import read_json
+
+    path = Path(workdir) / HISTORY_FILE
+    record = read_json(path) if path.is_file() else {}
+    epochs = sorted(int(k) for k in record)
+    values = [(e, record[str(e)].get(config.monitor)) for e in epochs]
+    values = [(e, v) for e, v in values if v is not None]
+    best = None
+    if values:
+        maximise = config.monitor_mode == "max" or (
+            config.monitor_mode == "auto" and any(w in config.monitor for w in ("acc", "auc", "bleu", "f1"))
+        )
+        best = (max if maximise else min)(values, key=lambda item: item[1])[0]
+    return {"epochs_run": len(epochs), "best_epoch": best}
 
 
 def fit(
@@ -109,6 +174,7 @@ def fit(
             restore_best_weights=True,
         ),
         keras.callbacks.TerminateOnNaN(),
+        EpochRecord(workdir),
         *(callbacks or []),
     ]
     return model.fit(
@@ -118,29 +184,6 @@ def fit(
         steps_per_epoch=config.steps_per_epoch,
         validation_steps=config.validation_steps,
         callbacks=cbs,
-        verbose=config.verbose,
+        verbose=config.keras_verbose,
         shuffle=False,  # tf.data pipelines shuffle themselves; Keras would warn and ignore it
-    )
-
-
-def add_train_arguments(parser, defaults: TrainConfig) -> None:
-    """The shared optimisation flags; read them back with :func:`train_config_from_args`."""
-    g = parser.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=int, default=defaults.epochs)
-    g.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
-    g.add_argument("--patience", type=int, default=defaults.patience, help="early-stopping patience")
-    g.add_argument("--seed", type=int, default=defaults.seed)
-    g.add_argument("--steps-per-epoch", type=int, default=defaults.steps_per_epoch)
-    g.add_argument("--progress", choices=("bar", "epoch"), default="epoch" if defaults.verbose == 2 else "bar")
-
-
-def train_config_from_args(args, defaults: TrainConfig) -> TrainConfig:
-    return dataclasses.replace(
-        defaults,
-        epochs=args.epochs,
-        learning_rate=args.learning_rate,
-        patience=args.patience,
-        seed=args.seed,
-        steps_per_epoch=args.steps_per_epoch,
-        verbose=1 if args.progress == "bar" else 2,
     )

@@ -30,7 +30,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import lstm_core  # noqa: E402
+import lstm_core.layer  # noqa: E402,F401  (registers the layer classes)
 from tasks.speech_commands import data as D  # noqa: E402
 from tasks.speech_commands import model as M  # noqa: E402
 

@@ -31,7 +31,7 @@ class ModelDir:
     def keras_model(self):
         import keras
 
-        import lstm_core  # noqa: F401  (registers the layer classes)
+        import lstm_core.layer  # noqa: F401  (registers the lstm_core layer classes)
         from tasks.forecasting import model as _model  # noqa: F401  (registers the loss)
 
         return keras.saving.load_model(self.path / "model.keras", compile=False)

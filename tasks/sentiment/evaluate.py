@@ -84,7 +84,7 @@ def load_predictor(model_dir, runtime: str = "keras"):
             raise UserError(f"{path}: missing; train the model first (`lstm-suite sentiment train --out {model_dir}`)")
         import keras
 
-        import lstm_core  # noqa: F401  registers lstm_core>LSTM for deserialisation
+        import lstm_core.layer  # noqa: F401  (registers the lstm_core layer classes)
 
         model = keras.saving.load_model(path, compile=False)
         return KerasPredictor(model, Tokenizer(model_dir / TOKENIZER_FILE, max_tokens))

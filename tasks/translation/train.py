@@ -236,7 +236,7 @@ def load_model(model_dir):
     path = model_dir / MODEL_FILE
     if not path.is_file():
         raise UserError(f"{path}: missing; run 'lstm-suite translation train --out {model_dir}' first")
-    import lstm_core  # noqa: F401 - registers the LSTM classes for deserialization
+    import lstm_core.layer  # noqa: F401  (registers the lstm_core layer classes)
 
     training = keras.models.load_model(path, compile=False)
     seq2seq = M.inference_models(training, config.model)

@@ -1,4 +1,3 @@
-import argparse
 import json
 import sys
 import types
@@ -63,8 +62,77 @@ def test_task_must_have_all_verbs():
         cli.Task("x", "x", {"train": cli.Verb("t", lambda p: None, lambda a: None)})
 
 
-def test_runtime_argument():
-    parser = argparse.ArgumentParser()
-    cli.add_runtime_argument(parser)
-    assert parser.parse_args([]).runtime == "keras"
-    assert parser.parse_args(["--runtime", "tflite-int8"]).runtime == "tflite-int8"
+def _settings_task():
+    from lstm_core.config import EvaluateConfig, TrainConfig
+
+    seen = {}
+
+    def evaluate(args, evaluate, train):
+        seen.update(evaluate=evaluate, train=train)
+        return {"runtime": evaluate.runtime}
+
+    verbs = {v: cli.Verb(f"{v} help", lambda p: None, lambda args: None) for v in cli.VERBS}
+    verbs["evaluate"] = cli.settings_verb(
+        "evaluate help", evaluate, {"evaluate": EvaluateConfig(model="m"), "train": TrainConfig(epochs=3)}
+    )
+    return cli.Task("fake", "a fake task", verbs), seen
+
+
+@pytest.fixture
+def settings_registry(monkeypatch):
+    module = types.ModuleType("fake_settings_cli")
+    module.TASK, seen = _settings_task()
+    monkeypatch.setitem(sys.modules, "fake_settings_cli", module)
+    monkeypatch.setitem(cli.TASK_MODULES, "fake", "fake_settings_cli")
+    return seen
+
+
+def test_settings_verb_builds_validated_configs(settings_registry, capsys):
+    assert cli.main(["fake", "evaluate", "--runtime", "tflite", "--epochs", "5"]) == 0
+    assert settings_registry["evaluate"].runtime == "tflite" and settings_registry["evaluate"].model == "m"
+    assert settings_registry["train"].epochs == 5
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == {"runtime": "tflite"}
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--epochs", "0"], "--epochs: expected an integer >= 1, got 0"),
+        (["--limit", "-3"], "--limit: expected an integer >= 1, got -3"),
+        (["--runtim", "tflite"], "unrecognized arguments: --runtim"),  # no abbreviations
+        (["--runtime", "onnx"], "--runtime: expected one of keras, tflite, tflite-int8, tflm, got 'onnx'"),
+        (["--epochs", "two"], "expected an integer, got 'two'"),
+    ],
+)
+def test_bad_flags_are_one_line_exit_2(settings_registry, capsys, argv, message):
+    try:
+        code = cli.main(["fake", "evaluate", *argv])
+    except SystemExit as exc:
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lstm-suite: error:") and message in err[0], err
+    assert not settings_registry
+
+
+@pytest.mark.parametrize("position", [0, 1, 2, 4])
+def test_quiet_anywhere(settings_registry, position):
+    argv = ["fake", "evaluate", "--runtime", "keras"]
+    argv.insert(position, "-q")
+    assert cli.main(argv) == 0
+
+
+def test_verb_error_points_at_verb_help(settings_registry, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["fake", "evaluate", "--bogus"])
+    assert "lstm-suite fake evaluate --help" in capsys.readouterr().err
+
+
+def test_help_shows_every_default(settings_registry, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["fake", "evaluate", "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--model", "--runtime", "--out", "--limit", "--epochs", "--learning-rate", "--progress"):
+        assert flag in text
+    assert text.count("(default:") >= 10

@@ -1,5 +1,3 @@
-import argparse
-
 import keras
 import numpy as np
 import pytest
@@ -8,14 +6,7 @@ import tensorflow as tf
 from lstm_core import LSTM
 from lstm_core.errors import UserError
 from lstm_core.io import atomic_path, write_json_atomic, read_json
-from lstm_core.training import (
-    TrainConfig,
-    add_train_arguments,
-    fit,
-    model_directory,
-    set_seed,
-    train_config_from_args,
-)
+from lstm_core.training import TrainConfig, fit, model_directory, set_seed
 
 
 def tiny_problem(seed=0):
@@ -39,7 +30,7 @@ def test_fit_writes_tensorboard_and_moves_directory(tmp_path):
     out = tmp_path / "run"
     with model_directory(out) as work:
         data = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
-        history = fit(compiled_model(), data, data, workdir=work, config=TrainConfig(epochs=2, verbose=0), hparams={"units": 4})
+        history = fit(compiled_model(), data, data, workdir=work, config=TrainConfig(epochs=2, progress="none"), hparams={"units": 4})
         write_json_atomic(work / "config.json", {"units": 4})
     assert len(history.history["loss"]) == 2
     assert not out.with_name("run.partial").exists()
@@ -67,13 +58,55 @@ def test_interrupted_run_keeps_backup_for_resume(tmp_path):
     assert (out.with_name("run.partial") / "backup").exists() and not out.exists()
 
 
-def test_existing_directory_is_replaced_whole(tmp_path):
+def test_existing_directory_is_refused_without_overwrite(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    with pytest.raises(UserError, match="already exists.*--overwrite"):
+        with model_directory(out):
+            raise AssertionError("must not start")
+    assert sorted(p.name for p in out.iterdir()) == ["config.json"]
+    assert not out.with_name("run.partial").exists()
+
+
+def test_overwrite_replaces_whole_directory_only_after_success(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     (out / "old.txt").write_text("old")
-    with model_directory(out) as work:
+    with pytest.raises(RuntimeError):
+        with model_directory(out, overwrite=True) as work:
+            (work / "new.txt").write_text("new")
+            raise RuntimeError("training failed")
+    assert sorted(p.name for p in out.iterdir()) == ["old.txt"]
+    with model_directory(out, overwrite=True) as work:
         (work / "new.txt").write_text("new")
     assert sorted(p.name for p in out.iterdir()) == ["new.txt"]
+
+
+def test_resume_needs_an_interrupted_run(tmp_path):
+    with pytest.raises(UserError, match="no interrupted training"):
+        with model_directory(tmp_path / "run", resume=True):
+            pass
+
+
+def test_second_run_on_same_directory_is_refused_at_once(tmp_path):
+    out = tmp_path / "run"
+    with model_directory(out):
+        with pytest.raises(UserError, match=r"another lstm-suite process \(pid \d+"):
+            with model_directory(out):
+                pass
+    assert out.is_dir()
+
+
+def test_epoch_summary_counts_epochs_across_resumes(tmp_path):
+    from lstm_core.training import EpochRecord, epoch_summary
+
+    record = EpochRecord(tmp_path)
+    for epoch, loss in [(0, 0.9), (1, 0.5)]:  # first run, then interrupted
+        record.on_epoch_end(epoch, {"val_loss": loss})
+    EpochRecord(tmp_path).on_epoch_end(2, {"val_loss": 0.4})  # resumed run: Keras continues at epoch 2
+    assert epoch_summary(tmp_path, TrainConfig()) == {"epochs_run": 3, "best_epoch": 3}
+    assert epoch_summary(tmp_path, TrainConfig(monitor="val_accuracy")) == {"epochs_run": 3, "best_epoch": None}
 
 
 def test_atomic_path_cleans_up_on_error(tmp_path):
@@ -92,11 +125,3 @@ def test_seed_makes_training_repeatable():
         model = compiled_model()
         losses.append(model.fit(x, y, epochs=1, verbose=0).history["loss"][0])
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
-
-
-def test_train_arguments_round_trip():
-    parser = argparse.ArgumentParser()
-    defaults = TrainConfig(epochs=9)
-    add_train_arguments(parser, defaults)
-    config = train_config_from_args(parser.parse_args(["--epochs", "3", "--progress", "bar"]), defaults)
-    assert config.epochs == 3 and config.verbose == 1
