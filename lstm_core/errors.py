@@ -7,3 +7,7 @@ class UserError(Exception):
 
 class ExportMismatchError(UserError):
     """A converted model disagrees with the Keras model it came from; nothing was written."""
+
+
+class DiskFullError(UserError):
+    """No space left for a checkpoint or output; what was saved before is kept for a rerun."""

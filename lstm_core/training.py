@@ -12,14 +12,16 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from lstm_core.config import TrainConfig
-from lstm_core.errors import UserError
-from lstm_core.io import DirectoryLock, remove, replace
+from lstm_core.errors import DiskFullError, UserError
+from lstm_core.io import DirectoryLock, remove, replace, write_json_atomic
 
 __all__ = ["TrainConfig", "distribution_scope", "epoch_summary", "fit", "model_directory", "set_seed"]
 
@@ -65,17 +67,21 @@ def model_directory(out: str | Path, *, overwrite: bool = False, resume: bool = 
         work.mkdir(parents=True, exist_ok=True)
         try:
             yield work
+        except DiskFullError:
+            if not (work / BACKUP_DIR).exists() and not resuming:
+                remove(work)
+            raise
         except UserError:
             if not resuming:
                 remove(work)
             raise
         except BaseException:
-            if (work / "backup").exists():
+            if (work / BACKUP_DIR).exists():
                 log.warning("training stopped; rerun the same command to resume from %s", work)
             elif not resuming:
                 remove(work)
             raise
-        remove(work / "backup")
+        remove(work / BACKUP_DIR)
         replace(work, out)
     log.info("model written to %s", out)
 
@@ -107,6 +113,64 @@ def _hparams_callback(log_dir: Path, hparams: dict):
 
 
 HISTORY_FILE = "history.json"
+BACKUP_DIR = "backup"
+
+
+def _megabytes(n: float) -> str:
+    return f"{max(1, round(n / 1e6))} MB"
+
+
+class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """``BackupAndRestore`` whose checkpoints survive a full disk and a kill mid-write.
+
+    Each checkpoint is written beside the last good one and renamed over it, so a crash or a
+    full disk leaves the previous checkpoint intact. Free space is checked before writing; on
+    ENOSPC training stops with :class:`DiskFullError` (one line) and a rerun resumes from the last
+    good checkpoint. A damaged checkpoint (from older versions) is set aside and training starts
+    clean, with a warning, instead of crashing on every rerun.
+    """
+
+    def on_train_begin(self, logs=None):
+        try:
+            super().on_train_begin(logs)
+        except Exception as err:  # noqa: BLE001 - h5py/Keras raise many types for a damaged file
+            damaged = Path(self.backup_dir).with_name(Path(self.backup_dir).name + ".damaged")
+            remove(damaged)
+            Path(self.backup_dir).rename(damaged)
+            log.warning("checkpoint in %s is unreadable (%s); starting training over (kept it as %s)",
+                        self.backup_dir, str(err).splitlines()[0][:120] if str(err) else type(err).__name__, damaged)
+            self.model._initial_epoch = 0
+
+    def _needed_bytes(self) -> int:
+        path = Path(self._weights_path)
+        if path.exists():
+            return 2 * path.stat().st_size + (1 << 20)
+        params = sum(int(np.prod(v.shape)) for v in self.model.weights)
+        return 3 * 4 * params * 2 + (1 << 20)  # weights + Adam's two moments, twice (temp + old)
+
+    def _save_model(self):
+        import errno
+        import shutil
+
+        backup = Path(self.backup_dir)
+        backup.mkdir(parents=True, exist_ok=True)
+        need = self._needed_bytes()
+        free = shutil.disk_usage(backup).free
+        if free < need:
+            raise DiskFullError(f"no space left on {backup}: need ~{_megabytes(need)}, {_megabytes(free)} free; "
+                                "free some space and rerun the same command to resume")
+        tmp = backup / "writing.weights.h5"
+        try:
+            self.model.save_weights(filepath=str(tmp), overwrite=True)
+            os.replace(tmp, self._weights_path)
+            write_json_atomic(self._training_metadata_path, {"epoch": self._current_epoch,
+                                                             "batch": self._last_batch_seen})
+        except Exception as err:  # noqa: BLE001 - h5py reports a full disk as OSError or RuntimeError
+            remove(tmp)
+            if getattr(err, "errno", None) == errno.ENOSPC or "No space left" in str(err):
+                raise DiskFullError(f"no space left on {backup}: need ~{_megabytes(need)}; "
+                                    "free some space and rerun the same command to resume") from None
+            raise
 
 
 class EpochRecord(keras.callbacks.Callback):
@@ -166,7 +230,7 @@ def fit(
     cbs = [
         keras.callbacks.TensorBoard(log_dir=str(log_dir), histogram_freq=config.histogram_freq),
         _hparams_callback(log_dir, {**(hparams or {}), **dataclasses.asdict(config)}),
-        keras.callbacks.BackupAndRestore(str(workdir / "backup")),
+        SafeBackupAndRestore(str(workdir / BACKUP_DIR)),
         keras.callbacks.EarlyStopping(
             monitor=config.monitor,
             mode=config.monitor_mode,

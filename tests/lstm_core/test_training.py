@@ -125,3 +125,49 @@ def test_seed_makes_training_repeatable():
         model = compiled_model()
         losses.append(model.fit(x, y, epochs=1, verbose=0).history["loss"][0])
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+
+
+def _fit_into(out, epochs, **kwargs):
+    x, y = tiny_problem()
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    with model_directory(out, **kwargs) as work:
+        fit(compiled_model(), data, data, workdir=work, config=TrainConfig(epochs=epochs, patience=50, progress="none"))
+    return out
+
+
+def test_full_disk_is_one_error_and_the_run_resumes_later(tmp_path, monkeypatch):
+    import collections
+    import shutil
+
+    from lstm_core.errors import DiskFullError
+    from lstm_core.training import epoch_summary
+
+    out = tmp_path / "run"
+    real_usage = shutil.disk_usage
+    calls = {"n": 0}
+
+    def usage(path):  # room for two checkpoints, then the disk is full
+        calls["n"] += 1
+        free = real_usage(path).free if calls["n"] <= 2 else 1000
+        return collections.namedtuple("usage", "total used free")(0, 0, free)
+
+    monkeypatch.setattr(shutil, "disk_usage", usage)
+    with pytest.raises(DiskFullError, match=r"no space left on .*backup: need ~\d+ MB"):
+        _fit_into(out, epochs=5)
+    work = tmp_path / "run.partial"
+    assert (work / "backup" / "latest.weights.h5").is_file() and not out.exists()
+    assert not (work / "backup" / "writing.weights.h5").exists()
+    assert read_json(work / "backup" / "training_metadata.json")["epoch"] == 2  # the last good checkpoint
+    monkeypatch.setattr(shutil, "disk_usage", real_usage)
+    _fit_into(out, epochs=5)  # the same command again, with space: resumes after epoch 2
+    assert epoch_summary(out, TrainConfig())["epochs_run"] == 5
+
+
+def test_damaged_checkpoint_starts_over_instead_of_crashing(tmp_path, caplog):
+    work = tmp_path / "run.partial" / "backup"
+    work.mkdir(parents=True)
+    (work / "latest.weights.h5").write_bytes(b"\x89HDF\r\n truncated")
+    (work / "training_metadata.json").write_text('{"epoch": 3, "batch": 0}')
+    with caplog.at_level("WARNING"):
+        out = _fit_into(tmp_path / "run", epochs=2)
+    assert out.is_dir() and "unreadable" in caplog.text
