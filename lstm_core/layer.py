@@ -13,6 +13,11 @@ TFLite as a ``WHILE`` loop. This layer
     everything else takes the fusable function.
   * ``"fused"`` always take the fusable function and ignore masks. Exporters set this while
     tracing; it assumes inputs without padding (batch 1 at its true length, or full windows).
+
+Where the native kernel (:mod:`lstm_core.kernels`) builds, ``"auto"`` runs the time loop in it
+(masks included) for eager calls, training graphs and Keras' predict/evaluate steps. Any other
+graph traced with ``training=False`` may become a SavedModel, which must load without the op
+library, so it keeps the pure-TensorFlow loop (see :func:`lstm_core.kernels.native_inference`).
 """
 
 from __future__ import annotations
@@ -20,13 +25,22 @@ from __future__ import annotations
 import uuid
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras.src.utils.tracking import no_automatic_dependency_tracking
+from tensorflow.python.saved_model import save_context
 
+from lstm_core import kernels
 from lstm_core.cell import LSTMCell
 from lstm_core.recurrence import recurrence
 
 MODES = ("auto", "fused")
+
+# Graphs Keras' TensorFlow trainer traces for fit / evaluate / predict: they are run, not saved,
+# so inference inside them may use the native kernel.
+_KERAS_STEP_GRAPHS = frozenset(
+    {"one_step_on_data", "one_step_on_data_distributed", "multi_step_on_iterator", "multi_step_on_data"}
+)
 
 _CELL_ARGS = (
     "activation",
@@ -56,6 +70,15 @@ def _project_inputs(inputs, kernel, bias, go_backwards):
     steps, batch = tf.shape(x_tm)[0], tf.shape(x_tm)[1]
     xw = tf.matmul(tf.reshape(x_tm, [-1, tf.shape(kernel)[0]]), kernel) + bias
     return tf.reshape(xw, [steps, batch, tf.shape(kernel)[1]])
+
+
+def _in_keras_step_graph() -> bool:
+    graph = tf.compat.v1.get_default_graph()
+    while graph is not None:
+        if getattr(graph, "name", None) in _KERAS_STEP_GRAPHS:
+            return True
+        graph = getattr(graph, "outer_graph", None)
+    return False
 
 
 def make_fusable_lstm(go_backwards: bool, unroll: bool = False):
@@ -202,6 +225,24 @@ class LSTM(keras.layers.Layer):
             and self.cell.recurrent_activation is keras.activations.sigmoid
         )
 
+    def _uses_native_kernel(self, training, recurrent_dropout_mask) -> bool:
+        """Whether this call runs its loop in the native kernel (see the module docstring)."""
+        if (
+            self.mode != "auto"
+            or recurrent_dropout_mask is not None
+            or not self._uses_standard_activations()
+            or self.compute_dtype != "float32"
+            or kernels.kernel_choice() == "tf"
+        ):
+            return False
+        if tf.inside_function():
+            if save_context.in_save_context():
+                return False
+            training = isinstance(training, (bool, np.bool_)) and bool(training)
+            if not (training or _in_keras_step_graph() or kernels.in_native_inference_scope()):
+                return False
+        return kernels.native_kernel_enabled()
+
     def fusable_function(self, sequences):
         """An ``api_implements`` function for this call, with a name unique to its trace.
 
@@ -246,7 +287,24 @@ class LSTM(keras.layers.Layer):
             mask = None
             recurrent_dropout_mask = None
 
-        if mask is None and recurrent_dropout_mask is None and self._uses_standard_activations():
+        if self._uses_native_kernel(training, recurrent_dropout_mask):
+            mask_tm = None
+            if mask is not None:
+                mask_tm = tf.transpose(tf.cast(mask, tf.bool), [1, 0])
+                if self.go_backwards:
+                    mask_tm = tf.reverse(mask_tm, [0])
+            xw_tm = _project_inputs(sequences, cell.kernel, cell.zero_bias(), self.go_backwards)
+            outputs_tm, h, c = kernels.lstm_sequence(
+                xw_tm,
+                h0,
+                c0,
+                tf.convert_to_tensor(cell.recurrent_kernel),
+                mask_tm=mask_tm,
+                zero_output_for_mask=self.zero_output_for_mask,
+            )
+            outputs = tf.transpose(outputs_tm, [1, 0, 2])
+            last = outputs_tm[-1]
+        elif mask is None and recurrent_dropout_mask is None and self._uses_standard_activations():
             last, outputs, h, c, _ = self.fusable_function(sequences)(
                 sequences,
                 h0,

@@ -1,0 +1,162 @@
+"""lstm_core's native CPU kernel: the whole LSTM time loop as one TensorFlow op, plus its BPTT.
+
+Why: in TensorFlow every step of the loop dispatches a MatMul and ~10 element-wise ops, which
+costs more than the arithmetic at the sizes the tasks use. ``LstmCoreSequence`` runs all steps in
+C++ (per step one GEMM ``h·U`` and the gate math fused over the step's ``[B, 4H]`` block);
+``LstmCoreSequenceGrad`` is registered as its gradient (per step the fused gate derivatives and
+one GEMM ``dz·Uᵀ``); ``dU = Σ h_{t-1}ᵀ·dz_t`` is one big TensorFlow matmul after the loop.
+
+The op library is compiled on first use (:mod:`lstm_core.kernels.build`), never at import. If
+that fails the layer logs one warning and keeps the pure-TensorFlow loop. ``LSTM_CORE_KERNEL``
+chooses: ``native`` (fail loudly if the kernel cannot be built), ``tf`` (never use it), unset or
+``auto`` (use it when it builds).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+
+import tensorflow as tf
+
+from lstm_core.kernels.build import KernelBuildError
+
+log = logging.getLogger(__name__)
+
+CHOICE_ENV = "LSTM_CORE_KERNEL"
+CHOICES = ("auto", "native", "tf")
+
+_lock = threading.Lock()
+_ops = None
+_failure: str | None = None
+_inference_scope = threading.local()
+
+
+def kernel_choice() -> str:
+    """``$LSTM_CORE_KERNEL`` (``auto`` when unset), read on every call so tests can switch it."""
+    choice = os.environ.get(CHOICE_ENV, "auto").strip().lower() or "auto"
+    if choice not in CHOICES:
+        raise ValueError(f"{CHOICE_ENV} must be one of {CHOICES}, got {choice!r}")
+    return choice
+
+
+def native_ops():
+    """The loaded op module, building it on the first call; ``None`` if it cannot be built.
+
+    Raises:
+        KernelBuildError: the build failed and ``LSTM_CORE_KERNEL=native`` demands the kernel.
+    """
+    global _ops, _failure
+    with _lock:
+        if _ops is None and _failure is None:
+            try:
+                from lstm_core.kernels.build import build
+
+                _ops = tf.load_op_library(str(build()))
+                _register_gradient()
+            except (KernelBuildError, tf.errors.OpError, OSError) as err:
+                _failure = str(err)
+                if kernel_choice() != "native":
+                    log.warning("lstm_core: native LSTM kernel unavailable, using the TensorFlow "
+                                "loop (%s)", _failure.splitlines()[0] if _failure else "")
+    if _ops is None and kernel_choice() == "native":
+        raise KernelBuildError(f"{CHOICE_ENV}=native but the kernel could not be built: {_failure}")
+    return _ops
+
+
+def native_kernel_enabled() -> bool:
+    """Whether lstm_core.LSTM may run its loop in the native kernel (builds it if needed)."""
+    if kernel_choice() == "tf":
+        return False
+    return native_ops() is not None
+
+
+@contextlib.contextmanager
+def native_inference():
+    """Let graphs traced inside this block run inference (``training=False``) in the kernel.
+
+    Graphs traced with ``training=False`` outside Keras' own predict/evaluate steps otherwise get
+    the pure-TensorFlow loop, because such a graph may be saved: a SavedModel that references the
+    custom op cannot be loaded where the op library is not loaded. Use this only around graphs that
+    are run, never exported.
+    """
+    depth = getattr(_inference_scope, "depth", 0)
+    _inference_scope.depth = depth + 1
+    try:
+        yield
+    finally:
+        _inference_scope.depth = depth
+
+
+def in_native_inference_scope() -> bool:
+    return getattr(_inference_scope, "depth", 0) > 0
+
+
+def lstm_sequence(xw_tm, h0, c0, recurrent_kernel, mask_tm=None, zero_output_for_mask=False):
+    """The LSTM loop of :func:`lstm_core.recurrence.recurrence` (tanh / sigmoid) in the kernel.
+
+    Args:
+        xw_tm: ``[T, B, 4H]`` float32 projected inputs ``x·W + b``, time-major, gates i, f, c, o.
+        h0, c0: ``[B, H]`` initial state.
+        recurrent_kernel: ``U``, ``[H, 4H]``.
+        mask_tm: optional ``[T, B]`` (bool or 0/1): masked steps carry the state over.
+        zero_output_for_mask: masked steps output zeros instead of the previous output.
+
+    Returns:
+        ``(outputs_tm [T, B, H], h [B, H], c [B, H])``; differentiable w.r.t. all but the mask.
+    """
+    ops = native_ops()
+    if ops is None:
+        raise KernelBuildError(f"the native LSTM kernel is not available: {_failure}")
+    if mask_tm is None:
+        mask = tf.zeros((0, 0), tf.float32)
+    else:
+        mask = tf.cast(mask_tm, tf.float32)
+    outputs, h, c, *_ = ops.lstm_core_sequence(
+        xw_tm, h0, c0, recurrent_kernel, mask, zero_output_for_mask=bool(zero_output_for_mask)
+    )
+    return outputs, h, c
+
+
+def _register_gradient():
+    """Register the BPTT op as the gradient of ``LstmCoreSequence`` (once per process)."""
+    try:
+        tf.RegisterGradient("LstmCoreSequence")(_sequence_gradient)
+    except KeyError:  # already registered: the module was reloaded
+        pass
+
+
+def _sequence_gradient(op, d_outputs, d_h, d_c, *_unused_internal_grads):
+    """Gradients for ``(xw, h0, c0, recurrent_kernel, mask)``.
+
+    The last three outputs (gates, cells, hidden states) exist for this function only; gradients
+    flowing into them are ignored.
+    """
+    xw, h0, c0, recurrent_kernel, mask = op.inputs
+    outputs, h, c, gates, cells, hidden = op.outputs
+    d_outputs = tf.zeros_like(outputs) if d_outputs is None else d_outputs
+    d_h = tf.zeros_like(h) if d_h is None else d_h
+    d_c = tf.zeros_like(c) if d_c is None else d_c
+    d_xw, d_h0, d_c0 = _ops.lstm_core_sequence_grad(
+        recurrent_kernel, mask, c0, gates, cells, d_outputs, d_h, d_c,
+        zero_output_for_mask=op.get_attr("zero_output_for_mask"),
+    )
+    units = tf.shape(recurrent_kernel)[0]
+    h_prev = tf.concat([h0[None], hidden[:-1]], axis=0)
+    d_recurrent_kernel = tf.matmul(
+        tf.reshape(h_prev, [-1, units]), tf.reshape(d_xw, [-1, 4 * units]), transpose_a=True
+    )
+    return d_xw, d_h0, d_c0, d_recurrent_kernel, None
+
+
+__all__ = [
+    "CHOICE_ENV",
+    "KernelBuildError",
+    "kernel_choice",
+    "lstm_sequence",
+    "native_inference",
+    "native_kernel_enabled",
+    "native_ops",
+]
