@@ -347,7 +347,8 @@ class TrainConfig:
         choices=PROGRESS_MODES,
     )
     distribute: str = setting(
-        "none", "tf.distribute strategy: mirrored = all local devices (GPUs, else CPU)", choices=DISTRIBUTE_MODES
+        "none", "tf.distribute strategy: mirrored = all devices of this machine (GPUs, else the CPU); "
+        "multi-worker is refused until Keras 3 supports it (keras#20585)", choices=DISTRIBUTE_MODES
     )
     monitor: str = setting("val_loss", "metric watched by early stopping and best-epoch restore", cli=False)
     monitor_mode: str = setting("auto", "min, max or auto for --monitor", cli=False)

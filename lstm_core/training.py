@@ -23,7 +23,9 @@ from lstm_core.config import TrainConfig
 from lstm_core.errors import DiskFullError, UserError
 from lstm_core.io import DirectoryLock, remove, replace, write_json_atomic
 
-__all__ = ["TrainConfig", "distribution_scope", "epoch_summary", "fit", "model_directory", "set_seed"]
+__all__ = [
+    "TrainConfig", "distribution_scope", "epoch_summary", "fit", "make_strategy", "model_directory", "set_seed",
+]
 
 log = logging.getLogger(__name__)
 
@@ -86,16 +88,41 @@ def model_directory(out: str | Path, *, overwrite: bool = False, resume: bool = 
     log.info("model written to %s", out)
 
 
+MULTI_WORKER_UPSTREAM = "keras-team/keras#20585, tensorflow/tensorflow#72388"
+
+
+def make_strategy(mode: str, *, allow_multi_worker: bool = False):
+    """The ``tf.distribute`` strategy for ``--distribute`` (None for ``none``).
+
+    ``multi-worker`` is refused: Keras 3's ``fit`` under ``MultiWorkerMirroredStrategy`` fails
+    with "Attempt to convert a value (PerReplica ...)" (measured with this layer on 2 local
+    workers, TF 2.21 / Keras 3.15; ``tools/multi_worker_check.py`` repeats the trial).
+    """
+    if mode == "none":
+        return None
+    if mode == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if mode == "multi-worker":
+        if not allow_multi_worker:
+            raise UserError(
+                "--distribute multi-worker: Keras 3 model.fit fails under MultiWorkerMirroredStrategy "
+                f"({MULTI_WORKER_UPSTREAM}); use --distribute mirrored on one machine with several devices"
+            )
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise UserError(f"--distribute: expected none, mirrored or multi-worker, got {mode!r}")
+
+
 @contextlib.contextmanager
-def distribution_scope(config: TrainConfig):
-    """``strategy.scope()`` for ``--distribute`` (a no-op for ``none``); yields the strategy or None."""
-    if config.distribute == "none":
+def distribution_scope(config: TrainConfig, *, allow_multi_worker: bool = False):
+    """``strategy.scope()`` for ``--distribute`` (a no-op for ``none``); yields the strategy or None.
+
+    Build and compile the model inside it; ``fit`` then splits each (global) batch across the
+    replicas, and TensorBoard and checkpoints work as on one device.
+    """
+    strategy = make_strategy(config.distribute, allow_multi_worker=allow_multi_worker)
+    if strategy is None:
         yield None
         return
-    if config.distribute == "mirrored":
-        strategy = tf.distribute.MirroredStrategy()
-    else:
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
     log.info("%s: %d replicas", strategy.__class__.__name__, strategy.num_replicas_in_sync)
     with strategy.scope():
         yield strategy
