@@ -1,0 +1,826 @@
+"""TensorFlow Lite Micro (TFLM): run, check and package ``.tflite`` exports for microcontrollers.
+
+TFLM (PyPI ``tflite-micro``) runs the same reference kernels that MCU firmware builds use. Its
+limits shape everything here: batch 1 and static shapes (no resize), no hybrid (weights-only
+int8) kernels, only the ops its resolver knows, state of the fused LSTM in variable tensors
+(reset between sequences), and a fixed tensor arena whose size the firmware must declare.
+
+Public API:
+
+- ``TFLMModel(model, arena_size=None)``: runner with :class:`lstm_core.export.TFLiteModel`'s call
+  convention: ``runner(*inputs) -> list[np.ndarray]``, float inputs quantized and outputs
+  dequantized for int8/int16 models, state reset before every call (``reset()``). Inputs with a
+  batch larger than the model's batch of 1 run row by row. Load or invoke failures raise
+  :class:`lstm_core.errors.UserError` naming the op TFLM could not run.
+- ``tflm_report(model, sample_inputs, *, labels=None, reference_outputs=None, arena=True)``: the
+  ``tflm`` section of ``export_report.json``: ``{"loads", "arena_bytes", "arena_recommended_bytes",
+  "ops", "op_resolver", "max_abs_diff_vs_litert", "max_lsb_diff", "label_agreement", "samples",
+  "error"}``; TFLM runs in a subprocess, so a crashing kernel cannot take the exporter down. A
+  model TFLM cannot run gives ``{"loads": False, "reason": ..., "error": ...}`` (LiteRT-only).
+- ``litert_only(reason, model=None)``: that same "LiteRT-only" section for models an exporter
+  knows TFLM cannot run (e.g. ``quantization="dynamic"``).
+- ``measure_arena(model) -> dict``: the smallest tensor arena that loads and runs the model
+  (bisection in subprocesses: a too-small arena can crash TFLM), ``{"arena_bytes",
+  "arena_recommended_bytes", "largest_failing_bytes", "subprocesses"}``;
+  ``arena_works(model, size) -> bool`` tries one size in a subprocess.
+- ``model_ops(model)``, ``op_resolver_methods(ops)``, ``op_resolver_code(model)``: the builtin op
+  names and the exact ``tflite::MicroMutableOpResolver<N>`` registration the firmware needs.
+- ``write_c_array(tflite_path, out_dir, name="g_model", arena_bytes=None)``: ``model_data.cc`` /
+  ``model_data.h`` (a 16-byte aligned ``const unsigned char`` array and its length, as in the TFLM
+  examples) and ``model_ops.h`` (the resolver registration); returns the written paths.
+- ``requantize_int16x8(int8_model) -> bytes``: int8-activation LSTM model to int16 activations /
+  int8 weights / int64 biases, as TFLM's ``requantize_flatbuffer.py`` does (the TF converter
+  refuses 16x8 for the LSTM op). Used by ``lstm_core.export`` for ``quantization="int16x8"``.
+
+``model`` arguments are ``.tflite`` bytes or a path. Nothing here imports TensorFlow except the
+LiteRT comparison in :func:`tflm_report` (through ``lstm_core.export``).
+
+Example:
+
+```python
+from lstm_core.tflm import TFLMModel, tflm_report, write_c_array
+
+runner = TFLMModel("export/model_int8.tflite")
+scores = runner(features)[0]              # features: float32 [1, steps, channels]
+report = tflm_report("export/model_int8.tflite", [[features]], labels="argmax")
+assert report["loads"] and report["max_lsb_diff"] <= 2
+write_c_array("export/model_int8.tflite", "export/mcu", name="g_model",
+              arena_bytes=report["arena_recommended_bytes"])
+```
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from lstm_core.errors import UserError
+
+ARENA_ALIGNMENT = 16  # TFLM aligns arena allocations to 16 bytes
+HOST_ARENA_BYTES = 16 << 20  # arena of the host runner: memory is cheap off the device
+MAX_ARENA_BYTES = 256 << 20
+LSB_TOLERANCE = 2  # TFLM vs LiteRT on the same int8 file: rounding differences only
+
+# TFLite builtin op -> tflite::MicroMutableOpResolver method (tensorflow/lite/micro/
+# micro_mutable_op_resolver.h). Ops missing here have no TFLM kernel.
+RESOLVER_METHODS = {
+    "ABS": "AddAbs", "ADD": "AddAdd", "ADD_N": "AddAddN", "ARG_MAX": "AddArgMax",
+    "ARG_MIN": "AddArgMin", "ASSIGN_VARIABLE": "AddAssignVariable",
+    "AVERAGE_POOL_2D": "AddAveragePool2D", "BATCH_MATMUL": "AddBatchMatMul",
+    "BATCH_TO_SPACE_ND": "AddBatchToSpaceNd", "BROADCAST_ARGS": "AddBroadcastArgs",
+    "BROADCAST_TO": "AddBroadcastTo", "CALL_ONCE": "AddCallOnce", "CAST": "AddCast",
+    "CEIL": "AddCeil", "CONCATENATION": "AddConcatenation", "CONV_2D": "AddConv2D",
+    "COS": "AddCos", "CUMSUM": "AddCumSum", "DEPTH_TO_SPACE": "AddDepthToSpace",
+    "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D", "DEQUANTIZE": "AddDequantize", "DIV": "AddDiv",
+    "EMBEDDING_LOOKUP": "AddEmbeddingLookup", "ELU": "AddElu", "EQUAL": "AddEqual",
+    "EXP": "AddExp", "EXPAND_DIMS": "AddExpandDims", "FILL": "AddFill", "FLOOR": "AddFloor",
+    "FLOOR_DIV": "AddFloorDiv", "FLOOR_MOD": "AddFloorMod",
+    "FULLY_CONNECTED": "AddFullyConnected", "GATHER": "AddGather", "GATHER_ND": "AddGatherNd",
+    "GREATER": "AddGreater", "GREATER_EQUAL": "AddGreaterEqual", "HARD_SWISH": "AddHardSwish",
+    "IF": "AddIf", "L2_NORMALIZATION": "AddL2Normalization", "L2_POOL_2D": "AddL2Pool2D",
+    "LEAKY_RELU": "AddLeakyRelu", "LESS": "AddLess", "LESS_EQUAL": "AddLessEqual",
+    "LOG": "AddLog", "LOGICAL_AND": "AddLogicalAnd", "LOGICAL_NOT": "AddLogicalNot",
+    "LOGICAL_OR": "AddLogicalOr", "LOGISTIC": "AddLogistic", "LOG_SOFTMAX": "AddLogSoftmax",
+    "MAXIMUM": "AddMaximum", "MAX_POOL_2D": "AddMaxPool2D", "MIRROR_PAD": "AddMirrorPad",
+    "MEAN": "AddMean", "MINIMUM": "AddMinimum", "MUL": "AddMul", "NEG": "AddNeg",
+    "NOT_EQUAL": "AddNotEqual", "PACK": "AddPack", "PAD": "AddPad", "PADV2": "AddPadV2",
+    "PRELU": "AddPrelu", "QUANTIZE": "AddQuantize", "READ_VARIABLE": "AddReadVariable",
+    "REDUCE_MAX": "AddReduceMax", "REDUCE_MIN": "AddReduceMin", "RELU": "AddRelu",
+    "RELU6": "AddRelu6", "RESHAPE": "AddReshape", "RESIZE_BILINEAR": "AddResizeBilinear",
+    "RESIZE_NEAREST_NEIGHBOR": "AddResizeNearestNeighbor", "REVERSE_V2": "AddReverseV2",
+    "ROUND": "AddRound", "RSQRT": "AddRsqrt", "SELECT_V2": "AddSelectV2", "SHAPE": "AddShape",
+    "SIN": "AddSin", "SLICE": "AddSlice", "SOFTMAX": "AddSoftmax",
+    "SPACE_TO_BATCH_ND": "AddSpaceToBatchNd", "SPACE_TO_DEPTH": "AddSpaceToDepth",
+    "SPLIT": "AddSplit", "SPLIT_V": "AddSplitV", "SQUEEZE": "AddSqueeze", "SQRT": "AddSqrt",
+    "SQUARE": "AddSquare", "SQUARED_DIFFERENCE": "AddSquaredDifference",
+    "STRIDED_SLICE": "AddStridedSlice", "SUB": "AddSub", "SUM": "AddSum", "SVDF": "AddSvdf",
+    "TANH": "AddTanh", "TRANSPOSE_CONV": "AddTransposeConv", "TRANSPOSE": "AddTranspose",
+    "UNPACK": "AddUnpack", "UNIDIRECTIONAL_SEQUENCE_LSTM": "AddUnidirectionalSequenceLSTM",
+    "VAR_HANDLE": "AddVarHandle", "WHILE": "AddWhile", "ZEROS_LIKE": "AddZerosLike",
+}
+_WEIGHTED_OPS = ("FULLY_CONNECTED", "UNIDIRECTIONAL_SEQUENCE_LSTM", "CONV_2D", "DEPTHWISE_CONV_2D")
+
+
+# ----------------------------------------------------------------------------- flatbuffer
+def _schema():
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated
+
+    return schema_py_generated
+
+
+def _model_bytes(model) -> tuple[bytes, str]:
+    """``(bytes, name for messages)`` of a ``.tflite`` given as bytes or a path."""
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        return bytes(model), "<tflite bytes>"
+    path = Path(model)
+    try:
+        return path.read_bytes(), str(path)
+    except OSError as error:
+        raise UserError(f"{path}: cannot read the .tflite file ({error.strerror})") from None
+
+
+def _parse(data: bytes, source: str):
+    schema = _schema()
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise UserError(f"{source}: not a TFLite flatbuffer (no TFL3 identifier)")
+    return schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(data, 0))
+
+
+def _op_name(model_object, opcode_index: int) -> str:
+    schema = _schema()
+    code = model_object.operatorCodes[opcode_index]
+    builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+    if builtin == schema.BuiltinOperator.CUSTOM:
+        return (code.customCode or b"CUSTOM").decode()
+    return _enum_names(schema.BuiltinOperator)[builtin]
+
+
+def _enum_names(enum) -> dict[int, str]:
+    return {value: name for name, value in vars(enum).items() if not name.startswith("_")}
+
+
+def model_ops(model) -> list[str]:
+    """Builtin op names of every subgraph of ``model``, in execution order."""
+    data, source = _model_bytes(model)
+    parsed = _parse(data, source)
+    return [_op_name(parsed, op.opcodeIndex) for sg in parsed.subgraphs for op in (sg.operators or [])]
+
+
+def hybrid_ops(model) -> list[str]:
+    """Ops that take float activations with int8 weights ("dynamic" quantization); TFLM has
+    no such kernels."""
+    data, source = _model_bytes(model)
+    parsed = _parse(data, source)
+    schema = _schema()
+    found = []
+    for sg in parsed.subgraphs:
+        for op in sg.operators or []:
+            name = _op_name(parsed, op.opcodeIndex)
+            if name not in _WEIGHTED_OPS or len(op.inputs) < 2:
+                continue
+            types = [sg.tensors[i].type for i in op.inputs if i >= 0]
+            if types[0] == schema.TensorType.FLOAT32 and schema.TensorType.INT8 in types[1:]:
+                found.append(name)
+    return sorted(set(found))
+
+
+def op_resolver_methods(ops: Sequence[str]) -> list[str]:
+    """``MicroMutableOpResolver`` method per distinct op (first-use order); UserError for an op
+    with no TFLM kernel."""
+    methods = []
+    for op in dict.fromkeys(ops):
+        if op not in RESOLVER_METHODS:
+            raise UserError(f"op {op}: TensorFlow Lite Micro has no kernel for it (LiteRT-only model)")
+        methods.append(RESOLVER_METHODS[op])
+    return methods
+
+
+def op_resolver_code(model, variable: str = "resolver") -> str:
+    """C++ lines registering exactly the ops of ``model`` (``model`` may also be a list of op
+    names)."""
+    ops = model if isinstance(model, (list, tuple)) else model_ops(model)
+    methods = op_resolver_methods(ops)
+    lines = [f"tflite::MicroMutableOpResolver<{len(methods)}> {variable};"]
+    lines += [f"{variable}.{method}();" for method in methods]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- runner
+@contextlib.contextmanager
+def _captured_native_stderr():
+    """Collect what native code writes to file descriptor 2 (TFLM's MicroPrintf) into a list
+    of lines, yielded empty and filled when the block ends."""
+    lines: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines.extend(l for l in sink.read().decode(errors="replace").splitlines() if l.strip())
+
+
+def _failing_op(log_lines: Sequence[str]) -> str | None:
+    text = "\n".join(log_lines)
+    for pattern in (
+        r"Didn't find op for builtin opcode '([A-Z0-9_]+)'",
+        r"Failed to get registration from op code ([A-Z0-9_]+)",
+        r"Node ([A-Z0-9_]+) \(number \d+[a-z]*\) failed to (?:invoke|prepare)",
+    ):
+        match = re.search(pattern, text)
+        if match:
+            return match.group(1)
+    return None
+
+
+def _tflm_error(source: str, stage: str, log_lines: Sequence[str], ops: Sequence[str]) -> UserError:
+    """One-line UserError naming the op TFLM failed on and its own reason."""
+    op = _failing_op(log_lines)
+    detail = "; ".join(l.strip() for l in log_lines if l.strip())[-400:] or "no message"
+    missing = [o for o in dict.fromkeys(ops) if o not in RESOLVER_METHODS]
+    if op is None and missing:
+        op = missing[0]
+    where = f"op {op}" if op else "the model"
+    return UserError(f"{source}: TensorFlow Lite Micro cannot {stage} {where} ({detail})")
+
+
+def _quantization(detail: dict) -> tuple[float, int] | None:
+    params = detail.get("quantization_parameters") or {}
+    scales, zeros = params.get("scales", []), params.get("zero_points", [])
+    if len(scales) == 0:
+        return None
+    return float(scales[0]), int(zeros[0])
+
+
+class TFLMModel:
+    """Runs a ``.tflite`` in TensorFlow Lite Micro, with :class:`lstm_core.export.TFLiteModel`'s
+    call convention.
+
+    Args:
+        model: ``.tflite`` bytes or path.
+        arena_size: tensor arena in bytes; default ``HOST_ARENA_BYTES`` (16 MiB: the host has
+            memory to spare; measure the device figure with :func:`measure_arena`).
+
+    Inputs go in the positional order of the serving signature (``input_0``, ``input_1`` ...).
+    TFLM has no resize: each input must have the model's static shape, except that a batch of
+    N rows runs as N batch-1 calls. Float inputs of int8/int16 models are quantized with the
+    input's scale and zero point; int8/int16 outputs are dequantized. The fused LSTM's
+    variable tensors are reset before every row (on device: ``interpreter.Reset()`` between
+    independent sequences).
+
+    Example:
+
+    ```python
+    runner = TFLMModel("export/model_int8.tflite")
+    probabilities, = runner(features)
+    raw, = runner.run_quantized(features)   # int8 values as stored on the device
+    ```
+    """
+
+    def __init__(self, model, arena_size: int | None = None):
+        from tflite_micro import runtime
+
+        data, self.source = _model_bytes(model)
+        parsed = _parse(data, self.source)
+        self.ops = [_op_name(parsed, op.opcodeIndex) for sg in parsed.subgraphs for op in (sg.operators or [])]
+        hybrid = hybrid_ops(data)
+        if hybrid:
+            raise UserError(
+                f"{self.source}: TensorFlow Lite Micro has no hybrid (weights-only int8, "
+                f"'dynamic') kernels for {', '.join(hybrid)}; this model is LiteRT-only"
+            )
+        self.arena_size = int(arena_size or HOST_ARENA_BYTES)
+        with _captured_native_stderr() as log_lines:
+            try:
+                self.interpreter = runtime.Interpreter.from_bytes(data, arena_size=self.arena_size)
+                failed = False
+            except (RuntimeError, ValueError):
+                failed = True
+        if failed:
+            raise _tflm_error(self.source, "load", log_lines, self.ops)
+        self._order = _signature_order(parsed)
+        count = len(parsed.subgraphs[0].inputs)
+        self.input_details = [self.interpreter.get_input_details(i) for i in range(count)]
+        self.output_details = [
+            self.interpreter.get_output_details(i) for i in range(len(parsed.subgraphs[0].outputs))
+        ]
+        # positional (signature) order -> subgraph index
+        self.input_details = [self.input_details[i] for i in self._order[0]]
+        self.output_details = [self.output_details[i] for i in self._order[1]]
+
+    def op_names(self) -> list[str]:
+        return list(self.ops)
+
+    def reset(self) -> None:
+        """Zero the variable tensors (LSTM state), as ``interpreter.Reset()`` does on device."""
+        self.interpreter.reset()
+
+    def _rows(self, inputs) -> tuple[int, list[np.ndarray]]:
+        if len(inputs) != len(self.input_details):
+            raise ValueError(f"expected {len(self.input_details)} inputs, got {len(inputs)}")
+        arrays = [np.asarray(v) for v in inputs]
+        rows = None
+        for position, (value, detail) in enumerate(zip(arrays, self.input_details)):
+            shape = tuple(int(d) for d in detail["shape"])
+            if value.shape == shape:
+                count = 1
+            elif shape[:1] == (1,) and value.ndim == len(shape) and value.shape[1:] == shape[1:]:
+                count = value.shape[0]
+            else:
+                raise UserError(
+                    f"{self.source}: input {position} has shape {list(value.shape)}, the TFLM "
+                    f"model takes {list(shape)} (no dynamic shapes on TFLM: pad or crop)"
+                )
+            if rows not in (None, count):
+                raise ValueError(f"inputs have different batch sizes ({rows} and {count})")
+            rows = count
+        return rows or 1, arrays
+
+    def _quantize(self, value: np.ndarray, detail: dict) -> np.ndarray:
+        dtype = np.dtype(detail["dtype"])
+        quant = _quantization(detail)
+        if dtype.kind == "i" and quant is not None and not np.issubdtype(value.dtype, np.integer):
+            scale, zero = quant
+            info = np.iinfo(dtype)
+            value = np.clip(np.round(value / scale + zero), info.min, info.max)
+        return np.ascontiguousarray(value.astype(dtype)).reshape(tuple(int(d) for d in detail["shape"]))
+
+    def run_quantized(self, *inputs) -> list[np.ndarray]:
+        """Outputs as the device stores them (int8/int16 values, no dequantization)."""
+        rows, arrays = self._rows(inputs)
+        per_row = []
+        for row in range(rows):
+            self.reset()
+            for position, (value, detail) in enumerate(zip(arrays, self.input_details)):
+                piece = value if value.shape[0] == 1 or rows == 1 else value[row : row + 1]
+                self.interpreter.set_input(self._quantize(piece, detail), self._order[0][position])
+            with _captured_native_stderr() as log_lines:
+                try:
+                    self.interpreter.invoke()
+                    failed = False
+                except RuntimeError:
+                    failed = True
+            if failed:
+                raise _tflm_error(self.source, "run", log_lines, self.ops)
+            per_row.append([np.array(self.interpreter.get_output(i)) for i in self._order[1]])
+        return [np.concatenate(parts, axis=0) if rows > 1 else parts[0] for parts in zip(*per_row)]
+
+    def __call__(self, *inputs) -> list[np.ndarray]:
+        outputs = []
+        for value, detail in zip(self.run_quantized(*inputs), self.output_details):
+            quant = _quantization(detail)
+            if np.dtype(detail["dtype"]).kind == "i" and quant is not None:
+                scale, zero = quant
+                value = (value.astype(np.float32) - zero) * np.float32(scale)
+            outputs.append(value)
+        return outputs
+
+
+def _signature_order(parsed) -> tuple[list[int], list[int]]:
+    """Subgraph input/output indices in the serving signature's positional order."""
+    subgraph = parsed.subgraphs[0]
+    inputs, outputs = list(subgraph.inputs), list(subgraph.outputs)
+    signatures = parsed.signatureDefs or []
+    if not signatures:
+        return list(range(len(inputs))), list(range(len(outputs)))
+    signature = next((s for s in signatures if s.signatureKey == b"serving_default"), signatures[0])
+
+    def order(maps, tensor_list):
+        named = {m.name.decode(): int(m.tensorIndex) for m in maps}
+        names = sorted(named, key=lambda n: int(n.rsplit("_", 1)[1]) if n.rsplit("_", 1)[-1].isdigit() else 0)
+        return [tensor_list.index(named[n]) for n in names]
+
+    return order(signature.inputs, inputs), order(signature.outputs, outputs)
+
+
+# ----------------------------------------------------------------------------- subprocess side
+def _child_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the TFLM subprocess: ``run`` (outputs for sample inputs) or ``arena``
+    (bisection; prints ``try N`` before each attempt so a crash names the size)."""
+    job = json.loads(Path((argv or sys.argv[1:])[0]).read_text())
+    model = Path(job["model"]).read_bytes()
+    if job["kind"] == "run":
+        result = {"ok": False}
+        try:
+            runner = TFLMModel(model, arena_size=job.get("arena_size"))
+            samples = np.load(job["inputs"], allow_pickle=False)
+            count = int(samples["count"])
+            width = int(samples["width"])
+            outputs = {}
+            for index in range(count):
+                sample = [samples[f"s{index}_{k}"] for k in range(width)]
+                for position, value in enumerate(runner.run_quantized(*sample)):
+                    outputs[f"s{index}_{position}"] = value
+            np.savez(job["outputs"], **outputs)
+            result = {
+                "ok": True,
+                "outputs": len(runner.output_details),
+                "quantization": [_quantization(d) for d in runner.output_details],
+                "dtypes": [np.dtype(d["dtype"]).name for d in runner.output_details],
+            }
+        except UserError as error:
+            result["error"] = str(error)
+        Path(job["result"]).write_text(json.dumps(result))
+        return 0
+    sizes = [int(size) for size in job.get("sizes", [])]
+    lo, hi = int(job.get("lo", 0)), job.get("hi")  # multiples of ARENA_ALIGNMENT; lo fails, hi works
+    for size in sizes:
+        print(f"try {size}", flush=True)
+        works = _works_isolated(model, size)
+        print(f"{'ok' if works else 'fail'} {size}", flush=True)
+        if works:
+            hi = size if hi is None else min(hi, size)
+            if job.get("bisect"):
+                break
+        else:
+            lo = max(lo, size)
+    while job.get("bisect") and hi is not None and hi - lo > ARENA_ALIGNMENT:
+        size = (lo + hi) // 2 // ARENA_ALIGNMENT * ARENA_ALIGNMENT
+        print(f"try {size}", flush=True)
+        works = _works_isolated(model, size)
+        print(f"{'ok' if works else 'fail'} {size}", flush=True)
+        lo, hi = (lo, size) if works else (size, hi)
+    print("done", flush=True)
+    return 0
+
+
+def _works_isolated(model: bytes, size: int) -> bool:
+    """:func:`_works_here` in a forked process where the OS has fork: a crash there costs
+    a few milliseconds instead of this whole subprocess."""
+    if not hasattr(os, "fork"):
+        return _works_here(model, size)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the forked child
+        code = 1
+        try:
+            code = 0 if _works_here(model, size) else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def _works_here(model: bytes, size: int) -> bool:
+    """Load + one invoke on zero inputs with an arena of ``size`` bytes (may crash)."""
+    from tflite_micro import runtime
+
+    with _captured_native_stderr():
+        try:
+            interpreter = runtime.Interpreter.from_bytes(model, arena_size=size)
+            index = 0
+            while True:
+                try:
+                    detail = interpreter.get_input_details(index)
+                except (RuntimeError, ValueError, IndexError):
+                    break
+                interpreter.set_input(np.zeros(detail["shape"], detail["dtype"]), index)
+                index += 1
+            interpreter.invoke()
+            return True
+        except (RuntimeError, ValueError):
+            return False
+
+
+def _child_command(job_file: Path) -> list[str]:
+    return [sys.executable, "-c", "import sys; from lstm_core.tflm import _child_main; sys.exit(_child_main())", str(job_file)]
+
+
+def _child_env() -> dict:
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def _run_child(job: dict, workdir: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    job_file = workdir / "job.json"
+    job_file.write_text(json.dumps(job))
+    return subprocess.run(
+        _child_command(job_file), capture_output=True, text=True, timeout=timeout, env=_child_env()
+    )
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        import signal
+
+        try:
+            return f"crashed with {signal.Signals(-code).name}"
+        except ValueError:
+            return f"crashed with signal {-code}"
+    return f"exited with status {code}"
+
+
+# ----------------------------------------------------------------------------- arena
+def _probe(work: Path, job: dict) -> tuple[dict[int, bool], subprocess.CompletedProcess]:
+    """Run an arena job; ``{size: works}`` for every size it finished, plus the size it
+    crashed on (as failing)."""
+    proc = _run_child(dict(job, model=str(work / "model.tflite")), work)
+    results: dict[int, bool] = {}
+    last_try = None
+    for line in proc.stdout.split("\n"):
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == "try":
+            last_try = int(parts[1])
+        elif len(parts) == 2 and parts[0] in ("ok", "fail"):
+            results[int(parts[1])] = parts[0] == "ok"
+    if last_try is not None and last_try not in results:
+        results[last_try] = False  # the subprocess died trying it
+    elif "done" not in proc.stdout.split("\n") and proc.returncode != 0:
+        raise UserError(f"TFLM arena probe {_describe_exit(proc.returncode)}: {proc.stderr.strip()[-300:]}")
+    return results, proc
+
+
+def arena_works(model, arena_size: int) -> bool:
+    """Whether ``model`` loads and runs one invoke with an arena of ``arena_size`` bytes
+    (in a subprocess; a crash counts as "no")."""
+    data, _ = _model_bytes(model)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        (work / "model.tflite").write_bytes(data)
+        results, _ = _probe(work, {"kind": "arena", "sizes": [int(arena_size)]})
+        return results.get(int(arena_size), False)
+
+
+def measure_arena(model, *, max_bytes: int = MAX_ARENA_BYTES) -> dict:
+    """Smallest tensor arena (bytes, 16-byte resolution) that loads ``model`` and runs it.
+
+    Bisection in one subprocess (TensorFlow is not loaded there), each attempt in a forked
+    child of it: a too-small arena raises in some places and crashes TFLM in others (e.g. the
+    LSTM's prepare when a scratch buffer did not fit); a crash counts as failing. Without
+    ``os.fork`` a crash ends the subprocess and a fresh one continues the bisection. The
+    recommended figure adds 25% (optimized kernels such as CMSIS-NN ask for other scratch
+    buffers) rounded up to 1 KiB.
+
+    Returns:
+        ``{"arena_bytes", "arena_recommended_bytes", "largest_failing_bytes", "subprocesses"}``.
+    """
+    data, source = _model_bytes(model)
+    hybrid = hybrid_ops(data)
+    if hybrid:
+        raise UserError(f"{source}: TensorFlow Lite Micro has no hybrid kernels for {', '.join(hybrid)}")
+    step = ARENA_ALIGNMENT
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        (work / "model.tflite").write_bytes(data)
+        first = -(-max(64 << 10, 4 * len(data)) // step) * step
+        sizes = [first]
+        while sizes[-1] < max_bytes:
+            sizes.append(min(sizes[-1] * 4, max_bytes))
+        lo, hi, subprocesses = 0, None, 0
+        while hi is None or hi - lo > step:
+            pending = [s for s in sizes if s > lo] if hi is None else []
+            if hi is None and not pending:
+                raise _load_failure(work, source)
+            job = {"kind": "arena", "sizes": pending, "lo": lo, "hi": hi, "bisect": True}
+            results, _ = _probe(work, job)
+            subprocesses += 1
+            for size, ok in results.items():
+                if ok:
+                    hi = size if hi is None else min(hi, size)
+                else:
+                    lo = max(lo, size)
+            if hi is None and not any(s > lo for s in sizes):
+                raise _load_failure(work, source)
+    recommended = -(-int(hi * 1.25) // 1024) * 1024
+    return {
+        "arena_bytes": hi,
+        "arena_recommended_bytes": recommended,
+        "largest_failing_bytes": lo,
+        "subprocesses": subprocesses,
+    }
+
+
+def _load_failure(work: Path, source: str) -> UserError:
+    """The UserError a load in a subprocess gives (it names the op), or a generic one."""
+    result = _run_in_subprocess(work, [], MAX_ARENA_BYTES)
+    message = result.get("error") or f"cannot run the model with a {MAX_ARENA_BYTES}-byte arena"
+    return UserError(message.replace("<tflite bytes>", source) if message.startswith("<") else f"{source}: {message}")
+
+
+def _relabel(message: str, source: str) -> str:
+    return message.replace("<tflite bytes>", source)
+
+
+def _run_in_subprocess(work: Path, samples: Sequence[Sequence[np.ndarray]], arena_size: int | None) -> dict:
+    """Raw TFLM outputs for ``samples`` from a subprocess: ``{"ok", "outputs": [[array...]...],
+    "quantization", "dtypes"}`` or ``{"ok": False, "error"}`` (a crash is an error too)."""
+    arrays = {"count": np.asarray(len(samples)), "width": np.asarray(len(samples[0]) if samples else 0)}
+    for index, sample in enumerate(samples):
+        for position, value in enumerate(sample):
+            arrays[f"s{index}_{position}"] = np.asarray(value)
+    np.savez(work / "inputs.npz", **arrays)
+    job = {
+        "kind": "run",
+        "model": str(work / "model.tflite"),
+        "inputs": str(work / "inputs.npz"),
+        "outputs": str(work / "outputs.npz"),
+        "result": str(work / "result.json"),
+        "arena_size": arena_size,
+    }
+    proc = _run_child(job, work)
+    result_file = work / "result.json"
+    if proc.returncode != 0 or not result_file.exists():
+        tail = "; ".join(l for l in proc.stderr.strip().splitlines()[-3:])
+        return {"ok": False, "error": f"TensorFlow Lite Micro {_describe_exit(proc.returncode)} ({tail[-300:]})"}
+    result = json.loads(result_file.read_text())
+    if result.get("ok"):
+        with np.load(work / "outputs.npz", allow_pickle=False) as saved:
+            result["outputs"] = [
+                [saved[f"s{index}_{position}"] for position in range(result["outputs"])]
+                for index in range(len(samples))
+            ]
+    return result
+
+
+def litert_only(reason: str, model=None) -> dict:
+    """The ``tflm`` report section of a model TFLM cannot run (documented as LiteRT-only)."""
+    section = {"loads": False, "reason": reason, "error": reason}
+    if model is not None:
+        section["ops"] = sorted(set(model_ops(model)))
+    return section
+
+
+def _label_function(labels) -> Callable | None:
+    if labels is None or callable(labels):
+        return labels
+    if labels == "argmax":
+        return lambda outputs: np.argmax(outputs[0].reshape(outputs[0].shape[0], -1), axis=-1)
+    if labels == "threshold":  # one sigmoid unit
+        return lambda outputs: (outputs[0].reshape(-1) > 0.5).astype(int)
+    raise ValueError(f"labels must be None, 'argmax', 'threshold' or a callable, got {labels!r}")
+
+
+def _as_samples(sample_inputs) -> list[list[np.ndarray]]:
+    return [
+        [np.asarray(v) for v in (s if isinstance(s, (list, tuple)) else [s])] for s in sample_inputs
+    ]
+
+
+def tflm_report(
+    model,
+    sample_inputs,
+    *,
+    labels=None,
+    reference_outputs=None,
+    arena: bool = True,
+) -> dict:
+    """Load ``model`` in TFLM (in a subprocess), run ``sample_inputs`` and compare with LiteRT.
+
+    Args:
+        model: ``.tflite`` bytes or path.
+        sample_inputs: list of input sets, each a list with one array per model input (as
+            ``lstm_core.export.export_tflite``'s ``sample_inputs``).
+        labels: for classifiers, how outputs become labels: ``"argmax"`` (last axis of output
+            0), ``"threshold"`` (one sigmoid unit > 0.5) or ``callable(outputs) -> labels``;
+            gives ``label_agreement`` (fraction of samples whose TFLM label equals LiteRT's).
+        reference_outputs: optional per-sample float outputs (e.g. the Keras model's); adds
+            ``max_abs_diff_vs_reference = {"tflm": ..., "litert": ...}``.
+        arena: measure the smallest arena (:func:`measure_arena`).
+
+    Returns:
+        ``{"loads", "arena_bytes", "arena_recommended_bytes", "ops", "op_resolver",
+        "max_abs_diff_vs_litert", "max_lsb_diff", "label_agreement", "samples", "error"}``;
+        for a model TFLM cannot run ``{"loads": False, "reason", "error", "ops"}``.
+    """
+    data, source = _model_bytes(model)
+    ops = model_ops(data)
+    hybrid = hybrid_ops(data)
+    if hybrid:
+        return litert_only(
+            "weights-only int8 ('dynamic') quantization: TFLM has no hybrid kernels "
+            f"(float activations x int8 weights in {', '.join(hybrid)})",
+            data,
+        )
+    missing = [op for op in dict.fromkeys(ops) if op not in RESOLVER_METHODS]
+    if missing:
+        return litert_only(f"TFLM has no kernel for {', '.join(missing)}", data)
+    samples = _as_samples(sample_inputs)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        (work / "model.tflite").write_bytes(data)
+        result = _run_in_subprocess(work, samples, None)
+    if not result.get("ok"):
+        return litert_only(_relabel(result.get("error", "unknown error"), source), data)
+    from lstm_core.export import TFLiteModel
+
+    litert = TFLiteModel(data)
+    quantization = result["quantization"]
+    worst_float = worst_lsb = None
+    worst_reference = {"tflm": None, "litert": None}
+    agree = 0
+    label_fn = _label_function(labels)
+    for index, (sample, raw) in enumerate(zip(samples, result["outputs"])):
+        tflm_float = []
+        for value, quant in zip(raw, quantization):
+            if quant is not None and np.issubdtype(value.dtype, np.integer):
+                value = (value.astype(np.float64) - quant[1]) * quant[0]
+            tflm_float.append(np.asarray(value, np.float64))
+        expected = [np.asarray(v, np.float64) for v in litert(*sample)]
+        for position, (got, want) in enumerate(zip(tflm_float, expected)):
+            if got.size == 0:
+                continue
+            diff = float(np.max(np.abs(got - want.reshape(got.shape))))
+            worst_float = diff if worst_float is None else max(worst_float, diff)
+            quant = quantization[position]
+            if quant is not None and np.issubdtype(raw[position].dtype, np.integer):
+                litert_raw = np.round(want.reshape(got.shape) / quant[0] + quant[1])
+                lsb = int(np.max(np.abs(raw[position].astype(np.int64) - litert_raw.astype(np.int64))))
+                worst_lsb = lsb if worst_lsb is None else max(worst_lsb, lsb)
+        if reference_outputs is not None:
+            reference = [np.asarray(v, np.float64) for v in _listify(reference_outputs[index])]
+            for key, outs in (("tflm", tflm_float), ("litert", expected)):
+                diff = max(float(np.max(np.abs(o.reshape(r.shape) - r))) for o, r in zip(outs, reference))
+                worst_reference[key] = diff if worst_reference[key] is None else max(worst_reference[key], diff)
+        if label_fn is not None:
+            agree += float(np.mean(np.asarray(label_fn(tflm_float)) == np.asarray(label_fn(expected))))
+    report = {
+        "loads": True,
+        "arena_bytes": None,
+        "arena_recommended_bytes": None,
+        "ops": sorted(set(ops)),
+        "op_resolver": op_resolver_methods(ops),
+        "max_abs_diff_vs_litert": worst_float,
+        "max_lsb_diff": worst_lsb,
+        "label_agreement": (agree / len(samples)) if label_fn is not None and samples else None,
+        "samples": len(samples),
+        "error": None,
+    }
+    if reference_outputs is not None:
+        report["max_abs_diff_vs_reference"] = worst_reference
+    if arena:
+        measured = measure_arena(data)
+        report["arena_bytes"] = measured["arena_bytes"]
+        report["arena_recommended_bytes"] = measured["arena_recommended_bytes"]
+    return report
+
+
+def _listify(value):
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+# ----------------------------------------------------------------------------- firmware sources
+_C_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def write_c_array(tflite_path, out_dir, name: str = "g_model", *, arena_bytes: int | None = None) -> dict:
+    """Write the ``.tflite`` as C++ sources for firmware (as the TFLM examples ship models).
+
+    Files: ``model_data.h`` (declarations), ``model_data.cc`` (``alignas(16) const unsigned
+    char <name>[]`` and ``const unsigned int <name>_len``; TFLM reads the flatbuffer in place, and
+    its tensors need 16-byte alignment), ``model_ops.h`` (``<name>_register_ops(resolver)`` with
+    exactly the ``Add...()`` calls the model needs and ``<name>_op_count`` for the resolver's
+    template argument). ``arena_bytes`` (e.g. :func:`measure_arena`'s recommended figure) adds
+    ``<name>_arena_bytes``.
+
+    Returns:
+        ``{"model_data.cc": path, "model_data.h": path, "model_ops.h": path, "op_resolver": [...]}``.
+    """
+    from lstm_core.io import atomic_path
+
+    if not _C_NAME.match(name):
+        raise UserError(f"C array name {name!r}: expected a C identifier")
+    data, source = _model_bytes(tflite_path)
+    ops = model_ops(data)
+    methods = op_resolver_methods(ops)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    guard = f"{name.upper()}_MODEL_DATA_H_"
+    arena_line = (
+        f"// Tensor arena measured with lstm_core.tflm.measure_arena (+ margin).\n"
+        f"constexpr unsigned int {name}_arena_bytes = {int(arena_bytes)};\n"
+        if arena_bytes
+        else ""
+    )
+    header = (
+        f"// Generated by lstm_core.tflm.write_c_array from {Path(source).name}.\n"
+        f"#ifndef {guard}\n#define {guard}\n\n"
+        f"extern const unsigned char {name}[];\n"
+        f"extern const unsigned int {name}_len;\n"
+        f"{arena_line}\n"
+        f"// Ops: {', '.join(dict.fromkeys(ops))} (see model_ops.h).\n\n"
+        f"#endif  // {guard}\n"
+    )
+    rows = [
+        "  " + ", ".join(f"0x{byte:02x}" for byte in data[start : start + 12]) + ","
+        for start in range(0, len(data), 12)
+    ]
+    source_text = (
+        f"// Generated by lstm_core.tflm.write_c_array from {Path(source).name} ({len(data)} bytes).\n"
+        f'#include "model_data.h"\n\n'
+        f"alignas(16) const unsigned char {name}[] = {{\n" + "\n".join(rows) + "\n};\n"
+        f"const unsigned int {name}_len = {len(data)};\n"
+    )
+    ops_guard = f"{name.upper()}_MODEL_OPS_H_"
+    calls = "\n".join(f"  if (resolver.{m}() != kTfLiteOk) return kTfLiteError;" for m in methods)
+    ops_text = (
+        f"// Generated by lstm_core.tflm.write_c_array: the ops {Path(source).name} needs.\n"
+        f"#ifndef {ops_guard}\n#define {ops_guard}\n\n"
+        f'#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"\n\n'
+        f"constexpr unsigned int {name}_op_count = {len(methods)};\n\n"
+        f"// tflite::MicroMutableOpResolver<{name}_op_count> resolver;\n"
+        f"// {name}_register_ops(resolver);\n"
+        f"inline TfLiteStatus {name}_register_ops(\n"
+        f"    tflite::MicroMutableOpResolver<{name}_op_count>& resolver) {{\n"
+        f"{calls}\n  return kTfLiteOk;\n}}\n\n#endif  // {ops_guard}\n"
+    )
+    written = {}
+    for file_name, text in (("model_data.h", header), ("model_data.cc", source_text), ("model_ops.h", ops_text)):
+        with atomic_path(out / file_name) as tmp:
+            Path(tmp).write_text(text)
+        written[file_name] = str(out / file_name)
+    written["op_resolver"] = methods
+    return written
