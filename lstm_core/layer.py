@@ -288,22 +288,20 @@ class LSTM(keras.layers.Layer):
             recurrent_dropout_mask = None
 
         if self._uses_native_kernel(training, recurrent_dropout_mask):
-            mask_tm = None
-            if mask is not None:
-                mask_tm = tf.transpose(tf.cast(mask, tf.bool), [1, 0])
-                if self.go_backwards:
-                    mask_tm = tf.reverse(mask_tm, [0])
-            xw_tm = _project_inputs(sequences, cell.kernel, cell.zero_bias(), self.go_backwards)
-            outputs_tm, h, c = kernels.lstm_sequence(
-                xw_tm,
+            # batch-major all the way: x·W as one matmul, no transposes around the kernel
+            batch, steps = tf.shape(sequences)[0], tf.shape(sequences)[1]
+            xw = tf.matmul(tf.reshape(sequences, [-1, tf.shape(cell.kernel)[0]]), cell.kernel)
+            xw = tf.reshape(xw + cell.zero_bias(), [batch, steps, 4 * self.units])
+            outputs, h, c = kernels.lstm_sequence(
+                xw,
                 h0,
                 c0,
                 tf.convert_to_tensor(cell.recurrent_kernel),
-                mask_tm=mask_tm,
+                mask=mask,
+                go_backwards=self.go_backwards,
                 zero_output_for_mask=self.zero_output_for_mask,
             )
-            outputs = tf.transpose(outputs_tm, [1, 0, 2])
-            last = outputs_tm[-1]
+            last = outputs[:, -1]
         elif mask is None and recurrent_dropout_mask is None and self._uses_standard_activations():
             last, outputs, h, c, _ = self.fusable_function(sequences)(
                 sequences,

@@ -94,28 +94,32 @@ def in_native_inference_scope() -> bool:
     return getattr(_inference_scope, "depth", 0) > 0
 
 
-def lstm_sequence(xw_tm, h0, c0, recurrent_kernel, mask_tm=None, zero_output_for_mask=False):
+def lstm_sequence(
+    xw, h0, c0, recurrent_kernel, mask=None, go_backwards=False, zero_output_for_mask=False
+):
     """The LSTM loop of :func:`lstm_core.recurrence.recurrence` (tanh / sigmoid) in the kernel.
 
+    Batch-major throughout, as Keras hands tensors over, so no transposes surround the op.
+
     Args:
-        xw_tm: ``[T, B, 4H]`` float32 projected inputs ``x·W + b``, time-major, gates i, f, c, o.
+        xw: ``[B, T, 4H]`` float32 projected inputs ``x·W + b`` (gates i, f, c, o).
         h0, c0: ``[B, H]`` initial state.
         recurrent_kernel: ``U``, ``[H, 4H]``.
-        mask_tm: optional ``[T, B]`` (bool or 0/1): masked steps carry the state over.
+        mask: optional ``[B, T]`` (bool or 0/1): masked steps carry the state over.
+        go_backwards: process the sequence from its last time step to its first.
         zero_output_for_mask: masked steps output zeros instead of the previous output.
 
     Returns:
-        ``(outputs_tm [T, B, H], h [B, H], c [B, H])``; differentiable w.r.t. all but the mask.
+        ``(outputs [B, T, H] in processing order, h [B, H], c [B, H])``; differentiable
+        w.r.t. everything but the mask.
     """
     ops = native_ops()
     if ops is None:
         raise KernelBuildError(f"the native LSTM kernel is not available: {_failure}")
-    if mask_tm is None:
-        mask = tf.zeros((0, 0), tf.float32)
-    else:
-        mask = tf.cast(mask_tm, tf.float32)
+    mask = tf.zeros((0, 0), tf.float32) if mask is None else tf.cast(mask, tf.float32)
     outputs, h, c, *_ = ops.lstm_core_sequence(
-        xw_tm, h0, c0, recurrent_kernel, mask, zero_output_for_mask=bool(zero_output_for_mask)
+        xw, h0, c0, recurrent_kernel, mask,
+        go_backwards=bool(go_backwards), zero_output_for_mask=bool(zero_output_for_mask),
     )
     return outputs, h, c
 
@@ -131,20 +135,21 @@ def _register_gradient():
 def _sequence_gradient(op, d_outputs, d_h, d_c, *_unused_internal_grads):
     """Gradients for ``(xw, h0, c0, recurrent_kernel, mask)``.
 
-    The last three outputs (gates, cells, hidden states) exist for this function only; gradients
-    flowing into them are ignored.
+    The last three outputs (gates, cells, the h entering each step) exist for this function only;
+    gradients flowing into them are ignored.
     """
-    xw, h0, c0, recurrent_kernel, mask = op.inputs
-    outputs, h, c, gates, cells, hidden = op.outputs
+    _, _, c0, recurrent_kernel, mask = op.inputs
+    outputs, h, c, gates, cells, h_prev = op.outputs
     d_outputs = tf.zeros_like(outputs) if d_outputs is None else d_outputs
     d_h = tf.zeros_like(h) if d_h is None else d_h
     d_c = tf.zeros_like(c) if d_c is None else d_c
     d_xw, d_h0, d_c0 = _ops.lstm_core_sequence_grad(
         recurrent_kernel, mask, c0, gates, cells, d_outputs, d_h, d_c,
+        go_backwards=op.get_attr("go_backwards"),
         zero_output_for_mask=op.get_attr("zero_output_for_mask"),
     )
     units = tf.shape(recurrent_kernel)[0]
-    h_prev = tf.concat([h0[None], hidden[:-1]], axis=0)
+    # h_prev and d_xw are both indexed by input time: one [B·T, H]ᵀ x [B·T, 4H] matmul
     d_recurrent_kernel = tf.matmul(
         tf.reshape(h_prev, [-1, units]), tf.reshape(d_xw, [-1, 4 * units]), transpose_a=True
     )

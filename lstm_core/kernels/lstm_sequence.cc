@@ -1,7 +1,7 @@
 // Fused CPU LSTM recurrence for lstm_core (TensorFlow custom ops).
 //
 // LstmCoreSequence runs the whole time loop over inputs that are already projected
-// (xw = x·W + b, time-major [T, B, 4H], gate order i, f, c, o as in Keras): per step one GEMM
+// (xw = x·W + b, batch-major [B, T, 4H], gate order i, f, c, o as in Keras): per step one GEMM
 // h·U into the step's [rows, 4H] block, then the gate math for that block in one pass.
 // LstmCoreSequenceGrad is its BPTT: per step the fused gate derivatives, then one GEMM dz·Uᵀ.
 // dU = Σ h_{t-1}ᵀ·dz_t and dW are single big matmuls done in TensorFlow after the loop.
@@ -14,6 +14,7 @@
 // (zeros with zero_output_for_mask; zeros before the first unmasked step).
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <functional>
 
@@ -44,90 +45,110 @@ using ConstMatrixMap = Eigen::Map<const RowMatrix>;
 using ArrayMap = Eigen::Map<Eigen::ArrayXf>;
 using ConstArrayMap = Eigen::Map<const Eigen::ArrayXf>;
 
-// Sizes shared by the forward and backward shards.
+// Sizes shared by the forward and backward shards. Every sequence tensor is batch-major
+// [B, T, ·] (as Keras hands them over), so a shard's rows are one contiguous block and no
+// transposes are needed around the ops; step s reads input time s, or T-1-s for go_backwards.
 struct Dims {
   int64_t steps;   // T
   int64_t batch;   // B
   int64_t units;   // H
+  bool go_backwards;
   int64_t gates() const { return 4 * units; }
+  int64_t input_time(int64_t step) const { return go_backwards ? steps - 1 - step : step; }
 };
 
-// Runs fn(row_begin, row_end) for contiguous batch shards, one per intra-op thread, and waits.
+// Runs fn(row_begin, row_end) over the batch in shards of about kShardRows rows, on the calling
+// thread and the intra-op pool; threads take the next shard when done, so a core slowed down by
+// another process ends up with fewer shards.
 void ForEachBatchShard(OpKernelContext* context, int64_t batch,
                        const std::function<void(int64_t, int64_t)>& fn) {
+  constexpr int64_t kShardRows = 16;
   auto* pool = context->device()->tensorflow_cpu_worker_threads()->workers;
-  const int64_t shards = std::max<int64_t>(1, std::min<int64_t>(pool->NumThreads(), batch));
-  const int64_t base = batch / shards, extra = batch % shards;
-  ::tensorflow::BlockingCounter done(static_cast<int>(shards - 1));
-  int64_t begin = 0;
-  int64_t first_end = 0;
-  for (int64_t s = 0; s < shards; ++s) {
-    const int64_t end = begin + base + (s < extra ? 1 : 0);
-    if (s == 0) {
-      first_end = end;
-    } else {
-      pool->Schedule([&fn, &done, begin, end] {
-        fn(begin, end);
-        done.DecrementCount();
-      });
+  const int64_t threads = std::max<int64_t>(1, pool->NumThreads());
+  const int64_t shards = std::max<int64_t>(
+      1, std::min<int64_t>(batch, std::max<int64_t>(threads, (batch + kShardRows - 1) / kShardRows)));
+  const int64_t workers = std::min<int64_t>(threads, shards);
+  std::atomic<int64_t> next_shard{0};
+  auto run_shards = [&] {
+    for (int64_t s = next_shard++; s < shards; s = next_shard++) {
+      fn(batch * s / shards, batch * (s + 1) / shards);
     }
-    begin = end;
+  };
+  ::tensorflow::BlockingCounter done(static_cast<int>(workers - 1));
+  for (int64_t w = 1; w < workers; ++w) {
+    pool->Schedule([&run_shards, &done] {
+      run_shards();
+      done.DecrementCount();
+    });
   }
-  fn(0, first_end);  // the calling thread takes the first shard
+  run_shards();
   done.Wait();
 }
 
+using StridedMap = Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>>;
+using ConstStridedMap = Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>>;
+
 // ---------------------------------------------------------------------------------- forward
 struct ForwardBuffers {
-  const float* xw;      // [T, B, 4H]
+  const float* xw;      // [B, T, 4H]
   const float* h0;      // [B, H]
   const float* c0;      // [B, H]
   const float* kernel;  // U [H, 4H]
-  const float* mask;    // [T, B] or nullptr
-  float* outputs;       // [T, B, H]
-  float* gates;         // [T, B, 4H] activated i, f, g, o
-  float* cells;         // [T, B, H] c after each step
-  float* hidden;        // [T, B, H] h after each step (== outputs without a mask)
+  const float* mask;    // [B, T] or nullptr
+  float* outputs;       // [B, T, H] by step
+  float* gates;         // [B, T, 4H] activated i, f, g, o, by step
+  float* cells;         // [B, T, H] c after each step
+  float* h_prev;        // [B, T, H] h entering the step that reads input time t (for dU)
+  float* h_last;        // [B, H]
+  float* c_last;        // [B, H]
 };
 
 void ForwardShard(const Dims& d, const ForwardBuffers& io, bool zero_output_for_mask,
                   int64_t row_begin, int64_t row_end) {
-  const int64_t rows = row_end - row_begin, H = d.units, G = d.gates(), B = d.batch;
+  const int64_t rows = row_end - row_begin, H = d.units, G = d.gates(), T = d.steps;
   ConstMatrixMap recurrent_kernel(io.kernel, H, G);
-  for (int64_t t = 0; t < d.steps; ++t) {
-    const int64_t step_row = t * B + row_begin;
-    const float* h_prev = t ? io.hidden + (step_row - B) * H : io.h0 + row_begin * H;
-    const float* c_prev = t ? io.cells + (step_row - B) * H : io.c0 + row_begin * H;
-    float* z = io.gates + step_row * G;
-    MatrixMap z_block(z, rows, G);
-    z_block = ConstMatrixMap(io.xw + step_row * G, rows, G);
-    z_block.noalias() += ConstMatrixMap(h_prev, rows, H) * recurrent_kernel;
+  Eigen::ArrayXf h_new(H);
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t b = row_begin + r;
+    std::memcpy(io.h_prev + (b * T + d.input_time(0)) * H, io.h0 + b * H, H * sizeof(float));
+  }
+  for (int64_t s = 0; s < T; ++s) {
+    const int64_t ts = d.input_time(s);
+    float* z = io.gates + (row_begin * T + s) * G;
+    StridedMap z_block(z, rows, G, Eigen::OuterStride<>(T * G));
+    z_block = ConstStridedMap(io.xw + (row_begin * T + ts) * G, rows, G, Eigen::OuterStride<>(T * G));
+    z_block.noalias() +=
+        ConstStridedMap(io.h_prev + (row_begin * T + ts) * H, rows, H, Eigen::OuterStride<>(T * H)) *
+        recurrent_kernel;
     for (int64_t r = 0; r < rows; ++r) {
-      float* zr = z + r * G;
+      const int64_t b = row_begin + r, at = b * T + s;
+      float* zr = io.gates + at * G;
       ArrayMap if_gates(zr, 2 * H), candidate(zr + 2 * H, H), out_gate(zr + 3 * H, H);
       if_gates = if_gates.logistic();
       candidate = candidate.tanh();
       out_gate = out_gate.logistic();
-      ConstArrayMap input_gate(zr, H), forget_gate(zr + H, H), c_old(c_prev + r * H, H);
-      ArrayMap c_new(io.cells + (step_row + r) * H, H), h_new(io.hidden + (step_row + r) * H, H);
-      const bool keep = io.mask == nullptr || io.mask[step_row + r] > 0.5f;
+      ConstArrayMap input_gate(zr, H), forget_gate(zr + H, H);
+      ConstArrayMap c_old(s ? io.cells + (at - 1) * H : io.c0 + b * H, H);
+      ConstArrayMap h_old(io.h_prev + (b * T + ts) * H, H);
+      ArrayMap c_new(io.cells + at * H, H), out(io.outputs + at * H, H);
+      const bool keep = io.mask == nullptr || io.mask[b * T + ts] > 0.5f;
       if (keep) {
         c_new = forget_gate * c_old + input_gate * candidate;
         h_new = out_gate * c_new.tanh();
+        out = h_new;
       } else {
         c_new = c_old;
-        h_new = ConstArrayMap(h_prev + r * H, H);
-      }
-      if (io.mask != nullptr) {
-        ArrayMap out(io.outputs + (step_row + r) * H, H);
-        if (keep) {
-          out = h_new;
-        } else if (zero_output_for_mask || t == 0) {
+        h_new = h_old;
+        if (zero_output_for_mask || s == 0) {
           out.setZero();
         } else {
-          out = ConstArrayMap(io.outputs + (step_row - B + r) * H, H);
+          out = ConstArrayMap(io.outputs + (at - 1) * H, H);
         }
       }
+      float* h_next =
+          s + 1 < T ? io.h_prev + (b * T + d.input_time(s + 1)) * H : io.h_last + b * H;
+      ArrayMap(h_next, H) = h_new;
+      if (s + 1 == T) ArrayMap(io.c_last + b * H, H) = c_new;
     }
   }
 }
@@ -136,6 +157,7 @@ class LstmCoreSequenceOp : public OpKernel {
  public:
   explicit LstmCoreSequenceOp(OpKernelConstruction* context) : OpKernel(context) {
     OP_REQUIRES_OK(context, context->GetAttr("zero_output_for_mask", &zero_output_for_mask_));
+    OP_REQUIRES_OK(context, context->GetAttr("go_backwards", &go_backwards_));
   }
 
   void Compute(OpKernelContext* context) override {
@@ -144,75 +166,69 @@ class LstmCoreSequenceOp : public OpKernel {
     const Tensor& c0 = context->input(2);
     const Tensor& kernel = context->input(3);
     const Tensor& mask = context->input(4);
-    OP_REQUIRES(context, xw.dims() == 3, InvalidArgument("xw must be [T, B, 4H]"));
+    OP_REQUIRES(context, xw.dims() == 3, InvalidArgument("xw must be [B, T, 4H]"));
     OP_REQUIRES(context, kernel.dims() == 2 && kernel.dim_size(1) == 4 * kernel.dim_size(0),
                 InvalidArgument("recurrent_kernel must be [H, 4H]"));
-    const Dims d{xw.dim_size(0), xw.dim_size(1), kernel.dim_size(0)};
+    const Dims d{xw.dim_size(1), xw.dim_size(0), kernel.dim_size(0), go_backwards_};
     OP_REQUIRES(context, xw.dim_size(2) == d.gates(),
                 InvalidArgument("xw's last dimension must be 4H = ", d.gates()));
     const TensorShape state_shape({d.batch, d.units});
     OP_REQUIRES(context, h0.shape() == state_shape && c0.shape() == state_shape,
                 InvalidArgument("h0 and c0 must be [B, H]"));
     const bool has_mask = mask.NumElements() > 0;
-    OP_REQUIRES(context, !has_mask || mask.shape() == TensorShape({d.steps, d.batch}),
-                InvalidArgument("mask must be [T, B] or empty"));
+    OP_REQUIRES(context, !has_mask || mask.shape() == TensorShape({d.batch, d.steps}),
+                InvalidArgument("mask must be [B, T] or empty"));
 
-    const TensorShape seq_shape({d.steps, d.batch, d.units});
-    Tensor *outputs, *h_last, *c_last, *gates, *cells, *hidden;
+    const TensorShape seq_shape({d.batch, d.steps, d.units});
+    Tensor *outputs, *h_last, *c_last, *gates, *cells, *h_prev;
     OP_REQUIRES_OK(context, context->allocate_output(0, seq_shape, &outputs));
     OP_REQUIRES_OK(context, context->allocate_output(1, state_shape, &h_last));
     OP_REQUIRES_OK(context, context->allocate_output(2, state_shape, &c_last));
     OP_REQUIRES_OK(context, context->allocate_output(3, xw.shape(), &gates));
     OP_REQUIRES_OK(context, context->allocate_output(4, seq_shape, &cells));
-    if (has_mask) {
-      OP_REQUIRES_OK(context, context->allocate_output(5, seq_shape, &hidden));
-    } else {
-      context->set_output(5, *outputs);  // without a mask every output is the state
-      hidden = outputs;
-    }
+    OP_REQUIRES_OK(context, context->allocate_output(5, seq_shape, &h_prev));
     if (d.steps == 0) {
       h_last->flat<float>() = h0.flat<float>();
       c_last->flat<float>() = c0.flat<float>();
       return;
     }
-    const ForwardBuffers io{xw.flat<float>().data(),     h0.flat<float>().data(),
-                            c0.flat<float>().data(),     kernel.flat<float>().data(),
+    const ForwardBuffers io{xw.flat<float>().data(),       h0.flat<float>().data(),
+                            c0.flat<float>().data(),       kernel.flat<float>().data(),
                             has_mask ? mask.flat<float>().data() : nullptr,
                             outputs->flat<float>().data(), gates->flat<float>().data(),
-                            cells->flat<float>().data(), hidden->flat<float>().data()};
+                            cells->flat<float>().data(),   h_prev->flat<float>().data(),
+                            h_last->flat<float>().data(),  c_last->flat<float>().data()};
     const bool zero_output = zero_output_for_mask_;
     ForEachBatchShard(context, d.batch, [&](int64_t begin, int64_t end) {
       ForwardShard(d, io, zero_output, begin, end);
     });
-    const int64_t last = (d.steps - 1) * d.batch * d.units, n = d.batch * d.units;
-    std::memcpy(h_last->flat<float>().data(), io.hidden + last, n * sizeof(float));
-    std::memcpy(c_last->flat<float>().data(), io.cells + last, n * sizeof(float));
   }
 
  private:
   bool zero_output_for_mask_;
+  bool go_backwards_;
 };
 
 // --------------------------------------------------------------------------------- backward
 struct BackwardBuffers {
   const float* kernel;     // U [H, 4H]
-  const float* mask;       // [T, B] or nullptr
+  const float* mask;       // [B, T] or nullptr
   const float* c0;         // [B, H]
-  const float* gates;      // [T, B, 4H] from the forward op
-  const float* cells;      // [T, B, H] from the forward op
-  const float* d_outputs;  // [T, B, H]
+  const float* gates;      // [B, T, 4H] from the forward op
+  const float* cells;      // [B, T, H] from the forward op
+  const float* d_outputs;  // [B, T, H]
   const float* d_h;        // [B, H] gradient of the last h
   const float* d_c;        // [B, H] gradient of the last c
-  float* d_xw;             // [T, B, 4H] = dz
+  float* d_xw;             // [B, T, 4H] = dz, at input time
   float* d_h0;             // [B, H]
   float* d_c0;             // [B, H]
 };
 
 void BackwardShard(const Dims& d, const BackwardBuffers& io, bool zero_output_for_mask,
                    int64_t row_begin, int64_t row_end) {
-  const int64_t rows = row_end - row_begin, H = d.units, G = d.gates(), B = d.batch;
+  const int64_t rows = row_end - row_begin, H = d.units, G = d.gates(), T = d.steps;
   ConstMatrixMap recurrent_kernel(io.kernel, H, G);
-  // Running gradients w.r.t. the state (h, c) and, for masks, the carried previous output.
+  // Running gradients w.r.t. the state (h, c) and, with a mask, the carried previous output.
   MatrixMap dh(io.d_h0 + row_begin * H, rows, H);
   MatrixMap dc(io.d_c0 + row_begin * H, rows, H);
   dh = ConstMatrixMap(io.d_h + row_begin * H, rows, H);
@@ -220,13 +236,13 @@ void BackwardShard(const Dims& d, const BackwardBuffers& io, bool zero_output_fo
   RowMatrix d_carried_output, dh_from_gemm(rows, H);
   if (io.mask != nullptr) d_carried_output = RowMatrix::Zero(rows, H);
   Eigen::ArrayXf d_h_total(H), tanh_c(H), d_c_total(H);
-  for (int64_t t = d.steps - 1; t >= 0; --t) {
-    const int64_t step_row = t * B + row_begin;
-    float* dz = io.d_xw + step_row * G;
+  for (int64_t s = T - 1; s >= 0; --s) {
+    const int64_t ts = d.input_time(s);
     for (int64_t r = 0; r < rows; ++r) {
-      const bool keep = io.mask == nullptr || io.mask[step_row + r] > 0.5f;
-      ConstArrayMap d_out(io.d_outputs + (step_row + r) * H, H);
-      ArrayMap dzr(dz + r * G, G);
+      const int64_t b = row_begin + r, at = b * T + s;
+      const bool keep = io.mask == nullptr || io.mask[b * T + ts] > 0.5f;
+      ConstArrayMap d_out(io.d_outputs + at * H, H);
+      ArrayMap dzr(io.d_xw + (b * T + ts) * G, G);
       ArrayMap dh_r(dh.data() + r * H, H), dc_r(dc.data() + r * H, H);
       if (!keep) {  // state carried over unchanged; the output carried (or zeroed)
         dzr.setZero();
@@ -244,10 +260,10 @@ void BackwardShard(const Dims& d, const BackwardBuffers& io, bool zero_output_fo
         d_h_total += carried;
         carried.setZero();
       }
-      const float* gr = io.gates + (step_row + r) * G;
+      const float* gr = io.gates + at * G;
       ConstArrayMap i(gr, H), f(gr + H, H), g(gr + 2 * H, H), o(gr + 3 * H, H);
-      ConstArrayMap c(io.cells + (step_row + r) * H, H);
-      ConstArrayMap c_prev(t ? io.cells + (step_row - B + r) * H : io.c0 + (row_begin + r) * H, H);
+      ConstArrayMap c(io.cells + at * H, H);
+      ConstArrayMap c_prev(s ? io.cells + (at - 1) * H : io.c0 + b * H, H);
       tanh_c = c.tanh();
       d_c_total = dc_r + d_h_total * o * (1.0f - tanh_c.square());
       dzr.segment(0, H) = d_c_total * g * i * (1.0f - i);
@@ -256,10 +272,14 @@ void BackwardShard(const Dims& d, const BackwardBuffers& io, bool zero_output_fo
       dzr.segment(3 * H, H) = d_h_total * tanh_c * o * (1.0f - o);
       dc_r = d_c_total * f;
     }
-    // Masked rows have dz = 0, so their GEMM row is 0 and dh simply carries over.
-    dh_from_gemm.noalias() = ConstMatrixMap(dz, rows, G) * recurrent_kernel.transpose();
+    // Masked rows have dz = 0, so their GEMM row is 0 and their dh simply carries over.
+    dh_from_gemm.noalias() =
+        ConstStridedMap(io.d_xw + (row_begin * T + ts) * G, rows, G, Eigen::OuterStride<>(T * G)) *
+        recurrent_kernel.transpose();
     for (int64_t r = 0; r < rows; ++r) {
-      if (io.mask == nullptr || io.mask[step_row + r] > 0.5f) dh.row(r) = dh_from_gemm.row(r);
+      if (io.mask == nullptr || io.mask[(row_begin + r) * T + ts] > 0.5f) {
+        dh.row(r) = dh_from_gemm.row(r);
+      }
     }
   }
 }
@@ -268,6 +288,7 @@ class LstmCoreSequenceGradOp : public OpKernel {
  public:
   explicit LstmCoreSequenceGradOp(OpKernelConstruction* context) : OpKernel(context) {
     OP_REQUIRES_OK(context, context->GetAttr("zero_output_for_mask", &zero_output_for_mask_));
+    OP_REQUIRES_OK(context, context->GetAttr("go_backwards", &go_backwards_));
   }
 
   void Compute(OpKernelContext* context) override {
@@ -280,9 +301,9 @@ class LstmCoreSequenceGradOp : public OpKernel {
     const Tensor& d_h = context->input(6);
     const Tensor& d_c = context->input(7);
     OP_REQUIRES(context, gates.dims() == 3 && kernel.dims() == 2,
-                InvalidArgument("gates must be [T, B, 4H] and recurrent_kernel [H, 4H]"));
-    const Dims d{gates.dim_size(0), gates.dim_size(1), kernel.dim_size(0)};
-    const TensorShape seq_shape({d.steps, d.batch, d.units});
+                InvalidArgument("gates must be [B, T, 4H] and recurrent_kernel [H, 4H]"));
+    const Dims d{gates.dim_size(1), gates.dim_size(0), kernel.dim_size(0), go_backwards_};
+    const TensorShape seq_shape({d.batch, d.steps, d.units});
     const TensorShape state_shape({d.batch, d.units});
     OP_REQUIRES(context,
                 gates.dim_size(2) == d.gates() && kernel.dim_size(1) == d.gates() &&
@@ -291,8 +312,8 @@ class LstmCoreSequenceGradOp : public OpKernel {
                     d_c.shape() == state_shape,
                 InvalidArgument("inconsistent shapes for the LSTM gradient"));
     const bool has_mask = mask.NumElements() > 0;
-    OP_REQUIRES(context, !has_mask || mask.shape() == TensorShape({d.steps, d.batch}),
-                InvalidArgument("mask must be [T, B] or empty"));
+    OP_REQUIRES(context, !has_mask || mask.shape() == TensorShape({d.batch, d.steps}),
+                InvalidArgument("mask must be [B, T] or empty"));
     Tensor *d_xw, *d_h0, *d_c0;
     OP_REQUIRES_OK(context, context->allocate_output(0, gates.shape(), &d_xw));
     OP_REQUIRES_OK(context, context->allocate_output(1, state_shape, &d_h0));
@@ -316,6 +337,7 @@ class LstmCoreSequenceGradOp : public OpKernel {
 
  private:
   bool zero_output_for_mask_;
+  bool go_backwards_;
 };
 
 // ------------------------------------------------------------------------------ registration
@@ -323,8 +345,8 @@ class LstmCoreSequenceGradOp : public OpKernel {
   ShapeHandle xw, kernel;
   TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 3, &xw));
   TF_RETURN_IF_ERROR(c->WithRank(c->input(3), 2, &kernel));
-  DimensionHandle steps = c->Dim(xw, 0), batch = c->Dim(xw, 1), units = c->Dim(kernel, 0);
-  ShapeHandle sequence = c->MakeShape({steps, batch, units});
+  DimensionHandle batch = c->Dim(xw, 0), steps = c->Dim(xw, 1), units = c->Dim(kernel, 0);
+  ShapeHandle sequence = c->MakeShape({batch, steps, units});
   ShapeHandle state = c->MakeShape({batch, units});
   c->set_output(0, sequence);
   c->set_output(1, state);
@@ -351,14 +373,15 @@ REGISTER_OP("LstmCoreSequence")
     .Input("recurrent_kernel: float")
     .Input("mask: float")
     .Attr("zero_output_for_mask: bool = false")
+    .Attr("go_backwards: bool = false")
     .Output("outputs: float")
     .Output("h: float")
     .Output("c: float")
     .Output("gates: float")
     .Output("cells: float")
-    .Output("hidden: float")
+    .Output("h_prev: float")
     .SetShapeFn(SequenceShape)
-    .Doc("lstm_core's fused LSTM time loop over projected inputs xw = x·W + b.");
+    .Doc("lstm_core's fused LSTM time loop over projected inputs xw = x·W + b [B, T, 4H].");
 
 REGISTER_OP("LstmCoreSequenceGrad")
     .Input("recurrent_kernel: float")
@@ -370,11 +393,12 @@ REGISTER_OP("LstmCoreSequenceGrad")
     .Input("d_h: float")
     .Input("d_c: float")
     .Attr("zero_output_for_mask: bool = false")
+    .Attr("go_backwards: bool = false")
     .Output("d_xw: float")
     .Output("d_h0: float")
     .Output("d_c0: float")
     .SetShapeFn(SequenceGradShape)
-    .Doc("BPTT of LstmCoreSequence: d_xw (= dz), d_h0, d_c0; dU is hᵀ·dz outside.");
+    .Doc("BPTT of LstmCoreSequence: d_xw (= dz), d_h0, d_c0; dU = h_prevᵀ·d_xw outside.");
 
 REGISTER_KERNEL_BUILDER(Name("LstmCoreSequence").Device(DEVICE_CPU), LstmCoreSequenceOp);
 REGISTER_KERNEL_BUILDER(Name("LstmCoreSequenceGrad").Device(DEVICE_CPU), LstmCoreSequenceGradOp);

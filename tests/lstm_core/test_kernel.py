@@ -1,0 +1,244 @@
+"""The native LSTM kernel (lstm_core.kernels): parity with the TensorFlow loop, when it is used,
+exports that never reference it, and the fallback when it cannot be built."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from helpers import as_list, max_abs_diff
+from lstm_core import LSTM, kernels
+from lstm_core.kernels import build
+
+RNG = np.random.default_rng(1)
+# batch 5: uneven shards over the intra-op threads; row 1 starts masked, row 3 is fully masked
+X = RNG.standard_normal((5, 7, 3)).astype("float32")
+MASK = np.array(
+    [[1, 1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 0, 1, 0], [1, 1, 1, 1, 0, 0, 0], [0] * 7, [1, 0, 1, 0, 1, 0, 1]],
+    bool,
+)
+STATE = [RNG.standard_normal((5, 4)).astype("float32") for _ in range(2)]
+
+
+@pytest.fixture
+def kernel_calls(monkeypatch):
+    """Counts the layer's calls into the native kernel."""
+    calls = []
+    real = kernels.lstm_sequence
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(kernels, "lstm_sequence", counted)
+    return calls
+
+
+def _pair(**kwargs):
+    native, loop = LSTM(4, **kwargs, seed=3), LSTM(4, **kwargs, seed=3)
+    native.build(X.shape)
+    loop.build(X.shape)
+    loop.set_weights(native.get_weights())
+    return native, loop
+
+
+def _run(layer, choice, monkeypatch, **call_kwargs):
+    """Outputs and gradients (inputs, initial state, weights) of one training call."""
+    monkeypatch.setenv(kernels.CHOICE_ENV, choice)
+    x, state = tf.constant(X), [tf.constant(s) for s in STATE]
+    with tf.GradientTape() as tape:
+        tape.watch([x] + state)
+        out = as_list(layer(x, initial_state=state, training=True, **call_kwargs))
+        loss = sum(tf.reduce_sum(tf.sin(o * (k + 1.0))) for k, o in enumerate(out))
+    return out, tape.gradient(loss, [x] + state + layer.trainable_variables)
+
+
+@pytest.mark.parametrize("go_backwards", [False, True])
+@pytest.mark.parametrize("zero_output_for_mask", [False, True])
+def test_masked_kernel_matches_tf_loop(go_backwards, zero_output_for_mask, monkeypatch, kernel_calls):
+    kwargs = dict(return_sequences=True, return_state=True, go_backwards=go_backwards,
+                  zero_output_for_mask=zero_output_for_mask)
+    native, loop = _pair(**kwargs)
+    out_native, grads_native = _run(native, "native", monkeypatch, mask=tf.constant(MASK))
+    assert len(kernel_calls) == 1
+    out_loop, grads_loop = _run(loop, "tf", monkeypatch, mask=tf.constant(MASK))
+    assert len(kernel_calls) == 1
+    assert max_abs_diff(out_native, out_loop) <= 1e-5
+    assert max_abs_diff(grads_native, grads_loop) <= 1e-4
+
+
+def test_input_dropout_goes_through_the_kernel(monkeypatch, kernel_calls):
+    native, loop = _pair(dropout=0.4, return_sequences=True)  # same seed: same dropout mask
+    out_native, grads_native = _run(native, "native", monkeypatch)
+    out_loop, grads_loop = _run(loop, "tf", monkeypatch)
+    assert len(kernel_calls) == 1
+    assert max_abs_diff(out_native, out_loop) <= 1e-5
+    assert max_abs_diff(grads_native, grads_loop) <= 1e-4
+
+
+def test_larger_shape_matches_keras(monkeypatch, kernel_calls):
+    """More rows than one shard per thread, H a multiple of the SIMD width and not."""
+    monkeypatch.setenv(kernels.CHOICE_ENV, "native")
+    x = RNG.standard_normal((37, 11, 6)).astype("float32")
+    for units in (16, 13):
+        ref, ours = keras.layers.LSTM(units, return_sequences=True), LSTM(units, return_sequences=True)
+        ref.build(x.shape)
+        ours.build(x.shape)
+        ours.set_weights(ref.get_weights())
+        assert max_abs_diff(ref(x), ours(x)) <= 1e-5
+    assert len(kernel_calls) == 2
+
+
+def _op_types(concrete):
+    graph_def = concrete.graph.as_graph_def()
+    nodes = list(graph_def.node) + [n for f in graph_def.library.function for n in f.node_def]
+    return {n.op for n in nodes}
+
+
+def test_which_graphs_use_the_kernel(monkeypatch):
+    """Training graphs and Keras' predict use it; other inference graphs (exportable) do not."""
+    monkeypatch.setenv(kernels.CHOICE_ENV, "native")
+    layer = LSTM(4)
+    spec = tf.TensorSpec((None, 7, 3))
+    training = tf.function(lambda x: layer(x, training=True)).get_concrete_function(spec)
+    inference = tf.function(lambda x: layer(x, training=False)).get_concrete_function(spec)
+    with kernels.native_inference():
+        opted_in = tf.function(lambda x: layer(x, training=False)).get_concrete_function(spec)
+    assert "LstmCoreSequence" in _op_types(training)
+    assert not any(op.startswith("LstmCore") for op in _op_types(inference))
+    assert "LstmCoreSequence" in _op_types(opted_in)
+    np.testing.assert_allclose(inference(X), opted_in(X), atol=1e-6)
+
+
+def test_keras_predict_and_fit_use_the_kernel(monkeypatch, kernel_calls):
+    monkeypatch.setenv(kernels.CHOICE_ENV, "native")
+    inp = keras.Input((7, 3))
+    model = keras.Model(inp, keras.layers.Dense(1)(LSTM(4)(inp)))
+    model.compile("sgd", "mse")
+    model.predict(X, verbose=0)
+    assert kernel_calls
+    del kernel_calls[:]
+    model.fit(X, np.zeros((5, 1)), epochs=1, verbose=0)
+    assert kernel_calls
+
+
+def test_tf_choice_and_other_activations_keep_the_loop(monkeypatch, kernel_calls):
+    monkeypatch.setenv(kernels.CHOICE_ENV, "tf")
+    LSTM(4)(X)
+    monkeypatch.setenv(kernels.CHOICE_ENV, "native")
+    LSTM(4, activation="relu")(X)
+    LSTM(4, recurrent_dropout=0.5)(X, training=True)
+    assert not kernel_calls
+    monkeypatch.setenv(kernels.CHOICE_ENV, "fast")
+    with pytest.raises(ValueError, match="LSTM_CORE_KERNEL"):
+        LSTM(4)(X)
+
+
+SAVED_MODEL_CHECK = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    path, x_path = sys.argv[1:]
+    loaded = tf.saved_model.load(path)
+    out = loaded.signatures["serving_default"](input_0=tf.constant(np.load(x_path)))
+    assert "lstm_core" not in sys.modules
+    print(json.dumps(np.asarray(out["output_0"]).tolist()))
+    """
+)
+
+
+def test_saved_model_loads_where_the_op_library_never_was(tmp_path, monkeypatch, kernel_calls):
+    from lstm_core.export import export_saved_model
+
+    monkeypatch.setenv(kernels.CHOICE_ENV, "native")
+    ids = np.array([[3, 1, 4, 1, 0, 0], [5, 9, 2, 6, 5, 3]], "int32")
+    inp = keras.Input((None,), dtype="int32")
+    x = keras.layers.Embedding(10, 4, mask_zero=True)(inp)
+    x = keras.layers.Bidirectional(LSTM(5, return_sequences=True))(x)
+    model = keras.Model(inp, keras.layers.Dense(2)(LSTM(3)(x)))
+    model.compile("sgd", "mse")
+    model.fit(ids, np.zeros((2, 2)), epochs=1, verbose=0)
+    assert kernel_calls  # trained with the kernel
+    expected = np.asarray(model(ids))
+    export_saved_model(model, tmp_path / "saved")
+    assert b"LstmCore" not in (tmp_path / "saved" / "saved_model.pb").read_bytes()
+    np.save(tmp_path / "ids.npy", ids)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run(
+        [sys.executable, "-c", SAVED_MODEL_CHECK, str(tmp_path / "saved"), str(tmp_path / "ids.npy")],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    got = np.array(json.loads(result.stdout.strip().splitlines()[-1]))
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+FALLBACK_CHECK = textwrap.dedent(
+    """
+    import os, pathlib, sys
+    import numpy as np
+    import lstm_core
+    from lstm_core import LSTM, kernels
+    from lstm_core.cli import main
+    for argv in (["--help"], ["sentiment", "train", "--help"]):
+        try:
+            main(argv)
+        except SystemExit:
+            pass
+    cache = pathlib.Path(os.environ["LSTM_CORE_KERNEL_CACHE"])
+    assert not cache.exists() or not any(cache.rglob("*.so")), "compiled at import or --help"
+    x = np.random.default_rng(0).standard_normal((2, 5, 3)).astype("float32")
+    os.environ["LSTM_CORE_KERNEL"] = "tf"
+    layer = LSTM(4)
+    expected = np.asarray(layer(x))
+    os.environ["LSTM_CORE_KERNEL"] = "auto"
+    np.testing.assert_allclose(layer(x), expected, atol=1e-6)  # falls back (one warning)
+    np.testing.assert_allclose(layer(x), expected, atol=1e-6)  # no second warning
+    os.environ["LSTM_CORE_KERNEL"] = "native"
+    try:
+        layer(x)
+    except kernels.KernelBuildError as err:
+        print("ERROR:", err)
+    else:
+        raise AssertionError("LSTM_CORE_KERNEL=native without a compiler must fail")
+    """
+)
+
+
+def test_without_a_compiler_falls_back_with_one_warning(tmp_path):
+    env = {**os.environ, "LSTM_CORE_KERNEL_CACHE": str(tmp_path / "cache"),
+           "CXX": str(tmp_path / "no-such-compiler"), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop(kernels.CHOICE_ENV, None)
+    result = subprocess.run([sys.executable, "-c", FALLBACK_CHECK], capture_output=True, text=True,
+                            env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    warnings = [l for l in result.stderr.splitlines() if "native LSTM kernel unavailable" in l]
+    assert len(warnings) == 1, result.stderr[-3000:]
+    assert "no C++ compiler" in warnings[0]
+    error = result.stdout[result.stdout.index("ERROR:"):]
+    assert "LSTM_CORE_KERNEL=native but the kernel could not be built" in error
+    assert "no C++ compiler" in error
+
+
+def test_failed_compile_is_a_build_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("LSTM_CORE_KERNEL_CACHE", str(tmp_path))
+    monkeypatch.setenv("CXX", "false")  # a "compiler" that always fails
+    with pytest.raises(build.KernelBuildError, match="false failed"):
+        build.build()
+    assert not list(tmp_path.rglob("*.so"))
+
+
+def test_cache_path_is_per_tf_version_and_cpu_flags(tmp_path, monkeypatch):
+    monkeypatch.setenv("LSTM_CORE_KERNEL_CACHE", str(tmp_path))
+    cxx = build.compiler() or "c++"
+    path = build.library_path(cxx)
+    assert path.parent == tmp_path / f"tf-{tf.__version__}"
+    monkeypatch.setattr(build, "cpu_flags", lambda: ["-mno-such-flag"])
+    assert build.library_path(cxx) != path
