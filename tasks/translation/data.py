@@ -8,19 +8,24 @@ Source sequences are ``pieces + [EOS]``; the decoder reads ``[BOS] + pieces`` an
 from __future__ import annotations
 
 import dataclasses
-import io
 import logging
+import random
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from lstm_core.errors import UserError
+from tasks.translation.config import DataConfig
+from tasks.translation.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer
+
+__all__ = ["BOS_ID", "EOS_ID", "PAD_ID", "UNK_ID", "Tokenizer", "load_pairs", "make_dataset", "training_pairs"]
 
 log = logging.getLogger(__name__)
 
-PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 TFDS_PREFIX = "tfds:"
+# Fewer training pairs than this cannot teach a translation model anything useful: warn.
+FEW_PAIRS = 200
 
 
 # ----------------------------------------------------------------------------- TSV
@@ -145,89 +150,78 @@ def load_pairs(spec: str | Path, *, default_split: str = "train", limit: int | N
     return pairs[:limit] if limit else pairs
 
 
-# ----------------------------------------------------------------------------- sentencepiece
-class Tokenizer:
-    """A sentencepiece model with the fixed special ids above."""
-
-    def __init__(self, model_proto: bytes):
-        import sentencepiece as spm
-
-        self.model_proto = bytes(model_proto)
-        self.sp = spm.SentencePieceProcessor(model_proto=self.model_proto)
-        if (self.sp.pad_id(), self.sp.unk_id(), self.sp.bos_id(), self.sp.eos_id()) != (
-            PAD_ID,
-            UNK_ID,
-            BOS_ID,
-            EOS_ID,
-        ):
-            raise UserError("sentencepiece model must use pad=0, unk=1, bos=2, eos=3")
-
-    @classmethod
-    def train(cls, sentences: Sequence[str], vocab_size: int, *, model_type: str = "unigram", seed_sentences: int = 0):
-        import sentencepiece as spm
-
-        buf = io.BytesIO()
-        spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(list(sentences)),
-            model_writer=buf,
-            vocab_size=vocab_size,
-            model_type=model_type,
-            character_coverage=1.0,
-            pad_id=PAD_ID,
-            unk_id=UNK_ID,
-            bos_id=BOS_ID,
-            eos_id=EOS_ID,
-            hard_vocab_limit=False,
-            minloglevel=2,
-            num_threads=2,
-        )
-        return cls(buf.getvalue())
-
-    @classmethod
-    def load(cls, path: str | Path) -> "Tokenizer":
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"{path}: sentencepiece model missing (is the model directory complete?)")
-        return cls(path.read_bytes())
-
-    def save(self, path: str | Path) -> None:
-        from lstm_core.io import write_bytes_atomic
-
-        write_bytes_atomic(path, self.model_proto)
-
-    @property
-    def vocab_size(self) -> int:
-        return self.sp.get_piece_size()
-
-    def encode(self, texts: Sequence[str]) -> list[list[int]]:
-        return self.sp.encode(list(texts), out_type=int)
-
-    def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
-        out = []
-        for seq in ids:
-            seq = [int(i) for i in seq]
-            if EOS_ID in seq:
-                seq = seq[: seq.index(EOS_ID)]
-            out.append(self.sp.decode([i for i in seq if i > EOS_ID or i == UNK_ID]))
-        return out
-
-
 # ----------------------------------------------------------------------------- batches
-@dataclasses.dataclass
-class DataConfig:
-    vocab_size: int = 2000  # per language (or joint when shared_vocab)
-    shared_vocab: bool = False
-    spm_model_type: str = "unigram"
-    max_length: int = 40  # subword tokens per side (incl. EOS); longer training pairs are dropped
-    batch_size: int = 64
-    bucket_width: int = 4
+def split_validation(pairs, fraction: float, seed: int):
+    """(train, validation): a seeded random ``fraction`` of ``pairs`` held out, both in file order."""
+    order = list(range(len(pairs)))
+    random.Random(seed).shuffle(order)
+    n_val = max(1, int(round(len(pairs) * fraction)))
+    if len(pairs) - n_val < 1:
+        raise UserError(f"--data: {len(pairs)} sentence pair(s) are too few to hold out a validation set; pass --val")
+    held_out = set(order[:n_val])
+    return [p for i, p in enumerate(pairs) if i not in held_out], [pairs[i] for i in sorted(held_out)]
+
+
+def _tfds_languages(config: DataConfig) -> dict:
+    return dict(source_lang=config.source_lang, target_lang=config.target_lang)
+
+
+def _tfds_without_split(spec: str) -> bool:
+    return is_tfds(spec) and ":" not in str(spec)[len(TFDS_PREFIX):]
+
+
+def training_pairs(config: DataConfig, seed: int):
+    """(train, validation) pairs as ``config`` and the seed of the run define them.
+
+    Warns when the training file is so small that the model cannot learn to translate.
+    """
+    train = load_pairs(config.data, default_split="train", limit=config.max_pairs, **_tfds_languages(config))
+    if config.val:
+        val = load_pairs(config.val, default_split="validation", **_tfds_languages(config))
+    elif _tfds_without_split(config.data):
+        val = load_pairs(str(config.data) + ":validation", **_tfds_languages(config))
+    else:
+        train, val = split_validation(train, config.val_fraction, seed)
+    if len(train) < FEW_PAIRS:
+        log.warning(
+            "%s: only %d training pair(s); a translation model needs thousands (this one will mostly "
+            "repeat its training sentences)", config.data, len(train),
+        )
+    return train, val
+
+
+def held_out_pairs(config: DataConfig, seed: int, limit: int | None = None):
+    """The validation pairs a model was trained with: its ``--val``, else the pairs held out of ``--data``."""
+    if config.val:
+        return load_pairs(config.val, default_split="validation", limit=limit, **_tfds_languages(config)), config.val
+    if _tfds_without_split(config.data):
+        spec = str(config.data) + ":validation"
+        return load_pairs(spec, limit=limit, **_tfds_languages(config)), spec
+    pairs = load_pairs(config.data, default_split="train", limit=config.max_pairs, **_tfds_languages(config))
+    held_out = split_validation(pairs, config.val_fraction, seed)[1]
+    return held_out[:limit] if limit else held_out, f"{config.data} (held-out {config.val_fraction:g})"
+
+
+def train_tokenizers(train_pairs, config: DataConfig) -> tuple[Tokenizer, Tokenizer]:
+    """Sentencepiece models for source and target (one joint model with ``shared_vocab``)."""
+    sources, targets = [p[0] for p in train_pairs], [p[1] for p in train_pairs]
+    if config.shared_vocab:
+        joint = Tokenizer.train(sources + targets, config.vocab_size, model_type=config.spm_model_type)
+        return joint, joint
+    return (
+        Tokenizer.train(sources, config.vocab_size, model_type=config.spm_model_type),
+        Tokenizer.train(targets, config.vocab_size, model_type=config.spm_model_type),
+    )
+
+
+def source_ids(tokenizer: Tokenizer, sentences: Sequence[str]) -> list[list[int]]:
+    """Encoder input ids: subwords + ``</s>``."""
+    return [ids + [EOS_ID] for ids in tokenizer.encode(sentences)]
 
 
 def encode_pairs(pairs, src_tok: Tokenizer, tgt_tok: Tokenizer):
     """Token ids: ``src + [EOS]`` and ``tgt`` (BOS/EOS added when batching)."""
-    src = src_tok.encode([p[0] for p in pairs])
-    tgt = tgt_tok.encode([p[1] for p in pairs])
-    return [s + [EOS_ID] for s in src], tgt
+    return source_ids(src_tok, [p[0] for p in pairs]), tgt_tok.encode([p[1] for p in pairs])
 
 
 def filter_length(src_ids, tgt_ids, max_length: int):

@@ -1,6 +1,6 @@
-"""Greedy and beam-search decoding over an encoder + one-step decoder (Keras or LiteRT).
+"""Greedy and beam-search decoding over an encoder + one-step decoder (Keras, LiteRT or TFLM).
 
-Both backends expose the same two calls, so one decoding loop serves Keras and LiteRT:
+Every backend exposes the same two calls, so one decoding loop serves all runtimes:
   * ``encode(src_ids [B,S] int32) -> (memory, keys, h0, c0)``
   * ``step(token [B], h, c, memory, keys, src_mask) -> (logits [B,V], h, c)``
 """
@@ -13,7 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
-from tasks.translation.data import BOS_ID, EOS_ID, PAD_ID, pad
+from tasks.translation.config import DecodeConfig
+from tasks.translation.data import BOS_ID, EOS_ID, PAD_ID, Tokenizer, pad, source_ids
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +44,19 @@ class KerasBackend:
 
 
 class LiteRTBackend:
-    """Runs the exported ``encoder.tflite`` / ``decoder_step.tflite`` (batch 1 each)."""
+    """Runs the exported ``encoder_*.tflite`` / ``decoder_step_*.tflite`` with LiteRT (batch 1 each)."""
 
     batch_size = 1
 
     def __init__(self, encoder_path, step_path):
         from lstm_core.export import TFLiteModel
+        from lstm_core.quiet import silenced_stderr
 
-        self.encoder = TFLiteModel(encoder_path)
-        self.stepper = TFLiteModel(step_path)
+        with silenced_stderr():  # LiteRT's "Created XNNPACK delegate" lines
+            self.encoder = TFLiteModel(encoder_path)
+            self.stepper = TFLiteModel(step_path)
+            self.encoder.interpreter.allocate_tensors()
+            self.stepper.interpreter.allocate_tensors()
 
     def encode(self, src):
         return self.encoder(np.asarray(src, np.int32))
@@ -202,3 +207,15 @@ def _per_row_step(backend):
         return [np.concatenate([o[j] for o in outs], axis=0) for j in range(3)]
 
     return step
+
+
+def translate(backend, source_tokenizer: Tokenizer, target_tokenizer: Tokenizer, sentences, decoding: DecodeConfig | None = None,
+              *, max_length: int | None = None):
+    """(detokenized translations, target ids) of ``sentences``; greedy when ``decoding.beam`` is 1."""
+    decoding = decoding or DecodeConfig()
+    ids = source_ids(source_tokenizer, sentences)
+    if decoding.beam > 1:
+        out = beam_decode(backend, ids, BeamConfig(decoding.beam, decoding.length_penalty), max_length=max_length)
+    else:
+        out = greedy_decode(backend, ids, max_length=max_length)
+    return target_tokenizer.decode(out), out

@@ -1,100 +1,78 @@
-"""``lstm-suite translation evaluate`` / ``predict``: sacrebleu BLEU + chrF, Keras or LiteRT."""
+"""``lstm-suite translation evaluate`` / ``predict``: sacrebleu BLEU + chrF in Keras, LiteRT or TFLM."""
 
 from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
+from lstm_core.artifacts import evaluation_result
+from lstm_core.config import EvaluateConfig, PredictConfig
 from lstm_core.errors import UserError
-from tasks.translation import data as D
-from tasks.translation.decode import BeamConfig, KerasBackend, LiteRTBackend, beam_decode, greedy_decode
+from lstm_core.io import write_bytes_atomic
+from tasks.translation.artifacts import TranslationModelDir
+from tasks.translation.config import DecodeConfig
+from tasks.translation.data import held_out_pairs, load_pairs
+from tasks.translation.decode import KerasBackend, LiteRTBackend, translate
+from tasks.translation.metrics import corpus_scores
 
 log = logging.getLogger(__name__)
 
-ENCODER_TFLITE, STEP_TFLITE = "encoder.tflite", "decoder_step.tflite"
-ENCODER_INT8, STEP_INT8 = "encoder_int8.tflite", "decoder_step_int8.tflite"
+TRANSLATIONS_FILE = "translations.txt"
 
 
-def corpus_scores(hypotheses, references) -> dict:
-    """Corpus BLEU (13a tokenization) and chrF from sacrebleu on detokenized text."""
-    import sacrebleu
-
-    bleu, chrf = sacrebleu.metrics.BLEU(), sacrebleu.metrics.CHRF()
-    hyps, refs = list(hypotheses), [list(references)]
-    return {
-        "bleu": round(float(bleu.corpus_score(hyps, refs).score), 2),
-        "chrf": round(float(chrf.corpus_score(hyps, refs).score), 2),
-        "bleu_signature": str(bleu.get_signature()),
-    }
-
-
-def backend_for(model_dir, runtime: str, seq2seq=None):
-    model_dir = Path(model_dir)
+def backend_for(directory: TranslationModelDir, runtime: str):
+    """The decoding backend of ``runtime``: the Keras model, or the exported encoder + decoder step."""
     if runtime == "keras":
-        return KerasBackend(seq2seq)
-    names = (ENCODER_TFLITE, STEP_TFLITE) if runtime == "tflite" else (ENCODER_INT8, STEP_INT8)
-    paths = [model_dir / "export" / n for n in names]
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        raise UserError(
-            f"{missing[0]} not found; run 'lstm-suite translation export --model {model_dir}"
-            f"{' --int8' if runtime == 'tflite-int8' else ''}' first"
-        )
-    return LiteRTBackend(*paths)
+        from tasks.translation.model import load_seq2seq
+
+        return KerasBackend(load_seq2seq(directory))
+    encoder, step = directory.export_parts(runtime)
+    if runtime == "tflm":
+        from tasks.translation.decode import TFLMBackend
+
+        return TFLMBackend.from_export(directory, encoder, step)
+    return LiteRTBackend(encoder, step)
 
 
-def translate(backend, src_tok, tgt_tok, sentences, *, beam: int = 1, length_penalty: float = 0.6, max_length: int | None = None):
-    src_ids = [s + [D.EOS_ID] for s in src_tok.encode(sentences)]
-    if beam > 1:
-        ids = beam_decode(backend, src_ids, BeamConfig(beam, length_penalty), max_length=max_length)
+def evaluate(config: EvaluateConfig, decoding: DecodeConfig | None = None) -> dict:
+    """Corpus BLEU/chrF of ``config.model`` on ``config.data`` (default: the model's validation pairs).
+
+    Writes the translations (one per line) to ``translations.txt`` in the evaluation folder.
+    """
+    decoding = decoding or DecodeConfig()
+    directory = TranslationModelDir.open(config.model)
+    source_tokenizer, target_tokenizer = directory.tokenizers()
+    backend = backend_for(directory, config.runtime)
+    if config.data:
+        pairs = load_pairs(config.data, default_split="validation", limit=config.limit,
+                           source_lang=directory.data.source_lang, target_lang=directory.data.target_lang)
+        data = config.data
     else:
-        ids = greedy_decode(backend, src_ids, max_length=max_length)
-    return tgt_tok.decode(ids), ids
-
-
-def run_evaluate(args) -> dict:
-    from tasks.translation.train import load_model
-
-    config, seq2seq, src_tok, tgt_tok = load_model(args.model)
-    backend = backend_for(args.model, args.runtime, seq2seq)
-    pairs = D.load_pairs(args.data, default_split="validation", limit=args.limit,
-                         source_lang=args.source_lang, target_lang=args.target_lang)
-    t0 = time.time()
-    hyps, _ = translate(backend, src_tok, tgt_tok, [p[0] for p in pairs], beam=args.beam, length_penalty=args.length_penalty)
-    seconds = time.time() - t0
-    result = corpus_scores(hyps, [p[1] for p in pairs])
-    if args.output:
-        from lstm_core.io import write_bytes_atomic
-
-        write_bytes_atomic(args.output, ("\n".join(hyps) + "\n").encode("utf-8"))
-    result.update(
-        sentences=len(pairs),
-        runtime=args.runtime,
-        beam=args.beam,
-        length_penalty=args.length_penalty if args.beam > 1 else None,
+        pairs, data = held_out_pairs(directory.data, directory.train.seed, config.limit)
+        log.info("scoring the model's validation pairs: %s", data)
+    started = time.time()
+    hypotheses, _ = translate(backend, source_tokenizer, target_tokenizer, [p[0] for p in pairs], decoding)
+    seconds = time.time() - started
+    scores = corpus_scores(hypotheses, [p[1] for p in pairs])
+    folder = directory.evaluation_dir(config.out)
+    translations = None
+    if folder is not None:
+        translations = write_bytes_atomic(folder / TRANSLATIONS_FILE, ("\n".join(hypotheses) + "\n").encode("utf-8"))
+    return evaluation_result(
+        task=directory.TASK, model=directory.path, runtime=config.runtime, data=data, examples=len(pairs), plot=None,
+        **scores,
+        beam=decoding.beam,
+        length_penalty=decoding.length_penalty if decoding.beam > 1 else None,
         decode_seconds=round(seconds, 2),
-        data=str(args.data),
+        translations=str(translations) if translations is not None else None,
     )
-    return result
 
 
-def run_predict(args) -> None:
-    from tasks.translation.train import load_model
-
-    config, seq2seq, src_tok, tgt_tok = load_model(args.model)
-    sentences = list(args.text)
-    if args.input:
-        path = Path(args.input)
-        if not path.is_file():
-            raise UserError(f"{path}: no such file (expected one source sentence per line)")
-        try:
-            sentences += [l.strip() for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]
-        except UnicodeDecodeError:
-            raise UserError(f"{path}: not valid UTF-8") from None
+def predict(config: PredictConfig, sentences: list[str], decoding: DecodeConfig | None = None) -> list[str]:
+    """Translations of ``sentences`` (one string each) by ``config.model`` in ``config.runtime``."""
     if not sentences or not all(s.strip() for s in sentences):
         raise UserError("nothing to translate: pass non-empty sentences or --input FILE")
-    backend = backend_for(args.model, args.runtime, seq2seq)
-    hyps, _ = translate(backend, src_tok, tgt_tok, sentences, beam=args.beam, length_penalty=args.length_penalty)
-    for h in hyps:
-        print(h)
+    directory = TranslationModelDir.open(config.model)
+    source_tokenizer, target_tokenizer = directory.tokenizers()
+    backend = backend_for(directory, config.runtime)
+    return translate(backend, source_tokenizer, target_tokenizer, sentences, decoding)[0]

@@ -1,18 +1,19 @@
-"""``lstm-suite translation export``: SavedModel (``translate``: strings -> strings) and TFLite.
+"""``lstm-suite translation export``: SavedModel (``translate``: strings -> strings) and TFLite parts.
 
-Writes into ``DIR/export/``:
+Builds ``DIR/export/`` in ``export.partial/`` and renames it when everything passed its check:
   * ``saved_model/`` with signatures ``translate`` (= ``serving_default``): ``sentences`` [N]
     strings -> ``translations`` [N] strings. Tokenization, greedy decoding (``tf.while_loop``)
     and detokenization run in the graph (``tensorflow_text.SentencepieceTokenizer``).
-  * ``encoder.tflite``: ``source_ids`` [1, S] int32 (S dynamic: no padding) ->
+  * ``encoder_{float,int8}.tflite``: ``source_ids`` [1, S] int32 (S dynamic: no padding) ->
     ``memory`` [1, S, M], ``keys`` [1, S, H], ``h0`` [1, H], ``c0`` [1, H]. The BiLSTM is two fused
     ``UNIDIRECTIONAL_SEQUENCE_LSTM`` ops.
-  * ``decoder_step.tflite``: ``token`` [1] int32, ``h``, ``c`` [1, H], ``memory``, ``keys``,
-    ``source_mask`` [1, S] (ones) -> ``logits`` [1, V], ``h``, ``c``. One LSTM step (cell math),
-    attention and output layer; an app loops it (see ``tasks.translation.decode``).
-  * with ``--int8``: ``encoder_int8.tflite`` / ``decoder_step_int8.tflite`` (full integer,
-    calibrated on validation sentences and on decoder states of their greedy decoding).
-  * ``export_report.json``: sizes, ops, max |LiteRT - Keras|, greedy agreement and BLEU.
+  * ``decoder_step_{float,int8}.tflite``: ``token`` [1] int32, ``h``, ``c`` [1, H], ``memory``,
+    ``keys``, ``source_mask`` [1, S] (ones) -> ``logits`` [1, V], ``h``, ``c``. One LSTM step (cell
+    math), attention and output layer; an app loops it (see ``tasks.translation.decode``).
+    The int8 parts are full integer, calibrated on validation sentences and on the decoder
+    states of their greedy decoding.
+  * ``export_report.json``: per part sizes, ops, max |LiteRT - Keras|; greedy agreement and BLEU
+    of every runtime on the check sentences; sizes and SHA-256 of every file.
 """
 
 from __future__ import annotations
@@ -24,17 +25,19 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from lstm_core.export import export_saved_model, export_tflite_report
-from lstm_core.io import write_json_atomic
-from tasks.translation import data as D
+from lstm_core.artifacts import write_export_report
+from lstm_core.config import ExportConfig
+from lstm_core.errors import UserError
+from lstm_core.export import FLOAT_ATOL, export_saved_model, export_tflite_report
+from lstm_core.io import staged_directory
+from tasks.translation.artifacts import SAVED_MODEL, TranslationModelDir
+from tasks.translation.config import CheckConfig
+from tasks.translation.data import BOS_ID, EOS_ID, PAD_ID, UNK_ID, held_out_pairs, load_pairs, source_ids
 from tasks.translation.decode import KerasBackend, LiteRTBackend, default_max_length, greedy_decode
-from tasks.translation.evaluate import ENCODER_INT8, ENCODER_TFLITE, STEP_INT8, STEP_TFLITE, corpus_scores
+from tasks.translation.metrics import corpus_scores, identical_count
+from tasks.translation.model import load_seq2seq
 
 log = logging.getLogger(__name__)
-
-SAVED_MODEL = "saved_model"
-REPORT = "export_report.json"
-
 
 # ----------------------------------------------------------------------------- SavedModel
 class Translator(tf.Module):
@@ -42,30 +45,30 @@ class Translator(tf.Module):
 
     def __init__(self, seq2seq, src_proto: bytes, tgt_proto: bytes):
         super().__init__(name="translator")
-        import tensorflow_text as tft
+        import tensorflow_text
 
         # Not tracked attributes: export_saved_model tracks the variables once (tracking the
         # Keras models as well would store every weight twice).
         self.__dict__["_encoder"] = seq2seq.encoder
         self.__dict__["_step"] = seq2seq.step
-        self.source_tokenizer = tft.SentencepieceTokenizer(model=src_proto, add_eos=True, name="source_sentencepiece")
-        self.target_tokenizer = tft.SentencepieceTokenizer(model=tgt_proto, name="target_sentencepiece")
+        self.source_tokenizer = tensorflow_text.SentencepieceTokenizer(model=src_proto, add_eos=True, name="source_sentencepiece")
+        self.target_tokenizer = tensorflow_text.SentencepieceTokenizer(model=tgt_proto, name="target_sentencepiece")
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="sentences")])
     def translate(self, sentences):
-        src = self.source_tokenizer.tokenize(sentences).to_tensor(default_value=D.PAD_ID)
+        src = self.source_tokenizer.tokenize(sentences).to_tensor(default_value=PAD_ID)
         src = tf.cast(src, tf.int32)
         ids = self.greedy(src)
         return {"translations": self.target_tokenizer.detokenize(ids)}
 
     def greedy(self, src):
-        mask = tf.cast(tf.not_equal(src, D.PAD_ID), tf.float32)
+        mask = tf.cast(tf.not_equal(src, PAD_ID), tf.float32)
         memory, keys, h, c = (tf.identity(t) for t in self._encoder(src, training=False))  # drop Keras masks
         batch = tf.shape(src)[0]
         # per-sentence output budget, = decode.default_max_length(source length)
         limits = 2 * tf.cast(tf.reduce_sum(mask, axis=1), tf.int32) + 10
         limit = tf.reduce_max(limits)
-        tokens = tf.fill([batch], D.BOS_ID)
+        tokens = tf.fill([batch], BOS_ID)
         done = tf.zeros([batch], tf.bool)
         out = tf.TensorArray(tf.int32, size=0, dynamic_size=True, element_shape=tf.TensorShape([None]))
 
@@ -75,15 +78,15 @@ class Translator(tf.Module):
         def body(t, tokens, h, c, done, out):
             logits, h, c = self._step([tokens, h, c, memory, keys, mask], training=False)
             nxt = tf.argmax(logits, axis=-1, output_type=tf.int32)
-            nxt = tf.where(done, tf.fill(tf.shape(nxt), D.PAD_ID), nxt)
-            done = tf.logical_or(done, tf.logical_or(tf.equal(nxt, D.EOS_ID), t + 1 >= limits))
+            nxt = tf.where(done, tf.fill(tf.shape(nxt), PAD_ID), nxt)
+            done = tf.logical_or(done, tf.logical_or(tf.equal(nxt, EOS_ID), t + 1 >= limits))
             return t + 1, nxt, h, c, done, out.write(t, nxt)
 
         _, _, _, _, _, out = tf.while_loop(cond, body, (tf.constant(0), tokens, h, c, done, out))
         ids = tf.transpose(out.stack())  # [B, T]
         ids = tf.reshape(ids, [batch, -1])
-        before_eos = tf.equal(tf.cumsum(tf.cast(tf.equal(ids, D.EOS_ID), tf.int32), axis=1), 0)
-        keep = tf.logical_and(before_eos, tf.logical_or(ids > D.EOS_ID, tf.equal(ids, D.UNK_ID)))
+        before_eos = tf.equal(tf.cumsum(tf.cast(tf.equal(ids, EOS_ID), tf.int32), axis=1), 0)
+        keep = tf.logical_and(before_eos, tf.logical_or(ids > EOS_ID, tf.equal(ids, UNK_ID)))
         return tf.ragged.boolean_mask(ids, keep)
 
 
@@ -108,96 +111,107 @@ def step_samples(seq2seq, src_ids, n_sentences=8, max_steps=None):
         src = np.asarray([s], np.int32)
         memory, keys, h, c = backend.encode(src)
         mask = np.ones_like(src, np.float32)
-        token = np.asarray([D.BOS_ID], np.int32)
+        token = np.asarray([BOS_ID], np.int32)
         for _ in range(max_steps or default_max_length(len(s))):
             samples.append([token, h, c, memory, keys, mask])
             logits, h, c = backend.step(token, h, c, memory, keys, mask)
             token = np.argmax(logits, axis=-1).astype(np.int32)
-            if token[0] == D.EOS_ID:
+            if token[0] == EOS_ID:
                 break
     return samples
 
 
-def check_sentences(args, config, src_tok):
-    """(src_ids, references) for the LiteRT-vs-Keras check and int8 calibration."""
-    spec = args.data or config.validation or None
-    if spec and (D.is_tfds(spec) or Path(spec).is_file()):
-        pairs = D.load_pairs(spec, default_split="validation")
-    else:
-        log.warning("no validation data found (pass --data); checking on synthetic sentences")
-        pairs = [(s, s) for s in ("Hello.", "Where is the station?", "I like tea.", "Tom is here.")]
-    src_ids = [s + [D.EOS_ID] for s in src_tok.encode([p[0] for p in pairs])]
-    return src_ids, [p[1] for p in pairs]
+def check_pairs(directory: TranslationModelDir, check: CheckConfig, count: int):
+    """(source ids, references) of up to ``count`` sentences for the runtime check and the int8 calibration."""
+    try:
+        if check.data:
+            pairs = load_pairs(check.data, default_split="validation", limit=count,
+                               source_lang=directory.data.source_lang, target_lang=directory.data.target_lang)
+        else:
+            pairs, _ = held_out_pairs(directory.data, directory.train.seed, count)
+    except UserError as err:
+        raise UserError(f"{err} (export calibrates and checks on the model's validation pairs; pass --data TSV)") from None
+    source_tokenizer, _ = directory.tokenizers()
+    return source_ids(source_tokenizer, [p[0] for p in pairs]), [p[1] for p in pairs]
 
 
-def run_export(args) -> dict:
-    from tasks.translation.train import load_model
+def _calibration(seq2seq, calibration_ids):
+    """Representative datasets of the int8 encoder and decoder step."""
+    # The TFLite calibrator does not re-propagate shapes when the source length changes between
+    # samples: calibrate the step model on sentences of one (the commonest) length.
+    lengths = [len(x) for x in calibration_ids]
+    common = max(set(lengths), key=lengths.count)
+    step_calibration = step_samples(seq2seq, [x for x in calibration_ids if len(x) == common], 100)
+    return (lambda: encoder_samples(calibration_ids, len(calibration_ids))), (lambda: step_calibration)
 
-    model_dir = Path(args.model)
-    config, seq2seq, src_tok, tgt_tok = load_model(model_dir)
-    out = model_dir / "export"
-    src_ids, references = check_sentences(args, config, src_tok)
-    report: dict = {}
 
-    t0 = time.time()
-    sm_path = export_savedmodel(seq2seq, src_tok, tgt_tok, out / SAVED_MODEL)
-    report["saved_model"] = {"path": str(sm_path), "size_bytes": _dir_size(sm_path), "signatures": ["serving_default", "translate"]}
-    log.info("SavedModel written to %s (%.0fs)", sm_path, time.time() - t0)
-
-    enc = export_tflite_report(seq2seq.encoder, out / ENCODER_TFLITE, sample_inputs=encoder_samples(src_ids))
-    step = export_tflite_report(seq2seq.step, out / STEP_TFLITE, sample_inputs=step_samples(seq2seq, src_ids, 4))
-    report["tflite"] = {"encoder": enc.as_dict(), "decoder_step": step.as_dict()}
-    if args.int8:
-        calib = src_ids[:200]
-        enc8 = export_tflite_report(
-            seq2seq.encoder, out / ENCODER_INT8, quantization="int8",
-            representative_dataset=lambda: encoder_samples(calib, len(calib)),
-        )
-        # The TFLite calibrator does not re-propagate shapes when the source length changes
-        # between samples: calibrate the step model on sentences of one (the commonest) length.
-        lengths = [len(x) for x in calib]
-        common = max(set(lengths), key=lengths.count)
-        step_calib = step_samples(seq2seq, [x for x in calib if len(x) == common], 100)
-        step8 = export_tflite_report(
-            seq2seq.step, out / STEP_INT8, quantization="int8",
-            representative_dataset=lambda: step_calib,
-        )
-        report["tflite_int8"] = {"encoder": enc8.as_dict(), "decoder_step": step8.as_dict()}
-
-    n = args.check_sentences
-    if n:
-        report["greedy_check"] = compare_greedy(seq2seq, out, src_ids[:n], references[:n], tgt_tok, int8=args.int8)
-    write_json_atomic(out / REPORT, report)
-    summary = {
-        "export_dir": str(out),
-        "saved_model_bytes": report["saved_model"]["size_bytes"],
-        "encoder_tflite_bytes": enc.size_bytes,
-        "decoder_step_tflite_bytes": step.size_bytes,
-        "encoder_ops": enc.ops,
-        **{f"check_{k}": v for k, v in report.get("greedy_check", {}).items()},
-    }
-    if args.int8:
-        summary.update(encoder_int8_bytes=enc8.size_bytes, decoder_step_int8_bytes=step8.size_bytes)
+def export(config: ExportConfig, check: CheckConfig | None = None) -> dict:
+    """Write ``DIR/export/`` (see the module docstring); returns a summary of the export report."""
+    check = check or CheckConfig()
+    if "int16x8" in config.quantization:
+        raise UserError("--quantization int16x8: not available for translation (float and int8 are)")
+    directory = TranslationModelDir.open(config.model)
+    seq2seq = load_seq2seq(directory)
+    _, target_tokenizer = directory.tokenizers()
+    wanted = max(config.calibration_examples, check.check_sentences)
+    ids, references = check_pairs(directory, check, wanted)
+    atol = config.atol if config.atol is not None else FLOAT_ATOL
+    report: dict = {"quantization": list(config.quantization), "parts": {}}
+    with staged_directory(directory.export_dir) as work:
+        started = time.time()
+        saved_model = export_savedmodel(seq2seq, *directory.tokenizers(), work / SAVED_MODEL)
+        report["saved_model"] = {"signatures": ["serving_default", "translate"], "bytes": _dir_size(saved_model)}
+        log.info("SavedModel written (%.0fs)", time.time() - started)
+        if "float" in config.quantization:
+            report["parts"]["float"] = {
+                "encoder": export_tflite_report(
+                    seq2seq.encoder, work / directory.part_name("encoder", "tflite"),
+                    sample_inputs=encoder_samples(ids), atol=atol).as_dict(),
+                "decoder_step": export_tflite_report(
+                    seq2seq.step, work / directory.part_name("decoder_step", "tflite"),
+                    sample_inputs=step_samples(seq2seq, ids, 4), atol=atol).as_dict(),
+            }
+        if "int8" in config.quantization:
+            encoder_calibration, step_calibration = _calibration(seq2seq, ids[: config.calibration_examples])
+            report["parts"]["int8"] = {
+                "encoder": export_tflite_report(
+                    seq2seq.encoder, work / directory.part_name("encoder", "tflite-int8"), quantization="int8",
+                    representative_dataset=encoder_calibration).as_dict(),
+                "decoder_step": export_tflite_report(
+                    seq2seq.step, work / directory.part_name("decoder_step", "tflite-int8"), quantization="int8",
+                    representative_dataset=step_calibration).as_dict(),
+            }
+        for part in report["parts"].values():
+            for details in part.values():
+                details["path"] = Path(details["path"]).name
+        if check.check_sentences:
+            report["greedy_check"] = compare_greedy(
+                seq2seq, directory, work, ids[: check.check_sentences], references[: check.check_sentences],
+                target_tokenizer, config.quantization,
+            )
+        write_export_report(work, report)
+    summary = {"export_dir": str(directory.export_dir), "saved_model_bytes": report["saved_model"]["bytes"]}
+    for quantization, parts in report["parts"].items():
+        for part, details in parts.items():
+            summary[f"{part}_{quantization}_bytes"] = details["size_bytes"]
+    summary.update({f"check_{k}": v for k, v in report.get("greedy_check", {}).items()})
     return summary
 
 
-def compare_greedy(seq2seq, out_dir, src_ids, references, tgt_tok, *, int8=False) -> dict:
-    """Greedy-decode with Keras and LiteRT: identical-output rate and BLEU of each."""
-    keras_ids = greedy_decode(KerasBackend(seq2seq), src_ids)
-    lite_ids = greedy_decode(LiteRTBackend(out_dir / ENCODER_TFLITE, out_dir / STEP_TFLITE), src_ids)
-    same = sum(a == b for a, b in zip(keras_ids, lite_ids))
-    result = {
-        "sentences": len(src_ids),
-        "identical_float": same,
-        "bleu_keras": corpus_scores(tgt_tok.decode(keras_ids), references)["bleu"],
-        "bleu_tflite": corpus_scores(tgt_tok.decode(lite_ids), references)["bleu"],
-    }
-    if int8:
-        int8_ids = greedy_decode(LiteRTBackend(out_dir / ENCODER_INT8, out_dir / STEP_INT8), src_ids)
-        result["identical_int8"] = sum(a == b for a, b in zip(keras_ids, int8_ids))
-        result["bleu_tflite_int8"] = corpus_scores(tgt_tok.decode(int8_ids), references)["bleu"]
-    if same < len(src_ids):
-        log.warning("LiteRT greedy output differs from Keras on %d of %d sentences", len(src_ids) - same, len(src_ids))
+def compare_greedy(seq2seq, directory, work: Path, ids, references, target_tokenizer, quantization) -> dict:
+    """Greedy-decode with Keras and every exported runtime: identical outputs and BLEU of each."""
+    keras_ids = greedy_decode(KerasBackend(seq2seq), ids)
+    result = {"sentences": len(ids), "bleu_keras": corpus_scores(target_tokenizer.decode(keras_ids), references)["bleu"]}
+    runtimes = [r for r, q in (("tflite", "float"), ("tflite-int8", "int8")) if q in quantization]
+    for runtime in runtimes:
+        parts = [work / directory.part_name(part, runtime) for part in ("encoder", "decoder_step")]
+        runtime_ids = greedy_decode(LiteRTBackend(*parts), ids)
+        key = runtime.replace("-", "_")
+        result[f"identical_{key}"] = identical_count(keras_ids, runtime_ids)
+        result[f"bleu_{key}"] = corpus_scores(target_tokenizer.decode(runtime_ids), references)["bleu"]
+        if runtime == "tflite" and result[f"identical_{key}"] < len(ids):
+            log.warning("LiteRT float greedy output differs from Keras on %d of %d sentences",
+                        len(ids) - result[f"identical_{key}"], len(ids))
     return result
 
 

@@ -1,6 +1,6 @@
 """Seq2seq with Luong attention on ``lstm_core``.
 
-Encoder: embedding -> ``Bidirectional(lstm_core.LSTM, return_sequences=True)`` (or one
+Encoder: embedding -> ``Bidirectional(lstm_core.LSTM(units), return_sequences=True)`` (or one
 ``lstm_core.LSTM``). The decoder's initial (h, c) come from a Dense *bridge* over the encoder's
 final outputs (forward: last real step, backward: first step), not from the encoder's (h, c):
 the fused TFLite LSTM op exposes the output sequence but not the final cell state.
@@ -25,25 +25,11 @@ import keras
 import tensorflow as tf
 
 from lstm_core import LSTM
+from tasks.translation.artifacts import TranslationModelDir
+from tasks.translation.config import ModelConfig
 from tasks.translation.data import PAD_ID
 
 NEG_INF = -1e9
-
-
-@dataclasses.dataclass
-class ModelConfig:
-    src_vocab_size: int = 2000
-    tgt_vocab_size: int = 2000
-    embedding_dim: int = 128
-    encoder_units: int = 128  # per direction
-    bidirectional: bool = True
-    decoder_units: int = 256
-    dropout: float = 0.2
-    label_smoothing: float = 0.1
-
-    @property
-    def memory_dim(self) -> int:
-        return self.encoder_units * (2 if self.bidirectional else 1)
 
 
 # ----------------------------------------------------------------------------- layers
@@ -188,7 +174,7 @@ def build_training_model(config: ModelConfig) -> keras.Model:
 def _encode(config: ModelConfig, src):
     x = keras.layers.Embedding(config.src_vocab_size, config.embedding_dim, mask_zero=True, name="source_embedding")(src)
     x = keras.layers.Dropout(config.dropout, name="source_dropout")(x)
-    lstm = LSTM(config.encoder_units, return_sequences=True, name="encoder_lstm")
+    lstm = LSTM(config.units, return_sequences=True, name="encoder_lstm")
     if config.bidirectional:
         lstm = keras.layers.Bidirectional(lstm, merge_mode="concat", name="encoder")
     memory = lstm(x)
@@ -196,7 +182,7 @@ def _encode(config: ModelConfig, src):
 
 
 def _bridge(config: ModelConfig, memory, src_mask):
-    final = FinalEncoderState(config.encoder_units, config.bidirectional, name="final_encoder_state")(memory, src_mask)
+    final = FinalEncoderState(config.units, config.bidirectional, name="final_encoder_state")(memory, src_mask)
     state = keras.layers.Dense(2 * config.decoder_units, activation="tanh", name="bridge")(final)
     return SplitState(name="split_state")(state)
 
@@ -211,14 +197,14 @@ def _attend_and_project(config: ModelConfig, query, keys, memory, src_mask):
 
 def inference_models(training: keras.Model, config: ModelConfig) -> Seq2Seq:
     """Encoder and one-step decoder models sharing ``training``'s layers (and weights)."""
-    L = training.get_layer
+    layer = training.get_layer
     src = keras.Input((None,), dtype="int32", name="source_ids")
-    src_mask = L("source_mask")(src)
-    x = L("source_embedding")(src)
-    memory = L("encoder" if config.bidirectional else "encoder_lstm")(x)
-    keys = L("attention_keys")(memory)
-    final = L("final_encoder_state")(memory, src_mask)
-    h0, c0 = L("split_state")(L("bridge")(final))
+    src_mask = layer("source_mask")(src)
+    x = layer("source_embedding")(src)
+    memory = layer("encoder" if config.bidirectional else "encoder_lstm")(x)
+    keys = layer("attention_keys")(memory)
+    final = layer("final_encoder_state")(memory, src_mask)
+    h0, c0 = layer("split_state")(layer("bridge")(final))
     encoder = keras.Model(src, [memory, keys, h0, c0], name="translation_encoder")
 
     token = keras.Input((), dtype="int32", name="token")
@@ -227,18 +213,24 @@ def inference_models(training: keras.Model, config: ModelConfig) -> Seq2Seq:
     memory_in = keras.Input((None, config.memory_dim), name="memory")
     keys_in = keras.Input((None, config.decoder_units), name="keys")
     mask_in = keras.Input((None,), name="source_mask")
-    y = L("target_embedding")(token)
-    dec_lstm = L("decoder_lstm")
+    y = layer("target_embedding")(token)
+    dec_lstm = layer("decoder_lstm")
     h_new, (_, c_new) = dec_lstm.step(y, [h, c])
-    context = L("attention")(h_new, keys_in, memory_in, mask_in)
-    combined = L("attention_concat")([context, h_new])
-    logits = L("logits")(L("attention_combine")(combined))
+    context = layer("attention")(h_new, keys_in, memory_in, mask_in)
+    combined = layer("attention_concat")([context, h_new])
+    logits = layer("logits")(layer("attention_combine")(combined))
     step = keras.Model([token, h, c, memory_in, keys_in, mask_in], [logits, h_new, c_new], name="translation_decoder_step")
     return Seq2Seq(config, training, encoder, step)
 
 
 def build(config: ModelConfig) -> Seq2Seq:
     return inference_models(build_training_model(config), config)
+
+
+def load_seq2seq(model_dir: TranslationModelDir) -> Seq2Seq:
+    """The trained model of ``model_dir`` with its encoder and one-step decoder."""
+    training = model_dir.keras_model(compile=False)
+    return inference_models(training, model_dir.model)
 
 
 def compile_model(model: keras.Model, config: ModelConfig, optimizer) -> None:

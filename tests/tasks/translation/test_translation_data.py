@@ -1,21 +1,23 @@
-"""Parsing, bad input, tfds loader (mocked), sentencepiece and batching for tasks.translation."""
+"""Parsing, bad input, tfds loader (mocked), sentencepiece, batching and settings for tasks.translation."""
 
-import dataclasses
 import json
+import logging
 
 import numpy as np
 import pytest
 
 from lstm_core.cli import main
 from lstm_core.errors import UserError
-from tasks.translation import data as D
+from tasks.translation import data
+from tasks.translation.artifacts import TranslationModelDir
+from tasks.translation.config import DataConfig, ModelConfig, MonitorConfig, ScheduleConfig
 from translation_toy import tiny_pairs, write_tsv
 
 
 def test_read_pairs_tsv(tmp_path):
     path = tmp_path / "p.tsv"
     path.write_bytes("\ufeffHi.\tSalut.\r\n\nI'm here.\tJe suis là.\tCC-BY 2.0 attribution\n".encode("utf-8"))
-    assert D.read_pairs(path) == [("Hi.", "Salut."), ("I'm here.", "Je suis là.")]
+    assert data.read_pairs(path) == [("Hi.", "Salut."), ("I'm here.", "Je suis là.")]
 
 
 @pytest.mark.parametrize(
@@ -31,17 +33,17 @@ def test_read_pairs_errors_name_file_and_line(tmp_path, content, line, words):
     path = tmp_path / "bad.tsv"
     path.write_bytes(content)
     with pytest.raises(UserError) as err:
-        D.read_pairs(path)
+        data.read_pairs(path)
     assert f"{path}:{line}:" in str(err.value)
     assert words in str(err.value)
 
 
 def test_read_pairs_missing_and_empty(tmp_path):
     with pytest.raises(UserError, match="no such file"):
-        D.read_pairs(tmp_path / "nope.tsv")
+        data.read_pairs(tmp_path / "nope.tsv")
     (tmp_path / "empty.tsv").write_text("\n\n")
     with pytest.raises(UserError, match="no sentence pairs"):
-        D.read_pairs(tmp_path / "empty.tsv")
+        data.read_pairs(tmp_path / "empty.tsv")
 
 
 @pytest.mark.parametrize("verb", ["train", "evaluate"])
@@ -78,73 +80,105 @@ def test_cli_no_tab_in_validation_file(tmp_path, capsys):
 def test_tfds_loader_with_mock_data():
     tfds = pytest.importorskip("tensorflow_datasets")
     with tfds.testing.mock_data(num_examples=6):
-        pairs = D.load_tfds_pairs("tfds:ted_hrlr_translate/pt_to_en")
-        swapped = D.load_tfds_pairs("tfds:ted_hrlr_translate/pt_to_en:validation", source_lang="en", target_lang="pt")
-        limited = D.load_pairs("tfds:ted_hrlr_translate/pt_to_en", limit=2)
+        pairs = data.load_tfds_pairs("tfds:ted_hrlr_translate/pt_to_en")
+        swapped = data.load_tfds_pairs("tfds:ted_hrlr_translate/pt_to_en:validation", source_lang="en", target_lang="pt")
+        limited = data.load_pairs("tfds:ted_hrlr_translate/pt_to_en", limit=2)
     assert len(pairs) == 6 and all(isinstance(s, str) and s and t for s, t in pairs)
     assert len(swapped) == 6 and len(limited) == 2
     with tfds.testing.mock_data(num_examples=2):
         with pytest.raises(UserError, match="language 'de' not in the dataset"):
-            D.load_tfds_pairs("tfds:ted_hrlr_translate/pt_to_en", source_lang="de")
+            data.load_tfds_pairs("tfds:ted_hrlr_translate/pt_to_en", source_lang="de")
 
 
 def test_tfds_spec_parsing():
-    assert D.TfdsSpec.parse("tfds:wmt14_translate/fr-en:test") == D.TfdsSpec("wmt14_translate/fr-en", "test")
-    assert D.TfdsSpec.parse("tfds:ted_hrlr_translate/pt_to_en").split is None
+    assert data.TfdsSpec.parse("tfds:wmt14_translate/fr-en:test") == data.TfdsSpec("wmt14_translate/fr-en", "test")
+    assert data.TfdsSpec.parse("tfds:ted_hrlr_translate/pt_to_en").split is None
     with pytest.raises(UserError):
-        D.TfdsSpec.parse("tfds:")
+        data.TfdsSpec.parse("tfds:")
 
 
 def test_tokenizer_specials_round_trip(tmp_path):
     pairs = tiny_pairs(60)
-    tok = D.Tokenizer.train([p[1] for p in pairs], 40)
+    tok = data.Tokenizer.train([p[1] for p in pairs], 40)
     ids = tok.encode(["Un deux trois."])[0]
-    assert ids and not {D.PAD_ID, D.BOS_ID, D.EOS_ID} & set(ids)
-    assert tok.decode([ids + [D.EOS_ID, 7, 8]]) == ["Un deux trois."]  # stops at EOS
+    assert ids and not {data.PAD_ID, data.BOS_ID, data.EOS_ID} & set(ids)
+    assert tok.decode([ids + [data.EOS_ID, 7, 8]]) == ["Un deux trois."]  # stops at EOS
     tok.save(tmp_path / "t.model")
-    again = D.Tokenizer.load(tmp_path / "t.model")
+    again = data.Tokenizer.load(tmp_path / "t.model")
     assert again.encode(["Chat bleu."]) == tok.encode(["Chat bleu."])
-    assert (again.sp.pad_id(), again.sp.bos_id(), again.sp.eos_id()) == (0, 2, 3)
+    assert (again.processor.pad_id(), again.processor.bos_id(), again.processor.eos_id()) == (0, 2, 3)
+    (tmp_path / "damaged.model").write_bytes(b"not a sentencepiece model")
+    with pytest.raises(UserError, match="damaged.model: not a sentencepiece model"):
+        data.Tokenizer.load(tmp_path / "damaged.model")
 
 
 def test_dataset_batches_bucketed_teacher_forcing():
     pairs = tiny_pairs(50)
-    src_tok = D.Tokenizer.train([p[0] for p in pairs], 40)
-    tgt_tok = D.Tokenizer.train([p[1] for p in pairs], 40)
-    src, tgt = D.encode_pairs(pairs, src_tok, tgt_tok)
-    assert all(s[-1] == D.EOS_ID for s in src)
-    src, tgt, kept = D.filter_length(src, tgt, 6)
+    src_tok = data.Tokenizer.train([p[0] for p in pairs], 40)
+    tgt_tok = data.Tokenizer.train([p[1] for p in pairs], 40)
+    src, tgt = data.encode_pairs(pairs, src_tok, tgt_tok)
+    assert all(s[-1] == data.EOS_ID for s in src)
+    src, tgt, kept = data.filter_length(src, tgt, 6)
     assert all(len(s) <= 6 and len(t) + 1 <= 6 for s, t in zip(src, tgt)) and len(kept) < 50
-    config = D.DataConfig(batch_size=8, max_length=6, bucket_width=2)
+    config = DataConfig(batch_size=8, max_length=6, bucket_width=2)
     seen = 0
-    for (s, ti), to in D.make_dataset(src, tgt, config, shuffle=True):
+    for (s, ti), to in data.make_dataset(src, tgt, config, shuffle=True):
         s, ti, to = s.numpy(), ti.numpy(), to.numpy()
         assert s.shape[0] == ti.shape[0] == to.shape[0] <= 8 and ti.shape == to.shape
-        assert (ti[:, 0] == D.BOS_ID).all()
-        lengths = (to != D.PAD_ID).sum(1)
-        assert (to[np.arange(len(to)), lengths - 1] == D.EOS_ID).all()
-        shifted = to[:, :-1] > D.EOS_ID  # real target tokens: the decoder input is the output shifted right
+        assert (ti[:, 0] == data.BOS_ID).all()
+        lengths = (to != data.PAD_ID).sum(1)
+        assert (to[np.arange(len(to)), lengths - 1] == data.EOS_ID).all()
+        shifted = to[:, :-1] > data.EOS_ID  # real target tokens: the decoder input is the output shifted right
         assert (ti[:, 1:][shifted] == to[:, :-1][shifted]).all()
         seen += len(s)
     assert seen == len(kept)
 
 
-def test_config_json_round_trip():
-    from tasks.translation.train import DEFAULT_TRAIN, TranslationConfig
-    from tasks.translation.model import ModelConfig
+def test_config_json_round_trip(tmp_path):
+    from tasks.translation.config import DEFAULT_TRAIN
 
-    config = TranslationConfig(D.DataConfig(vocab_size=123), ModelConfig(encoder_units=7, bidirectional=False), DEFAULT_TRAIN)
-    again = TranslationConfig.from_json(json.loads(json.dumps(config.to_json())))
-    assert again == config and dataclasses.asdict(again.model)["encoder_units"] == 7
+    sections = {"data": DataConfig(vocab_size=123, val=None), "model": ModelConfig(units=7, bidirectional=False),
+                "train": DEFAULT_TRAIN, "schedule": ScheduleConfig(warmup_steps=3), "monitor": MonitorConfig(bleu_every=0)}
+    (tmp_path / "model.keras").write_bytes(b"")
+    TranslationModelDir(tmp_path, sections).save_config()
+    again = TranslationModelDir.open(tmp_path)
+    assert again.sections == sections and again.model.memory_dim == 7
+    assert json.loads((tmp_path / "config.json").read_text())["task"] == "translation"
+
+
+def test_bad_config_value_is_one_line(tmp_path):
+    (tmp_path / "model.keras").write_bytes(b"")
+    (tmp_path / "config.json").write_text(json.dumps({"task": "translation", "model": {"units": 0}}))
+    with pytest.raises(UserError, match="model: units: expected an integer >= 1, got 0"):
+        TranslationModelDir.open(tmp_path)
+
+
+def test_held_out_pairs_are_the_training_split(tmp_path):
+    path = write_tsv(tmp_path / "all.tsv", tiny_pairs(60))
+    config = DataConfig(data=str(path), val=None, val_fraction=0.1)
+    train, val = data.training_pairs(config, seed=7)
+    held_out, name = data.held_out_pairs(config, seed=7)
+    assert held_out == val and len(val) == 6 and len(train) == 54 and "held-out" in name
+    assert data.held_out_pairs(config, seed=7, limit=2)[0] == val[:2]
+
+
+def test_tiny_training_file_warns(tmp_path, caplog):
+    one = write_tsv(tmp_path / "one.tsv", [("Hello.", "Bonjour.")])
+    with caplog.at_level(logging.WARNING, logger="tasks.translation.data"):
+        train, _ = data.training_pairs(DataConfig(data=str(one), val=str(one)), seed=0)
+    assert len(train) == 1 and "only 1 training pair" in caplog.text
+    with pytest.raises(UserError, match="too few to hold out a validation set"):
+        data.training_pairs(DataConfig(data=str(one), val=None), seed=0)
 
 
 def test_resume_reuses_the_sentencepiece_models(tmp_path):
-    from tasks.translation.train import SRC_SPM, TGT_SPM, tokenizers
+    from tasks.translation.artifacts import SOURCE_SPM, TARGET_SPM
+    from tasks.translation.train import tokenizers
 
-    first = tokenizers(tmp_path, tiny_pairs(60, 0), D.DataConfig(vocab_size=40))
-    assert (tmp_path / SRC_SPM).is_file() and (tmp_path / TGT_SPM).is_file()
+    first = tokenizers(tmp_path, tiny_pairs(60, 0), DataConfig(vocab_size=40))
+    assert (tmp_path / SOURCE_SPM).is_file() and (tmp_path / TARGET_SPM).is_file()
     # an interrupted run resumes with the saved models (its ids must not change), not new ones
-    again = tokenizers(tmp_path, [("Completely different text.", "Texte tout autre.")] * 5, D.DataConfig(vocab_size=40))
+    again = tokenizers(tmp_path, [("Completely different text.", "Texte tout autre.")] * 5, DataConfig(vocab_size=40))
     assert again[0].model_proto == first[0].model_proto and again[1].model_proto == first[1].model_proto
-    shared = tokenizers(tmp_path / "shared", tiny_pairs(60, 0), D.DataConfig(vocab_size=60, shared_vocab=True))
+    shared = tokenizers(tmp_path / "shared", tiny_pairs(60, 0), DataConfig(vocab_size=60, shared_vocab=True))
     assert shared[0].model_proto == shared[1].model_proto

@@ -2,21 +2,22 @@
 
 import json
 
-import numpy as np
 import pytest
 import tensorflow as tf
 
 from lstm_core.cli import main
+from lstm_core.config import EVALUATE_KEYS
 from lstm_core.export import FUSED_LSTM_OP, TFLiteModel
-from tasks.translation import data as D
+from tasks.translation import data
+from tasks.translation.artifacts import TranslationModelDir
 from tasks.translation.decode import BeamConfig, KerasBackend, LiteRTBackend, beam_decode, greedy_decode
-from tasks.translation.train import load_model
+from tasks.translation.model import load_seq2seq
 from translation_toy import tiny_tsv
 
 TINY = [
-    "--vocab-size", "40", "--embedding-dim", "16", "--encoder-units", "16", "--decoder-units", "32",
+    "--vocab-size", "40", "--embedding-dim", "16", "--units", "16", "--decoder-units", "32",
     "--epochs", "6", "--batch-size", "16", "--learning-rate", "0.02", "--warmup-steps", "1",
-    "--bleu-every", "0", "--dropout", "0",
+    "--bleu-every", "0", "--dropout", "0", "--progress", "none",
 ]
 
 
@@ -34,74 +35,98 @@ def _last_json(capsys):
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
+def _loaded(out):
+    directory = TranslationModelDir.open(out)
+    return directory, load_seq2seq(directory), *directory.tokenizers()
+
+
 def test_model_directory_layout(trained):
     out, _ = trained
-    for name in ("model.keras", "config.json", "metrics.json", "source.spm.model", "target.spm.model"):
+    for name in ("model.keras", "config.json", "train_report.json", "source.spm.model", "target.spm.model"):
         assert (out / name).is_file(), name
     assert any((out / "logs").rglob("events.out.tfevents.*"))
     assert not (out / "backup").exists() and not out.with_name("model.partial").exists()
+    train_report = json.loads((out / "train_report.json").read_text())
+    assert train_report["epochs_run"] == 6 and 1 <= train_report["best_epoch"] <= 6
+    config = json.loads((out / "config.json").read_text())
+    assert config["task"] == "translation" and config["model"]["units"] == 16
+    assert 4 < config["model"]["tgt_vocab_size"] <= 40
     export = out / "export"
     report = json.loads((export / "export_report.json").read_text())
     assert report["greedy_check"]["sentences"] == 12
-    assert FUSED_LSTM_OP in TFLiteModel(export / "encoder.tflite").op_names()
-    assert report["tflite"]["encoder"]["ops"].count(FUSED_LSTM_OP) == 1  # listed once, used twice (BiLSTM)
-    assert not {"WHILE", "CUSTOM"} & set(report["tflite"]["decoder_step"]["ops"])
+    assert set(report["parts"]) == {"float", "int8"}  # int8 is on by default
+    assert FUSED_LSTM_OP in TFLiteModel(export / "encoder_float.tflite").op_names()
+    assert report["parts"]["float"]["encoder"]["ops"].count(FUSED_LSTM_OP) == 1  # listed once, used twice (BiLSTM)
+    assert not {"WHILE", "CUSTOM"} & set(report["parts"]["int8"]["decoder_step"]["ops"])
+    assert set(report["sha256"]) >= {"encoder_float.tflite", "decoder_step_int8.tflite"}
+    assert not out.joinpath("export.partial").exists()
 
 
 def test_litert_greedy_matches_keras_token_for_token(trained):
     out, dev = trained
-    _, seq2seq, src_tok, tgt_tok = load_model(out)
-    pairs = D.read_pairs(dev)
-    src = [s + [D.EOS_ID] for s in src_tok.encode([p[0] for p in pairs])]
+    directory, seq2seq, src_tok, _ = _loaded(out)
+    pairs = data.read_pairs(dev)
+    src = data.source_ids(src_tok, [p[0] for p in pairs])
     keras_ids = greedy_decode(KerasBackend(seq2seq), src)
-    lite_ids = greedy_decode(LiteRTBackend(out / "export" / "encoder.tflite", out / "export" / "decoder_step.tflite"), src)
-    assert lite_ids == keras_ids
+    lite = LiteRTBackend(*directory.export_parts("tflite"))
+    assert greedy_decode(lite, src) == keras_ids
     assert len({tuple(x) for x in keras_ids}) > 1  # the check is not on a degenerate constant output
-    # beam search runs on both backends too
-    beam = BeamConfig(width=3)
-    assert beam_decode(LiteRTBackend(out / "export" / "encoder.tflite", out / "export" / "decoder_step.tflite"), src[:3], beam) == beam_decode(KerasBackend(seq2seq), src[:3], beam)
+    beam = BeamConfig(width=3)  # beam search runs on both backends too
+    assert beam_decode(lite, src[:3], beam) == beam_decode(KerasBackend(seq2seq), src[:3], beam)
 
 
 def test_saved_model_translate_signature_matches_keras(trained):
     out, dev = trained
-    _, seq2seq, src_tok, tgt_tok = load_model(out)
-    sentences = [p[0] for p in D.read_pairs(dev)][:6]
-    expected = tgt_tok.decode(greedy_decode(KerasBackend(seq2seq), [s + [D.EOS_ID] for s in src_tok.encode(sentences)]))
+    _, seq2seq, src_tok, tgt_tok = _loaded(out)
+    sentences = [p[0] for p in data.read_pairs(dev)][:6]
+    expected = tgt_tok.decode(greedy_decode(KerasBackend(seq2seq), data.source_ids(src_tok, sentences)))
     loaded = tf.saved_model.load(str(out / "export" / "saved_model"))
     assert {"translate", "serving_default"} <= set(loaded.signatures)
     got = loaded.signatures["translate"](sentences=tf.constant(sentences))["translations"].numpy()
     assert [g.decode("utf-8") for g in got] == expected
 
 
-def test_evaluate_keras_and_tflite(trained, capsys):
+def test_evaluate_every_litert_runtime(trained, capsys, tmp_path):
     out, dev = trained
-    assert main(["translation", "evaluate", "--model", str(out), "--data", str(dev)]) == 0
-    keras_result = _last_json(capsys)
-    assert main(["translation", "evaluate", "--model", str(out), "--data", str(dev), "--runtime", "tflite"]) == 0
-    lite_result = _last_json(capsys)
-    for r in (keras_result, lite_result):
-        assert {"bleu", "chrf"} <= set(r) and 0 <= r["bleu"] <= 100 and r["sentences"] == 12
-    assert lite_result["bleu"] == keras_result["bleu"]
-    assert main(["translation", "evaluate", "--model", str(out), "--data", str(dev), "--beam", "3"]) == 0
-    assert _last_json(capsys)["beam"] == 3
+    results = {}
+    for runtime in ("keras", "tflite", "tflite-int8"):
+        assert main(["translation", "evaluate", "--model", str(out), "--data", str(dev), "--runtime", runtime,
+                     "--out", str(tmp_path / runtime)]) == 0
+        results[runtime] = _last_json(capsys)
+    for runtime, result in results.items():
+        assert set(EVALUATE_KEYS) <= set(result) and {"bleu", "chrf"} <= set(result)
+        assert result["examples"] == 12 and result["runtime"] == runtime and result["plot"] is None
+        assert 0 <= result["bleu"] <= 100
+        lines = (tmp_path / runtime / "translations.txt").read_text(encoding="utf-8").splitlines()
+        assert len(lines) == 12
+    assert results["tflite"]["bleu"] == results["keras"]["bleu"]
+    # without --data: the model's validation file, which is dev here
+    assert main(["translation", "evaluate", "--model", str(out), "--beam", "3", "--limit", "5"]) == 0
+    result = _last_json(capsys)
+    assert result["beam"] == 3 and result["examples"] == 5 and result["data"] == str(dev)
 
 
-def test_predict_and_missing_int8(trained, capsys):
+def test_predict(trained, capsys):
     out, _ = trained
-    assert main(["translation", "predict", "--model", str(out), "Red cat.", "Two dogs."]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 2
-    code = main(["translation", "evaluate", "--model", str(out), "--data", str(out / "x.tsv"), "--runtime", "tflite-int8"])
+    assert main(["translation", "predict", "--model", str(out), "Red cat.", "Two dogs.", "--runtime", "tflite"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2
+
+
+def test_damaged_export_is_refused_with_the_sha256_line(trained, capsys, tmp_path):
+    out, dev = trained
+    import shutil
+
+    copy = tmp_path / "model"
+    shutil.copytree(out, copy)
+    step = copy / "export" / "decoder_step_int8.tflite"
+    blob = bytearray(step.read_bytes())
+    blob[len(blob) // 2: len(blob) // 2 + 200] = bytes(200)
+    step.write_bytes(bytes(blob))
+    code = main(["translation", "evaluate", "--model", str(copy), "--data", str(dev), "--runtime", "tflite-int8"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
-    assert "encoder_int8.tflite" in err[0] and "export" in err[0] and "--int8" in err[0]
-
-
-@pytest.mark.slow
-def test_int8_export_decodes(trained, capsys):
-    out, dev = trained
-    assert main(["translation", "export", "--model", str(out), "--int8", "--check-sentences", "12"]) == 0
-    summary = _last_json(capsys)
-    assert summary["encoder_int8_bytes"] < summary["encoder_tflite_bytes"]
-    assert main(["translation", "evaluate", "--model", str(out), "--data", str(dev), "--runtime", "tflite-int8"]) == 0
-    assert _last_json(capsys)["runtime"] == "tflite-int8"
+    assert "decoder_step_int8.tflite: file changed since export (sha256 mismatch)" in err[0] and "export" in err[0]
+    (copy / "export" / "encoder_float.tflite").unlink()
+    code = main(["translation", "evaluate", "--model", str(copy), "--data", str(dev), "--runtime", "tflite"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "encoder_float.tflite does not exist: run" in err[0]
