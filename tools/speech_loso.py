@@ -31,29 +31,29 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import lstm_core.layer  # noqa: E402,F401  (registers the layer classes)
-from tasks.speech_commands import data as D  # noqa: E402
-from tasks.speech_commands import model as M  # noqa: E402
+from tasks.speech_commands import data as speech_data  # noqa: E402
+from tasks.speech_commands import model as speech_model  # noqa: E402
 
 NORMS = ("global", "utterance", "causal", "causal-var", "frame")
 
 
-def load_spectra(data_dir, cfg: M.ModelConfig, synthetic_voices: int = 0):
+def load_spectra(data_dir, cfg: speech_model.ModelConfig, synthetic_voices: int = 0):
     """``(spectra [N, T, bins], labels [N], speakers [N], words, mel [bins, mels])``.
 
     ``synthetic_voices`` > 0 appends the task's espeak-ng clips (speakers ``tts-...``).
     """
-    examples = D.scan_folder(data_dir, require_classes=2)
+    examples = speech_data.scan_folder(data_dir, require_classes=2)
     words = sorted({e.word for e in examples})
-    clips = D.load_clips([e.path for e in examples], D.DataConfig())
+    clips = speech_data.load_clips([e.path for e in examples], speech_data.DataConfig())
     labels = np.array([words.index(e.word) for e in examples])
     speakers = np.array([e.speaker for e in examples], dtype=object)
     if synthetic_voices:
         from tasks.speech_commands.synthetic import synthetic_clips
 
-        more, more_labels, more_speakers = synthetic_clips(words, synthetic_voices, D.DataConfig())
+        more, more_labels, more_speakers = synthetic_clips(words, synthetic_voices, speech_data.DataConfig())
         clips, labels = np.concatenate([clips, more]), np.concatenate([labels, more_labels])
         speakers = np.concatenate([speakers, np.array(more_speakers, dtype=object)])
-    frontend = M.LogMelFrontend(dataclasses.asdict(cfg))
+    frontend = speech_model.LogMelFrontend(dataclasses.asdict(cfg))
     frontend.build((None, clips.shape[1]))
     spectra = np.concatenate([
         frontend.intermediates(frontend.frames(tf.constant(clips[i : i + 100])))[1].numpy()
@@ -102,9 +102,9 @@ def normalise(x, norm, decay):
         mean, var = tf.nn.moments(x, axes=[1], keepdims=True)
         return (x - mean) / (tf.sqrt(var) + 1e-3)
     if norm == "causal":
-        return M.CausalMeanNormalization(decay)(x)
+        return speech_model.CausalMeanNormalization(decay)(x)
     if norm == "causal-var":  # running mean and running variance
-        layer = M.CausalMeanNormalization(decay)
+        layer = speech_model.CausalMeanNormalization(decay)
         weights = tf.constant(layer.running_mean_matrix(x.shape[1]))
         by_band = tf.transpose(x, [0, 2, 1])
         mean = tf.matmul(by_band, weights)
@@ -123,7 +123,7 @@ def build(args, num_frames, bins, classes, mel, dct, mean, var):
     x = SpectralAugment(args.gain, args.warp, args.noise, args.shift)(spectra)
     x = keras.layers.Lambda(lambda s: (log_mel(s, mel, args.log_offset, dct) - mean) / np.sqrt(var))(x)
     x = keras.layers.Lambda(lambda f: normalise(f, args.norm, args.decay))(x)
-    x = M.SpecAugment(
+    x = speech_model.SpecAugment(
         freq_masks=2 if args.spec_augment else 0, time_masks=2 if args.spec_augment else 0,
         time_stretch=args.stretch,
     )(x)
@@ -192,7 +192,7 @@ def main(argv=None):
                    help="add every word spoken by N espeak-ng voices to each fold's training set")
     args = p.parse_args(argv)
 
-    cfg = M.ModelConfig(int8_aware=False, num_mel_bins=args.mels)
+    cfg = speech_model.ModelConfig(int8_aware=False, num_mel_bins=args.mels)
     spectra, labels, speakers, words, mel = load_spectra(args.data, cfg, args.synthetic_voices)
     dct = tf.signal.mfccs_from_log_mel_spectrograms(tf.eye(args.mels))[:, : args.mfcc] if args.mfcc else None
     real = sorted({s for s in speakers if not s.startswith("tts-")})

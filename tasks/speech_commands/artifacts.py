@@ -1,93 +1,69 @@
-"""The model directory: what train writes and evaluate/export/predict read.
+"""The speech_commands model directory: the shared layout plus the labels and the split.
 
-``DIR/model.keras``, ``DIR/config.json`` (data, model and train configs + labels + data source),
-``DIR/labels.txt``, ``DIR/metrics.json``, ``DIR/logs/``, ``DIR/export/``.
+```
+DIR/model.keras  DIR/config.json  DIR/train_report.json  DIR/logs/  DIR/export/  DIR/eval/
+DIR/labels.txt   the words, one per line, in output order
+DIR/split.json   which files (and speakers) trained, validated and were held out for testing
+```
+
+``split.json`` is what lets ``evaluate`` default to the held-out test clips and warn when it is
+given clips the model was trained (or early-stopped) on.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
+from lstm_core.artifacts import ModelDir, read_json_file
+from lstm_core.config import TrainConfig
 from lstm_core.errors import UserError
-from lstm_core.model_dir import EXPORT_FILES, exported_tflite  # noqa: F401  (re-exported)
-from lstm_core.io import read_json, write_bytes_atomic, write_json_atomic
-from lstm_core.training import TrainConfig
+from lstm_core.io import write_bytes_atomic, write_json_atomic
 
-from tasks.speech_commands.data import DataConfig
-from tasks.speech_commands.model import ModelConfig
+from tasks.speech_commands.config import TASK_NAME, DataConfig, ModelConfig
 
-DEFAULT_MODEL_DIR = "saved_models/speech_commands"
+LABELS_FILE = "labels.txt"
+SPLIT_FILE = "split.json"
+STREAMING_FILES = {"float": "streaming_float.tflite", "int8": "streaming_int8.tflite"}
 
 
-@dataclasses.dataclass
-class ModelDir:
-    path: Path
-    data: DataConfig
-    model: ModelConfig
-    train: TrainConfig
-    labels: list
-    source: dict  # {"data": DIR} or {"tfds": name, "tfds_data_dir": ...}
+class SpeechModelDir(ModelDir):
+    """A trained keyword spotter (see the module docstring for the files).
+
+    Example:
+
+    ```python
+    directory = SpeechModelDir.open("saved_models/speech_commands")
+    directory.labels                      # ["eight", "five", ...]
+    directory.split()["testing"]          # held-out files, relative to directory.split()["data"]
+    ```
+    """
+
+    TASK = TASK_NAME
+    SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 
     @property
-    def export_dir(self) -> Path:
-        return self.path / "export"
-
-    def keras_model(self):
-        from tasks.speech_commands.model import load_model
-
+    def labels(self) -> list[str]:
+        path = self.path / LABELS_FILE
         try:
-            return load_model(self.path / "model.keras")
-        except Exception as err:
-            raise UserError(f"{self.path / 'model.keras'}: cannot load the Keras model ({err})") from None
+            labels = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        except (OSError, UnicodeDecodeError) as err:
+            raise UserError(f"{path}: cannot read the labels ({err})") from None
+        if len(labels) < 2 or len(set(labels)) != len(labels):
+            raise UserError(f"{path}: expected two or more distinct words, one per line")
+        return labels
 
-    def tflite_path(self, runtime: str) -> Path:
-        return exported_tflite(self.path, runtime, "speech_commands")
+    def split(self) -> dict:
+        """``split.json`` (``{}`` for a model directory written before it existed)."""
+        path = self.path / SPLIT_FILE
+        if not path.is_file():
+            return {}
+        split = read_json_file(path, SPLIT_FILE)
+        if not isinstance(split, dict):
+            raise UserError(f"{path}: expected a JSON object")
+        return split
 
-
-def _from_dict(cls, d):
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in (d or {}).items() if k in names})
-
-
-def save_model_dir(path, data: DataConfig, model: ModelConfig, train: TrainConfig, labels, source: dict) -> None:
-    path = Path(path)
-    write_json_atomic(
-        path / "config.json",
-        {
-            "task": "speech_commands",
-            "data": dataclasses.asdict(data),
-            "model": dataclasses.asdict(model),
-            "train": dataclasses.asdict(train),
-            "labels": list(labels),
-            "source": source,
-        },
-    )
-    write_bytes_atomic(path / "labels.txt", ("\n".join(labels) + "\n").encode())
-
-
-def open_model_dir(path) -> ModelDir:
-    path = Path(path)
-    config = path / "config.json"
-    if not (path / "model.keras").exists() or not config.exists():
-        hint = ""
-        if path.with_name(path.name + ".partial").exists():
-            hint = " (training did not finish: rerun the train command to resume)"
-        raise UserError(
-            f"{path}: not a speech_commands model directory (needs model.keras and config.json){hint}; "
-            "train one with `lstm-suite speech_commands train --data DIR --out DIR`"
-        )
-    try:
-        raw = read_json(config)
-    except ValueError as err:
-        raise UserError(f"{config}: invalid JSON ({err})") from None
-    if raw.get("task") != "speech_commands":
-        raise UserError(f"{config}: written by task {raw.get('task')!r}, not speech_commands")
-    return ModelDir(
-        path=path,
-        data=_from_dict(DataConfig, raw.get("data")),
-        model=_from_dict(ModelConfig, raw.get("model")),
-        train=_from_dict(TrainConfig, raw.get("train")),
-        labels=list(raw["labels"]),
-        source=raw.get("source", {}),
-    )
+    @staticmethod
+    def save_assets(work: Path, labels, split: dict) -> None:
+        """Write ``labels.txt`` and ``split.json`` into the work directory."""
+        write_bytes_atomic(Path(work) / LABELS_FILE, ("\n".join(labels) + "\n").encode())
+        write_json_atomic(Path(work) / SPLIT_FILE, split)

@@ -14,7 +14,9 @@ or cropped (the loudest 1 s window) to ``clip_samples``.
 
 Without lists, files are split by a stable hash of the speaker id (the part before
 ``_nohash_``) exactly as the original ``input_data.which_set`` does, so a speaker never crosses
-splits. ``test_speakers`` holds out named speakers instead (speaker-disjoint evaluation).
+splits; with too few speakers for the hash to place one in testing, the lowest-hash speaker is
+held out, so there is always a speaker-disjoint test split. ``test_speakers`` holds out named
+speakers instead. ``split.json`` in the model directory records the outcome.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ import numpy as np
 
 from lstm_core.errors import UserError
 
+from tasks.speech_commands.config import DataConfig
+
 log = logging.getLogger(__name__)
 
 BACKGROUND_NOISE_DIR = "_background_noise_"
@@ -40,50 +44,57 @@ MAX_NUM_WAVS_PER_CLASS = 2**27 - 1  # as in tensorflow/examples/speech_commands/
 SPLITS = ("training", "validation", "testing")
 
 
-@dataclasses.dataclass
-class DataConfig:
-    """How clips are read, split and augmented (saved in the model dir's config.json)."""
-
-    sample_rate: int = 16000
-    clip_seconds: float = 1.0
-    peak_normalize: bool = True
-    validation_percentage: float = 10.0
-    testing_percentage: float = 10.0
-    test_speakers: list = dataclasses.field(default_factory=list)
-    # augmentation (training only)
-    time_shift_ms: float = 100.0
-    background_frequency: float = 0.8
-    background_volume: float = 0.1
-    speed_range: float = 0.1  # speed perturbation: rate in [1 - r, 1 + r]
-    gain_range: float = 0.3  # random gain in [1 - g, 1]
-    spec_augment: bool = True
-    batch_size: int = 32
-    # training only: each word also spoken by this many randomised espeak-ng voices (synthetic.py)
-    synthetic_voices: int = 300
-
-    @property
-    def clip_samples(self) -> int:
-        return int(round(self.sample_rate * self.clip_seconds))
-
-
 # ----------------------------------------------------------------------------- WAV reading
+def check_wav_chunks(path: Path, raw: bytes) -> None:
+    """Refuse a RIFF/WAVE file whose ``data`` chunk is shorter than its header says.
+
+    A cut-off download or copy keeps the header, so a reader that trusts the file length would
+    silently return part of the audio (issue: half a word scored as a whole one). A declared
+    size of 0xFFFFFFFF (streamed WAVs whose writer never went back to fill it in) is accepted.
+    Files that are not RIFF/WAVE are left to the WAV parser's own error.
+    """
+    if len(raw) < 12 or raw[:4] != b"RIFF" or raw[8:12] != b"WAVE":
+        return
+    offset = 12
+    while offset + 8 <= len(raw):
+        chunk_id, size = raw[offset : offset + 4], int.from_bytes(raw[offset + 4 : offset + 8], "little")
+        start = offset + 8
+        if chunk_id == b"data":
+            available = len(raw) - start
+            if size != 0xFFFFFFFF and size > available:
+                raise UserError(
+                    f"{path}: truncated WAV file (the data chunk declares {size} bytes, only {available} "
+                    "are there); re-copy or re-record it"
+                )
+            return
+        offset = start + size + (size & 1)
+
+
 def read_wav(path, sample_rate: int = 16000) -> np.ndarray:
     """Read a WAV file as mono float32 in [-1, 1] at ``sample_rate`` (any input rate/width).
 
-    Raises :class:`UserError` naming the file when it is unreadable, empty or not PCM/float.
+    Raises :class:`UserError` naming the file when it is missing, unreadable, truncated, empty
+    or not PCM/float.
     """
+    import io
+
     from scipy.io import wavfile
     from scipy.signal import resample_poly
 
     path = Path(path)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # WavFileWarning for unknown chunks
-            rate, data = wavfile.read(str(path))
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise UserError(f"{path}: is a directory, expected a .wav file") from None
+    except OSError as err:
+        raise UserError(f"{path}: cannot read ({err.strerror or err})") from None
+    check_wav_chunks(path, raw)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # WavFileWarning for unknown chunks
+            rate, data = wavfile.read(io.BytesIO(raw))
     except Exception as err:  # scipy raises ValueError / struct.error / EOFError on bad files
         raise UserError(f"{path}: cannot read WAV audio ({err})") from None
     if rate <= 0:
@@ -162,9 +173,7 @@ def speaker_of(path) -> str:
 
 def which_set(filename, validation_percentage: float, testing_percentage: float) -> str:
     """The original Speech Commands split: a stable hash of the speaker id -> a split name."""
-    hash_name = speaker_of(filename)
-    hashed = hashlib.sha1(hash_name.encode("utf-8")).hexdigest()
-    percentage = (int(hashed, 16) % (MAX_NUM_WAVS_PER_CLASS + 1)) * (100.0 / MAX_NUM_WAVS_PER_CLASS)
+    percentage = speaker_hash_percentage(speaker_of(filename))
     if percentage < validation_percentage:
         return "validation"
     if percentage < validation_percentage + testing_percentage:
@@ -264,14 +273,33 @@ def generated_noise(sample_rate: int = 16000, seconds: float = 10.0, seed: int =
 class FolderData:
     """A scanned folder split three ways (clips loaded lazily by :meth:`arrays`)."""
 
+    root: Path
     labels: list
     splits: dict  # split name -> list[Example]
+    method: str  # how the split was made (for the log and split.json)
 
     def arrays(self, split: str, config: DataConfig):
         examples = self.splits[split]
         x = load_clips([e.path for e in examples], config)
         y = np.array([self.labels.index(e.word) for e in examples], np.int32)
         return x, y
+
+    def record(self) -> dict:
+        """What ``split.json`` keeps: the folder, the method and every file (relative) per split."""
+        return {
+            "data": str(self.root.resolve()),
+            "method": self.method,
+            **{name: [relative_name(e.path, self.root) for e in self.splits[name]] for name in SPLITS},
+            "speakers": {name: sorted({e.speaker for e in self.splits[name]}) for name in SPLITS},
+        }
+
+
+def relative_name(path, root) -> str:
+    """``word/file.wav`` relative to the data folder (how split.json names files)."""
+    try:
+        return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        return "/".join(Path(path).parts[-2:])
 
 
 def _read_list(path: Path, data_dir: Path) -> set:
@@ -284,8 +312,20 @@ def _read_list(path: Path, data_dir: Path) -> set:
     }
 
 
+def speaker_hash_percentage(speaker: str) -> float:
+    hashed = hashlib.sha1(speaker.encode("utf-8")).hexdigest()
+    return (int(hashed, 16) % (MAX_NUM_WAVS_PER_CLASS + 1)) * (100.0 / MAX_NUM_WAVS_PER_CLASS)
+
+
 def split_folder(data_dir, config: DataConfig) -> FolderData:
-    """Scan ``data_dir`` and split it (lists, else speaker hash; ``test_speakers`` override)."""
+    """Scan ``data_dir`` and split it by speaker, always with a test split.
+
+    ``test_speakers`` given: those speakers are the test split. Else ``validation_list.txt`` /
+    ``testing_list.txt`` when present, else the Speech Commands speaker hash; when the hash
+    places no speaker in testing (few speakers), the speaker with the lowest hash is held out.
+    Validation without its own speakers is a stable share of the training speakers' utterances
+    (early stopping only).
+    """
     data_dir = Path(data_dir)
     examples = scan_folder(data_dir, require_classes=2)
     labels = sorted({e.word for e in examples})
@@ -297,44 +337,89 @@ def split_folder(data_dir, config: DataConfig) -> FolderData:
     unknown = [s for s in held_out if s not in speakers]
     if unknown:
         raise UserError(
-            f"{data_dir}: --test-speaker {', '.join(unknown)} not found; speakers are "
+            f"--test-speakers: {', '.join(unknown)} not found in {data_dir}; speakers are "
             f"{', '.join(speakers[:20])}{' ...' if len(speakers) > 20 else ''}"
         )
     if held_out:
-        # speaker-disjoint test set; validation (early stopping only) = a stable 10% of the
-        # remaining utterances, so every other speaker stays in training
-        splits["testing"] = [e for e in examples if e.speaker in held_out]
-        rest = [e for e in examples if e.speaker not in held_out]
-        splits["training"], splits["validation"] = _utterance_validation(rest, config.validation_percentage)
-        source = f"held-out speakers {held_out}"
+        method = f"held-out speakers {held_out}"
     elif val_list or test_list:
         for e in examples:
             key = os.path.normpath(str(e.path))
             split = "validation" if key in val_list else "testing" if key in test_list else "training"
             splits[split].append(e)
-        source = "validation_list.txt/testing_list.txt"
+        method = "validation_list.txt/testing_list.txt"
     else:
         for e in examples:
             splits[which_set(e.path, config.validation_percentage, config.testing_percentage)].append(e)
-        source = "speaker hash"
-        if not splits["validation"]:
-            log.warning(
-                "no speaker hashed into validation (%d speakers); validating on a stable %.0f%% of "
-                "training utterances (speakers overlap)", len(speakers), config.validation_percentage,
-            )
-            splits["training"], splits["validation"] = _utterance_validation(
-                splits["training"], config.validation_percentage
-            )
+        method = "speaker hash"
+        if not splits["testing"] and len(speakers) > 1:
+            held_out = [min(speakers, key=speaker_hash_percentage)]
+            method = f"speaker hash; no speaker hashed into testing, so the lowest-hash speaker {held_out} is held out"
+    if held_out:
+        splits["testing"] = [e for e in examples if e.speaker in held_out]
+        splits["validation"] = [e for e in splits["validation"] if e.speaker not in held_out]
+        validating = {id(e) for e in splits["validation"]}
+        splits["training"] = [e for e in examples if e.speaker not in held_out and id(e) not in validating]
+    if not splits["validation"]:
+        log.info("no validation speakers: validating on a stable %.0f%% of the training speakers' utterances",
+                 config.validation_percentage)
+        splits["training"], splits["validation"] = _utterance_validation(
+            splits["training"], config.validation_percentage
+        )
     if not splits["training"]:
-        raise UserError(f"{data_dir}: the split ({source}) left no training files")
+        raise UserError(f"{data_dir}: the split ({method}) left no training files")
     train_words = {e.word for e in splits["training"]}
     if len(train_words) < 2:
         raise UserError(f"{data_dir}: training split has a single class {sorted(train_words)}")
     for s in SPLITS:
         spk = sorted({e.speaker for e in splits[s]})
-        log.info("%s: %d files, %d speakers%s (split by %s)", s, len(splits[s]), len(spk),
-                 f" {spk}" if len(spk) <= 6 else "", source)
-    return FolderData(labels=labels, splits=splits)
+        log.info("%s: %d files, %d speakers%s (split: %s)", s, len(splits[s]), len(spk),
+                 f" {spk}" if len(spk) <= 6 else "", method)
+    return FolderData(root=data_dir, labels=labels, splits=splits, method=method)
+
+
+@dataclasses.dataclass
+class TrainingData:
+    """What train needs: labels, training clips (array or tfds stream), validation/test arrays."""
+
+    labels: list
+    train_x: object  # np.ndarray [N, samples] or a tf.data.Dataset of (clip, label)
+    train_y: np.ndarray | None
+    validation: tuple
+    test: tuple | None
+    noise: np.ndarray
+    split: dict  # split.json
+
+
+def _take_arrays(ds, limit: int):
+    xs, ys = [], []
+    for x, y in ds.take(limit).as_numpy_iterator():
+        xs.append(x)
+        ys.append(y)
+    if not xs:
+        return np.zeros((0, 1), np.float32), np.zeros((0,), np.int32)
+    return np.stack(xs), np.asarray(ys, np.int32)
+
+
+def load_training_data(config: DataConfig) -> TrainingData:
+    """The training, validation and test clips of ``config.data`` (folder or ``tfds:<name>``)."""
+    import time
+
+    if config.tfds_name:
+        train_ds, labels = load_tfds("train", config, name=config.tfds_name)
+        val = _take_arrays(load_tfds("validation", config, name=config.tfds_name)[0], config.max_eval_clips)
+        test = _take_arrays(load_tfds("test", config, name=config.tfds_name)[0], config.max_eval_clips)
+        split = {"data": config.data, "method": "tfds splits train/validation/test"}
+        return TrainingData(labels, train_ds, None, val, test, background_noise(None, config.sample_rate), split)
+    folder = split_folder(config.data, config)
+    started = time.time()
+    train = folder.arrays("training", config)
+    val = folder.arrays("validation", config)
+    test = folder.arrays("testing", config) if folder.splits["testing"] else None
+    log.info("loaded %d clips in %.1fs", len(train[0]) + len(val[0]) + (len(test[0]) if test else 0),
+             time.time() - started)
+    noise = background_noise(config.data, config.sample_rate)
+    return TrainingData(folder.labels, train[0], train[1], val, test, noise, folder.record())
 
 
 # ----------------------------------------------------------------------------- tf.data + augmentation
@@ -417,23 +502,23 @@ def make_dataset(x, y, config: DataConfig, *, training: bool, noise=None, seed: 
 TFDS_NAME = "speech_commands"
 
 
-def load_tfds(split: str, config: DataConfig, data_dir=None, download: bool = True):
+def load_tfds(split: str, config: DataConfig, name: str = TFDS_NAME, download: bool = True):
     """tfds ``speech_commands`` as ``(dataset of (clip [N] float32, label int32), label names)``.
 
     The audio (int16 at 16 kHz) goes through the same :func:`preprocess` as WAV files. Needs the
-    dataset prepared in ``data_dir`` (or network access to download it).
+    dataset prepared in ``config.tfds_data_dir`` (or network access to download it).
     """
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
     try:
         ds, info = tfds.load(
-            TFDS_NAME, split=split, data_dir=data_dir, with_info=True, download=download,
+            name, split=split, data_dir=config.tfds_data_dir, with_info=True, download=download,
             as_supervised=True,
         )
     except Exception as err:
         raise UserError(
-            f"tfds {TFDS_NAME} split {split!r}: cannot load ({type(err).__name__}: {err})"
+            f"--data tfds:{name} split {split!r}: cannot load ({type(err).__name__}: {err})"
         ) from None
     labels = list(info.features["label"].names)
     n = config.clip_samples

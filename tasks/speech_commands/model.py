@@ -27,57 +27,11 @@ import numpy as np
 import tensorflow as tf
 
 import lstm_core
+from lstm_core.errors import UserError
 from lstm_core.export import FLOAT_ATOL
 
-
-@dataclasses.dataclass
-class ModelConfig:
-    sample_rate: int = 16000
-    clip_samples: int = 16000
-    feature_rate: int = 8000  # decimate to this rate before the DFT (== sample_rate: no decimation)
-    frame_ms: float = 25.0
-    hop_ms: float = 20.0
-    dft_bin_hz: float = 62.5  # spacing of the DFT bins (matrix DFT: any spacing works)
-    num_mel_bins: int = 32
-    num_mfcc: int = 0  # >0: keep this many MFCCs (DCT of the log-mel), 0: log-mel features
-    lower_edge_hertz: float = 60.0
-    upper_edge_hertz: float = 3800.0
-    spectrum: str = "magnitude"  # "magnitude" (L1, int8-friendly) or "power"
-    log_offset: float = 0.25
-    int8_aware: bool = True  # round the front end's spectrum tensors to an int8 grid (FakeQuant)
-    fir_taps: int = 31
-    lstm_units: int = 48
-    dropout: float = 0.1
-    spec_augment: bool = True
-    freq_masks: int = 2
-    freq_mask_width: int = 4
-    time_masks: int = 2
-    time_mask_width: int = 5
-    channel_tilt: float = 0.0  # SpecAugment extra: random spectral tilt/ripple (standardised units)
-    time_stretch: float = 0.4  # SpecAugment extra: tempo factor in [1/(1+s), 1+s]
-    frame_projection: int = 0  # Dense(relu) per frame before the LSTM (0: none)
-    feature_norm: str = "causal"  # "global": training-set standardisation only; "causal": also
-    # subtract each band's running mean over the past frames (streaming-friendly CMN)
-    norm_decay: float = 0.8  # running-mean decay per 20 ms frame (time constant ~0.1 s)
-
-    @property
-    def decimation(self) -> int:
-        if self.sample_rate % self.feature_rate:
-            raise ValueError(f"sample_rate {self.sample_rate} must be a multiple of feature_rate {self.feature_rate}")
-        return self.sample_rate // self.feature_rate
-
-    @property
-    def num_features(self) -> int:
-        return self.num_mfcc or self.num_mel_bins
-
-    @property
-    def hop_samples(self) -> int:
-        """Hop in input (``sample_rate``) samples: what the streaming model consumes per call."""
-        return int(round(self.sample_rate * self.hop_ms / 1000))
-
-    @property
-    def num_frames(self) -> int:
-        return -(-self.clip_samples // self.hop_samples)
+from tasks.speech_commands.artifacts import SpeechModelDir
+from tasks.speech_commands.config import ModelConfig
 
 
 # An int8-aware front end rounds three spectrum tensors to an int8 grid in the float model too.
@@ -92,7 +46,7 @@ def float_export_atol(cfg: ModelConfig) -> float:
     return FAKE_QUANT_ATOL if cfg.int8_aware else FLOAT_ATOL
 
 
-def _frontend_constants(cfg: ModelConfig) -> dict:
+def frontend_constants(cfg: ModelConfig) -> dict:
     """Numpy constants of the front end (FIR, DFT and mel matrices)."""
     from scipy.signal import firwin
 
@@ -141,8 +95,9 @@ class LogMelFrontend(keras.layers.Layer):
     def __init__(self, config: dict, **kwargs):
         super().__init__(**kwargs)
         self.config = dict(config)
-        self.cfg = ModelConfig(**self.config)
-        c = _frontend_constants(self.cfg)
+        known = {field.name for field in dataclasses.fields(ModelConfig)}
+        self.cfg = ModelConfig(**{k: v for k, v in self.config.items() if k in known})
+        c = frontend_constants(self.cfg)
         self.frame, self.hop, self.num_bins = c["frame"], c["hop"], c["num_bins"]
         self.dft = tf.constant(c["dft"])
         self.mel = tf.constant(c["mel"])
@@ -322,9 +277,8 @@ class SpecAugment(keras.layers.Layer):
     """SpecAugment (Park et al. 2019) frequency and time masking; identity at inference."""
 
     def __init__(self, freq_masks=2, freq_mask_width=4, time_masks=2, time_mask_width=5, seed=None,
-                 channel_tilt=0.0, time_stretch=0.0, **kwargs):
+                 time_stretch=0.0, **kwargs):
         super().__init__(**kwargs)
-        self.channel_tilt = channel_tilt
         self.time_stretch = time_stretch
         self.freq_masks, self.freq_mask_width = freq_masks, freq_mask_width
         self.time_masks, self.time_mask_width = time_masks, time_mask_width
@@ -360,14 +314,6 @@ class SpecAugment(keras.layers.Layer):
             x = tf.gather(x, lo, batch_dims=1) * (1 - frac) + tf.gather(x, hi, batch_dims=1) * frac
         f = self._masks(batch, bins, self.freq_masks, self.freq_mask_width)[:, None, :]
         t = self._masks(batch, steps, self.time_masks, self.time_mask_width)[:, :, None]
-        if self.channel_tilt:
-            # random microphone/channel colouring: a smooth random curve over the mel bands
-            # (tilt + one ripple), added to every frame (log domain = multiplicative filter)
-            pos = tf.linspace(-1.0, 1.0, bins)[None, None, :]
-            a = tf.random.uniform([batch, 1, 1], -1.0, 1.0) * self.channel_tilt
-            b = tf.random.uniform([batch, 1, 1], -1.0, 1.0) * self.channel_tilt * 0.5
-            phase = tf.random.uniform([batch, 1, 1], 0.0, 2 * np.pi)
-            x = x + a * pos + b * tf.cos(np.pi * pos + phase)
         # masked cells take 0 = the (standardised) mean
         return x * f * t
 
@@ -379,7 +325,6 @@ class SpecAugment(keras.layers.Layer):
             "time_masks": self.time_masks,
             "time_mask_width": self.time_mask_width,
             "seed": self.seed,
-            "channel_tilt": self.channel_tilt,
             "time_stretch": self.time_stretch,
         }
 
@@ -413,10 +358,8 @@ def build_model(cfg: ModelConfig, num_classes: int, feature_stats=None) -> keras
         raise ValueError(f"feature_norm must be 'global' or 'causal', got {cfg.feature_norm!r}")
     if cfg.spec_augment:
         x = SpecAugment(cfg.freq_masks, cfg.freq_mask_width, cfg.time_masks, cfg.time_mask_width,
-                        channel_tilt=cfg.channel_tilt, time_stretch=cfg.time_stretch, name="spec_augment")(x)
-    if cfg.frame_projection:
-        x = keras.layers.Dense(cfg.frame_projection, activation="relu", name="frame_projection")(x)
-    x = lstm_core.LSTM(cfg.lstm_units, name="lstm")(x)
+                        time_stretch=cfg.time_stretch, name="spec_augment")(x)
+    x = lstm_core.LSTM(cfg.units, name="lstm")(x)
     if cfg.dropout:
         x = keras.layers.Dropout(cfg.dropout, name="dropout")(x)
     probs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
@@ -464,8 +407,9 @@ CUSTOM_OBJECTS = {
 }
 
 
-def load_model(path) -> keras.Model:
-    return keras.models.load_model(path, custom_objects=CUSTOM_OBJECTS, compile=False)
+def load_trained_model(model_dir: SpeechModelDir) -> keras.Model:
+    """``model.keras`` of ``model_dir`` (safe mode; a damaged file is one error line)."""
+    return model_dir.keras_model(custom_objects=CUSTOM_OBJECTS)
 
 
 # ----------------------------------------------------------------------------- streaming
@@ -487,8 +431,6 @@ class StreamingStep(keras.layers.Layer):
         self.standardize = clip_model.get_layer("standardize")
         self.lstm = clip_model.get_layer("lstm")
         self.head = clip_model.get_layer("probabilities")
-        names = {l.name for l in clip_model.layers}
-        self.projection = clip_model.get_layer("frame_projection") if "frame_projection" in names else None
         self.state_names = list(streaming_state_shapes(clip_model))
         self.mean_norm = clip_model.get_layer("causal_mean_norm") if "norm_mean" in self.state_names else None
 
@@ -505,8 +447,6 @@ class StreamingStep(keras.layers.Layer):
         feats = self.standardize(fe.features(frame[:, None, :]))[:, 0, :]  # a 1-frame sequence
         if self.mean_norm is not None:
             feats, new["norm_mean"] = self.mean_norm.step(feats, state["norm_mean"])
-        if self.projection is not None:
-            feats = self.projection(feats)
         out, (new["h"], new["c"]) = self.lstm.step(feats, [state["h"], state["c"]])
         return [self.head(out), *(new[k] for k in self.state_names)]
 
@@ -566,3 +506,44 @@ def predict_proba(model: keras.Model, clips: np.ndarray, batch_size: int = 64) -
             batch = np.concatenate([batch, np.zeros((batch_size - real,) + batch.shape[1:], np.float32)])
         out.append(np.asarray(model(batch, training=False))[:real])
     return np.concatenate(out) if out else np.zeros((0, model.outputs[0].shape[-1]), np.float32)
+
+
+class Classifier:
+    """``clips [N, samples] -> probabilities [N, words]`` in one runtime.
+
+    ``keras``: ``model.keras``; ``tflite`` / ``tflite-int8``: the exported clip models under
+    LiteRT; ``tflm``: the int8 export in TensorFlow Lite Micro. Exported files are checked
+    against the SHA-256 that export recorded.
+
+    Example:
+
+    ```python
+    probabilities = Classifier(SpeechModelDir.open(path), "tflite-int8")(clips)
+    ```
+    """
+
+    def __init__(self, model_dir: SpeechModelDir, runtime: str = "keras"):
+        self.runtime = runtime
+        self.model = self.runner = None
+        if runtime == "keras":
+            self.model = load_trained_model(model_dir)
+            return
+        path = model_dir.export_file(runtime)
+        if runtime == "tflm":
+            from lstm_core.tflm import TFLMModel
+
+            self.runner = TFLMModel(path)
+        else:
+            from lstm_core.export import TFLiteModel
+
+            try:
+                self.runner = TFLiteModel(path)
+            except Exception as err:  # noqa: BLE001 - any interpreter failure is a bad file here
+                first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+                raise UserError(f"{path}: cannot load the TFLite model ({first[:200]})") from None
+
+    def __call__(self, clips: np.ndarray) -> np.ndarray:
+        if self.model is not None:
+            return predict_proba(self.model, clips)
+        out = [np.asarray(self.runner(clip[None].astype(np.float32))[0])[0] for clip in clips]
+        return np.stack(out) if out else np.zeros((0, 0), np.float32)

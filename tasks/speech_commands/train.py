@@ -1,4 +1,4 @@
-"""``lstm-suite speech_commands train``: folder (or tfds) -> trained model directory."""
+"""``lstm-suite speech_commands train``: a folder of WAVs (or tfds) -> a model directory."""
 
 from __future__ import annotations
 
@@ -11,94 +11,54 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lstm_core import plots
+from lstm_core.artifacts import TRAIN_REPORT_FILE
+from lstm_core.config import OutputConfig, TrainConfig
 from lstm_core.errors import UserError
 from lstm_core.io import write_json_atomic
-from lstm_core.training import TrainConfig, fit, model_directory, set_seed
+from lstm_core.training import distribution_scope, epoch_summary, fit, model_directory, set_seed
 
-from tasks.speech_commands import data as D
-from tasks.speech_commands import model as M
-from tasks.speech_commands.artifacts import save_model_dir
+from tasks.speech_commands import data as speech_data
+from tasks.speech_commands import metrics as speech_metrics
+from tasks.speech_commands import model as speech_model
+from tasks.speech_commands.artifacts import SpeechModelDir
+from tasks.speech_commands.config import DataConfig, ModelConfig
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TRAIN = TrainConfig(epochs=30, learning_rate=3e-3, patience=12, monitor="val_loss")
-STATS_CLIPS = 2000  # clips used for the feature standardisation statistics
+STATS_CLIPS = 2000  # clips used for the front-end gains and the feature standardisation
 
 
 class ConfusionMatrixImage(keras.callbacks.Callback):
-    """Writes the validation confusion matrix as a TensorBoard image every ``every`` epochs."""
+    """Writes the validation confusion matrix as a TensorBoard image after every epoch."""
 
-    def __init__(self, clips, labels_true, label_names, log_dir, every: int = 1, tag="confusion_matrix/validation"):
+    def __init__(self, clips, labels_true, words, log_dir, tag="confusion_matrix/validation"):
         super().__init__()
-        self.clips, self.labels_true, self.names = clips, labels_true, label_names
+        self.clips, self.labels_true, self.words, self.tag = clips, labels_true, words, tag
         self.writer = tf.summary.create_file_writer(str(Path(log_dir) / "validation"))
-        self.every, self.tag = max(1, every), tag
 
     def on_epoch_end(self, epoch, logs=None):
-        if epoch % self.every and epoch + 1 != self.params.get("epochs"):
-            return
-        write_confusion_image(self.model, self.clips, self.labels_true, self.names, self.writer, self.tag, epoch)
+        write_confusion_image(self.model, self.clips, self.labels_true, self.words, self.writer, self.tag, epoch)
 
 
-def write_confusion_image(model, clips, y, names, writer, tag, step):
-    pred = M.predict_proba(model, clips).argmax(-1)
-    cm = plots.confusion_matrix(y, pred, len(names))
-    png = plots.confusion_matrix_png(cm, names, title=f"{tag} (step {step})")
+def write_confusion_image(model, clips, labels_true, words, writer, tag, step) -> dict:
+    predicted = speech_model.predict_proba(model, clips).argmax(-1)
+    metrics = speech_metrics.classification_metrics(labels_true, predicted, words)
+    png = speech_metrics.confusion_png(metrics, title=f"{tag} (step {step})")
     with writer.as_default():
         tf.summary.image(tag, tf.image.decode_png(png)[None], step=step)
     writer.flush()
-    return cm, pred
+    return metrics
 
 
-def _take_arrays(ds, limit: int):
-    xs, ys = [], []
-    count = 0
-    for x, y in ds.as_numpy_iterator():
-        xs.append(x)
-        ys.append(y)
-        count += 1
-        if count >= limit:
-            break
-    if not xs:
-        return np.zeros((0, 1), np.float32), np.zeros((0,), np.int32)
-    return np.stack(xs), np.asarray(ys, np.int32)
-
-
-def load_training_data(args, dcfg: D.DataConfig):
-    """Returns ``(labels, train_x/ds, train_y, (val_x, val_y), (test_x, test_y) or None, source, noise)``."""
-    if getattr(args, "tfds", False):
-        train_ds, labels = D.load_tfds("train", dcfg, data_dir=args.tfds_data_dir)
-        val_ds, _ = D.load_tfds("validation", dcfg, data_dir=args.tfds_data_dir)
-        test_ds, _ = D.load_tfds("test", dcfg, data_dir=args.tfds_data_dir)
-        val = _take_arrays(val_ds, args.max_eval_clips)
-        test = _take_arrays(test_ds, args.max_eval_clips)
-        noise = D.background_noise(None, dcfg.sample_rate)
-        source = {"tfds": D.TFDS_NAME, "tfds_data_dir": args.tfds_data_dir}
-        return labels, train_ds, None, val, test, source, noise
-    if args.data is None:
-        raise UserError("train needs --data DIR (a <word>/<speaker>_nohash_<n>.wav folder) or --tfds")
-    folder = D.split_folder(args.data, dcfg)
-    t0 = time.time()
-    train = folder.arrays("training", dcfg)
-    val = folder.arrays("validation", dcfg)
-    test = folder.arrays("testing", dcfg) if folder.splits["testing"] else None
-    log.info("loaded %d clips in %.1fs", len(train[0]) + len(val[0]) + (len(test[0]) if test else 0), time.time() - t0)
-    noise = D.background_noise(args.data, dcfg.sample_rate)
-    source = {"data": str(Path(args.data).resolve())}
-    return folder.labels, train[0], train[1], val, test, source, noise
-
-
-def add_synthetic_voices(train_x, train_y, labels, dcfg: D.DataConfig, seed: int):
-    """Training data plus every word spoken by ``dcfg.synthetic_voices`` espeak-ng voices."""
-    if dcfg.synthetic_voices <= 0:
+def add_synthetic_voices(train_x, train_y, labels, config: DataConfig, seed: int):
+    """Training data plus every word spoken by ``config.synthetic_voices`` espeak-ng voices."""
+    if config.synthetic_voices <= 0:
         return train_x, train_y, 0
     from tasks.speech_commands.synthetic import synthetic_clips
 
-    t0 = time.time()
-    x, y, _ = synthetic_clips(labels, dcfg.synthetic_voices, dcfg, seed=seed)
-    log.info("synthesised %d clips (%d voices x %d speakable words) in %.1fs",
-             len(x), dcfg.synthetic_voices, len(x) // max(dcfg.synthetic_voices, 1), time.time() - t0)
+    started = time.time()
+    x, y, _ = synthetic_clips(labels, config.synthetic_voices, config, seed=seed)
+    log.info("synthesised %d clips (%d voices) in %.1fs", len(x), config.synthetic_voices, time.time() - started)
     if len(x) == 0:
         return train_x, train_y, 0
     if isinstance(train_x, tf.data.Dataset):  # tfds: interleave at random, in proportion to the sizes
@@ -111,62 +71,90 @@ def add_synthetic_voices(train_x, train_y, labels, dcfg: D.DataConfig, seed: int
     return np.concatenate([train_x, x]), np.concatenate([train_y, y]), len(x)
 
 
-def train(args, dcfg: D.DataConfig, mcfg: M.ModelConfig, tcfg: TrainConfig) -> dict:
-    started = time.time()
-    labels, train_x, train_y, val, test, source, noise = load_training_data(args, dcfg)
-    train_x, train_y, synthetic = add_synthetic_voices(train_x, train_y, labels, dcfg, tcfg.seed)
-    if len(val[0]) == 0:
-        raise UserError("the validation split is empty; add validation_list.txt or more speakers")
-    mcfg = dataclasses.replace(mcfg, sample_rate=dcfg.sample_rate, clip_samples=dcfg.clip_samples)
-    with model_directory(args.out) as work:
-        set_seed(tcfg.seed)
-        if isinstance(train_x, tf.data.Dataset):
-            stats_clips, _ = _take_arrays(train_x, STATS_CLIPS)
-        else:
-            rng = np.random.default_rng(tcfg.seed)
-            pick = rng.permutation(len(train_x))[:STATS_CLIPS]
-            stats_clips = train_x[np.sort(pick)]
-        model = M.build_calibrated_model(mcfg, len(labels), stats_clips)
-        train_ds = D.make_dataset(train_x, train_y, dcfg, training=True, noise=noise, seed=tcfg.seed)
-        val_ds = D.make_dataset(val[0], val[1], dcfg, training=False)
-        steps = tcfg.steps_per_epoch or int(train_ds.cardinality().numpy())
-        if steps <= 0:  # unknown cardinality (tfds): a plain learning rate
-            lr = tcfg.learning_rate
-        else:
-            lr = keras.optimizers.schedules.CosineDecay(
-                tcfg.learning_rate, decay_steps=max(1, steps * tcfg.epochs), alpha=0.05
-            )
-        model.compile(
-            optimizer=keras.optimizers.Adam(lr),
-            loss="sparse_categorical_crossentropy",
-            weighted_metrics=["accuracy"],  # evaluation batches carry 0-weight padding
-        )
-        model.summary(print_fn=lambda s, **_: log.info(s))
-        save_model_dir(work, dcfg, mcfg, tcfg, labels, source)
-        cm_cb = ConfusionMatrixImage(val[0], val[1], labels, work / "logs")
-        hparams = {**{f"data.{k}": v for k, v in dataclasses.asdict(dcfg).items() if k != "test_speakers"},
-                   **{f"model.{k}": v for k, v in dataclasses.asdict(mcfg).items()},
-                   "test_speakers": ",".join(dcfg.test_speakers)}
-        history = fit(model, train_ds, val_ds, workdir=work, config=tcfg, hparams=hparams, callbacks=[cm_cb])
-        model.save(work / "model.keras")
+def check_front_end(config: ModelConfig) -> None:
+    """Front-end settings that are each in range but do not fit together -> one error line."""
+    try:
+        config.decimation
+        speech_model.frontend_constants(config)
+    except ValueError as err:
+        raise UserError(f"front-end settings: {err}") from None
 
-        metrics = {"labels": labels, "epochs_run": len(history.history.get("loss", [])),
-                   "training_examples": int(len(train_y)) if train_y is not None else None,
-                   "synthetic_training_examples": synthetic}
+
+def _statistics_clips(train_x, seed: int):
+    if isinstance(train_x, tf.data.Dataset):
+        return np.stack([x for x, _ in train_x.take(STATS_CLIPS).as_numpy_iterator()])
+    pick = np.random.default_rng(seed).permutation(len(train_x))[:STATS_CLIPS]
+    return train_x[np.sort(pick)]
+
+
+def train(data: DataConfig, model: ModelConfig, train: TrainConfig, output: OutputConfig) -> dict:
+    """Train a keyword spotter into ``output.out``; returns the train report.
+
+    Args:
+        data: clips, split and augmentation.
+        model: front end and LSTM.
+        train: optimisation (epochs, learning rate, early stopping, seed, distribution).
+        output: the model directory and whether it may be replaced or resumed.
+
+    Example:
+
+    ```python
+    report = train(DataConfig(data="data/speech_commands/digits"), ModelConfig(units=32),
+                   DEFAULT_TRAIN, OutputConfig(out="saved_models/kws"))
+    ```
+    """
+    started = time.time()
+    model = dataclasses.replace(model, sample_rate=data.sample_rate, clip_samples=data.clip_samples)
+    with model_directory(output.out, overwrite=output.overwrite, resume=output.resume) as work:
+        check_front_end(model)
+        loaded = speech_data.load_training_data(data)
+        val_x, val_y = loaded.validation
+        if len(val_x) == 0:
+            raise UserError(f"--data {data.data}: the validation split is empty; add validation_list.txt or speakers")
+        train_x, train_y, synthetic = add_synthetic_voices(
+            loaded.train_x, loaded.train_y, loaded.labels, data, train.seed)
+        set_seed(train.seed)
+        train_ds = speech_data.make_dataset(train_x, train_y, data, training=True, noise=loaded.noise, seed=train.seed)
+        val_ds = speech_data.make_dataset(val_x, val_y, data, training=False)
+        steps = train.steps_per_epoch or int(train_ds.cardinality().numpy())
+        with distribution_scope(train):
+            keras_model = speech_model.build_calibrated_model(
+                model, len(loaded.labels), _statistics_clips(train_x, train.seed))
+            learning_rate = train.learning_rate if steps <= 0 else keras.optimizers.schedules.CosineDecay(
+                train.learning_rate, decay_steps=max(1, steps * train.epochs), alpha=0.05)
+            keras_model.compile(
+                optimizer=keras.optimizers.Adam(learning_rate),
+                loss="sparse_categorical_crossentropy",
+                weighted_metrics=["accuracy"],  # evaluation batches carry 0-weight padding
+            )
+        keras_model.summary(print_fn=lambda line, **_: log.info(line))
+        directory = SpeechModelDir(work, {"data": data, "model": model, "train": train})
+        directory.save_config(work)
+        directory.save_assets(work, loaded.labels, loaded.split)
+        hparams = {**{f"data.{k}": v for k, v in dataclasses.asdict(data).items() if k != "test_speakers"},
+                   **{f"model.{k}": v for k, v in dataclasses.asdict(model).items()},
+                   "test_speakers": ",".join(data.test_speakers)}
+        confusion = ConfusionMatrixImage(val_x, val_y, loaded.labels, work / "logs")
+        fit(keras_model, train_ds, val_ds, workdir=work, config=train, hparams=hparams, callbacks=[confusion])
+        keras_model.save(work / "model.keras")
+
+        report = {
+            **epoch_summary(work, train),
+            "training_examples": int(len(train_y)) if train_y is not None else None,
+            "synthetic_training_examples": synthetic,
+            "split": loaded.split.get("method"),
+            "speakers": loaded.split.get("speakers"),
+        }
         writer = tf.summary.create_file_writer(str(work / "logs" / "evaluation"))
-        for name, split in (("validation", val), ("testing", test)):
+        for name, split in (("validation", loaded.validation), ("test", loaded.test)):
             if split is None or len(split[0]) == 0:
                 continue
-            cm, pred = write_confusion_image(
-                model, split[0], split[1], labels, writer, f"confusion_matrix/{name}_final", metrics["epochs_run"]
-            )
-            plots.save_png(work / f"confusion_{name}.png", plots.confusion_matrix_png(cm, labels, title=name))
-            metrics[f"{name}_accuracy"] = float(np.mean(pred == split[1]))
-            metrics[f"{name}_examples"] = int(len(split[1]))
-        if dcfg.test_speakers:
-            metrics["test_speakers"] = list(dcfg.test_speakers)
-        metrics["train_seconds"] = round(time.time() - started, 1)
-        write_json_atomic(work / "metrics.json", metrics)
-    log.info("validation accuracy %.4f%s", metrics.get("validation_accuracy", float("nan")),
-             f", test accuracy {metrics['testing_accuracy']:.4f}" if "testing_accuracy" in metrics else "")
-    return {k: v for k, v in metrics.items() if k != "labels"} | {"model": str(args.out)}
+            scores = write_confusion_image(keras_model, split[0], split[1], loaded.labels, writer,
+                                           f"confusion_matrix/{name}_final", report["epochs_run"])
+            report[f"{name}_accuracy"] = scores["accuracy"]
+            report[f"{name}_examples"] = int(len(split[1]))
+        report["wall_seconds"] = round(time.time() - started, 1)
+        write_json_atomic(work / TRAIN_REPORT_FILE, report)
+    log.info("validation accuracy %.4f%s", report.get("validation_accuracy", float("nan")),
+             f", test accuracy {report['test_accuracy']:.4f}" if "test_accuracy" in report else "")
+    return {**report, "model": str(output.out)}

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 from scipy.io import wavfile
 
 WORDS = {"up": (500.0, 900.0), "down": (1400.0, 600.0), "flat": (1000.0, 1000.0)}

@@ -1,76 +1,94 @@
 """Tiny end-to-end run on generated tone/chirp WAVs: train -> export -> LiteRT evaluate/predict."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 
 from lstm_core.cli import main
+from lstm_core.config import EVALUATE_KEYS
 from lstm_core.export import TFLiteModel
-from tasks.speech_commands import data as D
-from tasks.speech_commands import model as M
-from tasks.speech_commands.artifacts import open_model_dir
+from tasks.speech_commands import data as speech_data
+from tasks.speech_commands import model as speech_model
+from tasks.speech_commands.artifacts import SpeechModelDir
 
 
 def _last_json(out: str) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def _one_error_line(capsys) -> str:
+    lines = [line for line in capsys.readouterr().err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("lstm-suite: error: "), lines
+    return lines[0]
+
+
 @pytest.fixture(scope="module")
 def trained(tiny_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("sc") / "model"
     argv = ["-q", "speech_commands", "train", "--data", str(tiny_data), "--out", str(out),
-            "--test-speaker", "dave", "--epochs", "2", "--lstm-units", "8", "--num-mel-bins", "16",
-            "--batch-size", "8", "--synthetic-voices", "2"]
+            "--test-speakers", "dave", "--epochs", "2", "--units", "8", "--num-mel-bins", "16",
+            "--batch-size", "8", "--synthetic-voices", "2", "--progress", "none"]
     assert main(argv) == 0
     return out
 
 
 def test_train_writes_the_model_directory(trained):
-    for name in ("model.keras", "config.json", "labels.txt", "metrics.json", "confusion_testing.png"):
+    for name in ("model.keras", "config.json", "labels.txt", "train_report.json", "split.json"):
         assert (trained / name).exists(), name
     assert not trained.with_name("model.partial").exists()
-    mdir = open_model_dir(trained)
-    assert mdir.labels == ["down", "flat", "up"] and mdir.data.test_speakers == ["dave"]
-    metrics = json.loads((trained / "metrics.json").read_text())
-    assert metrics["synthetic_training_examples"] == 2 * 3  # 2 espeak-ng voices x 3 words
+    directory = SpeechModelDir.open(trained)
+    assert directory.labels == ["down", "flat", "up"] and directory.data.test_speakers == ["dave"]
+    assert directory.model.units == 8 and directory.train.epochs == 2
+    split = directory.split()
+    assert split["speakers"]["testing"] == ["dave"] and "dave" not in split["speakers"]["training"]
+    assert len(split["testing"]) == 9 and not set(split["testing"]) & set(split["training"])
+    report = json.loads((trained / "train_report.json").read_text())
+    assert report["epochs_run"] == 2 and report["best_epoch"] in (1, 2)
+    assert report["synthetic_training_examples"] == 2 * 3  # 2 espeak-ng voices x 3 words
+    assert report["test_examples"] == 9 and 0 <= report["validation_accuracy"] <= 1
     # TensorBoard: scalars and the confusion-matrix image
-    events = list((trained / "logs").rglob("events.out.tfevents*"))
-    assert events
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     tags = set()
     for sub in ("validation", "evaluation"):
-        acc = EventAccumulator(str(trained / "logs" / sub), size_guidance={"tensors": 0})
-        acc.Reload()
-        tags |= set(acc.Tags().get("tensors", []))
+        accumulator = EventAccumulator(str(trained / "logs" / sub), size_guidance={"tensors": 0})
+        accumulator.Reload()
+        tags |= set(accumulator.Tags().get("tensors", []))
     assert any(t.startswith("confusion_matrix/") for t in tags), tags
 
 
-def test_export_then_litert_agrees_with_keras(trained, tiny_data, capsys):
-    assert main(["-q", "speech_commands", "export", "--model", str(trained), "--check-clips", "6",
-                 "--stream-check-clips", "2", "--calibration-clips", "16"]) == 0
-    summary = _last_json(capsys.readouterr().out)
-    export = trained / "export"
-    for name in ("model_float.tflite", "model_int8.tflite", "streaming_float.tflite", "export_report.json", "saved_model"):
+@pytest.fixture(scope="module")
+def exported(trained):
+    assert main(["-q", "speech_commands", "export", "--model", str(trained), "--check-examples", "6",
+                 "--stream-check-examples", "2", "--calibration-examples", "16"]) == 0
+    return trained
+
+
+def test_export_then_litert_agrees_with_keras(exported, tiny_data):
+    export = exported / "export"
+    for name in ("model_float.tflite", "model_int8.tflite", "streaming_float.tflite", "export_report.json",
+                 "saved_model"):
         assert (export / name).exists(), name
+    assert not (exported / "export.partial").exists()
     report = json.loads((export / "export_report.json").read_text())
     assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in report["tflite_float"]["ops"]
     assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in report["tflite_int8"]["ops"]
     assert not {"WHILE", "RFFT2D", "FlexRFFT"} & set(report["tflite_int8"]["ops"])
-    assert summary["int8_bytes"] <= 64 * 1024
+    assert report["sizes"]["model_int8.tflite"] <= 64 * 1024 and len(report["sha256"]["model_int8.tflite"]) == 64
     assert report["streaming"]["label_agreement_with_clip_model"] == 1.0
 
     # raw 16 kHz audio in: LiteRT float == Keras; int8 takes the same raw audio
-    mdir = open_model_dir(trained)
-    model = mdir.keras_model()
-    clips = D.load_clips(sorted((tiny_data / "up").glob("*.wav"))[:3], mdir.data)
-    keras_probs = M.predict_proba(model, clips)
+    directory = SpeechModelDir.open(exported)
+    model = speech_model.load_trained_model(directory)
+    clips = speech_data.load_clips(sorted((tiny_data / "up").glob("*.wav"))[:3], directory.data)
+    keras_probs = speech_model.predict_proba(model, clips)
     runner = TFLiteModel(export / "model_float.tflite")
     lite = np.stack([runner(c[None])[0][0] for c in clips])
     # (the front end's int8 grid may round a midpoint value differently in LiteRT: see model.py)
-    assert report["float_check_atol"] == M.float_export_atol(mdir.model) == M.FAKE_QUANT_ATOL
-    np.testing.assert_allclose(lite, keras_probs, atol=M.FAKE_QUANT_ATOL)
+    assert report["float_check_atol"] == speech_model.float_export_atol(directory.model) == speech_model.FAKE_QUANT_ATOL
+    np.testing.assert_allclose(lite, keras_probs, atol=speech_model.FAKE_QUANT_ATOL)
     assert (lite.argmax(-1) == keras_probs.argmax(-1)).all()
     int8 = TFLiteModel(export / "model_int8.tflite")
     assert int8.input_details[int8.input_names[0]]["dtype"] == np.int8
@@ -79,37 +97,64 @@ def test_export_then_litert_agrees_with_keras(trained, tiny_data, capsys):
 
     # the streaming TFLite model, hop by hop, ends on the clip model's probabilities
     stream = TFLiteModel(export / "streaming_float.tflite")
-    probs, _ = M.stream_clip(stream, clips[0], M.initial_streaming_state(model), mdir.model.hop_samples)
-    np.testing.assert_allclose(probs[-1], keras_probs[0], atol=M.FAKE_QUANT_ATOL)
+    probs, _ = speech_model.stream_clip(stream, clips[0], speech_model.initial_streaming_state(model),
+                                        directory.model.hop_samples)
+    np.testing.assert_allclose(probs[-1], keras_probs[0], atol=speech_model.FAKE_QUANT_ATOL)
     assert probs[-1].argmax() == keras_probs[0].argmax()
 
     # SavedModel: raw audio in, probabilities + label out
     import tensorflow as tf
 
-    sm = tf.saved_model.load(str(export / "saved_model"))
-    out = sm.signatures["serving_default"](audio=tf.constant(clips))
+    saved = tf.saved_model.load(str(export / "saved_model"))
+    out = saved.signatures["serving_default"](audio=tf.constant(clips))
     np.testing.assert_allclose(out["probabilities"].numpy(), keras_probs, atol=1e-5)
-    assert [l.decode() for l in out["label"].numpy()] == [mdir.labels[i] for i in keras_probs.argmax(-1)]
+    assert [label.decode() for label in out["label"].numpy()] == [directory.labels[i] for i in keras_probs.argmax(-1)]
 
 
 @pytest.mark.parametrize("runtime", ["keras", "tflite", "tflite-int8"])
-def test_evaluate_every_wav_with_each_runtime(trained, tiny_data, tmp_path, capsys, runtime):
-    if runtime != "keras" and not (trained / "export" / "model_int8.tflite").exists():
-        pytest.skip("export test did not run")
+def test_evaluate_defaults_to_the_held_out_speakers(exported, tmp_path, capsys, runtime):
     out = tmp_path / runtime
-    assert main(["-q", "speech_commands", "evaluate", "--model", str(trained), "--data", str(tiny_data),
-                 "--runtime", runtime, "--out", str(out)]) == 0
-    res = _last_json(capsys.readouterr().out)
-    assert res["examples"] == 36 and res["runtime"] == runtime
-    assert 0.0 <= res["accuracy"] <= 1.0
-    assert np.sum(res["confusion_matrix"]) == 36
+    assert main(["-q", "speech_commands", "evaluate", "--model", str(exported), "--runtime", runtime,
+                 "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    result = _last_json(captured.out)
+    assert set(EVALUATE_KEYS) <= set(result)
+    assert result["task"] == "speech_commands" and result["runtime"] == runtime
+    assert result["examples"] == 9 and set(result["per_speaker_accuracy"]) == {"dave"}
+    assert 0.0 <= result["accuracy"] <= 1.0 and np.sum(result["confusion_matrix"]) == 9
+    assert result["seen_in_training"] == {"training_files": 0, "validation_files": 0, "training_speakers": []}
+    assert "WARNING" not in captured.err
+    assert result["plot"] == str(out / f"confusion_{runtime}.png")
     assert (out / f"confusion_{runtime}.png").read_bytes()[:4] == b"\x89PNG"
-    assert set(res["per_speaker_accuracy"]) == {"alice", "bob", "carol", "dave"}
 
 
-def test_predict_prints_top3(trained, tiny_data, capsys):
+def test_evaluate_warns_about_training_clips(exported, tiny_data, capsys):
+    assert main(["-q", "speech_commands", "evaluate", "--model", str(exported), "--data", str(tiny_data)]) == 0
+    captured = capsys.readouterr()
+    result = _last_json(captured.out)
+    assert result["examples"] == 36 and set(result["per_speaker_accuracy"]) == {"alice", "bob", "carol", "dave"}
+    seen = result["seen_in_training"]
+    assert seen["training_files"] + seen["validation_files"] == 27
+    assert seen["training_speakers"] == ["alice", "bob", "carol"]
+    assert "not a held-out figure" in captured.err
+    assert (exported / "eval" / "confusion_keras.png").exists()  # the default --out: MODEL/eval
+
+
+def test_a_damaged_export_is_refused(exported, tmp_path, capsys):
+    copy = tmp_path / "damaged"
+    shutil.copytree(exported, copy)
+    path = copy / "export" / "model_int8.tflite"
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 200] = bytes(200)
+    path.write_bytes(bytes(data))
+    assert main(["speech_commands", "evaluate", "--model", str(copy), "--runtime", "tflite-int8"]) == 2
+    assert "sha256 mismatch" in _one_error_line(capsys)
+
+
+def test_predict_prints_top3(exported, tiny_data, capsys):
     files = [str(tiny_data / "up" / "alice_nohash_0.wav"), str(tiny_data / "down" / "bob_nohash_1.wav")]
-    assert main(["-q", "speech_commands", "predict", "--model", str(trained), *files]) == 0
+    assert main(["-q", "speech_commands", "predict", "--model", str(exported), *files, "--runtime", "tflite"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2
     for path, line in zip(files, lines):
@@ -121,23 +166,17 @@ def test_predict_prints_top3(trained, tiny_data, capsys):
         assert probs == sorted(probs, reverse=True) and abs(sum(probs) - 1) < 0.01
 
 
-def test_bad_inputs_at_inference(trained, tmp_path, capsys):
+def test_bad_inputs_at_inference(exported, tmp_path, capsys):
     corrupt = tmp_path / "broken.wav"
     corrupt.write_bytes(b"RIFF....WAVEfmt garbage")
-    assert main(["speech_commands", "predict", "--model", str(trained), str(corrupt)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "broken.wav" in err[0]
+    assert main(["speech_commands", "predict", "--model", str(exported), str(corrupt)]) == 2
+    assert "broken.wav" in _one_error_line(capsys)
     unknown = tmp_path / "words"
     (unknown / "sideways").mkdir(parents=True)
     (unknown / "sideways" / "a_nohash_0.wav").write_bytes(corrupt.read_bytes())
-    assert main(["speech_commands", "evaluate", "--model", str(trained), "--data", str(unknown)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "sideways" in err[0]
+    assert main(["speech_commands", "evaluate", "--model", str(exported), "--data", str(unknown)]) == 2
+    assert "sideways" in _one_error_line(capsys)
     no_export = tmp_path / "m2"
-    import shutil
-
-    shutil.copytree(trained, no_export, ignore=shutil.ignore_patterns("export"))
-    assert main(["speech_commands", "evaluate", "--model", str(no_export), "--data", str(unknown.parent),
-                 "--runtime", "tflite"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "export --model" in err
+    shutil.copytree(exported, no_export, ignore=shutil.ignore_patterns("export"))
+    assert main(["speech_commands", "evaluate", "--model", str(no_export), "--runtime", "tflite"]) == 2
+    assert "export --model" in _one_error_line(capsys)
