@@ -194,6 +194,198 @@ def op_resolver_code(model, variable: str = "resolver") -> str:
     return "\n".join(lines)
 
 
+# ----------------------------------------------------------------------------- int8 LSTM fixes
+LSTM_INPUT, LSTM_HIDDEN_STATE, LSTM_CELL_STATE = 0, 18, 19  # UNIDIRECTIONAL_SEQUENCE_LSTM inputs
+LSTM_BIASES, LSTM_INPUT_WEIGHTS = (12, 13, 14, 15), (1, 2, 3, 4)
+LSTM_HIDDEN_INTERMEDIATE = 4  # "effective_hidden_scale_intermediate"
+MIN_CELL_SCALE = 2.0**-15  # LiteRT's integer tanh(cell) needs 15 + log2(cell scale) >= 0
+
+
+def align_lstm_quantization(model) -> tuple[bytes, list[str]]:
+    """Make every int8 ``UNIDIRECTIONAL_SEQUENCE_LSTM`` read the same way in LiteRT and TFLM.
+
+    Two converter outputs make the runtimes disagree (and drift from the float model):
+
+    1. The cell-state scale is a power of two taken from calibration; tiny cell ranges give
+       scales below 2^-15. LiteRT computes tanh(cell) with ``PortableApplyTanh(15 + log2
+       (scale))``, which only has cases 0..6 and silently returns for a negative count, leaving
+       the buffer unset (TFLM's tanh handles any power). The scale is raised to 2^-15: the
+       state range becomes +-1 with 3e-5 resolution, ample for int8 outputs.
+    2. When the output feeds an op that forces its own scale (``CONCATENATION`` of a
+       ``Bidirectional``), the output tensor gets the concat's scale while the hidden state keeps
+       its calibrated one. Both runtimes write the hidden state and copy its bytes to the output,
+       each reading the state with different parameters, so the error grows with time steps.
+       The hidden state (and the hidden-scale intermediate) take the output's scale and zero
+       point: every reader then agrees, and the output range covers the state's.
+
+    The file is patched in place (same size); ``model`` is bytes or a path.
+
+    Returns:
+        ``(patched bytes, list of one-line descriptions of what changed)``.
+    """
+    data, _ = _model_bytes(model)
+    buffer = bytearray(data)
+    schema = _schema()
+    root = schema.Model.GetRootAsModel(buffer, 0)
+    codes = [
+        max(root.OperatorCodes(i).BuiltinCode(), root.OperatorCodes(i).DeprecatedBuiltinCode())
+        for i in range(root.OperatorCodesLength())
+    ]
+    changes = []
+    for g in range(root.SubgraphsLength()):
+        subgraph = root.Subgraphs(g)
+        for k in range(subgraph.OperatorsLength()):
+            op = subgraph.Operators(k)
+            if codes[op.OpcodeIndex()] != schema.BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM:
+                continue
+            output = subgraph.Tensors(op.Outputs(0))
+            if output.Type() != schema.TensorType.INT8 or output.Quantization() is None:
+                continue
+            cell = subgraph.Tensors(op.Inputs(LSTM_CELL_STATE))
+            cell_scale = cell.Quantization().ScaleAsNumpy() if cell.Quantization() else None
+            if cell_scale is not None and len(cell_scale) and cell_scale[0] < MIN_CELL_SCALE:
+                changes.append(f"LSTM op {k}: cell-state scale {cell_scale[0]:.3g} -> 2^-15")
+                cell_scale[0] = MIN_CELL_SCALE
+            out_scale = output.Quantization().ScaleAsNumpy()
+            out_zero = output.Quantization().ZeroPointAsNumpy()
+            targets = [("hidden state", subgraph.Tensors(op.Inputs(LSTM_HIDDEN_STATE)))]
+            if op.IntermediatesLength() > LSTM_HIDDEN_INTERMEDIATE:
+                targets.append(("hidden intermediate", subgraph.Tensors(op.Intermediates(LSTM_HIDDEN_INTERMEDIATE))))
+            for role, tensor in targets:
+                quant = tensor.Quantization()
+                if quant is None or quant.ScaleLength() != 1 or quant.ZeroPointLength() != 1:
+                    continue
+                scale, zero = quant.ScaleAsNumpy(), quant.ZeroPointAsNumpy()
+                if scale[0] != out_scale[0] or zero[0] != out_zero[0]:
+                    changes.append(
+                        f"LSTM op {k}: {role} scale/zero point {scale[0]:.3g}/{zero[0]} -> output's "
+                        f"{out_scale[0]:.3g}/{out_zero[0]}"
+                    )
+                    scale[0], zero[0] = out_scale[0], out_zero[0]
+    return bytes(buffer), changes
+
+
+# ----------------------------------------------------------------------------- int16x8
+# Ops whose tensors are only activations: retyping int8 -> int16 is all they need, and
+# TFLM has int16 kernels for them.
+_INT16_SIMPLE_OPS = {
+    "RESHAPE", "QUANTIZE", "DEQUANTIZE", "MEAN", "ADD", "SUB", "MUL", "LOGISTIC", "TANH",
+    "STRIDED_SLICE", "CONCATENATION", "PAD", "SQUARED_DIFFERENCE", "RSQRT", "LEAKY_RELU",
+    "REVERSE_V2", "GATHER", "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE",
+}
+
+
+def requantize_int16x8(int8_model) -> bytes:
+    """int8-activation model -> int16 activations, int8 weights, int64 biases (16x8).
+
+    The TF 2.21 converter refuses 16x8 for ``UNIDIRECTIONAL_SEQUENCE_LSTM``; TFLM documents
+    this path instead (``tensorflow/lite/micro/tools/requantize_flatbuffer.py``, not in the
+    pip package; this is the same recipe): every int8 activation tensor becomes int16 with a
+    symmetric scale covering its int8 range (``max|range| / 32767``); the biases of
+    ``FULLY_CONNECTED`` and the LSTM gates become int64 with scale input x weight; a
+    ``SOFTMAX`` output gets 1/32768. Weights stay int8. The result is re-aligned with TFLM's
+    ``tflite_flatbuffer_align`` (buffers on 16 bytes).
+
+    Raises:
+        UserError: an op outside the recipe (the message names it), or a model that is not
+            int8-quantized.
+    """
+    data, source = _model_bytes(int8_model)
+    parsed = _parse(data, source)
+    schema = _schema()
+    int8, int16, int32, int64 = (schema.TensorType.INT8, schema.TensorType.INT16, schema.TensorType.INT32, schema.TensorType.INT64)
+    buffers = parsed.buffers
+    any_int8 = False
+    for subgraph in parsed.subgraphs:
+        tensors = subgraph.tensors
+        done: set[int] = set()
+
+        def has_data(index):
+            buf = buffers[tensors[index].buffer]
+            return buf is not None and buf.data is not None and len(buf.data) > 0
+
+        def to_int16(index):
+            if index < 0 or index in done or tensors[index].type != int8:
+                return
+            tensor = tensors[index]
+            quant = tensor.quantization
+            if quant is None or quant.scale is None or len(quant.scale) != 1:
+                raise UserError(f"{source}: tensor {tensor.name.decode()} is not per-tensor int8; cannot requantize to int16")
+            scale, zero = float(quant.scale[0]), int(quant.zeroPoint[0])
+            scale16 = max(abs(scale * (128 - zero)), abs(scale * (-128 - zero))) / 32767
+            if has_data(index):  # a constant read as an activation (e.g. a GATHER table)
+                values = (np.frombuffer(bytes(buffers[tensor.buffer].data), np.int8).astype(np.float64) - zero) * scale
+                q16 = np.clip(np.round(values / scale16), -32767, 32767).astype("<i2")
+                buffers[tensor.buffer].data = np.frombuffer(q16.tobytes(), np.uint8)
+            quant.scale, quant.zeroPoint = np.array([scale16], np.float32), np.array([0], np.int64)
+            tensor.type = int16
+            done.add(index)
+
+        def bias_to_int64(bias_index, input_index, weight_index):
+            if bias_index < 0 or bias_index in done:
+                return
+            bias, weight = tensors[bias_index], tensors[weight_index]
+            if bias.type != int32:
+                return
+            input_scale = float(tensors[input_index].quantization.scale[0])  # its int16 scale by now
+            values = np.frombuffer(bytes(buffers[bias.buffer].data), "<i4").astype(np.float64)
+            old = np.asarray(bias.quantization.scale, np.float64)
+            new = input_scale * np.asarray(weight.quantization.scale, np.float64)
+            q64 = np.round(values * old / new).astype("<i8")
+            buffers[bias.buffer].data = np.frombuffer(q64.tobytes(), np.uint8)
+            bias.quantization.scale = new.astype(np.float32)
+            bias.quantization.zeroPoint = np.zeros(len(new), np.int64)
+            bias.type = int64
+            done.add(bias_index)
+
+        for op in subgraph.operators or []:
+            name = _op_name(parsed, op.opcodeIndex)
+            inputs, outputs = list(op.inputs), list(op.outputs)
+            if name == "FULLY_CONNECTED":
+                to_int16(inputs[0])
+                to_int16(outputs[0])
+                if len(inputs) > 2:
+                    bias_to_int64(inputs[2], inputs[0], inputs[1])
+                op.builtinOptions.quantizedBiasType = int64
+            elif name == "UNIDIRECTIONAL_SEQUENCE_LSTM":
+                for index in (inputs[LSTM_INPUT], inputs[LSTM_HIDDEN_STATE], outputs[0]):
+                    to_int16(index)
+                for bias_index, weight_index in zip(LSTM_BIASES, LSTM_INPUT_WEIGHTS):
+                    bias_to_int64(inputs[bias_index], inputs[LSTM_INPUT], inputs[weight_index])
+            elif name == "SOFTMAX":
+                to_int16(inputs[0])
+                out = tensors[outputs[0]]
+                if out.type == int8:
+                    out.quantization.scale = np.array([1 / 32768], np.float32)
+                    out.quantization.zeroPoint = np.array([0], np.int64)
+                    out.type = int16
+                    done.add(outputs[0])
+            elif name in _INT16_SIMPLE_OPS:
+                for index in inputs + outputs:
+                    if index >= 0 and tensors[index].type == int8:
+                        any_int8 = True
+                        to_int16(index)
+            else:
+                raise UserError(f"{source}: op {name} is not supported by the int16x8 requantizer (LSTM models: FULLY_CONNECTED, UNIDIRECTIONAL_SEQUENCE_LSTM, SOFTMAX, {', '.join(sorted(_INT16_SIMPLE_OPS))})")
+            any_int8 = any_int8 or bool(done)
+        for index, tensor in enumerate(tensors):  # activations no op claimed (graph inputs/outputs)
+            if tensor.type == int8 and not has_data(index):
+                to_int16(index)
+    if not any_int8:
+        raise UserError(f"{source}: not an int8-quantized model; int16x8 starts from the int8 export")
+    import flatbuffers
+
+    builder = flatbuffers.Builder(len(data) * 2 + 1024)
+    builder.Finish(parsed.Pack(builder), file_identifier=b"TFL3")
+    from tflite_micro.tensorflow.lite.micro.tools import tflite_flatbuffer_align_wrapper
+
+    with tempfile.TemporaryDirectory() as tmp:
+        raw, aligned = Path(tmp) / "packed.tflite", Path(tmp) / "aligned.tflite"
+        raw.write_bytes(bytes(builder.Output()))
+        tflite_flatbuffer_align_wrapper.align_tflite_model(str(raw), str(aligned))
+        return aligned.read_bytes()
+
+
 # ----------------------------------------------------------------------------- runner
 @contextlib.contextmanager
 def _captured_native_stderr():
