@@ -5,7 +5,15 @@ SavedModel with a static batch size and converts it with ``TFLiteConverter.from_
 the MLIR converter replaces each ``api_implements="lstm_*"`` function with
 ``UNIDIRECTIONAL_SEQUENCE_LSTM`` (Keras 3's own LSTM becomes a ``WHILE`` loop, tensorflow#73254).
 Before anything is written the ``.tflite`` runs under LiteRT on sample inputs and is compared
-with the Keras model.
+with the Keras model; with ``tflm=True`` it also runs in TensorFlow Lite Micro
+(:mod:`lstm_core.tflm`) and the report gets a ``tflm`` section.
+
+Quantizations: ``None``/``"float"``; ``"dynamic"`` (weights-only int8: LiteRT-only, TFLM has no
+hybrid kernels); ``"int8"`` (full integer; the LSTM quantization parameters are aligned with
+:func:`lstm_core.tflm.align_lstm_quantization` so LiteRT and TFLM read them alike);
+``"int16x8"`` (int16 activations, int8 weights, through TFLM's requantizer; TFLM-only: LiteRT's
+LSTM has no int64-bias kernel, so the Keras comparison runs in TFLM). Keras ``Embedding``
+layers are traced as a plain ``GATHER`` (:mod:`lstm_core.embedding`).
 """
 
 from __future__ import annotations
@@ -27,7 +35,8 @@ from lstm_core.layer import LSTM
 
 log = logging.getLogger(__name__)
 
-QUANTIZATIONS = (None, "dynamic", "int8")
+QUANTIZATIONS = (None, "float", "dynamic", "int8", "int16x8")
+LITERT_ONLY_QUANTIZATIONS = {"dynamic": "weights-only int8 ('dynamic'): TFLM has no hybrid (float x int8) kernels"}
 FUSED_LSTM_OP = "UNIDIRECTIONAL_SEQUENCE_LSTM"
 FORBIDDEN_OPS = ("WHILE", "FlexOp", "CUSTOM")
 FLOAT_ATOL = 1e-4  # max |LiteRT - Keras| of a float export, unless a caller knows better
@@ -140,6 +149,8 @@ class TFLiteReport:
     ops: list[str]
     max_abs_diff: float | None
     samples: int
+    quantization_fixes: list[str] = dataclasses.field(default_factory=list)
+    tflm: dict | None = None
 
     def as_dict(self):
         return dataclasses.asdict(self)
@@ -153,19 +164,29 @@ def convert_to_tflite(
     batch_size: int = 1,
 ) -> bytes:
     """Convert ``model`` to TFLite bytes with every ``lstm_core.LSTM`` fused."""
+    return _convert(model, quantization, representative_dataset, batch_size)[0]
+
+
+def _convert(model, quantization, representative_dataset, batch_size) -> tuple[bytes, list[str]]:
+    """``(flatbuffer, quantization fixes applied)``."""
+    from lstm_core.embedding import plain_gather_embeddings
+    from lstm_core.tflm import align_lstm_quantization, requantize_int16x8
+
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}")
-    if quantization == "int8" and representative_dataset is None:
-        raise ValueError("quantization='int8' needs a representative_dataset")
+    if quantization == "float":
+        quantization = None
+    if quantization in ("int8", "int16x8") and representative_dataset is None:
+        raise ValueError(f"quantization={quantization!r} needs a representative_dataset")
     specs = input_specs(model, batch_size)
-    with lstm_mode(model, "fused"), tempfile.TemporaryDirectory() as tmp:
+    with lstm_mode(model, "fused"), plain_gather_embeddings(model), tempfile.TemporaryDirectory() as tmp:
         module = _trackable(model)
         fn = serving_function(model, specs)
         tf.saved_model.save(module, tmp, signatures={"serving_default": fn})
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
         if quantization is not None:
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        if quantization == "int8":
+        if quantization in ("int8", "int16x8"):
             names = [s.name for s in specs]
             float_inputs = [s.dtype.is_floating for s in specs]
 
@@ -186,7 +207,14 @@ def convert_to_tflite(
             if any(float_inputs):
                 converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
-        return converter.convert()
+        flatbuffer = converter.convert()
+    fixes: list[str] = []
+    if quantization in ("int8", "int16x8"):
+        flatbuffer, fixes = align_lstm_quantization(flatbuffer)
+    if quantization == "int16x8":
+        flatbuffer = requantize_int16x8(flatbuffer)
+        fixes.append("int8 activations requantized to int16 (int64 biases)")
+    return flatbuffer, fixes
 
 
 def export_tflite(
@@ -199,13 +227,15 @@ def export_tflite(
     sample_inputs: Sequence | None = None,
     atol: float = FLOAT_ATOL,
     require_fused: bool = True,
+    tflm: bool | str = False,
+    tflm_labels=None,
 ) -> Path:
     """Convert, check under LiteRT, then write ``path``; returns the path.
 
     ``sample_inputs``: a list of input sets (each a list of arrays, one per model input, batch
     ``batch_size``) to compare LiteRT with Keras on; default: the first 8 calibration samples,
     else random inputs for float-typed inputs. Float exports must agree within ``atol``;
-    quantized exports log their error (see :func:`export_tflite_report`).
+    quantized exports log their error (see :func:`export_tflite_report`, also for ``tflm``).
     """
     export_tflite_report(
         model,
@@ -216,6 +246,8 @@ def export_tflite(
         sample_inputs=sample_inputs,
         atol=atol,
         require_fused=require_fused,
+        tflm=tflm,
+        tflm_labels=tflm_labels,
     )
     return Path(path)
 
@@ -230,16 +262,28 @@ def export_tflite_report(
     sample_inputs: Sequence | None = None,
     atol: float = FLOAT_ATOL,
     require_fused: bool = True,
+    tflm: bool | str = False,
+    tflm_labels=None,
+    tflm_lsb_tolerance: int | None = None,
 ) -> TFLiteReport:
-    """Like :func:`export_tflite` but returns the :class:`TFLiteReport` it measured."""
-    flatbuffer = convert_to_tflite(
-        model,
-        quantization=quantization,
-        representative_dataset=representative_dataset,
-        batch_size=batch_size,
-    )
-    runner = TFLiteModel(flatbuffer)
-    ops = runner.op_names()
+    """Like :func:`export_tflite` but returns the :class:`TFLiteReport` it measured.
+
+    Args:
+        tflm: ``True``: also load the file in TensorFlow Lite Micro, run the samples, compare
+            with LiteRT and measure the arena; the result is ``report.tflm`` (see
+            :func:`lstm_core.tflm.tflm_report`; ``{"loads": False, "reason": ...}`` for a
+            LiteRT-only model). ``"require"``: the same, and a model that does not load, or whose
+            TFLM output differs from LiteRT's by more than ``tflm_lsb_tolerance`` LSB (default
+            ``lstm_core.tflm.LSB_TOLERANCE``), raises ExportMismatchError; nothing is written.
+            ``quantization="int16x8"`` always runs in TFLM (LiteRT cannot run it).
+        tflm_labels: ``"argmax"``, ``"threshold"`` or a callable, for ``label_agreement``.
+    """
+    from lstm_core import tflm as micro
+
+    flatbuffer, fixes = _convert(model, quantization, representative_dataset, batch_size)
+    if quantization == "float":
+        quantization = None
+    ops = micro.model_ops(flatbuffer)
     bad = sorted({op for op in ops if op in FORBIDDEN_OPS or op.startswith("Flex")})
     if bad:
         raise ExportMismatchError(f"TFLite export of {model.name} contains unsupported ops {bad}")
@@ -248,20 +292,60 @@ def export_tflite_report(
             f"TFLite export of {model.name} has no {FUSED_LSTM_OP} op; ops are {sorted(set(ops))}"
         )
     samples = _default_samples(model, sample_inputs, representative_dataset, batch_size)
-    worst = None
+    expected_all = []
     for sample in samples:
         expected = model(sample if len(sample) > 1 else sample[0], training=False)
-        expected = [np.asarray(e) for e in (expected if isinstance(expected, (list, tuple)) else [expected])]
-        got = runner(*sample)
-        for e, g in zip(expected, got):
-            diff = float(np.max(np.abs(e.astype(np.float64) - g.astype(np.float64)))) if e.size else 0.0
-            worst = diff if worst is None else max(worst, diff)
+        expected_all.append([np.asarray(e) for e in (expected if isinstance(expected, (list, tuple)) else [expected])])
+    tflm_section = None
+    if quantization == "int16x8":
+        # LiteRT's LSTM has no int16x8 kernel (int64 biases): TFLM is the check.
+        tflm_section = micro.tflm_report(
+            flatbuffer, samples, labels=tflm_labels, reference_outputs=expected_all, litert=False,
+            arena=bool(tflm),
+        )
+        if not tflm_section["loads"]:
+            raise ExportMismatchError(
+                f"int16x8 export of {model.name} does not run on TFLM ({tflm_section['reason']}); "
+                f"not written to {path}"
+            )
+        worst = tflm_section["max_abs_diff_vs_reference"]["tflm"]
+        tflm_section["litert"] = "LiteRT cannot run int16x8 LSTM models (int64 biases); TFLM-only"
+    else:
+        runner = TFLiteModel(flatbuffer)
+        worst = None
+        for sample, expected in zip(samples, expected_all):
+            got = runner(*sample)
+            for e, g in zip(expected, got):
+                diff = float(np.max(np.abs(e.astype(np.float64) - g.astype(np.float64)))) if e.size else 0.0
+                worst = diff if worst is None else max(worst, diff)
     if quantization is None and worst is not None and not worst <= atol:
         raise ExportMismatchError(
             f"TFLite export of {model.name} differs from Keras by {worst:.3g} (> {atol}); "
             f"not written to {path}"
         )
+    if tflm and tflm_section is None:
+        if quantization in LITERT_ONLY_QUANTIZATIONS:
+            tflm_section = micro.litert_only(LITERT_ONLY_QUANTIZATIONS[quantization], flatbuffer)
+        else:
+            tflm_section = micro.tflm_report(
+                flatbuffer, samples, labels=tflm_labels, reference_outputs=expected_all
+            )
+    if tflm == "require":
+        tolerance = micro.LSB_TOLERANCE if tflm_lsb_tolerance is None else tflm_lsb_tolerance
+        if not tflm_section["loads"]:
+            raise ExportMismatchError(
+                f"TFLite export of {model.name} does not run on TFLM ({tflm_section['reason']}); "
+                f"not written to {path}"
+            )
+        lsb = tflm_section.get("max_lsb_diff")
+        if lsb is not None and lsb > tolerance:
+            raise ExportMismatchError(
+                f"TFLite export of {model.name}: TFLM differs from LiteRT by {lsb} LSB (> {tolerance}); "
+                f"not written to {path}"
+            )
     log.info("TFLite %s (%s): max |tflite - keras| = %s", path, quantization or "float", worst)
+    for fix in fixes:
+        log.info("TFLite %s: %s", path, fix)
     write_bytes_atomic(path, flatbuffer)
     return TFLiteReport(
         path=str(path),
@@ -270,6 +354,8 @@ def export_tflite_report(
         ops=sorted(set(ops)),
         max_abs_diff=worst,
         samples=len(samples),
+        quantization_fixes=fixes,
+        tflm=tflm_section,
     )
 
 
@@ -287,7 +373,10 @@ def _default_samples(model, sample_inputs, representative_dataset, batch_size):
     if not all(s.dtype.is_floating for s in specs):
         return []
     rng = np.random.default_rng(0)
-    shape = lambda s: [d if d is not None else 8 for d in s.shape]
+
+    def shape(spec):
+        return [d if d is not None else 8 for d in spec.shape]
+
     return [[rng.standard_normal(shape(s)).astype(s.dtype.as_numpy_dtype) for s in specs] for _ in range(4)]
 
 
