@@ -221,6 +221,7 @@ def load_keras_model(path, custom_objects: Mapping | None = None, compile: bool 
     import keras
 
     import lstm_core.layer  # noqa: F401  (registers the lstm_core layer classes)
+    import lstm_core.embedding  # noqa: F401  (registers lstm_core.embedding.Embedding)
 
     try:
         return keras.saving.load_model(path, custom_objects=custom_objects, compile=compile, safe_mode=True)
