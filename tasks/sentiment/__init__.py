@@ -2,5 +2,3 @@
 
 ``lstm-suite sentiment train|evaluate|export|predict``; see ``tasks/sentiment/README.md``.
 """
-
-LABELS = ("negative", "positive")

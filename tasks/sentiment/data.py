@@ -1,60 +1,55 @@
-"""Sentiment data: TSV/CSV files and tfds ``imdb_reviews``, the sentencepiece tokenizer, tf.data.
+"""Sentiment data: delimited files and tfds, the sentencepiece tokenizer, pre-padded tf.data batches.
 
-A data source is either a path to a delimited text file with a header row (``text`` and
-``label`` columns; ``.tsv`` → tab, ``.csv`` → comma, anything else is sniffed from the header)
-or ``tfds:NAME[:SPLIT]`` (e.g. ``tfds:imdb_reviews``, ``tfds:imdb_reviews:test``).
-Label values are ``negative``/``positive`` (also ``neg``/``pos``, any case) or ``0``/``1``.
+A source is a delimited file with a header row (read by :mod:`lstm_core.tables`: ``.tsv`` has
+no quoting, ``.csv`` RFC 4180 quoting) naming a text and a label column (and optionally a
+numeric ``rating``), or ``tfds:NAME[:SPLIT]`` (e.g. ``tfds:imdb_reviews:test``). Labels are
+``negative``/``positive`` (``neg``/``pos``, any case) or ``0``/``1``.
 
-Token ids: sentencepiece ids with ``pad=0`` (so ``Embedding(mask_zero=True)`` masks padding),
-``unk=1``, no BOS/EOS. The same ``.model`` file tokenizes in tf.data (tensorflow-text), in the
-SavedModel graph and, for LiteRT, in Python (sentencepiece).
+Token ids: sentencepiece ids with ``pad=0`` and ``unk=1``, no BOS/EOS. Batches are
+**pre-padded** (zeros first), so the LSTM's last step is always a text's real last token: the
+fused TFLite LSTM ignores masks, and a fixed-length microcontroller input is just more zeros in
+front.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import io
 import logging
-import sys
+import math
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from lstm_core.errors import UserError
-from tasks.sentiment import LABELS
+from lstm_core.tables import read_table
+from tasks.sentiment.artifacts import PAD_ID, UNK_ID
+from tasks.sentiment.config import LABELS, DataConfig, given
 
 log = logging.getLogger(__name__)
 
 TFDS_PREFIX = "tfds:"
-TOKENIZER_FILE = "tokenizer.model"
-PAD_ID, UNK_ID = 0, 1
-LABEL_VALUES = {
-    "negative": 0,
-    "neg": 0,
-    "0": 0,
-    "positive": 1,
-    "pos": 1,
-    "1": 1,
-}
+LABEL_VALUES = {"negative": 0, "neg": 0, "0": 0, "positive": 1, "pos": 1, "1": 1}
 EXPECTED_LABELS = "negative|positive (or neg|pos, 0|1)"
 
 
 @dataclasses.dataclass
 class Examples:
-    """Texts with integer labels (index into :data:`tasks.sentiment.LABELS`)."""
+    """Texts with integer labels (index into ``LABELS``) and, where the file has them, ratings."""
 
     texts: list[str]
     labels: np.ndarray  # int32, 0 = negative, 1 = positive
     source: str
+    ratings: np.ndarray | None = None  # float32, same length, or None
 
     def __len__(self):
         return len(self.texts)
 
     def subset(self, index) -> "Examples":
         index = np.asarray(index, dtype=np.int64)
-        return Examples([self.texts[i] for i in index], self.labels[index], self.source)
+        ratings = self.ratings[index] if self.ratings is not None else None
+        return Examples([self.texts[i] for i in index], self.labels[index], self.source, ratings)
 
 
 # ----------------------------------------------------------------------------- loading
@@ -64,113 +59,67 @@ def load_examples(
     default_split: str = "train",
     text_column: str = "text",
     label_column: str = "label",
+    rating_column: str | None = None,
     limit: int | None = None,
 ) -> Examples:
-    """Read ``source`` (a TSV/CSV path or ``tfds:NAME[:SPLIT]``)."""
+    """Read ``source`` (a delimited file or ``tfds:NAME[:SPLIT]``); errors name ``FILE:LINE``."""
     source = str(source)
     if source.startswith(TFDS_PREFIX):
         return load_tfds(source, default_split=default_split, limit=limit)
-    examples = read_delimited(source, text_column=text_column, label_column=label_column)
+    examples = read_delimited(source, text_column=text_column, label_column=label_column,
+                              rating_column=rating_column)
     if limit is not None:
         examples = examples.subset(range(min(limit, len(examples))))
     return examples
+
+
+def load_config_examples(config: DataConfig, source: str, *, default_split: str, limit: int | None = None):
+    """:func:`load_examples` with the column names of ``config``."""
+    return load_examples(source, default_split=default_split, text_column=config.text_column,
+                         label_column=config.label_column, rating_column=config.rating_column, limit=limit)
 
 
 def parse_label(value: str) -> int | None:
     return LABEL_VALUES.get(value.strip().lower())
 
 
-def _decode(path: Path) -> str:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a directory, expected a .tsv/.csv file") from None
-    except OSError as err:
-        raise UserError(f"{path}: cannot read ({err.strerror})") from None
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        offset = err.start
-        line = raw.count(b"\n", 0, offset) + 1
-        column = offset - (raw.rfind(b"\n", 0, offset) + 1) + 1
-        bad = raw[err.start : err.end].hex(" ")
-        raise UserError(
-            f"{path}:{line}: not UTF-8 (byte {bad} at column {column}); save the file as UTF-8"
-        ) from None
+def read_delimited(path, *, text_column: str = "text", label_column: str = "label",
+                   rating_column: str | None = None) -> Examples:
+    """Parse a delimited file with a header; every problem is a ``UserError`` naming file and line.
 
-
-def _delimiter(path: Path, header_line: str) -> str:
-    suffix = path.suffix.lower()
-    if suffix in (".tsv", ".tab"):
-        return "\t"
-    if suffix == ".csv":
-        return ","
-    return "\t" if "\t" in header_line else ","
-
-
-def read_delimited(path, *, text_column: str = "text", label_column: str = "label") -> Examples:
-    """Parse a delimited file with a header; every problem is a :class:`UserError` naming the
-    file and line."""
-    path = Path(path)
-    content = _decode(path)
-    if not content.strip():
-        raise UserError(
-            f"{path}: file is empty; expected a header line with '{text_column}' and "
-            f"'{label_column}' columns followed by one example per line"
-        )
-    first_line = content.lstrip("\r\n").splitlines()[0]
-    delimiter = _delimiter(path, first_line)
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter, strict=False)
-    header, header_line = None, 0
-    texts: list[str] = []
-    labels: list[int] = []
-    try:
-        for row in reader:
-            line = reader.line_num
-            if not row or all(not cell.strip() for cell in row):
-                continue  # blank line
-            if header is None:
-                header = [c.strip().lower() for c in row]
-                header_line = line
-                missing = [c for c in (text_column, label_column) if c.lower() not in header]
-                if missing:
-                    raise UserError(
-                        f"{path}:{line}: header has columns {row} but lacks {missing}; expected a "
-                        f"header row naming the '{text_column}' and '{label_column}' columns "
-                        f"({'tab' if delimiter == chr(9) else 'comma'}-separated)"
-                    )
-                text_index = header.index(text_column.lower())
-                label_index = header.index(label_column.lower())
-                continue
-            if len(row) <= max(text_index, label_index):
-                raise UserError(
-                    f"{path}:{line}: {len(row)} field(s) but the header has {len(header)}; "
-                    f"expected '{text_column}' in column {text_index + 1} and '{label_column}' in "
-                    f"column {label_index + 1}"
-                )
-            text, value = row[text_index].strip(), row[label_index]
-            label = parse_label(value)
-            if label is None:
-                raise UserError(
-                    f"{path}:{line}: unknown label {value!r} in column '{label_column}'; "
-                    f"expected {EXPECTED_LABELS}"
-                )
-            if not text:
-                raise UserError(f"{path}:{line}: empty '{text_column}' field")
-            texts.append(text)
-            labels.append(label)
-    except csv.Error as err:
-        raise UserError(f"{path}:{reader.line_num}: malformed line ({err})") from None
-    if not texts:
-        raise UserError(f"{path}:{header_line}: header only, no examples after it")
-    return Examples(texts, np.asarray(labels, dtype=np.int32), str(path))
+    ``rating_column`` is optional: a file without it has ``ratings=None``.
+    """
+    table = read_table(path)
+    text_index = table.column(text_column)
+    label_index = table.column(label_column)
+    rating_index = table.column(rating_column, required=False) if given(rating_column) else None
+    texts, labels, ratings = [], [], []
+    for line, fields in table.rows:
+        text = table.field(line, fields, text_index).strip()
+        value = table.field(line, fields, label_index)
+        label = parse_label(value)
+        if label is None:
+            raise UserError(f"{table.path}:{line}: unknown label {value!r} in column '{label_column}'; "
+                            f"expected {EXPECTED_LABELS}")
+        if not text:
+            raise UserError(f"{table.path}:{line}: empty '{text_column}' field")
+        if rating_index is not None:
+            raw = table.field(line, fields, rating_index)
+            try:
+                rating = float(raw)
+            except ValueError:
+                rating = math.nan
+            if not math.isfinite(rating):
+                raise UserError(f"{table.path}:{line}: rating {raw!r} in column '{rating_column}' is not a number")
+            ratings.append(rating)
+        texts.append(text)
+        labels.append(label)
+    return Examples(texts, np.asarray(labels, dtype=np.int32), str(table.path),
+                    np.asarray(ratings, dtype=np.float32) if rating_index is not None else None)
 
 
 def parse_tfds_source(source: str, default_split: str) -> tuple[str, str]:
-    spec = source[len(TFDS_PREFIX) :]
+    spec = source[len(TFDS_PREFIX):]
     name, _, split = spec.partition(":")
     if not name:
         raise UserError(f"{source}: expected tfds:NAME[:SPLIT], e.g. tfds:imdb_reviews:test")
@@ -178,35 +127,32 @@ def parse_tfds_source(source: str, default_split: str) -> tuple[str, str]:
 
 
 def load_tfds(source: str, *, default_split: str = "train", limit: int | None = None) -> Examples:
-    """Examples from a TensorFlow Datasets text-classification dataset (``imdb_reviews``,
-    ``glue/sst2``, ...): the text is the ``text``/``sentence`` feature, the label ``label``
-    (0 negative, 1 positive). Downloads through tfds on first use (``TFDS_DATA_DIR``)."""
+    """Examples from a TensorFlow Datasets text-classification set (``imdb_reviews``, ``glue/sst2``):
+    text from ``text``/``sentence``, ``label`` 0 negative / 1 positive (downloads on first use)."""
     import tensorflow_datasets as tfds
 
     name, split = parse_tfds_source(source, default_split)
     try:
         ds, info = tfds.load(name, split=split, with_info=True)
-    except Exception as err:  # tfds raises many types (DatasetNotFoundError, ValueError, IO)
+    except Exception as err:  # noqa: BLE001 - tfds raises many types (DatasetNotFoundError, ValueError, IO)
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(f"{source}: cannot load tfds dataset {name!r} split {split!r}: {message}") from None
     features = info.features
     text_key = next((k for k in ("text", "sentence", "review") if k in features), None)
     if text_key is None or "label" not in features:
-        raise UserError(
-            f"{source}: dataset features {sorted(features)} lack a text ('text'/'sentence') and a "
-            "'label' feature"
-        )
+        raise UserError(f"{source}: dataset features {sorted(features)} lack a text ('text'/'sentence') "
+                        "and a 'label' feature")
     names = getattr(features["label"], "names", None)
     if names is not None and len(names) != 2:
         raise UserError(f"{source}: 'label' has {len(names)} classes {names}; expected 2 (neg, pos)")
     if limit is not None:
         ds = ds.take(limit)
     texts, labels = [], []
-    for i, ex in enumerate(tfds.as_numpy(ds)):
-        label = int(ex["label"])
+    for i, example in enumerate(tfds.as_numpy(ds)):
+        label = int(example["label"])
         if label not in (0, 1):
             raise UserError(f"{source}: example {i}: label {label}, expected 0 or 1")
-        text = ex[text_key]
+        text = example[text_key]
         texts.append(text.decode("utf-8", errors="replace") if isinstance(text, bytes) else str(text))
         labels.append(label)
     if not texts:
@@ -215,10 +161,20 @@ def load_tfds(source: str, *, default_split: str = "train", limit: int | None = 
     return Examples(texts, np.asarray(labels, dtype=np.int32), source)
 
 
+def check_training_examples(examples: Examples, min_per_label: int) -> None:
+    """Both labels are needed (error); fewer than ``min_per_label`` of one is a warning."""
+    counts = np.bincount(examples.labels, minlength=2)
+    if counts.min() == 0:
+        missing = LABELS[int(np.argmin(counts))]
+        raise UserError(f"{examples.source}: no '{missing}' examples; need both labels to train")
+    for label, count in zip(LABELS, counts):
+        if count < min_per_label:
+            log.warning("%s: only %d '%s' examples (fewer than %d); the model will be unreliable",
+                        examples.source, count, label, min_per_label)
+
+
 def split_validation(examples: Examples, fraction: float, seed: int) -> tuple[Examples, Examples]:
     """Hold out a stratified ``fraction`` of ``examples`` for validation."""
-    if not 0.0 < fraction < 1.0:
-        raise UserError(f"--val-fraction must be in (0, 1), got {fraction}")
     rng = np.random.default_rng(seed)
     val_index = []
     for label in (0, 1):
@@ -232,79 +188,48 @@ def split_validation(examples: Examples, fraction: float, seed: int) -> tuple[Ex
     return examples.subset(np.flatnonzero(~val_mask)), examples.subset(np.flatnonzero(val_mask))
 
 
+def load_training_data(config: DataConfig, seed: int) -> tuple[Examples, Examples]:
+    """Training and early-stopping examples (``--val`` or a held-out share of ``--data``)."""
+    train = load_config_examples(config, config.data, default_split="train")
+    check_training_examples(train, config.min_examples_per_label)
+    if given(config.val):
+        val = load_config_examples(config, config.val, default_split="test")
+    else:
+        train, val = split_validation(train, config.val_fraction, seed)
+        log.info("no --val: holding out %d of %d training examples for early stopping", len(val), len(val) + len(train))
+    log.info("train %s: %d examples (%d negative, %d positive); val %s: %d examples",
+             train.source, len(train), *np.bincount(train.labels, minlength=2), val.source, len(val))
+    return train, val
+
+
 # ----------------------------------------------------------------------------- tokenizer
 def train_tokenizer(texts: Sequence[str], path, *, vocab_size: int) -> Path:
-    """Train a sentencepiece unigram model on ``texts`` (NFKC + case folding) and write it to
-    ``path``. ``vocab_size`` is an upper bound: small corpora get what they support."""
+    """Train a sentencepiece unigram model on ``texts`` (NFKC + case folding), written to ``path``."""
     import sentencepiece as spm
 
     from lstm_core.io import write_bytes_atomic
 
-    if vocab_size < 8:
-        raise UserError(f"--vocab-size must be at least 8, got {vocab_size}")
-    buf = io.BytesIO()
+    buffer = io.BytesIO()
     try:
         spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(list(texts)),
-            model_writer=buf,
-            vocab_size=vocab_size,
-            hard_vocab_limit=False,
-            model_type="unigram",
-            normalization_rule_name="nmt_nfkc_cf",
-            character_coverage=1.0,
-            pad_id=PAD_ID,
-            unk_id=UNK_ID,
-            bos_id=-1,
-            eos_id=-1,
-            num_threads=1,
-            input_sentence_size=2_000_000,
-            shuffle_input_sentence=True,
-            minloglevel=2,
+            sentence_iterator=iter(list(texts)), model_writer=buffer, vocab_size=vocab_size,
+            hard_vocab_limit=False, model_type="unigram", normalization_rule_name="nmt_nfkc_cf",
+            character_coverage=1.0, pad_id=PAD_ID, unk_id=UNK_ID, bos_id=-1, eos_id=-1, num_threads=1,
+            input_sentence_size=2_000_000, shuffle_input_sentence=True, minloglevel=2,
         )
     except RuntimeError as err:
         raise UserError(f"sentencepiece training failed: {err} (try another --vocab-size)") from None
-    return write_bytes_atomic(path, buf.getvalue())
+    return write_bytes_atomic(path, buffer.getvalue())
 
 
-class Tokenizer:
-    """The sentencepiece model of a trained sentiment model (Python side)."""
-
-    def __init__(self, path, max_tokens: int | None = None):
-        import sentencepiece as spm
-
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise UserError(f"{self.path}: tokenizer model not found")
-        self.proto = self.path.read_bytes()
-        self.sp = spm.SentencePieceProcessor(model_proto=self.proto)
-        self.max_tokens = max_tokens
-
-    @property
-    def vocab_size(self) -> int:
-        return self.sp.get_piece_size()
-
-    def encode(self, text: str) -> list[int]:
-        """Token ids, truncated to ``max_tokens``; a text without pieces becomes ``[UNK_ID]``
-        (as in :func:`make_dataset` and the SavedModel)."""
-        return self._fix(self.sp.encode(text))
-
-    def encode_many(self, texts: Sequence[str]) -> list[list[int]]:
-        return [self._fix(x) for x in self.sp.encode(list(texts))]
-
-    def _fix(self, ids: list[int]) -> list[int]:
-        ids = ids[: self.max_tokens] if self.max_tokens else ids
-        return ids or [UNK_ID]
-
-    def pieces(self, text: str) -> list[str]:
-        return self.sp.encode(text, out_type=str)
-
-
-def pad_batch(ids: Sequence[Sequence[int]]) -> np.ndarray:
-    """Right-pad with :data:`PAD_ID` to the longest sequence (at least one column)."""
-    width = max(1, max((len(x) for x in ids), default=0))
+def pre_pad(ids: Sequence[Sequence[int]], width: int | None = None) -> np.ndarray:
+    """Left-pad with ``PAD_ID`` to ``width`` (default: the longest); longer rows keep their end."""
+    width = width or max(1, max((len(x) for x in ids), default=0))
     out = np.full((len(ids), width), PAD_ID, dtype=np.int32)
-    for i, x in enumerate(ids):
-        out[i, : len(x)] = x
+    for i, row in enumerate(ids):
+        row = list(row)[-width:]
+        if row:
+            out[i, width - len(row):] = row
     return out
 
 
@@ -324,46 +249,50 @@ def make_dataset(
     seed: int = 0,
     sampling_alpha: float = 0.0,
     repeat: bool = False,
+    rating_scale: tuple[float, float] | None = None,
 ):
-    """``(token_ids [B, T] int32 padded with 0, label [B] float32)`` batches.
+    """``(token_ids [B, T] int32 pre-padded with 0, targets)`` batches.
 
-    Tokenizes in-graph with tensorflow-text's SentencepieceTokenizer; when ``training`` and
-    ``sampling_alpha > 0`` every epoch sees a fresh sentencepiece segmentation (subword
-    regularisation, Kudo 2018). Batches group examples of similar length
-    (``bucket_by_sequence_length``) so little padding is processed; ``Embedding(mask_zero)``
-    masks the rest.
+    ``targets`` is ``{"probability": label [B]}`` (float32), plus ``"rating"`` given
+    ``rating_scale`` (``(mean, std)`` of the training ratings, which standardises them).
+    Tokenizes in-graph (tensorflow-text); in training with ``sampling_alpha > 0`` every epoch
+    sees a fresh segmentation (subword regularisation, Kudo 2018). Batches group texts of
+    similar length so little padding is processed.
     """
     import tensorflow as tf
     import tensorflow_text as tf_text
 
     sample = training and sampling_alpha > 0
     tokenizer = tf_text.SentencepieceTokenizer(
-        model=tokenizer_proto,
-        out_type=tf.int32,
-        nbest_size=-1 if sample else 0,
+        model=tokenizer_proto, out_type=tf.int32, nbest_size=-1 if sample else 0,
         alpha=sampling_alpha if sample else 1.0,
     )
-    ds = tf.data.Dataset.from_tensor_slices(
-        (tf.constant(examples.texts, tf.string), tf.constant(examples.labels, tf.float32))
-    )
+    targets = {"probability": tf.constant(examples.labels, tf.float32)}
+    if rating_scale is not None:
+        if examples.ratings is None:
+            raise ValueError("rating_scale needs examples with ratings")
+        mean, std = rating_scale
+        targets["rating"] = tf.constant((examples.ratings - mean) / std, tf.float32)
+    ds = tf.data.Dataset.from_tensor_slices((tf.constant(examples.texts, tf.string), targets))
     if training:
         ds = ds.shuffle(len(examples), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
 
-    def tokenize(text, label):
-        ids = tokenizer.tokenize(text)[:max_tokens]
+    def tokenize(text, target):
+        ids = tokenizer.tokenize(text)[-max_tokens:]
         ids = tf.cond(tf.size(ids) > 0, lambda: ids, lambda: tf.constant([UNK_ID], tf.int32))
-        return ids, label
+        return tf.reverse(ids, [0]), target  # padded at the end, then reversed back: zeros first
 
     ds = ds.map(tokenize, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     boundaries = bucket_boundaries(max_tokens)
     ds = ds.bucket_by_sequence_length(
-        lambda ids, label: tf.shape(ids)[0],
+        lambda ids, target: tf.shape(ids)[0],
         bucket_boundaries=[b + 1 for b in boundaries],
         bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
-        padded_shapes=([None], []),
-        padding_values=(PAD_ID, 0.0),
+        padded_shapes=([None], {name: [] for name in targets}),
+        padding_values=(PAD_ID, {name: 0.0 for name in targets}),
         drop_remainder=False,
     )
+    ds = ds.map(lambda ids, target: (tf.reverse(ids, [1]), target))
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -1,8 +1,8 @@
-"""``evaluate`` and ``predict``: one predictor per runtime (Keras, LiteRT float, LiteRT int8).
+"""``evaluate`` and ``predict``: one predictor per runtime, the peers beside the model.
 
-All runtimes tokenize with the model directory's sentencepiece model in Python; the Keras
-predictor pads length-sorted batches (masked), the LiteRT predictors run one unpadded text at a
-time (batch 1, true length), which is what the fused LSTM op expects.
+Runtimes: ``keras`` (``model.keras``, pre-padded batches), ``tflite`` / ``tflite-int8`` (LiteRT,
+``export/model_{float,int8}.tflite``, one text at its true length), ``tflm`` (TensorFlow Lite
+Micro, ``export/model_mcu_int8.tflite``: fixed length, pre-padded).
 """
 
 from __future__ import annotations
@@ -15,193 +15,125 @@ from typing import Sequence
 
 import numpy as np
 
+from lstm_core.artifacts import evaluation_result
+from lstm_core.config import EvaluateConfig, PredictConfig
 from lstm_core.errors import UserError
-from tasks.sentiment import LABELS
-from tasks.sentiment.data import TOKENIZER_FILE, Tokenizer, load_examples, pad_batch
+from lstm_core.io import write_bytes_atomic
+from tasks.sentiment.artifacts import MCU_FILES, SentimentModelDir
+from tasks.sentiment.config import LABELS, BaselineConfig, given
+from tasks.sentiment.data import load_config_examples
+from tasks.sentiment.metrics import SUMMARY_KEYS, TfidfSvmPeer, classification_metrics, vader_predictions
+from tasks.sentiment.model import KerasPredictor, TFLitePredictor
 
 log = logging.getLogger(__name__)
 
-EXPORT_DIR = "export"
-TFLITE_FILES = {"tflite": "model_float.tflite", "tflite-int8": "model_int8.tflite"}
 
-
-# ----------------------------------------------------------------------------- predictors
-class KerasPredictor:
-    def __init__(self, model, tokenizer: Tokenizer, batch_size: int = 64):
-        import tensorflow as tf
-
-        self.model = model
-        self.tokenizer = tokenizer
-        self.batch_size = batch_size
-        self._fn = tf.function(
-            lambda ids: model(ids, training=False),
-            input_signature=[tf.TensorSpec([None, None], tf.int32)],
-        )
-
-    def predict_ids(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
-        order = np.argsort([len(x) for x in ids], kind="stable")
-        probs = np.zeros(len(ids), dtype=np.float32)
-        for start in range(0, len(ids), self.batch_size):
-            chunk = order[start : start + self.batch_size]
-            batch = pad_batch([ids[i] for i in chunk])
-            probs[chunk] = np.asarray(self._fn(batch))[:, 0]
-        return probs
-
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """P(positive) per text."""
-        return self.predict_ids(self.tokenizer.encode_many(texts))
-
-
-class TFLitePredictor:
-    def __init__(self, path, tokenizer: Tokenizer, num_threads: int | None = None):
-        from lstm_core.export import TFLiteModel
-
-        self.path = Path(path)
-        self.runner = TFLiteModel(self.path, num_threads=num_threads)
-        self.tokenizer = tokenizer
-
-    def predict_ids(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
-        out = np.zeros(len(ids), dtype=np.float32)
-        for i, x in enumerate(ids):
-            (prob,) = self.runner(np.asarray([x], dtype=np.int32))
-            out[i] = float(np.reshape(prob, -1)[0])
-        return out
-
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        return self.predict_ids(self.tokenizer.encode_many(texts))
-
-
-def load_predictor(model_dir, runtime: str = "keras"):
-    """The predictor of ``model_dir`` for ``runtime`` (keras | tflite | tflite-int8)."""
-    from tasks.sentiment.train import MODEL_FILE, SentimentConfig
-
-    model_dir = Path(model_dir)
-    config = SentimentConfig.load(model_dir)
-    max_tokens = config.data.max_tokens
+def load_predictor(directory: SentimentModelDir, runtime: str = "keras"):
+    """The predictor of ``directory`` for ``runtime`` (keras | tflite | tflite-int8 | tflm)."""
     if runtime == "keras":
-        path = model_dir / MODEL_FILE
-        if not path.is_file():
-            raise UserError(f"{path}: missing; train the model first (`lstm-suite sentiment train --out {model_dir}`)")
-        import keras
+        return KerasPredictor(directory.keras_model(), directory.tokenizer())
+    if runtime in ("tflite", "tflite-int8"):
+        path = directory.export_file(runtime)
+        return TFLitePredictor(path, directory.tokenizer())
+    if runtime == "tflm":
+        from tasks.sentiment.model import TFLMPredictor
 
-        import lstm_core.layer  # noqa: F401  (registers the lstm_core layer classes)
-
-        model = keras.saving.load_model(path, compile=False)
-        return KerasPredictor(model, Tokenizer(model_dir / TOKENIZER_FILE, max_tokens))
-    if runtime not in TFLITE_FILES:
-        raise UserError(f"unknown runtime {runtime!r}; expected keras, tflite or tflite-int8")
-    export_dir = model_dir / EXPORT_DIR
-    path = export_dir / TFLITE_FILES[runtime]
-    if not path.is_file():
-        raise UserError(
-            f"{path}: missing; run `lstm-suite sentiment export --model {model_dir}` first"
-        )
-    tokenizer_path = export_dir / TOKENIZER_FILE
-    if not tokenizer_path.is_file():
-        tokenizer_path = model_dir / TOKENIZER_FILE
-    return TFLitePredictor(path, Tokenizer(tokenizer_path, max_tokens))
+        path = directory.export_file(MCU_FILES["int8"])
+        return TFLMPredictor(path, directory.tokenizer(), directory.export_report().get("mcu_max_tokens"))
+    raise UserError(f"--runtime: expected keras, tflite, tflite-int8 or tflm, got {runtime!r}")
 
 
-# ----------------------------------------------------------------------------- metrics
-def classification_metrics(labels, probs, threshold: float = 0.5) -> dict:
-    """Accuracy and precision/recall/F1 of the positive class, macro-F1, confusion matrix."""
-    from lstm_core.plots import confusion_matrix
-
-    labels = np.asarray(labels, dtype=np.int64)
-    pred = (np.asarray(probs) >= threshold).astype(np.int64)
-    cm = confusion_matrix(labels, pred, 2)
-    tn, fp, fn, tp = (int(v) for v in cm.ravel())
-
-    def f1(p, r):
-        return 2 * p * r / (p + r) if p + r else 0.0
-
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    neg_precision = tn / (tn + fn) if tn + fn else 0.0
-    neg_recall = tn / (tn + fp) if tn + fp else 0.0
-    return {
-        "examples": int(len(labels)),
-        "accuracy": float((tp + tn) / max(1, len(labels))),
-        "precision": float(precision),
-        "recall": float(recall),
-        "f1": float(f1(precision, recall)),
-        "macro_f1": float((f1(precision, recall) + f1(neg_precision, neg_recall)) / 2),
-        "confusion_matrix": cm.tolist(),
-    }
+def _peer(directory: SentimentModelDir) -> TfidfSvmPeer:
+    data = directory.data
+    return TfidfSvmPeer(directory.baseline_file, data.data,
+                        lambda: load_config_examples(data, data.data, default_split="train"))
 
 
-def vader_scores(texts: Sequence[str]) -> np.ndarray:
-    """VADER compound scores in [-1, 1] (lexicon + rules, Hutto & Gilbert 2014)."""
-    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
-    analyzer = SentimentIntensityAnalyzer()
-    return np.asarray([analyzer.polarity_scores(t)["compound"] for t in texts], dtype=np.float32)
-
-
-def vader_baseline(texts, labels) -> dict:
-    """The lexicon baseline: compound ≥ 0 → positive."""
-    pred = (vader_scores(texts) >= 0).astype(np.float32)
-    m = classification_metrics(labels, pred)
-    return {f"vader_{k}": m[k] for k in ("accuracy", "precision", "recall", "f1", "macro_f1")}
-
-
-# ----------------------------------------------------------------------------- verbs
-def evaluate(
-    model_dir,
-    data: str,
-    *,
-    runtime: str = "keras",
-    plot: str | None = None,
-    baseline: bool = True,
-    limit: int | None = None,
-) -> dict:
-    from lstm_core.plots import confusion_matrix_png, save_png
-    from tasks.sentiment.train import SentimentConfig
-
-    model_dir = Path(model_dir)
-    config = SentimentConfig.load(model_dir)
-    predictor = load_predictor(model_dir, runtime)
-    examples = load_examples(
-        data,
-        default_split="test",
-        text_column=config.data.text_column,
-        label_column=config.data.label_column,
-        limit=limit,
-    )
-    log.info("evaluating %s (%s) on %d examples of %s", model_dir, runtime, len(examples), examples.source)
+def _score(predictor, examples, peer) -> tuple[dict, dict]:
+    """Model metrics and per-example predictions (model, and the peers when ``peer``)."""
     start = time.monotonic()
     probs = predictor.predict_proba(examples.texts)
     seconds = time.monotonic() - start
     metrics = classification_metrics(examples.labels, probs)
-    if plot is None:
-        stem = Path(data).stem if not str(data).startswith("tfds:") else str(data)[5:].replace("/", "_").replace(":", "_")
-        plot = model_dir / "eval" / f"confusion_{stem}_{runtime}.png"
-    cm = np.asarray(metrics["confusion_matrix"])
-    title = f"{runtime}\naccuracy {metrics['accuracy']:.3f}"
-    save_png(plot, confusion_matrix_png(cm, list(config.labels), title=title))
-    result = {
-        "task": "sentiment",
-        "model": str(model_dir),
-        "data": examples.source,
-        "runtime": runtime,
-        **metrics,
-        "ms_per_example": round(1000 * seconds / max(1, len(examples)), 3),
-        "confusion_png": str(plot),
-    }
-    if baseline:
-        result.update(vader_baseline(examples.texts, examples.labels))
-    return result
+    metrics["ms_per_example"] = round(1000 * seconds / max(1, len(examples)), 3)
+    columns = {"probability": probs}
+    if peer is not None:
+        for name, predictions in (("tfidf_svm", peer.predict(examples.texts)), ("vader", vader_predictions(examples.texts))):
+            peer_metrics = classification_metrics(examples.labels, predictions)
+            metrics.update({f"{name}_{key}": peer_metrics[key] for key in SUMMARY_KEYS})
+            columns[name] = predictions
+    return metrics, columns
 
 
-def predict(model_dir, texts: Sequence[str], *, runtime: str = "keras", threshold: float = 0.5) -> list[tuple[str, float]]:
+def _predictions_tsv(examples, columns) -> bytes:
+    names = list(columns)
+    lines = ["\t".join(["text", "label", *names])]
+    for i, text in enumerate(examples.texts):
+        values = [f"{float(columns[n][i]):.4f}" if n == "probability" else LABELS[int(columns[n][i])] for n in names]
+        lines.append("\t".join([text.replace("\t", " "), LABELS[int(examples.labels[i])], *values]))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _stem(source: str) -> str:
+    return Path(source).stem if not source.startswith("tfds:") else source[5:].replace("/", "_").replace(":", "_")
+
+
+def evaluate(config: EvaluateConfig, baseline: BaselineConfig | None = None) -> dict:
+    """Score ``config.model`` on ``config.data`` (and the negation set); returns the evaluate JSON.
+
+    Files (in ``--out``, default ``MODEL/eval``): ``confusion_<data>_<runtime>.png`` and
+    ``predictions_<data>_<runtime>.tsv`` (per text: probability and the peers' labels), the same
+    for the negation set.
+    """
+    from lstm_core.plots import confusion_matrix_png, save_png
+
+    baseline = baseline or BaselineConfig()
+    directory = SentimentModelDir.open(config.model)
+    predictor = load_predictor(directory, config.runtime)
+    data = config.data if given(config.data) else directory.data.data
+    examples = load_config_examples(directory.data, data, default_split="test", limit=config.limit)
+    if given(directory.data.val) and Path(examples.source).resolve() == Path(directory.data.val).resolve():
+        log.warning("%s was this model's early-stopping (--val) data: its accuracy is optimistic", examples.source)
+    negation = None
+    if given(baseline.negation):
+        negation = load_config_examples(directory.data, baseline.negation, default_split="test")
+    peer = _peer(directory) if baseline.baseline else None
+    log.info("evaluating %s (%s) on %d examples of %s", directory.path, config.runtime, len(examples), examples.source)
+    metrics, columns = _score(predictor, examples, peer)
+    out_dir = directory.evaluation_dir(config.out)
+    plot = None
+    stem = f"{_stem(examples.source)}_{config.runtime}"
+    if out_dir is not None:
+        matrix = np.asarray(metrics["confusion_matrix"])
+        title = f"{config.runtime}\naccuracy {metrics['accuracy']:.3f}"
+        plot = save_png(out_dir / f"confusion_{stem}.png", confusion_matrix_png(matrix, list(LABELS), title=title))
+        write_bytes_atomic(out_dir / f"predictions_{stem}.tsv", _predictions_tsv(examples, columns))
+    if negation is not None:
+        negation_metrics, negation_columns = _score(predictor, negation, peer)
+        metrics["negation_data"] = negation.source
+        metrics["negation_examples"] = len(negation)
+        for key in ("accuracy", "tfidf_svm_accuracy", "vader_accuracy"):
+            if key in negation_metrics:
+                metrics[f"negation_{key}"] = negation_metrics[key]
+        if out_dir is not None:
+            path = out_dir / f"predictions_{_stem(negation.source)}_{config.runtime}.tsv"
+            write_bytes_atomic(path, _predictions_tsv(negation, negation_columns))
+            metrics["negation_predictions"] = str(path)
+    if peer is not None:
+        metrics["tfidf_svm_c"] = peer.info["c"]
+    return evaluation_result(task="sentiment", model=directory.path, runtime=config.runtime, data=examples.source,
+                             examples=len(examples), plot=plot, **metrics)
+
+
+def predict(config: PredictConfig, texts: Sequence[str], threshold: float = 0.5) -> list[tuple[str, float]]:
     """``(label, probability of that label)`` per text."""
     if not texts:
         raise UserError("no text given; pass one or more texts (or '-' to read lines from stdin)")
     for i, text in enumerate(texts, 1):
         if not text.strip():
             raise UserError(f"text {i} is empty")
-    predictor = load_predictor(model_dir, runtime)
-    probs = predictor.predict_proba(list(texts))
+    directory = SentimentModelDir.open(config.model)
+    probs = load_predictor(directory, config.runtime).predict_proba(list(texts))
     return [(LABELS[int(p >= threshold)], float(p if p >= threshold else 1.0 - p)) for p in probs]
 
 

@@ -1,72 +1,180 @@
-"""The sentiment model: token ids → Embedding(mask_zero) → [Bidirectional] lstm_core.LSTM → Dense."""
+"""The sentiment model and its predictors (Keras, LiteRT).
+
+Model: ``int32 token ids [B, T]`` (pre-padded with 0) → ``Embedding`` → ``SpatialDropout1D`` →
+``lstm_core.LSTM`` (last output = the text's last real token) → ``Dropout`` → ``Dense(1,
+sigmoid)`` = P(positive); with ``rating_head`` a second ``Dense(1)`` regresses the (standardised)
+rating, an auxiliary loss only. No mask: the model is trained on exactly what the fused TFLite
+LSTM computes, so a fixed-length export only adds leading zeros.
+
+:class:`SentimentTrainer` wraps the model for ``fit`` and adds adversarial training on the
+embeddings (Miyato, Dai & Goodfellow 2017): each batch is also scored with the embeddings moved
+by ``epsilon`` along the loss gradient's direction.
+"""
 
 from __future__ import annotations
 
-import dataclasses
+from pathlib import Path
+from typing import Sequence
 
 import keras
+import numpy as np
+import tensorflow as tf
 
 from lstm_core import LSTM
-from lstm_core.errors import UserError
+from tasks.sentiment.config import ModelConfig
+from tasks.sentiment.artifacts import Tokenizer
+from tasks.sentiment.data import pre_pad
 
-POOLINGS = ("last", "mean")
-
-
-@dataclasses.dataclass
-class ModelConfig:
-    """Architecture; ``vocab_size`` is filled in from the trained tokenizer."""
-
-    vocab_size: int = 8000
-    embedding_dim: int = 128
-    units: int = 64
-    bidirectional: bool = True
-    pooling: str = "last"  # "last": final LSTM output(s); "mean": masked mean over time
-    embedding_dropout: float = 0.2  # SpatialDropout1D: drops whole embedding channels
-    dropout: float = 0.5  # before the classifier
-    recurrent_dropout: float = 0.0  # > 0 takes lstm_core's general (slower) loop in training
-    l2: float = 0.0  # weight decay on the embedding and LSTM kernels
-
-    def validate(self) -> "ModelConfig":
-        if self.pooling not in POOLINGS:
-            raise UserError(f"--pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        for name in ("embedding_dim", "units", "vocab_size"):
-            if getattr(self, name) <= 0:
-                raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        for name in ("embedding_dropout", "dropout", "recurrent_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise UserError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
-        return self
+ENCODER_LAYERS = ("embedding_dropout", "lstm", "dropout")
 
 
 def build_model(config: ModelConfig, seed: int | None = None) -> keras.Model:
-    """Functional model: ``int32 token ids [B, T]`` (0 = padding) → ``P(positive) [B, 1]``."""
-    config.validate()
-    reg = keras.regularizers.l2(config.l2) if config.l2 > 0 else None
+    """Functional model: token ids → ``[P(positive) [B, 1]]`` (+ ``rating [B, 1]``).
+
+    Example:
+
+    ```python
+    model = build_model(ModelConfig(vocab_size=8000), seed=1)
+    model(np.array([[0, 0, 17, 42]], np.int32))[0]  # P(positive) of a 2-token text
+    ```
+    """
     ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
-    x = keras.layers.Embedding(
-        config.vocab_size,
-        config.embedding_dim,
-        mask_zero=True,
-        embeddings_regularizer=reg,
-        name="embedding",
-    )(ids)
-    if config.embedding_dropout > 0:
-        x = keras.layers.SpatialDropout1D(config.embedding_dropout, seed=seed, name="embedding_dropout")(x)
-    lstm = LSTM(
-        config.units,
-        return_sequences=config.pooling != "last",
-        recurrent_dropout=config.recurrent_dropout,
-        kernel_regularizer=reg,
-        seed=seed,
-        name="lstm",
-    )
-    if config.bidirectional:
-        x = keras.layers.Bidirectional(lstm, name="bidirectional")(x)
-    else:
-        x = lstm(x)
-    if config.pooling == "mean":
-        x = keras.layers.GlobalAveragePooling1D(name="mean_pool")(x)
-    if config.dropout > 0:
-        x = keras.layers.Dropout(config.dropout, seed=seed, name="dropout")(x)
-    probability = keras.layers.Dense(1, activation="sigmoid", name="probability")(x)
-    return keras.Model(ids, probability, name="sentiment_lstm")
+    embedded = keras.layers.Embedding(config.vocab_size, config.embedding_dim, name="embedding")(ids)
+    layers = [
+        keras.layers.SpatialDropout1D(config.embedding_dropout, seed=seed, name="embedding_dropout"),
+        LSTM(config.units, seed=seed, name="lstm"),
+        keras.layers.Dropout(config.dropout, seed=seed, name="dropout"),
+    ]
+    heads = [keras.layers.Dense(1, activation="sigmoid", name="probability")]
+    if config.rating_head:
+        heads.append(keras.layers.Dense(1, name="rating"))
+    outputs = _apply(embedded, layers, heads)
+    return keras.Model(ids, outputs, name="sentiment_lstm")
+
+
+def _apply(x, layers, heads):
+    for layer in layers:
+        x = layer(x)
+    return {head.name: head(x) for head in heads}
+
+
+def inference_model(model: keras.Model) -> keras.Model:
+    """The P(positive) output only (what is exported and served)."""
+    return keras.Model(model.input, model.get_layer("probability").output, name="sentiment_classifier")
+
+
+class SentimentTrainer(keras.Model):
+    """``fit`` wrapper around a :func:`build_model` model, with optional adversarial training.
+
+    Args:
+        model: the model to train (its layers are shared; save ``model``, not the trainer).
+        adversarial_epsilon: L2 norm (per text) of the adversarial move of the embeddings; 0: off.
+    """
+
+    def __init__(self, model: keras.Model, adversarial_epsilon: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.model = model
+        self.adversarial_epsilon = float(adversarial_epsilon)
+        self.embedding = model.get_layer("embedding")
+        self.encoder = [model.get_layer(name) for name in ENCODER_LAYERS]
+        self.heads = [layer for layer in model.layers if layer.name in ("probability", "rating")]
+
+    def call(self, ids, training=False):
+        return self.model(ids, training=training)
+
+    def _from_embeddings(self, embedded, training):
+        x = embedded
+        for layer in self.encoder:
+            x = layer(x, training=training)
+        return {head.name: head(x) for head in self.heads}
+
+    def train_step(self, data):
+        if self.adversarial_epsilon <= 0:
+            return super().train_step(data)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        with tf.GradientTape() as tape:
+            embedded = self.embedding(x)
+            with tf.GradientTape() as inner:
+                inner.watch(embedded)
+                y_pred = self._from_embeddings(embedded, training=True)
+                clean = self._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+            direction = tf.stop_gradient(tf.math.l2_normalize(inner.gradient(clean, embedded), axis=[1, 2]))
+            moved = self._from_embeddings(embedded + self.adversarial_epsilon * direction, training=True)
+            adversarial = self._compute_loss(x=x, y=y, y_pred=moved, sample_weight=sample_weight, training=True)
+            loss = clean + adversarial
+        self._loss_tracker.update_state(clean, sample_weight=tf.shape(x)[0])
+        gradients = tape.gradient(loss, self.trainable_weights)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_weights))
+        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+
+def probability_of(outputs) -> np.ndarray:
+    """P(positive) ``[B]`` from a model's outputs (dict, list or tensor)."""
+    if isinstance(outputs, dict):
+        outputs = outputs["probability"]
+    elif isinstance(outputs, (list, tuple)):
+        outputs = outputs[0]
+    return np.asarray(outputs, dtype=np.float32).reshape(-1)
+
+
+# ----------------------------------------------------------------------------- predictors
+class KerasPredictor:
+    """P(positive) with the Keras model; texts of one length are batched together, unpadded.
+
+    Args:
+        model: the Keras model (any of :func:`build_model`'s outputs layouts).
+        tokenizer: the model's tokenizer.
+        batch_size: texts per call.
+        width: pre-pad every text to this length (what a fixed-length MCU export sees);
+            None: each text at its true length (what the variable-length LiteRT export sees).
+    """
+
+    def __init__(self, model: keras.Model, tokenizer: Tokenizer, batch_size: int = 64, width: int | None = None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.width = width
+        self._fn = tf.function(lambda ids: model(ids, training=False),
+                               input_signature=[tf.TensorSpec([None, None], tf.int32)])
+
+    def predict_ids(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
+        lengths = np.array([self.width or len(x) for x in ids])
+        probs = np.zeros(len(ids), dtype=np.float32)
+        for length in np.unique(lengths):
+            same = np.flatnonzero(lengths == length)
+            for start in range(0, len(same), self.batch_size):
+                chunk = same[start:start + self.batch_size]
+                probs[chunk] = probability_of(self._fn(pre_pad([ids[i] for i in chunk], int(length))))
+        return probs
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        return self.predict_ids(self.tokenizer.encode_many(texts))
+
+
+class TFLitePredictor:
+    """P(positive) with a LiteRT model, one text per call (batch 1).
+
+    Args:
+        path: the ``.tflite`` file.
+        tokenizer: the model's tokenizer.
+        width: the model's fixed input length (MCU exports; texts are pre-padded to it), or None
+            for a variable-length model (each text at its true length).
+    """
+
+    def __init__(self, path, tokenizer: Tokenizer, width: int | None = None, num_threads: int | None = None):
+        from lstm_core.export import TFLiteModel
+
+        self.path = Path(path)
+        self.runner = TFLiteModel(self.path, num_threads=num_threads)
+        self.tokenizer = tokenizer
+        self.width = width
+
+    def predict_ids(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
+        out = np.zeros(len(ids), dtype=np.float32)
+        for i, row in enumerate(ids):
+            (prob,) = self.runner(pre_pad([row], self.width))
+            out[i] = float(np.reshape(prob, -1)[0])
+        return out
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        return self.predict_ids(self.tokenizer.encode_many(texts))

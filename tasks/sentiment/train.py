@@ -1,208 +1,106 @@
 """``lstm-suite sentiment train``: tokenizer + model + TensorBoard logs in one model directory.
 
-Model directory::
-
-    DIR/model.keras          Keras model (token ids → P(positive))
-    DIR/tokenizer.model      sentencepiece model (pad 0, unk 1)
-    DIR/config.json          SentimentConfig (data, model, train) + labels
-    DIR/calibration.json     a few training texts: int8 calibration for ``export``
-    DIR/train_report.json    wall time, epochs, validation metrics
-    DIR/logs/                TensorBoard (scalars, histograms, hparams)
+The directory is built in ``OUT.partial`` (resumable) and renamed onto ``OUT`` when training
+finished; an existing ``OUT`` is refused unless ``--overwrite`` (checked before any data is
+read). Early stopping watches the validation accuracy of ``--val`` or of a held-out share of
+``--data``; report figures on other data (``evaluate``, default ``data/sentiment/dev.tsv``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 
-from lstm_core.errors import UserError
-from lstm_core.io import read_json, write_json_atomic
-from lstm_core.training import TrainConfig, fit, model_directory, set_seed
-from tasks.sentiment import LABELS
-from tasks.sentiment.data import (
-    TOKENIZER_FILE,
-    Examples,
-    Tokenizer,
-    load_examples,
-    make_dataset,
-    split_validation,
-    train_tokenizer,
-)
-from tasks.sentiment.model import ModelConfig, build_model
+from lstm_core.config import OutputConfig, TrainConfig, settings_to_dict
+from lstm_core.io import write_json_atomic
+from lstm_core.training import distribution_scope, epoch_summary, fit, model_directory, set_seed
+from tasks.sentiment.artifacts import CALIBRATION_FILE, TOKENIZER_FILE, SentimentModelDir, Tokenizer
+from tasks.sentiment.config import DataConfig, ModelConfig, ObjectiveConfig, given
+from tasks.sentiment.data import load_training_data, make_dataset, train_tokenizer
+from tasks.sentiment.metrics import classification_metrics
+from tasks.sentiment.model import KerasPredictor, SentimentTrainer, build_model
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.json"
-MODEL_FILE = "model.keras"
-CALIBRATION_FILE = "calibration.json"
-REPORT_FILE = "train_report.json"
-DEFAULT_TRAIN = "data/sentiment/train.tsv"
-DEFAULT_DEV = "data/sentiment/dev.tsv"
-DEFAULT_DIR = "saved_models/sentiment"
+CALIBRATION_TEXTS = 500
 
 
-@dataclasses.dataclass
-class DataConfig:
-    train: str = DEFAULT_TRAIN
-    val: str | None = None  # None: hold out ``val_fraction`` of ``train``
-    val_fraction: float = 0.1
-    text_column: str = "text"
-    label_column: str = "label"
-    vocab_size: int = 8000  # sentencepiece unigram vocabulary (upper bound)
-    max_tokens: int = 256  # longer texts are truncated (IMDB reviews); dev.tsv max is ~80
-    batch_size: int = 32
-    sampling_alpha: float = 0.3  # sentencepiece subword sampling (smoothing) in training; 0 = off
-    calibration_examples: int = 200
-
-
-DEFAULT_TRAIN_CONFIG = TrainConfig(epochs=15, learning_rate=1e-3, patience=3, monitor="val_loss")
-
-
-@dataclasses.dataclass
-class SentimentConfig:
-    data: DataConfig = dataclasses.field(default_factory=DataConfig)
-    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
-    train: TrainConfig = dataclasses.field(default_factory=lambda: dataclasses.replace(DEFAULT_TRAIN_CONFIG))
-    labels: tuple[str, ...] = LABELS
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["labels"] = list(self.labels)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SentimentConfig":
-        def build(kind, values):
-            names = {f.name for f in dataclasses.fields(kind)}
-            return kind(**{k: v for k, v in (values or {}).items() if k in names})
-
-        return cls(
-            data=build(DataConfig, d.get("data")),
-            model=build(ModelConfig, d.get("model")),
-            train=build(TrainConfig, d.get("train")),
-            labels=tuple(d.get("labels", LABELS)),
-        )
-
-    def save(self, model_dir) -> Path:
-        return write_json_atomic(Path(model_dir) / CONFIG_FILE, self.to_dict())
-
-    @classmethod
-    def load(cls, model_dir) -> "SentimentConfig":
-        model_dir = Path(model_dir)
-        path = model_dir / CONFIG_FILE
-        if not model_dir.is_dir():
-            raise UserError(
-                f"{model_dir}: no such model directory; train one with "
-                f"`lstm-suite sentiment train --out {model_dir}`"
-            )
-        if not path.is_file():
-            raise UserError(f"{path}: missing; {model_dir} is not a sentiment model directory")
-        try:
-            return cls.from_dict(read_json(path))
-        except (json.JSONDecodeError, TypeError, AttributeError) as err:
-            raise UserError(f"{path}: unreadable config ({err})") from None
-
-
-def load_data(config: DataConfig, seed: int) -> tuple[Examples, Examples]:
-    train = load_examples(
-        config.train, default_split="train", text_column=config.text_column, label_column=config.label_column
-    )
-    counts = np.bincount(train.labels, minlength=2)
-    if counts.min() == 0:
-        missing = LABELS[int(np.argmin(counts))]
-        raise UserError(f"{train.source}: no '{missing}' examples; need both labels to train")
-    if config.val:
-        val = load_examples(
-            config.val, default_split="test", text_column=config.text_column, label_column=config.label_column
-        )
-    else:
-        train, val = split_validation(train, config.val_fraction, seed)
-        log.info("no --val: holding out %d of %d training examples", len(val), len(val) + len(train))
-    log.info(
-        "train %s: %d examples (%d negative, %d positive); val %s: %d examples",
-        train.source, len(train), *np.bincount(train.labels, minlength=2), val.source, len(val),
-    )
-    return train, val
-
-
-def train(config: SentimentConfig, out) -> dict:
-    """Train a model into ``out`` (built in ``out.partial``, resumable); returns a summary."""
+def train(data: DataConfig, model: ModelConfig, objective: ObjectiveConfig, train: TrainConfig,
+          output: OutputConfig) -> dict:
+    """Train into ``output.out``; returns the train report (also in ``train_report.json``)."""
     import keras
 
-    from tasks.sentiment.evaluate import KerasPredictor, classification_metrics
-
-    config.model.validate()
-    if config.data.batch_size <= 0 or config.data.max_tokens <= 0:
-        raise UserError("--batch-size and --max-tokens must be positive")
-    set_seed(config.train.seed)
-    train_ex, val_ex = load_data(config.data, config.train.seed)
     start = time.monotonic()
-    with model_directory(out) as work:
+    with model_directory(output.out, overwrite=output.overwrite, resume=output.resume) as work:
+        set_seed(train.seed)
+        train_examples, val_examples = load_training_data(data, train.seed)
         tokenizer_path = work / TOKENIZER_FILE
         if tokenizer_path.exists():
             log.info("reusing tokenizer %s", tokenizer_path)
         else:
-            log.info("training sentencepiece (vocab %d) on %d texts", config.data.vocab_size, len(train_ex))
-            train_tokenizer(train_ex.texts, tokenizer_path, vocab_size=config.data.vocab_size)
-        tokenizer = Tokenizer(tokenizer_path, config.data.max_tokens)
-        config.model.vocab_size = tokenizer.vocab_size
-        config.save(work)
-        rng = np.random.default_rng(config.train.seed)
-        pick = rng.choice(len(train_ex), size=min(config.data.calibration_examples, len(train_ex)), replace=False)
-        write_json_atomic(work / CALIBRATION_FILE, [train_ex.texts[i] for i in sorted(pick)])
+            log.info("training sentencepiece (vocab %d) on %d texts", data.vocab_size, len(train_examples))
+            train_tokenizer(train_examples.texts, tokenizer_path, vocab_size=data.vocab_size)
+        tokenizer = Tokenizer(tokenizer_path, data.max_tokens)
+        use_ratings = (objective.rating_weight > 0 and train_examples.ratings is not None
+                       and val_examples.ratings is not None)
+        if objective.rating_weight > 0 and not use_ratings:
+            log.info("no '%s' column in both training and validation data: rating head off", data.rating_column)
+        model = dataclasses.replace(model, vocab_size=tokenizer.vocab_size, rating_head=use_ratings)
+        monitor = "val_probability_accuracy" if use_ratings else "val_accuracy"
+        train = dataclasses.replace(train, monitor=monitor, monitor_mode="max")
+        rating_scale = None
+        if use_ratings:
+            rating_scale = (float(train_examples.ratings.mean()), max(float(train_examples.ratings.std()), 1e-6))
+        directory = SentimentModelDir(work, {"data": data, "model": model, "objective": objective, "train": train},
+                                      {"rating_scale": list(rating_scale) if rating_scale else None})
+        directory.save_config(work)
+        rng = np.random.default_rng(train.seed)
+        pick = rng.choice(len(train_examples), size=min(CALIBRATION_TEXTS, len(train_examples)), replace=False)
+        write_json_atomic(work / CALIBRATION_FILE, [train_examples.texts[i] for i in sorted(pick)])
 
-        model = build_model(config.model, seed=config.train.seed)
-        model.compile(
-            optimizer=keras.optimizers.Adam(config.train.learning_rate),
-            loss=keras.losses.BinaryCrossentropy(),
-            metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
-        )
-        if log.isEnabledFor(logging.INFO):
-            model.summary(print_fn=lambda line, *a, **k: log.info("%s", line))
-        steps = config.train.steps_per_epoch
-        common = dict(
-            tokenizer_proto=tokenizer.proto,
-            batch_size=config.data.batch_size,
-            max_tokens=config.data.max_tokens,
-            seed=config.train.seed,
-        )
-        train_ds = make_dataset(
-            train_ex, training=True, sampling_alpha=config.data.sampling_alpha, repeat=steps is not None, **common
-        )
-        val_ds = make_dataset(val_ex, training=False, **common)
-        hparams = {f"data.{k}": v for k, v in dataclasses.asdict(config.data).items()}
-        hparams.update({f"model.{k}": v for k, v in dataclasses.asdict(config.model).items()})
+        with distribution_scope(train):
+            network = build_model(model, seed=train.seed)
+            trainer = SentimentTrainer(network, adversarial_epsilon=objective.adversarial_epsilon)
+            trainer(np.zeros((1, 2), np.int32))  # built before fit (BackupAndRestore needs the weights)
+            losses = {"probability": keras.losses.BinaryCrossentropy()}
+            weights = {"probability": 1.0}
+            metrics = {"probability": [keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")]}
+            if use_ratings:
+                losses["rating"] = keras.losses.MeanSquaredError()
+                weights["rating"] = objective.rating_weight
+            trainer.compile(optimizer=keras.optimizers.Adam(train.learning_rate), loss=losses,
+                            loss_weights=weights, metrics=metrics)
+        common = dict(tokenizer_proto=tokenizer.proto, batch_size=data.batch_size, max_tokens=data.max_tokens,
+                      seed=train.seed, rating_scale=rating_scale)
+        train_ds = make_dataset(train_examples, training=True, sampling_alpha=data.sampling_alpha,
+                                repeat=train.steps_per_epoch is not None, **common)
+        val_ds = make_dataset(val_examples, training=False, **common)
+        hparams = {f"{section}.{key}": value for section, config in (("data", data), ("model", model),
+                                                                      ("objective", objective))
+                   for key, value in settings_to_dict(config).items()}
         with warnings.catch_warnings():
-            # tf.data batches of unknown count: Keras' fit warns about shuffle/exhaustion each run
-            warnings.filterwarnings("ignore", message=r"`shuffle=True` was passed")
             warnings.filterwarnings("ignore", message=r"Your input ran out of data")
-            history = fit(model, train_ds, val_ds, workdir=work, config=config.train, hparams=hparams)
-        model.save(work / MODEL_FILE)
+            fit(trainer, train_ds, val_ds, workdir=work, config=train, hparams=hparams)
+        network.save(work / "model.keras")
 
-        probs = KerasPredictor(model, tokenizer).predict_proba(val_ex.texts)
-        val_metrics = classification_metrics(val_ex.labels, probs)
-        losses = history.history.get(config.train.monitor) or history.history.get("val_loss") or []
+        probs = KerasPredictor(network, tokenizer).predict_proba(val_examples.texts)
+        val_metrics = classification_metrics(val_examples.labels, probs)
         report = {
-            "train_source": train_ex.source,
-            "train_examples": len(train_ex),
-            "val_source": val_ex.source if config.data.val else f"{train_ex.source} (held out)",
-            "val_examples": len(val_ex),
+            "train_data": train_examples.source,
+            "train_examples": len(train_examples),
+            "val_data": val_examples.source if given(data.val) else f"{train_examples.source} (held out)",
+            "val_examples": len(val_examples),
             "vocab_size": tokenizer.vocab_size,
-            "parameters": int(model.count_params()),
-            "epochs_run": len(losses),
-            "best_epoch": int(np.argmin(losses)) + 1 if losses else None,
+            "parameters": int(network.count_params()),
+            **epoch_summary(work, train),
             "wall_seconds": round(time.monotonic() - start, 1),
-            "val": val_metrics,
+            **{f"val_{key}": value for key, value in val_metrics.items()},
         }
-        write_json_atomic(work / REPORT_FILE, report)
-    log.info(
-        "val accuracy %.4f f1 %.4f after %s epochs in %.0f s",
-        val_metrics["accuracy"], val_metrics["f1"], report["epochs_run"], report["wall_seconds"],
-    )
-    return {"model_dir": str(out), **{k: v for k, v in report.items() if k != "val"}, **{f"val_{k}": v for k, v in val_metrics.items() if k != "confusion_matrix"}}
+        write_json_atomic(work / "train_report.json", report)
+    log.info("val accuracy %.4f after %s epochs (best %s) in %.0f s", report["val_accuracy"],
+             report["epochs_run"], report["best_epoch"], report["wall_seconds"])
+    return {"model": str(output.out), **report}

@@ -1,4 +1,4 @@
-"""Data parsing, bad-input errors (library and CLI), tokenizer, tf.data, tfds loader, configs."""
+"""Data parsing, bad-input errors (library and CLI), tokenizer, tf.data, tfds loader, configs, metrics."""
 
 from __future__ import annotations
 
@@ -10,14 +10,16 @@ import pytest
 
 from lstm_core.cli import main
 from lstm_core.errors import UserError
-from tasks.sentiment import LABELS
+from tasks.sentiment.artifacts import Tokenizer
+from tasks.sentiment.config import DataConfig, ModelConfig, ObjectiveConfig
 from tasks.sentiment.data import (
     PAD_ID,
     UNK_ID,
-    Tokenizer,
+    Examples,
+    check_training_examples,
     load_examples,
     make_dataset,
-    pad_batch,
+    pre_pad,
     read_delimited,
     split_validation,
     train_tokenizer,
@@ -49,6 +51,38 @@ def test_reads_tsv_with_extra_columns_and_label_spellings(tmp_path):
     assert ex.texts == ["A fine, warm film.", 'Dull "and" long.', "ok", "meh", "great", "bad"]
     assert ex.labels.tolist() == [1, 0, 1, 0, 1, 0]
     assert ex.labels.dtype == np.int32
+    assert ex.ratings is None
+    rated = read_delimited(f, rating_column="rating")
+    assert rated.ratings.tolist() == pytest.approx([1.5, -2, 0.1, 0, 3, -3])
+    assert rated.subset([1, 4]).ratings.tolist() == pytest.approx([-2, 3])
+
+
+def test_stray_quotes_in_tsv_keep_every_row(tmp_path):
+    """Issue 18: TSV has no quoting; a stray '"' (like train.tsv line 1710's `9"`) merges nothing."""
+    rows = [f'row {i} {chr(34) if i in (3, 151) else ""}inch\tpositive' if i % 2 else f"row {i}\tnegative"
+            for i in range(300)]
+    f = write(tmp_path / "quotes.tsv", "text\tlabel\n" + "\n".join(rows) + "\n")
+    ex = read_delimited(f)
+    assert len(ex) == 300 and ex.texts[3] == 'row 3 "inch'
+    assert ex.labels.tolist() == [i % 2 for i in range(300)]
+    shipped = read_delimited(TRAIN_TSV)
+    assert any('9" black and white' in t for t in shipped.texts)
+    assert sum(1 for line in TRAIN_TSV.read_text(encoding="utf-8").splitlines()[1:] if line.strip()) == len(shipped)
+
+
+def test_bad_rating_names_the_line(tmp_path):
+    f = write(tmp_path / "r.tsv", "text\tlabel\trating\ngood\tpositive\t1.5\nbad\tnegative\tlots\n")
+    with pytest.raises(UserError, match=r"r.tsv:3: rating 'lots'"):
+        read_delimited(f, rating_column="rating")
+
+
+def test_degenerate_training_data_warns(caplog):
+    few = Examples(["a", "b", "c"], np.array([0, 1, 1], np.int32), "few.tsv")
+    with caplog.at_level("WARNING"):
+        check_training_examples(few, 50)
+    assert "only 1 'negative' examples" in caplog.text
+    with pytest.raises(UserError, match="no 'positive' examples"):
+        check_training_examples(Examples(["a"], np.array([0], np.int32), "one.tsv"), 1)
 
 
 def test_reads_csv_with_quoted_fields_and_bom(tmp_path):
@@ -75,11 +109,12 @@ def test_vendored_data_parses():
     [
         ("empty.tsv", "", ["empty.tsv", "empty"]),
         ("blank.tsv", "\n \n", ["blank.tsv", "empty"]),
-        ("header.tsv", "text\tlabel\n", ["header.tsv:1", "no examples"]),
+        ("header.tsv", "text\tlabel\n", ["header.tsv:1", "header only"]),
         ("cols.tsv", "sentence\tlabel\nfoo\tpositive\n", ["cols.tsv:1", "'text'"]),
         ("nolabel.tsv", "text\tscore\nfoo\t1\n", ["nolabel.tsv:1", "'label'"]),
         ("label.tsv", "text\tlabel\ngood\tpositive\nmeh\tneutral\n", ["label.tsv:3", "'neutral'", "negative|positive"]),
         ("short.tsv", "text\tlabel\ngood\tpositive\nno label here\n", ["short.tsv:3", "1 field"]),
+        ("quote.csv", 'text,label\ngood,positive\n"never closed,negative\nfine,positive\n', ["quote.csv:3", "never closed"]),
         ("emptytext.tsv", "text\tlabel\n \tpositive\n", ["emptytext.tsv:2", "empty 'text'"]),
         ("latin1.tsv", "text\tlabel\ngood\tpositive\ncaf\xe9 bad\tnegative\n".encode("latin-1"), ["latin1.tsv:3", "UTF-8"]),
     ],
@@ -131,9 +166,12 @@ def test_cli_evaluate_bad_val_and_missing_model(tmp_path, capsys):
 
 
 def test_cli_tflite_runtime_without_export(tmp_path, capsys):
-    from tasks.sentiment.train import SentimentConfig
+    from lstm_core.config import TrainConfig
+    from tasks.sentiment.artifacts import SentimentModelDir
 
-    SentimentConfig().save(tmp_path)
+    sections = {"data": DataConfig(), "model": ModelConfig(), "objective": ObjectiveConfig(), "train": TrainConfig()}
+    SentimentModelDir(tmp_path, sections).save_config()
+    (tmp_path / "model.keras").write_bytes(b"PK")
     code, _, err = run_cli(capsys, ["sentiment", "predict", "--model", str(tmp_path), "--runtime", "tflite-int8", "good"])
     assert code == 2
     assert "model_int8.tflite" in err and f"lstm-suite sentiment export --model {tmp_path}" in err
@@ -151,35 +189,32 @@ def test_split_validation_is_stratified_and_disjoint():
 
 
 def test_config_round_trip(tmp_path):
-    from tasks.sentiment.train import SentimentConfig
+    from lstm_core.config import TrainConfig
+    from tasks.sentiment.artifacts import SentimentModelDir
 
-    config = SentimentConfig()
-    config.data.vocab_size = 123
-    config.model.bidirectional = False
-    config.model.pooling = "mean"
-    config.train.epochs = 7
-    config.save(tmp_path)
-    loaded = SentimentConfig.load(tmp_path)
-    assert loaded == config
-    assert json.loads((tmp_path / "config.json").read_text())["labels"] == list(LABELS)
+    sections = {"data": DataConfig(vocab_size=123), "model": ModelConfig(units=7, rating_head=True),
+                "objective": ObjectiveConfig(adversarial_epsilon=0.5), "train": TrainConfig(epochs=7)}
+    SentimentModelDir(tmp_path, sections, {"rating_scale": [0.1, 2.0]}).save_config()
+    (tmp_path / "model.keras").write_bytes(b"PK")
+    loaded = SentimentModelDir.open(tmp_path)
+    assert loaded.sections == sections and loaded.extra["rating_scale"] == [0.1, 2.0]
+    assert json.loads((tmp_path / "config.json").read_text())["task"] == "sentiment"
 
 
 def test_cli_flags_reach_config():
-    import argparse
+    from lstm_core.cli import build_parser, load_task
 
-    from tasks.sentiment.cli import _configure_train, config_from_args
-
-    parser = argparse.ArgumentParser()
-    _configure_train(parser)
+    parser = build_parser(load_task("sentiment"))
     args = parser.parse_args(
-        ["--data", "a.tsv", "--val", "b.tsv", "--no-bidirectional", "--units", "32", "--epochs", "3",
-         "--vocab-size", "500", "--sampling-alpha", "0", "--pooling", "mean"]
+        ["sentiment", "train", "--data", "a.tsv", "--val", "b.tsv", "--units", "32", "--epochs", "3",
+         "--vocab-size", "500", "--sampling-alpha", "0", "--rating-weight", "0", "--adversarial-epsilon", "2"]
     )
-    config = config_from_args(args)
-    assert (config.data.train, config.data.val, config.data.vocab_size) == ("a.tsv", "b.tsv", 500)
-    assert config.data.sampling_alpha == 0
-    assert (config.model.bidirectional, config.model.units, config.model.pooling) == (False, 32, "mean")
-    assert config.train.epochs == 3
+    args._prepare(args)
+    configs = args._configs
+    assert (configs["data"].data, configs["data"].val, configs["data"].vocab_size) == ("a.tsv", "b.tsv", 500)
+    assert configs["data"].sampling_alpha == 0 and configs["model"].units == 32
+    assert (configs["objective"].rating_weight, configs["objective"].adversarial_epsilon) == (0, 2)
+    assert configs["train"].epochs == 3 and configs["output"].out == "saved_models/sentiment"
 
 
 # ----------------------------------------------------------------------------- tokenizer, tf.data
@@ -203,14 +238,13 @@ def test_tokenizer_ids_reserve_padding(tokenizer):
 
 def test_python_and_tensorflow_tokenization_agree(tokenizer):
     """tf.data / SavedModel (tensorflow-text) and LiteRT (Python sentencepiece) see the same ids."""
-    from tasks.sentiment.data import Examples
-
     texts = read_delimited(TRAIN_TSV).texts[:64]
     ex = Examples(texts, np.zeros(len(texts), np.int32), "mem")
     ds = make_dataset(ex, tokenizer.proto, batch_size=8, max_tokens=40, training=False)
     got = {}
     for ids, _ in ds:
         for row in ids.numpy():
+            assert row[-1] != PAD_ID  # pre-padded: the last step is a real token
             seq = row[row != PAD_ID].tolist()
             got.setdefault(tuple(seq), 0)
             got[tuple(seq)] += 1
@@ -222,17 +256,18 @@ def test_python_and_tensorflow_tokenization_agree(tokenizer):
 
 
 def test_dataset_buckets_pad_and_sampling(tokenizer):
-    from tasks.sentiment.data import Examples
-
-    ex = read_delimited(TRAIN_TSV).subset(range(256))
-    ds = make_dataset(ex, tokenizer.proto, batch_size=16, max_tokens=40, training=True, seed=1, sampling_alpha=0.5)
+    ex = read_delimited(TRAIN_TSV, rating_column="rating").subset(range(256))
+    ds = make_dataset(ex, tokenizer.proto, batch_size=16, max_tokens=40, training=True, seed=1, sampling_alpha=0.5,
+                      rating_scale=(1.0, 2.0))
     seen, widths = 0, []
-    for ids, labels in ds:
+    for ids, targets in ds:
         ids = ids.numpy()
-        assert ids.dtype == np.int32 and labels.dtype.name == "float32"
+        assert ids.dtype == np.int32 and targets["probability"].dtype.name == "float32"
+        # ratings standardised with the given scale, paired with their labels
+        assert np.all((targets["rating"].numpy() * 2.0 + 1.0 > 0) == (targets["probability"].numpy() == 1))
         lengths = (ids != PAD_ID).sum(1)
         assert lengths.max() == ids.shape[1]  # padded to the longest in the batch only
-        assert lengths.min() >= 1
+        assert lengths.min() >= 1 and np.all(ids[:, -1] != PAD_ID)  # zeros first
         widths.append(ids.shape[1])
         seen += len(ids)
     assert seen == 256
@@ -245,9 +280,10 @@ def test_dataset_buckets_pad_and_sampling(tokenizer):
     assert epochs[0] != epochs[1]
 
 
-def test_pad_batch():
-    assert pad_batch([[3, 4], [5]]).tolist() == [[3, 4], [5, PAD_ID]]
-    assert pad_batch([[]]).shape == (1, 1)
+def test_pre_pad():
+    assert pre_pad([[3, 4], [5]]).tolist() == [[3, 4], [PAD_ID, 5]]
+    assert pre_pad([[]]).shape == (1, 1)
+    assert pre_pad([[1, 2, 3, 4]], 3).tolist() == [[2, 3, 4]]  # too long: keeps the end
 
 
 # ----------------------------------------------------------------------------- tfds
@@ -273,7 +309,7 @@ def test_tfds_unknown_dataset_is_a_user_error(tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------------------- metrics
 def test_classification_metrics_by_hand():
-    from tasks.sentiment.evaluate import classification_metrics
+    from tasks.sentiment.metrics import classification_metrics
 
     m = classification_metrics([1, 1, 1, 0, 0], [0.9, 0.2, 0.6, 0.7, 0.1])
     # tp=2 fn=1 fp=1 tn=1
@@ -285,12 +321,31 @@ def test_classification_metrics_by_hand():
     assert m["confusion_matrix"] == [[1, 1], [1, 2]]
 
 
-def test_vader_baseline_rule():
-    from tasks.sentiment.evaluate import vader_baseline, vader_scores
+def test_vader_rule():
+    from tasks.sentiment.metrics import vader_predictions, vader_scores
 
     texts = ["I love this wonderful film.", "Awful, boring and bad.", "The film is 90 minutes long."]
     scores = vader_scores(texts)
     assert scores[0] > 0 > scores[1] and scores[2] == 0
     # compound >= 0 -> positive, so the neutral sentence counts as positive
-    assert vader_baseline(texts, [1, 0, 1])["vader_accuracy"] == 1.0
-    assert vader_baseline(texts, [1, 0, 0])["vader_accuracy"] == pytest.approx(2 / 3)
+    assert vader_predictions(texts).tolist() == [1, 0, 1]
+
+
+def test_tfidf_svm_peer_is_fitted_once_and_cached(tmp_path):
+    from tasks.sentiment.metrics import TfidfSvmPeer
+
+    ex = read_delimited(TRAIN_TSV).subset(range(300))
+    calls = []
+
+    def load():
+        calls.append(1)
+        return ex
+
+    cache = tmp_path / "baseline_svm.pkl"
+    peer = TfidfSvmPeer(cache, "train.tsv", load)
+    assert cache.is_file() and peer.info["c"] in (0.1, 0.3, 1.0)
+    assert (peer.predict(ex.texts) == ex.labels).mean() > 0.9  # a linear model fits its training set
+    again = TfidfSvmPeer(cache, "train.tsv", load)
+    assert len(calls) == 1 and again.predict(ex.texts[:20]).tolist() == peer.predict(ex.texts[:20]).tolist()
+    TfidfSvmPeer(cache, "other.tsv", load)  # another training file: refitted
+    assert len(calls) == 2

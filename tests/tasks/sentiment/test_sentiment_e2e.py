@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from lstm_core.cli import main
+from lstm_core.config import EVALUATE_KEYS
 
 REPO = Path(__file__).resolve().parents[3]
 DATA = REPO / "data" / "sentiment"
@@ -31,9 +32,8 @@ def trained(tmp_path_factory):
     dev = head(DATA / "dev.tsv", tmp / "dev.tsv", 40)
     out = tmp / "model"
     code = main([
-        "-q", "sentiment", "train", "--data", str(train), "--val", str(dev), "--out", str(out),
-        "--epochs", "2", "--vocab-size", "200", "--embedding-dim", "16", "--units", "8",
-        "--batch-size", "16",
+        "-q", "sentiment", "train", "--data", str(train), "--out", str(out), "--epochs", "2", "--vocab-size", "200",
+        "--embedding-dim", "16", "--units", "8", "--batch-size", "16", "--adversarial-epsilon", "0.5",
     ])
     assert code == 0
     return out, dev
@@ -45,14 +45,18 @@ def test_train_writes_model_directory(trained):
         assert (out / name).is_file(), name
     assert list((out / "logs").rglob("events.out.tfevents.*")), "no TensorBoard events"
     report = json.loads((out / "train_report.json").read_text())
-    assert report["epochs_run"] == 2 and report["train_examples"] == 240
+    assert report["epochs_run"] == 2 and report["train_examples"] == 216 and report["val_examples"] == 24
+    assert report["best_epoch"] in (1, 2) and "(held out)" in report["val_data"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["rating_head"] is True and config["objective"]["adversarial_epsilon"] == 0.5
     assert not out.with_name("model.partial").exists()
 
 
-def test_export_and_runtimes_agree(trained, capsys):
+def test_export_runtimes_agree_and_evaluate(trained, capsys):
     import tensorflow as tf
     import tensorflow_text  # noqa: F401
 
+    from tasks.sentiment.artifacts import SentimentModelDir
     from tasks.sentiment.evaluate import load_predictor
 
     out, dev = trained
@@ -65,6 +69,7 @@ def test_export_and_runtimes_agree(trained, capsys):
         assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in report[runtime]["ops"]
         assert "WHILE" not in report[runtime]["ops"]
     assert report["tflite-int8"]["size_bytes"] < report["tflite"]["size_bytes"]
+    assert not (out / "export.partial").exists()
 
     texts = [
         "A gorgeous, witty, seductive movie.",
@@ -72,9 +77,10 @@ def test_export_and_runtimes_agree(trained, capsys):
         "ok",
         "It's not a bad film, but it's not a good one either, and it goes on far too long.",
     ]
-    keras_p = load_predictor(out, "keras").predict_proba(texts)
-    float_p = load_predictor(out, "tflite").predict_proba(texts)
-    int8_p = load_predictor(out, "tflite-int8").predict_proba(texts)
+    directory = SentimentModelDir.open(out)
+    keras_p = load_predictor(directory, "keras").predict_proba(texts)
+    float_p = load_predictor(directory, "tflite").predict_proba(texts)
+    int8_p = load_predictor(directory, "tflite-int8").predict_proba(texts)
     np.testing.assert_allclose(float_p, keras_p, atol=1e-4)
     np.testing.assert_allclose(int8_p, keras_p, atol=0.05)
 
@@ -82,7 +88,7 @@ def test_export_and_runtimes_agree(trained, capsys):
         text=tf.constant(texts + ["   "])
     )
     np.testing.assert_allclose(served["probability"].numpy()[:4], keras_p, atol=1e-5)
-    labels = [l.decode() for l in served["label"].numpy()]
+    labels = [label.decode() for label in served["label"].numpy()]
     assert labels[:4] == ["positive" if p >= 0.5 else "negative" for p in keras_p]
 
     # predict CLI: one line per text, label + probability of that label, same as Keras
@@ -90,15 +96,31 @@ def test_export_and_runtimes_agree(trained, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2
     for line, p in zip(lines, keras_p[:2]):
-        label, prob, text = line.split("\t")
+        label, prob, _ = line.split("\t")
         assert label == ("positive" if p >= 0.5 else "negative")
         assert float(prob) == pytest.approx(max(p, 1 - p), abs=1e-3)
 
-    # evaluate JSON (last stdout line) + confusion-matrix PNG, float LiteRT
+    # evaluate JSON (last stdout line): the shared keys, the peers, the negation set, the files
     assert main(["-q", "sentiment", "evaluate", "--model", str(out), "--data", str(dev), "--runtime", "tflite"]) == 0
     result = last_json(capsys.readouterr().out)
-    assert result["examples"] == 40 and result["runtime"] == "tflite"
-    for key in ("accuracy", "precision", "recall", "f1", "vader_accuracy"):
-        assert 0.0 <= result[key] <= 1.0
+    assert set(EVALUATE_KEYS) <= set(result)
+    assert result["examples"] == 40 and result["runtime"] == "tflite" and result["task"] == "sentiment"
+    for key in ("accuracy", "precision", "recall", "f1", "tfidf_svm_accuracy", "vader_accuracy",
+                "negation_accuracy", "negation_tfidf_svm_accuracy", "negation_vader_accuracy"):
+        assert 0.0 <= result[key] <= 1.0, key
+    assert result["negation_examples"] >= 100
     assert sum(map(sum, result["confusion_matrix"])) == 40
-    assert Path(result["confusion_png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert Path(result["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "baseline_svm.pkl").is_file()
+    rows = Path(result["negation_predictions"]).read_text().splitlines()
+    assert rows[0].split("\t") == ["text", "label", "probability", "tfidf_svm", "vader"]
+
+    # a damaged export is refused with one line, never run
+    path = export / "model_int8.tflite"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2: len(data) // 2 + 64] = bytes(64)
+    path.write_bytes(bytes(data))
+    code = main(["-q", "sentiment", "predict", "--model", str(out), "--runtime", "tflite-int8", "fine"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "file changed since export (sha256 mismatch)" in err[0] and "model_int8.tflite" in err[0]

@@ -1,35 +1,60 @@
-"""Model construction and masking; stdin texts for predict."""
+"""Model construction, the adversarial trainer, and stdin texts for predict."""
 
 from __future__ import annotations
 
 import io
 import sys
 
+import keras
 import numpy as np
 import pytest
 
 from lstm_core.errors import UserError
-from tasks.sentiment.model import ModelConfig, build_model
+from lstm_core.export import lstm_mode
+from tasks.sentiment.config import ModelConfig
+from tasks.sentiment.model import SentimentTrainer, build_model, inference_model, probability_of
+
+CONFIG = ModelConfig(vocab_size=50, embedding_dim=8, units=4)
 
 
-@pytest.mark.parametrize("bidirectional, pooling", [(True, "last"), (False, "mean")])
-def test_padding_is_masked(bidirectional, pooling):
-    config = ModelConfig(vocab_size=50, embedding_dim=8, units=4, bidirectional=bidirectional, pooling=pooling)
-    model = build_model(config, seed=0)
-    short = np.array([[5, 6, 7]], np.int32)
-    padded = np.array([[5, 6, 7, 0, 0, 0]], np.int32)
-    a, b = np.asarray(model(short)), np.asarray(model(padded))
-    assert a.shape == (1, 1) and 0.0 < a[0, 0] < 1.0
-    np.testing.assert_allclose(a, b, atol=1e-6)
-    # and the padded tokens really are padding: another real token changes the output
-    assert not np.allclose(a, np.asarray(model(np.array([[5, 6, 7, 8]], np.int32))), atol=1e-7)
+def test_outputs_and_inference_model():
+    model = build_model(ModelConfig(vocab_size=50, embedding_dim=8, units=4, rating_head=True), seed=0)
+    ids = np.array([[0, 0, 5, 6, 7], [1, 2, 3, 4, 5]], np.int32)
+    outputs = model(ids)
+    assert set(outputs) == {"probability", "rating"} and outputs["rating"].shape == (2, 1)
+    probability = np.asarray(inference_model(model)(ids))
+    assert probability.shape == (2, 1) and np.all((probability > 0) & (probability < 1))
+    np.testing.assert_allclose(probability_of(outputs), probability[:, 0], atol=1e-6)
 
 
-def test_bad_model_config():
-    with pytest.raises(UserError, match="--pooling"):
-        ModelConfig(pooling="max").validate()
-    with pytest.raises(UserError, match="--dropout"):
-        ModelConfig(dropout=1.5).validate()
+def test_keras_computes_what_the_fused_export_computes():
+    """No mask: the training graph and the fused TFLite LSTM see the same pre-padded steps."""
+    model = inference_model(build_model(CONFIG, seed=0))
+    ids = np.array([[0, 0, 0, 5, 6, 7], [9, 8, 7, 6, 5, 4]], np.int32)
+    expected = np.asarray(model(ids))
+    with lstm_mode(model, "fused"):
+        np.testing.assert_allclose(np.asarray(model(ids)), expected, atol=1e-6)
+    # the last step is what counts most: changing the last real token changes the output
+    assert not np.allclose(np.asarray(model(np.array([[0, 0, 0, 5, 6, 8]], np.int32))), expected[:1], atol=1e-7)
+
+
+@pytest.mark.parametrize("epsilon", [0.0, 1.0])
+def test_trainer_fits_and_shares_the_model_weights(epsilon):
+    keras.utils.set_random_seed(1)
+    model = build_model(CONFIG, seed=1)
+    trainer = SentimentTrainer(model, adversarial_epsilon=epsilon)
+    trainer(np.zeros((1, 2), np.int32))
+    trainer.compile(optimizer=keras.optimizers.Adam(0.05), loss={"probability": keras.losses.BinaryCrossentropy()},
+                    metrics={"probability": [keras.metrics.BinaryAccuracy(name="accuracy")]})
+    rng = np.random.default_rng(0)
+    ids = rng.integers(2, 50, size=(64, 6)).astype(np.int32)
+    labels = (ids[:, -1] > 25).astype(np.float32)  # the last token decides
+    before = [np.array(w) for w in model.weights]
+    history = trainer.fit(ids, {"probability": labels}, epochs=15, batch_size=16, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert history.history["accuracy"][-1] > 0.8
+    assert any(not np.allclose(b, np.array(w)) for b, w in zip(before, model.weights))
+    assert len(trainer.trainable_weights) == len(model.trainable_weights)
 
 
 def test_stdin_texts(monkeypatch):

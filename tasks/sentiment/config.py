@@ -1,0 +1,111 @@
+"""Every sentiment setting, declared once (flags, ``--help``, validation and ``config.json``).
+
+No TensorFlow, Keras or NumPy here: ``lstm-suite sentiment --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from lstm_core.config import EvaluateConfig, ExportConfig, OutputConfig, PredictConfig, TrainConfig, setting
+
+LABELS = ("negative", "positive")
+TRAIN_FILE = "data/sentiment/train.tsv"
+DEV_FILE = "data/sentiment/dev.tsv"
+NEGATION_FILE = "data/sentiment/negation.tsv"
+MODEL_DIR = "saved_models/sentiment"
+
+
+def given(value: str | None) -> bool:
+    """False for an optional path/name left out: None, "" or the word ``none`` on the command line."""
+    return value is not None and value.strip().lower() not in ("", "none")
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Where the examples come from and how texts become token ids."""
+
+    data: str = setting(
+        TRAIN_FILE,
+        "training data: TSV/CSV with a header naming the text and label columns, or tfds:NAME[:SPLIT] "
+        "(e.g. tfds:imdb_reviews)",
+        metavar="FILE",
+    )
+    val: str | None = setting(
+        None, "validation data for early stopping (none: hold out --val-fraction of --data)", metavar="FILE"
+    )
+    val_fraction: float = setting(0.1, "share of --data held out for early stopping when --val is none",
+                                  above=0, below=1)
+    text_column: str = setting("text", "name of the text column")
+    label_column: str = setting("label", "name of the label column (negative|positive, neg|pos or 0|1)")
+    rating_column: str | None = setting(
+        "rating", "numeric column trained as an auxiliary regression target (none, or absent in the file: off)"
+    )
+    vocab_size: int = setting(8000, "sentencepiece vocabulary size (an upper bound for small corpora)", minimum=8)
+    max_tokens: int = setting(128, "texts are truncated to this many tokens (keeping the last ones)", minimum=1)
+    batch_size: int = setting(32, "examples per training batch", minimum=1)
+    sampling_alpha: float = setting(
+        0.3, "sentencepiece subword-sampling smoothing in training (0: always the best segmentation)",
+        minimum=0, maximum=1,
+    )
+    min_examples_per_label: int = setting(
+        50, "warn when the training data has fewer examples of a label than this", minimum=1, cli=False
+    )
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """Architecture: token ids (pre-padded) -> Embedding -> lstm_core.LSTM -> Dense heads."""
+
+    vocab_size: int = setting(8000, "embedding rows (the trained tokenizer's size)", minimum=2, cli=False)
+    embedding_dim: int = setting(128, "embedding width", minimum=1)
+    units: int = setting(64, "LSTM units", minimum=1)
+    embedding_dropout: float = setting(0.2, "share of embedding channels dropped in training (SpatialDropout1D)",
+                                       minimum=0, below=1)
+    dropout: float = setting(0.5, "dropout before the classifier", minimum=0, below=1)
+    rating_head: bool = setting(False, "a second output regressing the rating (set by train from the data)",
+                                cli=False)
+
+
+@dataclasses.dataclass
+class ObjectiveConfig:
+    """What training minimises besides the label's cross-entropy."""
+
+    rating_weight: float = setting(
+        0.5, "weight of the auxiliary rating regression loss (0: off; needs --rating-column)", minimum=0
+    )
+    adversarial_epsilon: float = setting(
+        0.0, "norm of the adversarial perturbation of the embeddings, Miyato et al. 2017 (0: off)", minimum=0
+    )
+
+
+DEFAULT_TRAIN = TrainConfig(epochs=15, learning_rate=2e-3, patience=3, monitor="val_accuracy", monitor_mode="max")
+OUTPUT = OutputConfig(out=MODEL_DIR)
+EVALUATE = EvaluateConfig(model=MODEL_DIR, data=DEV_FILE)
+PREDICT = PredictConfig(model=MODEL_DIR)
+
+
+@dataclasses.dataclass
+class BaselineConfig:
+    """evaluate's peers, scored on the same examples."""
+
+    baseline: bool = setting(
+        True, "also score the TF-IDF + linear SVM peer (trained on the model's training file, cached) and VADER"
+    )
+    negation: str | None = setting(
+        NEGATION_FILE, "negation/contrast check set scored beside --data (none: skip)", metavar="FILE"
+    )
+
+
+@dataclasses.dataclass
+class SentimentExportConfig:
+    """The fixed-length export for TensorFlow Lite Micro."""
+
+    max_tokens: int | None = setting(
+        None, "fixed input length of the MCU export (model_mcu_*.tflite; none: the longest training text, "
+        "capped at the model's --max-tokens)", minimum=1,
+    )
+
+
+EXPORT = ExportConfig(model=MODEL_DIR)
+MCU_EXPORT = SentimentExportConfig()
