@@ -65,6 +65,63 @@ class LiteRTBackend:
         return self.stepper(np.asarray(token, np.int32), h, c, memory, keys, src_mask)
 
 
+def mcu_order(length: int, source_length: int) -> np.ndarray:
+    """The ``order`` input [1, S] of the TFLM encoder: ``L - 1 - p`` for the ``L`` real tokens, then ``p``."""
+    order = np.arange(source_length, dtype=np.int32)
+    order[:length] = order[:length][::-1]
+    return order[None]
+
+
+def padded_source(ids, source_length: int):
+    """(source_ids, order, source_mask), each [1, S], of one sentence for the fixed-length TFLM models.
+
+    Sentences longer than ``S`` keep their first ``S - 1`` pieces and ``</s>``.
+    """
+    ids = [int(i) for i in ids if i != PAD_ID]
+    if len(ids) > source_length:
+        ids = ids[: source_length - 1] + [EOS_ID]
+    padded = np.zeros((1, source_length), np.int32)
+    padded[0, : len(ids)] = ids
+    mask = np.zeros((1, source_length), np.float32)
+    mask[0, : len(ids)] = 1.0
+    return padded, mcu_order(len(ids), source_length), mask
+
+
+class TFLMBackend:
+    """Runs the fixed-length ``tflm/encoder_int8.tflite`` / ``tflm/decoder_step_int8.tflite`` in TFLite Micro.
+
+    Sources are right-padded to the export's length ``S`` (longer ones are cut, counted in
+    ``truncated``); the decoder step gets the padding mask, so padding changes nothing but
+    the int8 rounding. This is the loop firmware runs: encoder once, then step until ``</s>``.
+    """
+
+    batch_size = 1
+
+    def __init__(self, encoder_path, step_path):
+        from lstm_core.tflm import TFLMModel
+
+        self.encoder = TFLMModel(encoder_path)
+        self.stepper = TFLMModel(step_path)
+        self.source_length = int(self.encoder.input_details[0]["shape"][1])
+        self.truncated = 0
+
+    def encode(self, src):
+        src = np.asarray(src, np.int32)
+        if src.shape[0] != 1:
+            raise ValueError("TFLM decodes one sentence at a time")
+        real = [int(i) for i in src[0] if i != PAD_ID]
+        if len(real) > self.source_length:
+            self.truncated += 1
+        padded, order, _ = padded_source(real, self.source_length)
+        return self.encoder(padded, order)
+
+    def step(self, token, h, c, memory, keys, src_mask):
+        mask = np.zeros((1, self.source_length), np.float32)
+        length = min(int(np.asarray(src_mask).sum()), self.source_length)
+        mask[0, :length] = 1.0
+        return self.stepper(np.asarray(token, np.int32), h, c, memory, keys, mask)
+
+
 def _batches(seqs, batch_size):
     # Sort by length so batches carry little padding; restore the order afterwards.
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))

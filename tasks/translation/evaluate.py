@@ -12,7 +12,7 @@ from lstm_core.io import write_bytes_atomic
 from tasks.translation.artifacts import TranslationModelDir
 from tasks.translation.config import DecodeConfig
 from tasks.translation.data import held_out_pairs, load_pairs
-from tasks.translation.decode import KerasBackend, LiteRTBackend, translate
+from tasks.translation.decode import KerasBackend, LiteRTBackend, TFLMBackend, translate
 from tasks.translation.metrics import corpus_scores
 
 log = logging.getLogger(__name__)
@@ -28,9 +28,7 @@ def backend_for(directory: TranslationModelDir, runtime: str):
         return KerasBackend(load_seq2seq(directory))
     encoder, step = directory.export_parts(runtime)
     if runtime == "tflm":
-        from tasks.translation.decode import TFLMBackend
-
-        return TFLMBackend.from_export(directory, encoder, step)
+        return TFLMBackend(encoder, step)
     return LiteRTBackend(encoder, step)
 
 
@@ -53,6 +51,12 @@ def evaluate(config: EvaluateConfig, decoding: DecodeConfig | None = None) -> di
     started = time.time()
     hypotheses, _ = translate(backend, source_tokenizer, target_tokenizer, [p[0] for p in pairs], decoding)
     seconds = time.time() - started
+    extra = {}
+    if isinstance(backend, TFLMBackend):
+        extra["truncated_sources"] = backend.truncated
+        if backend.truncated:
+            log.warning("%d source sentence(s) longer than the TFLM export's %d tokens were cut",
+                        backend.truncated, backend.source_length)
     scores = corpus_scores(hypotheses, [p[1] for p in pairs])
     folder = directory.evaluation_dir(config.out)
     translations = None
@@ -65,6 +69,7 @@ def evaluate(config: EvaluateConfig, decoding: DecodeConfig | None = None) -> di
         length_penalty=decoding.length_penalty if decoding.beam > 1 else None,
         decode_seconds=round(seconds, 2),
         translations=str(translations) if translations is not None else None,
+        **extra,
     )
 
 

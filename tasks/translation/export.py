@@ -33,9 +33,16 @@ from lstm_core.io import staged_directory
 from tasks.translation.artifacts import SAVED_MODEL, TranslationModelDir
 from tasks.translation.config import CheckConfig
 from tasks.translation.data import BOS_ID, EOS_ID, PAD_ID, UNK_ID, held_out_pairs, load_pairs, source_ids
-from tasks.translation.decode import KerasBackend, LiteRTBackend, default_max_length, greedy_decode
+from tasks.translation.decode import (
+    KerasBackend,
+    LiteRTBackend,
+    TFLMBackend,
+    default_max_length,
+    greedy_decode,
+    padded_source,
+)
 from tasks.translation.metrics import corpus_scores, identical_count
-from tasks.translation.model import load_seq2seq
+from tasks.translation.model import load_seq2seq, mcu_models
 
 log = logging.getLogger(__name__)
 
@@ -181,9 +188,14 @@ def export(config: ExportConfig, check: CheckConfig | None = None) -> dict:
                     seq2seq.step, work / directory.part_name("decoder_step", "tflite-int8"), quantization="int8",
                     representative_dataset=step_calibration).as_dict(),
             }
+        if "int8" in config.quantization:
+            report["tflm"] = export_tflm(seq2seq, directory, work, ids[: config.calibration_examples],
+                                         directory.data.max_length)
         for part in report["parts"].values():
             for details in part.values():
-                details["path"] = Path(details["path"]).name
+                details["path"] = Path(details["path"]).relative_to(work).as_posix()
+                if details.get("tflm") is None:
+                    details["tflm"] = LITERT_ONLY
         if check.check_sentences:
             report["greedy_check"] = compare_greedy(
                 seq2seq, directory, work, ids[: check.check_sentences], references[: check.check_sentences],
@@ -202,17 +214,77 @@ def compare_greedy(seq2seq, directory, work: Path, ids, references, target_token
     """Greedy-decode with Keras and every exported runtime: identical outputs and BLEU of each."""
     keras_ids = greedy_decode(KerasBackend(seq2seq), ids)
     result = {"sentences": len(ids), "bleu_keras": corpus_scores(target_tokenizer.decode(keras_ids), references)["bleu"]}
-    runtimes = [r for r, q in (("tflite", "float"), ("tflite-int8", "int8")) if q in quantization]
+    runtimes = [r for r, q in (("tflite", "float"), ("tflite-int8", "int8"), ("tflm", "int8")) if q in quantization]
+    decoded = {}
     for runtime in runtimes:
         parts = [work / directory.part_name(part, runtime) for part in ("encoder", "decoder_step")]
-        runtime_ids = greedy_decode(LiteRTBackend(*parts), ids)
+        backend = TFLMBackend(*parts) if runtime == "tflm" else LiteRTBackend(*parts)
+        runtime_ids = greedy_decode(backend, ids)
         key = runtime.replace("-", "_")
+        decoded[runtime] = runtime_ids
         result[f"identical_{key}"] = identical_count(keras_ids, runtime_ids)
         result[f"bleu_{key}"] = corpus_scores(target_tokenizer.decode(runtime_ids), references)["bleu"]
         if runtime == "tflite" and result[f"identical_{key}"] < len(ids):
             log.warning("LiteRT float greedy output differs from Keras on %d of %d sentences",
                         len(ids) - result[f"identical_{key}"], len(ids))
+    if "tflm" in decoded:  # the same int8 arithmetic on two interpreters, padded vs unpadded sources
+        result["identical_tflm_vs_tflite_int8"] = identical_count(decoded["tflm"], decoded["tflite-int8"])
     return result
+
+
+LITERT_ONLY = {
+    "loads": False,
+    "reason": "dynamic source length: TFLM has no dynamic shapes (the fixed-length TFLM build of this part "
+    "is in export/tflm/)",
+}
+
+
+def mcu_samples(encoder, step, ids, source_length: int, max_steps: int = 100):
+    """Real (encoder, step) inputs of the fixed-length models along Keras greedy decoding."""
+    encoder_inputs, step_inputs = [], []
+    for sentence in ids:
+        padded, order, mask = padded_source(sentence, source_length)
+        encoder_inputs.append([padded, order])
+        memory, keys, h, c = (np.asarray(t) for t in encoder([padded, order], training=False))
+        token = np.asarray([BOS_ID], np.int32)
+        for _ in range(min(max_steps, default_max_length(len(sentence)))):
+            step_inputs.append([token, h, c, memory, keys, mask])
+            logits, h, c = (np.asarray(t) for t in step([token, h, c, memory, keys, mask], training=False))
+            token = np.argmax(logits, axis=-1).astype(np.int32)
+            if token[0] == EOS_ID:
+                break
+    return encoder_inputs, step_inputs
+
+
+def export_tflm(seq2seq, directory: TranslationModelDir, work: Path, calibration_ids, source_length: int) -> dict:
+    """int8 encoder + decoder step with a fixed source length for TFLM, checked there; C sources for firmware.
+
+    Writes ``tflm/encoder_int8.tflite``, ``tflm/decoder_step_int8.tflite`` and, per part,
+    ``tflm/<part>/model_data.{cc,h}`` + ``model_ops.h`` (the op resolver). Returns the report's
+    ``tflm`` section: per part the TFLM check (arena, ops, |TFLM - LiteRT|) and the sizes.
+    """
+    from lstm_core.tflm import write_c_array
+
+    encoder, step = mcu_models(seq2seq, source_length)
+    encoder_inputs, step_inputs = mcu_samples(encoder, step, calibration_ids, source_length)
+    # calibrated on padded sources of every length, as the device will see them
+    section = {"source_length": source_length, "parts": {}}
+    for part, model, samples in (("encoder", encoder, encoder_inputs), ("decoder_step", step, step_inputs)):
+        path = work / directory.part_name(part, "tflm")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        check = samples[:: max(1, len(samples) // 8)][:8]
+        exported = export_tflite_report(model, path, quantization="int8", representative_dataset=lambda s=samples: s,
+                                        sample_inputs=check, tflm=True)
+        details = {**exported.as_dict(), "path": path.relative_to(work).as_posix()}
+        if not details["tflm"].get("loads"):
+            raise UserError(f"{path.name}: TensorFlow Lite Micro cannot run it ({details['tflm'].get('reason')})")
+        written = write_c_array(path, path.parent / part, name=f"g_{part}",
+                                arena_bytes=details["tflm"]["arena_recommended_bytes"])
+        details["c_sources"] = [Path(written[n]).relative_to(work).as_posix() for n in ("model_data.cc", "model_data.h", "model_ops.h")]
+        section["parts"][part] = details
+    section["arena_bytes"] = sum(p["tflm"]["arena_bytes"] for p in section["parts"].values())
+    section["model_bytes"] = sum(p["size_bytes"] for p in section["parts"].values())
+    return section
 
 
 def _dir_size(path: Path) -> int:

@@ -80,13 +80,26 @@ class LuongAttention(keras.layers.Layer):
 
     ``call(query, keys, memory, src_mask)``: query [B, H] or [B, T, H]; keys [B, S, H];
     memory [B, S, M]; src_mask [B, S]. Returns the context [B, (T,) M].
+
+    Args:
+        mask_penalty: None adds -1e9 to padded scores (exact in float); a number sets padded
+            scores to ``-mask_penalty`` instead, which keeps the int8 range of the scores
+            small (the fixed-length TFLM export, whose sources are padded).
     """
+
+    def __init__(self, mask_penalty: float | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.mask_penalty = mask_penalty
 
     def call(self, query, keys, memory, src_mask):
         single = len(query.shape) == 2
         q = query[:, None, :] if single else query
         scores = tf.matmul(q, keys, transpose_b=True)  # [B, T, S]
-        scores += (1.0 - src_mask[:, None, :]) * NEG_INF
+        mask = src_mask[:, None, :]
+        if self.mask_penalty is None:
+            scores += (1.0 - mask) * NEG_INF
+        else:  # int8-friendly: padded positions get exactly -penalty, whatever their keys hold
+            scores = scores * mask - (1.0 - mask) * self.mask_penalty
         weights = tf.nn.softmax(scores, axis=-1)
         context = tf.matmul(weights, memory)
         return context[:, 0, :] if single else context
@@ -96,6 +109,9 @@ class LuongAttention(keras.layers.Layer):
 
     def compute_mask(self, *args, **kwargs):
         return None
+
+    def get_config(self):
+        return {**super().get_config(), "mask_penalty": self.mask_penalty}
 
 
 @keras.saving.register_keras_serializable(package="translation")
@@ -239,3 +255,125 @@ def compile_model(model: keras.Model, config: ModelConfig, optimizer) -> None:
         loss=MaskedSmoothedCrossentropy(config.label_smoothing),
         metrics=[masked_accuracy],
     )
+
+
+# ----------------------------------------------------------------------------- TFLM (fixed length)
+MCU_MASK_PENALTY = 16.0  # padded attention scores on TFLM: e^-16 of a zero score, int8-friendly
+
+
+def _forward_copy(lstm: LSTM) -> LSTM:
+    """A forward-running copy of ``lstm`` (its weights, ``go_backwards=False``)."""
+    config = {**lstm.get_config(), "go_backwards": False, "return_sequences": True, "name": lstm.name + "_mcu"}
+    copy = LSTM.from_config(config)
+    copy.build((None, None, lstm.cell.kernel.shape[0]))
+    copy.set_weights(lstm.get_weights())
+    return copy
+
+
+def _mcu_embedding(embedding: keras.layers.Embedding, name: str):
+    """The same table looked up with one ``GATHER`` and no mask.
+
+    Keras' negative-index guard needs SELECT_V2, which TFLM rejects; the mask is dropped
+    because the fused LSTM ignores it anyway (padding is handled by ``order``/``source_mask``).
+    """
+    from lstm_core.embedding import Embedding
+
+    copy = Embedding.from_config({**embedding.get_config(), "name": name, "mask_zero": False})
+    copy.build(None)
+    copy.set_weights(embedding.get_weights())
+    return copy
+
+
+def mcu_models(seq2seq: Seq2Seq, source_length: int, mask_penalty: float = MCU_MASK_PENALTY):
+    """Encoder and one-step decoder with a fixed source length ``S`` for TensorFlow Lite Micro.
+
+    TFLM has no dynamic shapes, so sources are right-padded to ``S``. The fused LSTM ignores
+    masks, so the backward direction would read the padding first; instead the app passes
+    ``order`` [1, S] int32, ``order[p] = L - 1 - p`` for the ``L`` real tokens and ``p`` after
+    them: the backward weights run forward over the reversed embeddings (``GATHER`` by
+    ``order``; TFLM's GATHER takes float/int8 values, not int32 ids) and their outputs are put
+    back in place with the same index map. The results equal the Keras
+    encoder on the real positions (what attention sees).
+
+      * encoder: ``source_ids [1, S], order [1, S] -> memory, keys, h0, c0``
+      * step: ``token [1], h, c, memory [1, S, M], keys [1, S, H], source_mask [1, S] ->
+        logits, h, c`` (padded scores are ``-mask_penalty``: a small int8 range)
+    """
+    config = seq2seq.config
+    layer = seq2seq.training.get_layer
+    ids = keras.Input(batch_shape=(1, source_length), dtype="int32", name="source_ids")
+    order = keras.Input(batch_shape=(1, source_length), dtype="int32", name="order")
+    embedded = _mcu_embedding(layer("source_embedding"), "source_embedding_mcu")(ids)
+    last = Take(name="take_last")(order)
+    # each LSTM output has one consumer: the converter's int8 LSTM wants its output scale to
+    # come from a single use
+    if config.bidirectional:
+        encoder = layer("encoder")
+        forward = _forward_copy(encoder.forward_layer)(embedded)
+        backward_reversed = _forward_copy(encoder.backward_layer)(Reorder(name="reverse")(embedded, order))
+        backward = Reorder(name="backward_in_place")(backward_reversed, order)
+        memory = keras.layers.Concatenate(name="memory")([forward, backward])
+    else:
+        memory = _forward_copy(layer("encoder_lstm"))(embedded)
+    final = FinalFromMemory(config.units, config.bidirectional, name="final_encoder_state_mcu")(memory, last)
+    keys = layer("attention_keys")(memory)
+    h0, c0 = layer("split_state")(layer("bridge")(final))
+    encoder_model = keras.Model([ids, order], [memory, keys, h0, c0], name="translation_encoder_mcu")
+
+    token = keras.Input(batch_shape=(1,), dtype="int32", name="token")
+    h = keras.Input(batch_shape=(1, config.decoder_units), name="h")
+    c = keras.Input(batch_shape=(1, config.decoder_units), name="c")
+    memory_in = keras.Input(batch_shape=(1, source_length, config.memory_dim), name="memory")
+    keys_in = keras.Input(batch_shape=(1, source_length, config.decoder_units), name="keys")
+    mask_in = keras.Input(batch_shape=(1, source_length), name="source_mask")
+    y = _mcu_embedding(layer("target_embedding"), "target_embedding_mcu")(token)
+    h_new, (_, c_new) = layer("decoder_lstm").step(y, [h, c])
+    context = LuongAttention(mask_penalty=mask_penalty, name="attention_mcu")(h_new, keys_in, memory_in, mask_in)
+    combined = layer("attention_concat")([context, h_new])
+    logits = layer("logits")(layer("attention_combine")(combined))
+    step_model = keras.Model([token, h, c, memory_in, keys_in, mask_in], [logits, h_new, c_new],
+                             name="translation_decoder_step_mcu")
+    return encoder_model, step_model
+
+
+@keras.saving.register_keras_serializable(package="translation")
+class Reorder(keras.layers.Layer):
+    """``values[0][indices[0]]`` along the time axis (batch 1): one ``GATHER``, which TFLM runs."""
+
+    def call(self, values, indices):
+        return tf.gather(values[0], indices[0], axis=0)[None]
+
+    def compute_output_shape(self, values_shape, indices_shape):
+        return (1, indices_shape[-1]) + tuple(values_shape[2:])
+
+
+@keras.saving.register_keras_serializable(package="translation")
+class FinalFromMemory(keras.layers.Layer):
+    """:class:`FinalEncoderState` on the fixed-length memory: forward half at ``last``, backward half at 0."""
+
+    def __init__(self, forward_units: int, bidirectional: bool, **kwargs):
+        super().__init__(**kwargs)
+        self.forward_units, self.bidirectional = forward_units, bidirectional
+
+    def call(self, memory, last):
+        forward = tf.gather(memory[0], last[0], axis=0)[:, : self.forward_units]  # [1, H]
+        if not self.bidirectional:
+            return forward
+        return tf.concat([forward, memory[:, 0, self.forward_units :]], axis=-1)
+
+    def compute_output_shape(self, memory_shape, last_shape):
+        return (1, memory_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "forward_units": self.forward_units, "bidirectional": self.bidirectional}
+
+
+@keras.saving.register_keras_serializable(package="translation")
+class Take(keras.layers.Layer):
+    """The first column of an index map: ``order[:, :1]`` (= the last real position)."""
+
+    def call(self, order):
+        return order[:, :1]
+
+    def compute_output_shape(self, shape):
+        return (shape[0], 1)

@@ -130,3 +130,33 @@ def test_damaged_export_is_refused_with_the_sha256_line(trained, capsys, tmp_pat
     code = main(["translation", "evaluate", "--model", str(copy), "--data", str(dev), "--runtime", "tflite"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "encoder_float.tflite does not exist: run" in err[0]
+
+
+def test_tflm_export_report_and_firmware_sources(trained):
+    out, _ = trained
+    report = json.loads((out / "export" / "export_report.json").read_text())
+    tflm = report["tflm"]
+    assert tflm["source_length"] == 40 and tflm["arena_bytes"] > 0
+    for part in ("encoder", "decoder_step"):
+        details = tflm["parts"][part]
+        assert details["tflm"]["loads"] and details["tflm"]["arena_bytes"] > 0
+        assert "AddUnidirectionalSequenceLSTM" in details["tflm"]["op_resolver"] or part == "decoder_step"
+        assert "SELECT_V2" not in details["tflm"]["ops"] and "REVERSE_V2" not in details["tflm"]["ops"]
+        for name in details["c_sources"]:
+            assert (out / "export" / name).is_file() and name in report["sha256"]
+        source = (out / "export" / "tflm" / part / "model_data.cc").read_text()
+        assert f"alignas(16) const unsigned char g_{part}[]" in source
+    # the decoder step is the same int8 arithmetic in both interpreters
+    assert tflm["parts"]["decoder_step"]["tflm"]["max_lsb_diff"] <= 2
+    # the LiteRT parts (dynamic source length) say why they are not for TFLM
+    assert report["parts"]["int8"]["encoder"]["tflm"]["loads"] is False
+    assert report["greedy_check"]["identical_tflm_vs_tflite_int8"] >= 0
+
+
+def test_evaluate_and_predict_on_tflm(trained, capsys):
+    out, dev = trained
+    assert main(["translation", "evaluate", "--model", str(out), "--data", str(dev), "--runtime", "tflm"]) == 0
+    result = _last_json(capsys)
+    assert set(EVALUATE_KEYS) <= set(result) and result["runtime"] == "tflm" and result["examples"] == 12
+    assert main(["translation", "predict", "--model", str(out), "--runtime", "tflm", "Red cat.", "Two dogs."]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2
