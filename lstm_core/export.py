@@ -265,6 +265,7 @@ def export_tflite_report(
     tflm: bool | str = False,
     tflm_labels=None,
     tflm_lsb_tolerance: int | None = None,
+    tflm_arena: bool = True,
 ) -> TFLiteReport:
     """Like :func:`export_tflite` but returns the :class:`TFLiteReport` it measured.
 
@@ -277,6 +278,7 @@ def export_tflite_report(
             ``lstm_core.tflm.LSB_TOLERANCE``), raises ExportMismatchError; nothing is written.
             ``quantization="int16x8"`` always runs in TFLM (LiteRT cannot run it).
         tflm_labels: ``"argmax"``, ``"threshold"`` or a callable, for ``label_agreement``.
+        tflm_arena: measure the tensor arena (about a second; ``False`` in quick tests).
     """
     from lstm_core import tflm as micro
 
@@ -301,7 +303,7 @@ def export_tflite_report(
         # LiteRT's LSTM has no int16x8 kernel (int64 biases): TFLM is the check.
         tflm_section = micro.tflm_report(
             flatbuffer, samples, labels=tflm_labels, reference_outputs=expected_all, litert=False,
-            arena=bool(tflm),
+            arena=bool(tflm) and tflm_arena,
         )
         if not tflm_section["loads"]:
             raise ExportMismatchError(
@@ -328,7 +330,7 @@ def export_tflite_report(
             tflm_section = micro.litert_only(LITERT_ONLY_QUANTIZATIONS[quantization], flatbuffer)
         else:
             tflm_section = micro.tflm_report(
-                flatbuffer, samples, labels=tflm_labels, reference_outputs=expected_all
+                flatbuffer, samples, labels=tflm_labels, reference_outputs=expected_all, arena=tflm_arena
             )
     if tflm == "require":
         tolerance = micro.LSB_TOLERANCE if tflm_lsb_tolerance is None else tflm_lsb_tolerance

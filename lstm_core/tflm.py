@@ -68,7 +68,7 @@ from lstm_core.errors import UserError
 ARENA_ALIGNMENT = 16  # TFLM aligns arena allocations to 16 bytes
 HOST_ARENA_BYTES = 16 << 20  # arena of the host runner: memory is cheap off the device
 MAX_ARENA_BYTES = 256 << 20
-LSB_TOLERANCE = 2  # TFLM vs LiteRT on the same int8 file: rounding differences only
+LSB_TOLERANCE = 4  # TFLM vs LiteRT on one int8 file: rounding differences, compounded over layers
 
 # TFLite builtin op -> tflite::MicroMutableOpResolver method (tensorflow/lite/micro/
 # micro_mutable_op_resolver.h). Ops missing here have no TFLM kernel.
@@ -849,6 +849,7 @@ def tflm_report(
     labels=None,
     reference_outputs=None,
     arena: bool = True,
+    litert: bool = True,
 ) -> dict:
     """Load ``model`` in TFLM (in a subprocess), run ``sample_inputs`` and compare with LiteRT.
 
@@ -862,6 +863,8 @@ def tflm_report(
         reference_outputs: optional per-sample float outputs (e.g. the Keras model's); adds
             ``max_abs_diff_vs_reference = {"tflm": ..., "litert": ...}``.
         arena: measure the smallest arena (:func:`measure_arena`).
+        litert: compare with LiteRT (``False`` for models LiteRT cannot run, e.g. int16x8;
+            the LiteRT figures are then ``None``).
 
     Returns:
         ``{"loads", "arena_bytes", "arena_recommended_bytes", "ops", "op_resolver",
@@ -887,9 +890,11 @@ def tflm_report(
         result = _run_in_subprocess(work, samples, None)
     if not result.get("ok"):
         return litert_only(_relabel(result.get("error", "unknown error"), source), data)
-    from lstm_core.export import TFLiteModel
+    litert_runner = None
+    if litert:
+        from lstm_core.export import TFLiteModel
 
-    litert = TFLiteModel(data)
+        litert_runner = TFLiteModel(data)
     quantization = result["quantization"]
     worst_float = worst_lsb = None
     worst_reference = {"tflm": None, "litert": None}
@@ -901,7 +906,7 @@ def tflm_report(
             if quant is not None and np.issubdtype(value.dtype, np.integer):
                 value = (value.astype(np.float64) - quant[1]) * quant[0]
             tflm_float.append(np.asarray(value, np.float64))
-        expected = [np.asarray(v, np.float64) for v in litert(*sample)]
+        expected = [np.asarray(v, np.float64) for v in litert_runner(*sample)] if litert_runner else []
         for position, (got, want) in enumerate(zip(tflm_float, expected)):
             if got.size == 0:
                 continue
@@ -915,9 +920,11 @@ def tflm_report(
         if reference_outputs is not None:
             reference = [np.asarray(v, np.float64) for v in _listify(reference_outputs[index])]
             for key, outs in (("tflm", tflm_float), ("litert", expected)):
+                if not outs:
+                    continue
                 diff = max(float(np.max(np.abs(o.reshape(r.shape) - r))) for o, r in zip(outs, reference))
                 worst_reference[key] = diff if worst_reference[key] is None else max(worst_reference[key], diff)
-        if label_fn is not None:
+        if label_fn is not None and expected:
             agree += float(np.mean(np.asarray(label_fn(tflm_float)) == np.asarray(label_fn(expected))))
     report = {
         "loads": True,
@@ -927,7 +934,7 @@ def tflm_report(
         "op_resolver": op_resolver_methods(ops),
         "max_abs_diff_vs_litert": worst_float,
         "max_lsb_diff": worst_lsb,
-        "label_agreement": (agree / len(samples)) if label_fn is not None and samples else None,
+        "label_agreement": (agree / len(samples)) if label_fn is not None and samples and litert_runner else None,
         "samples": len(samples),
         "error": None,
     }

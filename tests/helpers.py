@@ -61,3 +61,91 @@ def assert_tflite_round_trip(model, inputs, tmp_path, quantization=None, represe
     assert FUSED_LSTM_OP in ops
     assert not {"WHILE", "CUSTOM"} & set(ops) and not any(op.startswith("Flex") for op in ops)
     return report
+
+
+def _representative_like(inputs, count=16, seed=0):
+    """Calibration samples shaped and typed like ``inputs`` (floats ~ N(0, 1); ids in the
+    range seen in ``inputs``)."""
+    rng = np.random.default_rng(seed)
+    arrays = [np.asarray(x) for x in as_list(inputs)]
+
+    def sample(x):
+        if np.issubdtype(x.dtype, np.integer):
+            return rng.integers(0, int(x.max()) + 1, x.shape).astype(x.dtype)
+        return rng.standard_normal(x.shape).astype(x.dtype)
+
+    samples = [[sample(x) for x in arrays] for _ in range(count)]
+    return lambda: iter(samples)
+
+
+def run_layer_test(
+    layer_factory,
+    inputs,
+    tmp_path,
+    *,
+    expected_output_shape=None,
+    quantizations=(None, "int8"),
+    atol=1e-4,
+    tflm=True,
+    max_lsb_diff=2,
+    custom_objects=None,
+):
+    """keras-hub style checks of one layer (issue 12 item 8), returns the export reports.
+
+    1. ``get_config`` / ``from_config`` give an equal config;
+    2. the symbolic call's output shape equals the eager output's (and ``expected_output_shape``);
+    3. a ``.keras`` round trip of a model around the layer keeps the outputs;
+    4. TFLite export (every ``quantizations`` entry, through ``lstm_core.export``): float within
+       ``atol`` of Keras under LiteRT; quantized exports load and run;
+    5. with ``tflm``: every export also runs in TFLite Micro, float within ``atol`` of LiteRT and
+       int8 within ``max_lsb_diff`` LSB.
+
+    ``layer_factory()`` returns a fresh layer; ``inputs`` is one array or a list (batch 1: the
+    TFLite/TFLM exports have a static batch of 1).
+    """
+    from lstm_core.export import export_tflite_report
+
+    layer = layer_factory()
+    arrays = [np.asarray(x) for x in as_list(inputs)]
+    call_input = arrays if len(arrays) > 1 else arrays[0]
+    eager = layer(call_input)
+    assert_config_round_trip(layer)
+
+    symbolic_inputs = [keras.Input(x.shape[1:], dtype=str(x.dtype), batch_size=x.shape[0]) for x in arrays]
+    model_layer = layer_factory()
+    outputs = model_layer(symbolic_inputs if len(arrays) > 1 else symbolic_inputs[0])
+    for symbolic, real in zip(as_list(outputs), as_list(eager)):
+        assert tuple(symbolic.shape) == tuple(np.asarray(real).shape), (symbolic.shape, np.asarray(real).shape)
+    if expected_output_shape is not None:  # one output: its shape
+        assert tuple(np.asarray(as_list(eager)[0]).shape) == tuple(expected_output_shape)
+    model = keras.Model(symbolic_inputs if len(arrays) > 1 else symbolic_inputs[0], outputs)
+    path = tmp_path / "layer_test.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, custom_objects=custom_objects)
+    assert max_abs_diff(model(call_input), loaded(call_input)) <= 1e-6
+
+    reports = {}
+    representative = _representative_like(arrays)
+    for quantization in quantizations:
+        name = quantization or "float"
+        report = export_tflite_report(
+            model,
+            tmp_path / f"layer_test_{name}.tflite",
+            quantization=quantization,
+            representative_dataset=representative if quantization in ("int8", "int16x8") else None,
+            sample_inputs=[arrays],
+            atol=atol,
+            tflm=tflm,
+            tflm_arena=False,  # measured in tests/lstm_core/test_tflm.py
+        )
+        if quantization is None:
+            assert report.max_abs_diff <= atol
+        if tflm and quantization not in ("dynamic",):
+            section = report.tflm
+            assert section["loads"], section
+            if quantization is None:
+                assert section["max_abs_diff_vs_litert"] <= atol, section
+            elif quantization == "int8":
+                assert section["max_lsb_diff"] <= max_lsb_diff, section
+        reports[name] = report
+    return reports

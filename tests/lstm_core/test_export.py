@@ -46,7 +46,10 @@ def test_bidirectional_embedding_model_float_and_int8(tmp_path):
     model = text_model()
     ids = RNG.integers(1, 20, (1, 9)).astype("int32")
     assert_tflite_round_trip(model, ids, tmp_path)
-    rep = lambda: ([RNG.integers(1, 20, (1, 9)).astype("int32")] for _ in range(30))
+
+    def rep():
+        return ([RNG.integers(1, 20, (1, 9)).astype("int32")] for _ in range(30))
+
     report = assert_tflite_round_trip(model, ids, tmp_path, quantization="int8", representative=rep)
     assert report.max_abs_diff < 0.1
     details = TFLiteModel(tmp_path / "model_int8.tflite").output_details
@@ -55,7 +58,10 @@ def test_bidirectional_embedding_model_float_and_int8(tmp_path):
 
 def test_int8_float_inputs_become_int8(tmp_path):
     model = stacked_model()
-    rep = lambda: ([RNG.standard_normal((1, 10, 4)).astype("float32")] for _ in range(30))
+
+    def rep():
+        return ([RNG.standard_normal((1, 10, 4)).astype("float32")] for _ in range(30))
+
     path = export_tflite(model, tmp_path / "q.tflite", quantization="int8", representative_dataset=rep)
     runner = TFLiteModel(path)
     assert next(iter(runner.input_details.values()))["dtype"] == np.int8
