@@ -1,71 +1,159 @@
-"""The model directory: ``model.keras``, ``config.json``, ``scaler.json``, ``logs/``, ``export/``."""
+"""The forecasting model directory: ``config.json``, ``scaler.json``, ``model.keras``, ``export/``, ``eval/``.
+
+``config.json`` holds the ``data``/``model``/``train`` sections (:mod:`tasks.forecasting.config`)
+and a ``series`` section measured at train time (frequency, seasons and where they came from,
+split sizes). ``scaler.json`` holds the :class:`Scaler` fit on the training rows.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
 
+import numpy as np
+
+from lstm_core.artifacts import ModelDir
+from lstm_core.config import TrainConfig
 from lstm_core.errors import UserError
-from lstm_core.model_dir import EXPORT_FILES, exported_tflite  # noqa: F401  (re-exported)
-from lstm_core.io import read_json
+from lstm_core.io import write_json_atomic
 
-from tasks.forecasting.data import DataConfig, Scaler
-from tasks.forecasting.model import ModelConfig
+from tasks.forecasting.config import TRANSFORMS, DataConfig, ModelConfig
 
-DEFAULT_MODEL_DIR = "saved_models/forecasting"
+SCALER_FILE = "scaler.json"
+BASELINE_CACHE_DIR = "baselines"
+PREPROCESSING_FILE = "preprocessing.json"
+
+
+def apply_transform(y, transform: str):
+    if transform == "sqrt":
+        return np.sqrt(np.maximum(y, 0.0))
+    if transform == "log":
+        return np.log(y)
+    return y
+
+
+def invert_transform(z, transform: str):
+    if transform == "sqrt":
+        return np.square(np.maximum(z, 0.0))
+    if transform == "log":
+        return np.exp(z)
+    return z
 
 
 @dataclasses.dataclass
-class ModelDir:
-    path: Path
-    data: DataConfig
-    model: ModelConfig
-    scaler: Scaler
-    series: dict  # season, freq, split sizes ... measured at train time
-    train: dict
+class Scaler:
+    """Transform + scaling of the target and covariates, fit on the training rows only.
+
+    ``level(y) = T(y) / target_scale``; the encoder input for the target is
+    ``diff(T(y)) / diff_scale``; covariates are ``(x - mean) / std``. The model predicts
+    ``level[t+h] - level[t-1]``.
+
+    Args:
+        transform: ``none``, ``sqrt`` or ``log``.
+        target_scale: train standard deviation of ``T(y)``.
+        diff_scale: train standard deviation of ``diff(T(y))``.
+        feature_mean / feature_std: train mean and standard deviation of each covariate.
+    """
+
+    transform: str
+    target_scale: float
+    diff_scale: float
+    feature_mean: list[float]
+    feature_std: list[float]
 
     @property
-    def export_dir(self) -> Path:
-        return self.path / "export"
+    def num_covariates(self) -> int:
+        return len(self.feature_mean)
 
-    def keras_model(self):
-        import keras
+    def level(self, y) -> np.ndarray:
+        return apply_transform(np.asarray(y, np.float64), self.transform) / self.target_scale
 
-        import lstm_core.layer  # noqa: F401  (registers the lstm_core layer classes)
-        from tasks.forecasting import model as _model  # noqa: F401  (registers the loss)
+    def inverse_level(self, level) -> np.ndarray:
+        return invert_transform(np.asarray(level, np.float64) * self.target_scale, self.transform)
 
-        return keras.saving.load_model(self.path / "model.keras", compile=False)
+    def forecast(self, deltas: np.ndarray, last_level: np.ndarray) -> np.ndarray:
+        """Model outputs (changes of the level, ``[N, H]`` or ``[N, H, Q]``) -> values."""
+        deltas = np.asarray(deltas, np.float64)
+        last = np.asarray(last_level, np.float64).reshape((-1,) + (1,) * (deltas.ndim - 1))
+        return self.inverse_level(last + deltas)
 
-    def tflite_path(self, runtime: str) -> Path:
-        return exported_tflite(self.path, runtime, "forecasting")
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values, source: str) -> "Scaler":
+        try:
+            scaler = cls(**values)
+            scaler.target_scale, scaler.diff_scale = float(scaler.target_scale), float(scaler.diff_scale)
+            scaler.feature_mean = [float(v) for v in scaler.feature_mean]
+            scaler.feature_std = [float(v) for v in scaler.feature_std]
+        except (TypeError, ValueError):
+            raise UserError(f"{source}: damaged scaler file (expected the fields {[f.name for f in dataclasses.fields(cls)]})") from None
+        if scaler.transform not in TRANSFORMS or len(scaler.feature_mean) != len(scaler.feature_std):
+            raise UserError(f"{source}: damaged scaler file")
+        return scaler
 
 
-def save_config(work: Path, data: DataConfig, model: ModelConfig, series: dict, train: dict) -> dict:
-    return {
-        "task": "forecasting",
-        "data": dataclasses.asdict(data),
-        "model": dataclasses.asdict(model),
-        "series": series,
-        "train": train,
-    }
+class ForecastingModelDir(ModelDir):
+    """A trained forecasting model directory.
 
+    Example:
 
-def open_model_dir(path) -> ModelDir:
-    path = Path(path)
-    for name in ("config.json", "scaler.json", "model.keras"):
-        if not (path / name).is_file():
-            raise UserError(
-                f"{path}: not a forecasting model directory (missing {name}); train one with "
-                f"`lstm-suite forecasting train --out {path} ...`"
-            )
-    config = read_json(path / "config.json")
-    if config.get("task") != "forecasting":
-        raise UserError(f"{path}/config.json: not a forecasting model (task {config.get('task')!r})")
-    return ModelDir(
-        path=path,
-        data=DataConfig(**config["data"]),
-        model=ModelConfig(**config["model"]),
-        scaler=Scaler(**read_json(path / "scaler.json")),
-        series=config["series"],
-        train=config["train"],
-    )
+    ```python
+    directory = ForecastingModelDir.open("saved_models/forecasting")
+    model = directory.keras_model()       # damage -> one line
+    directory.check_trained()             # series section, resolved horizon/lookback/seasons, scaler.json
+    directory.model.horizon, directory.seasons, directory.scaler.transform
+    ```
+    """
+
+    TASK = "forecasting"
+    SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig
+
+    def check_trained(self) -> "ForecastingModelDir":
+        """Everything train writes beside the base files (called once ``model.keras`` loaded)."""
+        if not isinstance(self.extra.get("series"), dict):
+            raise UserError(f"{self.config_file}: missing the 'series' section written by train")
+        model = self.model
+        if model.horizon is None or model.lookback is None or not model.seasons:
+            raise UserError(f"{self.config_file}: model: horizon, lookback and seasons must be set (written by train)")
+        self.scaler  # noqa: B018 - reads and checks scaler.json
+        return self
+
+    @property
+    def scaler(self) -> Scaler:
+        if getattr(self, "_scaler", None) is None:
+            if not (self.path / SCALER_FILE).is_file():
+                raise UserError(f"{self.path}: not a forecasting model directory (missing {SCALER_FILE})")
+            self._scaler = Scaler.from_dict(self.read_json(SCALER_FILE), str(self.path / SCALER_FILE))
+        return self._scaler
+
+    @scaler.setter
+    def scaler(self, value: Scaler) -> None:
+        self._scaler = value
+
+    @classmethod
+    def create(cls, work: Path, data: DataConfig, model: ModelConfig, train: TrainConfig, series: dict,
+               scaler: Scaler) -> "ForecastingModelDir":
+        """Write ``config.json`` and ``scaler.json`` into ``work`` (the ``.partial`` directory)."""
+        directory = cls(work, {"data": data, "model": model, "train": train}, {"series": series})
+        directory.save_config(work)
+        write_json_atomic(Path(work) / SCALER_FILE, scaler.as_dict())
+        directory.scaler = scaler
+        return directory
+
+    @property
+    def series(self) -> dict:
+        return self.extra["series"]
+
+    @property
+    def seasons(self) -> tuple[int, ...]:
+        return tuple(self.model.seasons)
+
+    @property
+    def baseline_cache_dir(self) -> Path:
+        return self.path / BASELINE_CACHE_DIR

@@ -1,25 +1,29 @@
-"""Time series in, clean regular series out: CSV, Jena climate CSV and statsmodels datasets.
+"""Time series in, clean regular series out: CSV files and the statsmodels datasets.
 
 * ``--data FILE.csv --target COL [--time-col COL] [--features a,b]``: any CSV with a header
-  (comma, semicolon or tab separated). The time column is ``--time-col``, else ``Date Time``
-  (Jena climate, ``01.01.2009 00:10:00`` day-first), else a column called date/time/
-  timestamp/ds/year/..., else the first column if it parses as dates, else the row number.
+  (comma, semicolon or tab separated). The time column is ``--time-col``, else ``Date Time``,
+  else a column called date/time/datetime/timestamp/ds/year/..., else the first column if it
+  parses as dates, else the row number. ``DD.MM.YYYY`` / ``DD-MM-YYYY`` / ``DD/MM/YYYY``
+  timestamps are read day first when any first field is above 12 (the Jena climate and PJM
+  files), month first when any second field is, and day first when both are ambiguous.
 * ``--data statsmodels:co2`` (also ``sunspots``, ``nile``, ``elnino``, ``macrodata``,
   ``danish_data``, ``interest_inflation``): the series that ship inside statsmodels, no
   download; each has a default target and transform (see :data:`DATASETS`).
 
-Cleaning: rows are sorted by time (duplicates dropped with a warning), an optional
-``--resample RULE`` (e.g. ``1h``) averages onto a coarser grid, the sampling frequency is
-inferred and missing timestamps are inserted; missing values are then linearly interpolated
-with a warning (``--on-missing interpolate``, default) or reported as an error
-(``--on-missing fail``). A non-numeric value, an unknown column or a too-short series is a
+Cleaning (one warning line says what was done): rows are sorted by time; rows with a repeated
+timestamp are **averaged** into one (the daylight-saving fall-back hour of local-time load data
+appears twice; both readings belong to that clock hour); ``--resample RULE`` averages onto a
+coarser grid; the sampling frequency is inferred and missing timestamps are inserted;
+``--start/--end/--max-rows`` keep a window; missing values are then linearly interpolated
+(``--on-missing interpolate``, default) or reported as an error (``--on-missing fail``). A
+non-numeric value, an unknown column or a too-short series is a
 :class:`~lstm_core.errors.UserError` naming the column and the row.
 
-Windows (``keras.utils.timeseries_dataset_from_array``) are cut from the features of
-:class:`Scaler`: the target enters the model as first differences of its (optionally sqrt/log
-transformed) values divided by their train standard deviation, covariates as train z-scores,
-and the model predicts the change of the scaled target from the last observed value. Every
-statistic is fit on the training part only and stored in ``scaler.json``.
+Seasons: calendar candidates of the frequency (hourly: day 24, week 168, year 8766 ...) are
+kept when the training part's autocorrelation confirms them (:func:`detect_seasons`).
+Calendar inputs (:func:`calendar_features`) are sin/cos of the hour of day, day of week and
+day of year (and holiday flags with ``--country``): known for every future step, so they are
+fed for the forecast horizon too.
 """
 
 from __future__ import annotations
@@ -36,29 +40,30 @@ import pandas as pd
 
 from lstm_core.errors import UserError
 
+from tasks.forecasting.artifacts import Scaler, apply_transform
+from tasks.forecasting.config import DataConfig, ModelConfig
+
 log = logging.getLogger(__name__)
 
-ON_MISSING = ("interpolate", "fail")
-TRANSFORMS = ("none", "sqrt", "log")
 NA_TOKENS = {"", "na", "nan", "n/a", "null", "none", "-", "?", "#n/a"}
 TIME_NAMES = ("date time", "datetime", "timestamp", "time", "date", "ds", "period", "year", "month")
-JENA_TIME = re.compile(r"^\d{2}\.\d{2}\.\d{4} \d{2}:\d{2}(:\d{2})?$")
+DAY_MONTH_TIME = re.compile(r"^(\d{1,2})([-./])(\d{1,2})\2(\d{4})(?:[ T](\d{1,2}:\d{2})(:\d{2})?)?$")
 MIN_TRAIN_WINDOWS = 8
 
 
-@dataclasses.dataclass
-class DataConfig:
-    """Where the series comes from and how it is cleaned and split (saved in config.json)."""
-
-    data: str = "statsmodels:co2"
-    target: str | None = None
-    time_col: str | None = None
-    features: list[str] = dataclasses.field(default_factory=list)
-    on_missing: str = "interpolate"
-    resample: str | None = None
-    transform: str | None = None  # None: the dataset's default ("none" for CSV files)
-    test_fraction: float = 0.2
-    val_fraction: float = 0.1
+def _day_month_format(raw: pd.Series) -> str | None:
+    """``%d.%m.%Y %H:%M[:%S]`` (or month first) for ``DD.MM.YYYY``-style columns, else None."""
+    sample = raw.head(5000)
+    match = sample.str.extract(DAY_MONTH_TIME)
+    if match[0].isna().any():
+        return None
+    first, second = match[0].astype(int), match[2].astype(int)
+    sep = match[1].iloc[0]
+    day_first = not (second > 12).any() or (first > 12).any()
+    date = f"%d{sep}%m{sep}%Y" if day_first else f"%m{sep}%d{sep}%Y"
+    if match[4].isna().all():
+        return date
+    return date + (" %H:%M:%S" if match[5].notna().all() else " %H:%M")
 
 
 # ----------------------------------------------------------------------------- the series
@@ -83,6 +88,10 @@ class Series:
     @property
     def y(self) -> np.ndarray:
         return self.values[:, 0]
+
+    @property
+    def has_dates(self) -> bool:
+        return isinstance(self.index, pd.DatetimeIndex)
 
     @property
     def columns(self) -> list[str]:
@@ -127,7 +136,7 @@ def _sub_daily(freq: str | None) -> bool:
         off = to_offset(freq)
     except ValueError:
         return False
-    return isinstance(off, pd.offsets.Tick) and pd.Timedelta(off) < pd.Timedelta(days=1)
+    return off is not None and fixed_step(freq) is not None and fixed_step(freq) < pd.Timedelta(days=1)
 
 
 # ----------------------------------------------------------------------------- statsmodels
@@ -294,8 +303,8 @@ def _parse_time(raw: pd.Series, col: str, source: str, lines) -> pd.Index:
         if col.lower() == "year" and np.all(v == np.round(v)) and v.min() >= 1000 and v.max() <= 2999:
             return pd.DatetimeIndex(pd.to_datetime(v.astype(int).astype(str), format="%Y"), name=col)
         return pd.Index(v, name=col)
-    if raw.str.match(JENA_TIME).all():
-        fmt = "%d.%m.%Y %H:%M:%S" if raw.iloc[0].count(":") == 2 else "%d.%m.%Y %H:%M"
+    fmt = _day_month_format(raw)
+    if fmt is not None:
         parsed = pd.to_datetime(raw, format=fmt, errors="coerce")
     else:
         with warnings.catch_warnings():
@@ -323,7 +332,7 @@ def load_frame(config: DataConfig) -> tuple[pd.DataFrame, np.ndarray | None, str
         ds = DATASETS[name]
         frame = ds.loader().astype(np.float64)
         target = _column(frame, config.target, "target", spec) if config.target else ds.target
-        features = [_column(frame, f, "feature", spec) for f in config.features]
+        features = [_column(frame, f, "feature", spec) for f in list(config.features)]
         if config.time_col:
             raise UserError(f"{spec}: --time-col is only for CSV files (the dataset has its own time axis)")
         cols = [target, *dict.fromkeys(f for f in features if f != target)]
@@ -340,7 +349,7 @@ def load_frame(config: DataConfig) -> tuple[pd.DataFrame, np.ndarray | None, str
         raise UserError(f"{source}: pass --target COL; value columns are: {', '.join(value_cols)}")
     if target == time_col:
         raise UserError(f"{source}: column {target!r} is the time column, it cannot be the target")
-    features = [_column(df, f, "feature", source) for f in config.features]
+    features = [_column(df, f, "feature", source) for f in list(config.features)]
     cols = [target, *dict.fromkeys(f for f in features if f != target)]
     frame = pd.DataFrame({c: _numeric(df, c, source, lines) for c in cols})
     if time_col is None:
@@ -351,9 +360,6 @@ def load_frame(config: DataConfig) -> tuple[pd.DataFrame, np.ndarray | None, str
 
 
 # ----------------------------------------------------------------------------- regular grid
-_SEASON_BY_FREQ = {"Y": 1, "A": 1, "Q": 4, "M": 12, "W": 52, "D": 7, "B": 5}
-
-
 def _freq_alias(offset) -> str:
     from pandas.tseries.frequencies import to_offset
 
@@ -385,34 +391,70 @@ def infer_datetime_freq(index: pd.DatetimeIndex) -> str | None:
     return _freq_alias(step)
 
 
-def regularise(frame: pd.DataFrame, lines, source: str, resample: str | None):
-    """Sort, de-duplicate, resample, and insert missing timestamps (as NaN rows)."""
-    lines = np.asarray(lines) if lines is not None else np.full(len(frame), -1)
+def _sort_and_merge(frame: pd.DataFrame, lines: np.ndarray, notes: list[str]):
+    """Time order, and one row per timestamp (repeated timestamps averaged)."""
     if not frame.index.is_monotonic_increasing:
         order = np.argsort(frame.index.to_numpy(), kind="stable")
         frame, lines = frame.iloc[order], lines[order]
-        log.warning("%s: rows were not in time order; sorted them", source)
-    dup = frame.index.duplicated(keep="first")
+        notes.append("sorted the rows into time order")
+    dup = frame.index.duplicated(keep=False)
     if dup.any():
         first = int(np.flatnonzero(dup)[0])
-        log.warning(
-            "%s: dropped %d rows with a repeated timestamp (first: %s, line %s)",
-            source, int(dup.sum()), format_time(frame.index[first]), lines[first],
+        repeated = int(frame.index.duplicated(keep="first").sum())
+        notes.append(
+            f"averaged {repeated} repeated timestamps into one row each (first {format_time(frame.index[first])}, "
+            f"line {lines[first]})"
         )
-        frame, lines = frame[~dup], lines[~dup]
-    if resample:
+        keep_lines = pd.Series(lines, index=frame.index).groupby(level=0, sort=True).first().to_numpy()
+        frame = frame.groupby(level=0, sort=True).mean()
+        lines = keep_lines
+    return frame, lines
+
+
+def _keep_window(frame: pd.DataFrame, lines: np.ndarray, config: DataConfig, source: str):
+    """``--start`` / ``--end`` / ``--max-rows``."""
+    keep = np.ones(len(frame), bool)
+    for flag, value, compare in (("--start", config.start, np.greater_equal), ("--end", config.end, np.less_equal)):
+        if value is None:
+            continue
+        if isinstance(frame.index, pd.DatetimeIndex):
+            try:
+                bound = pd.Timestamp(value)
+            except (ValueError, TypeError):
+                raise UserError(f"{flag} {value!r}: not a date/time (e.g. 2016-01-01)") from None
+            keep &= compare(frame.index.to_numpy(), bound.to_datetime64())
+        else:
+            try:
+                bound = float(value)
+            except ValueError:
+                raise UserError(f"{flag} {value!r}: the time axis of {source} is numeric; expected a number") from None
+            keep &= compare(frame.index.to_numpy(dtype=np.float64), bound)
+    if config.max_rows is not None and keep.sum() > config.max_rows:
+        keep[np.flatnonzero(keep)[: keep.sum() - config.max_rows]] = False
+    if not keep.any():
+        raise UserError(f"{source}: no rows left after --start/--end/--max-rows")
+    return frame[keep], lines[keep]
+
+
+def regularise(frame: pd.DataFrame, lines, source: str, config: DataConfig, notes: list[str]):
+    """Sort, merge repeated timestamps, resample, insert missing timestamps (as NaN rows), keep the window."""
+    lines = np.asarray(lines) if lines is not None else np.full(len(frame), -1)
+    frame, lines = _sort_and_merge(frame, lines, notes)
+    if config.resample:
         if not isinstance(frame.index, pd.DatetimeIndex):
             raise UserError(f"{source}: --resample needs a date/time column (use --time-col)")
         try:
-            frame = frame.resample(resample).mean()
+            frame = frame.resample(config.resample).mean()
         except (ValueError, TypeError) as err:
-            raise UserError(f"--resample {resample!r}: not a pandas frequency ({err})") from None
+            raise UserError(f"--resample {config.resample!r}: not a pandas frequency ({err})") from None
         lines = np.full(len(frame), -1)
-        freq = _freq_alias(resample)
+        freq = _freq_alias(config.resample)
+        frame, lines = _keep_window(frame, lines, config, source)
         return frame, lines, freq, None
     if isinstance(frame.index, pd.DatetimeIndex):
         freq = infer_datetime_freq(frame.index)
         if freq is None:
+            frame, lines = _keep_window(frame, lines, config, source)
             return frame, lines, None, None
         grid = pd.date_range(frame.index[0], frame.index[-1], freq=freq, name=frame.index.name)
         off_grid = ~frame.index.isin(grid)
@@ -436,18 +478,20 @@ def regularise(frame: pd.DataFrame, lines, source: str, resample: str | None):
             raise UserError(f"{source}: time value {v[i]:g} (line {lines[i]}) is off the regular step {step:g}")
         frame = frame.set_axis(pd.Index(v[0] + step * np.round(pos), name=frame.index.name))
         freq = None
+    inserted = np.zeros(len(grid), bool)
     if len(grid) != len(frame):
-        missing = grid.difference(frame.index)
+        inserted = ~grid.isin(frame.index)
         lines = pd.Series(lines, index=frame.index).reindex(grid).fillna(-1).to_numpy(dtype=np.int64)
         frame = frame.reindex(grid)
-        frame.attrs["missing_timestamps"] = missing
+    frame = frame.assign(_inserted=inserted)
+    frame, lines = _keep_window(frame, lines, config, source)
+    inserted = frame.pop("_inserted").to_numpy(bool)
+    frame.attrs["missing_timestamps"] = frame.index[inserted]
     return frame, lines, freq, step
 
 
-def fill_missing(frame: pd.DataFrame, lines, source: str, on_missing: str, freq) -> pd.DataFrame:
-    """Interpolate NaN (with a warning) or raise naming the first missing row of each column."""
-    if on_missing not in ON_MISSING:
-        raise UserError(f"--on-missing must be one of {ON_MISSING}, got {on_missing!r}")
+def fill_missing(frame: pd.DataFrame, lines, source: str, on_missing: str, freq, notes: list[str]) -> pd.DataFrame:
+    """Interpolate NaN (noted for the warning line) or raise naming the first missing row of each column."""
     missing_ts = frame.attrs.get("missing_timestamps")
     if missing_ts is not None and len(missing_ts):
         if on_missing == "fail":
@@ -455,9 +499,9 @@ def fill_missing(frame: pd.DataFrame, lines, source: str, on_missing: str, freq)
                 f"{source}: {len(missing_ts)} timestamps missing from the {freq or 'regular'} grid, first "
                 f"{format_time(missing_ts[0], freq)}; pass --on-missing interpolate"
             )
-        log.warning(
-            "%s: inserted %d missing timestamps (first %s) and interpolated their values",
-            source, len(missing_ts), format_time(missing_ts[0], freq),
+        notes.append(
+            f"inserted {len(missing_ts)} missing timestamps (first {format_time(missing_ts[0], freq)}) "
+            "and interpolated their values"
         )
     for col in frame.columns:
         nan = np.flatnonzero(frame[col].isna().to_numpy())
@@ -472,25 +516,27 @@ def fill_missing(frame: pd.DataFrame, lines, source: str, on_missing: str, freq)
         inserted = frame.index[nan].isin(missing_ts) if missing_ts is not None else np.zeros(len(nan), bool)
         real = int(np.sum(~inserted))
         if real:
-            log.warning("%s: column %r: interpolated %d missing values (first at %s)", source, col, real, where)
+            notes.append(f"column {col!r}: interpolated {real} missing values (first at {where})")
         frame[col] = frame[col].interpolate(method="linear", limit_direction="both")
     return frame
 
 
 def load_series(config: DataConfig) -> Series:
-    """Read, regularise and clean the series described by ``config``."""
+    """Read, regularise and clean the series described by ``config`` (one warning line if anything was fixed)."""
     frame, lines, source, target, default_transform = load_frame(config)
     features = [c for c in frame.columns if c != target]
     time_name = frame.index.name
-    frame, lines, freq, step = regularise(frame, lines, source, config.resample)
+    notes: list[str] = []
+    frame, lines, freq, step = regularise(frame, lines, source, config, notes)
     frame.index.name = time_name
-    frame = fill_missing(frame, lines, source, config.on_missing, freq)
-    index = frame.index
+    frame = fill_missing(frame, lines, source, config.on_missing, freq, notes)
+    if notes:
+        log.warning("%s: %s", source, "; ".join(notes))
     return Series(
         source=source,
         target=target,
         features=features,
-        index=index,
+        index=frame.index,
         values=np.array(frame.to_numpy(dtype=np.float64), copy=True),
         freq=freq,
         step=step,
@@ -500,13 +546,39 @@ def load_series(config: DataConfig) -> Series:
     )
 
 
-# ----------------------------------------------------------------------------- defaults
-def _base_freq(freq: str | None) -> str | None:
+# ----------------------------------------------------------------------------- frequency
+def _offset(freq: str | None):
     if not freq:
         return None
     from pandas.tseries.frequencies import to_offset
 
-    off = to_offset(freq)
+    try:
+        return to_offset(freq)
+    except (ValueError, TypeError):
+        return None
+
+
+def fixed_step(freq: str | None) -> pd.Timedelta | None:
+    """The step of a fixed-length frequency (minutes, hours, days), None for calendar ones.
+
+    ``Day`` is a ``Tick`` in pandas 2 but a calendar-day offset in pandas 3, so it is matched by
+    name here; every other fixed step is a ``Tick`` in both.
+    """
+    off = _offset(freq)
+    if off is None:
+        return None
+    if type(off).__name__ == "Day":
+        return pd.Timedelta(days=off.n)
+    if isinstance(off, pd.offsets.Tick):
+        return pd.Timedelta(off)
+    return None
+
+
+def _base_freq(freq: str | None) -> str | None:
+    """``Y``, ``Q``, ``M``, ``W``, ``B``, ``D`` (one day), ``tick`` (any other fixed step) or None."""
+    off = _offset(freq)
+    if off is None:
+        return None
     name = type(off).__name__
     if name.startswith(("YearBegin", "YearEnd", "BYear")):
         return "Y"
@@ -517,31 +589,42 @@ def _base_freq(freq: str | None) -> str | None:
     if name == "Week":
         return "W" if off.n == 1 else None
     if name == "BusinessDay":
-        return "B"
-    if isinstance(off, pd.offsets.Tick):
-        return "tick"
-    return None
+        return "B" if off.n == 1 else None
+    step = fixed_step(freq)
+    if step is None:
+        return None
+    return "D" if step == pd.Timedelta(days=1) else "tick"
+
+
+def _steps_per_day(freq: str | None) -> int | None:
+    """Whole number of steps per day of a sub-daily frequency (hourly 24, 30 min 48), else None."""
+    step = fixed_step(freq)
+    if step is None or step >= pd.Timedelta(days=1):
+        return None
+    per_day = pd.Timedelta(days=1) / step
+    return int(round(per_day)) if abs(per_day - round(per_day)) < 1e-9 else None
+
+
+def calendar_seasons(freq: str | None) -> list[int]:
+    """Calendar season candidates of a sampling frequency, shortest first.
+
+    Sub-daily: day, week, year in steps (hourly 24, 168, 8766); daily 7, 365; business daily
+    5, 261; weekly 52; monthly 12; quarterly 4; yearly and irregular: none.
+    """
+    base = _base_freq(freq)
+    per_day = _steps_per_day(freq)
+    if per_day is not None and per_day >= 2:
+        return [per_day, 7 * per_day, int(round(365.25 * per_day))]
+    return {"D": [7, 365], "B": [5, 261], "W": [52], "M": [12], "Q": [4]}.get(base, [])
 
 
 def calendar_season(freq: str | None) -> int | None:
-    """The natural season of a sampling frequency (weekly -> 52, monthly -> 12, 10 min -> 144 ...)."""
-    base = _base_freq(freq)
-    if base is None:
-        return None
-    if base == "tick":
-        from pandas.tseries.frequencies import to_offset
-
-        step = pd.Timedelta(to_offset(freq))
-        if step < pd.Timedelta(days=1):
-            per_day = pd.Timedelta(days=1) / step
-            return int(round(per_day)) if abs(per_day - round(per_day)) < 1e-9 else None
-        if step == pd.Timedelta(days=1):
-            return 7
-        return None
-    return _SEASON_BY_FREQ[base]
+    """The shortest calendar season of a frequency (weekly 52, monthly 12, hourly 24 ...)."""
+    seasons = calendar_seasons(freq)
+    return seasons[0] if seasons else None
 
 
-# M4 competition horizons by sampling frequency
+# M4 competition horizons by sampling frequency; hourly: one day ahead
 _HORIZON_BY_FREQ = {"Y": 6, "Q": 8, "M": 18, "W": 13, "D": 14, "B": 10}
 
 
@@ -549,59 +632,149 @@ def default_horizon(freq: str | None) -> int:
     base = _base_freq(freq)
     if base in _HORIZON_BY_FREQ:
         return _HORIZON_BY_FREQ[base]
-    if base == "tick":
-        from pandas.tseries.frequencies import to_offset
-
-        step = pd.Timedelta(to_offset(freq))
-        if step >= pd.Timedelta(days=1):
-            return 14
-        if step >= pd.Timedelta(hours=1):
-            return 48 if step == pd.Timedelta(hours=1) else max(1, int(pd.Timedelta(days=2) / step))
-        return max(1, int(pd.Timedelta(hours=6) / step))
-    return 8
+    step = fixed_step(freq)
+    if step is None:
+        return 8
+    if step > pd.Timedelta(days=1):
+        return 8
+    if step >= pd.Timedelta(minutes=30):
+        return max(1, int(pd.Timedelta(days=1) / step))
+    return max(1, int(pd.Timedelta(hours=6) / step))
 
 
-def default_lookback(season: int, horizon: int, train_rows: int) -> int:
-    """Two seasons (and at least two horizons, 16 steps), capped so the train part keeps windows."""
+def default_lookback(seasons, horizon: int, train_rows: int) -> int:
+    """Two of the shortest season (and at least two horizons, 16 steps), capped so the train part keeps windows."""
+    season = min(seasons) if seasons else 1
     lookback = max(2 * season, 2 * horizon, 16)
     cap = max(4, (train_rows - horizon) // 4)
     return int(min(lookback, cap, 512))
 
 
-def detect_season(y: np.ndarray, freq: str | None, max_lag: int | None = None) -> tuple[int, str]:
-    """``(season, how)``: the calendar season if the ACF confirms it, else the strongest ACF peak.
-
-    The ACF is computed on the linearly detrended series (the training part only). A peak is a
-    local maximum above ``max(3/sqrt(n), 0.2)`` (well above the noise band, over many lags);
-    no peak -> season 1.
-    """
+def _acf(y: np.ndarray, max_lag: int) -> np.ndarray:
     from scipy.signal import detrend
     from statsmodels.tsa.stattools import acf
 
+    return acf(detrend(y), nlags=max_lag, fft=True)
+
+
+def detect_seasons(y: np.ndarray, freq: str | None) -> tuple[tuple[int, ...], str]:
+    """``(seasons, how)`` from the training part ``y``.
+
+    Every calendar candidate of the frequency (:func:`calendar_seasons`) that fits twice in
+    ``y`` is kept if the autocorrelation of the linearly detrended series has a local peak
+    within 5% of it above ``max(3/sqrt(n), 0.2)``; if none is confirmed, the strongest peak
+    (its first harmonic if nearly as strong) is the season; no peak -> ``(1,)``.
+    """
     y = np.asarray(y, dtype=np.float64)
     n = len(y)
-    max_lag = int(min(max_lag or n // 3, n // 2 - 1, 1000))
-    calendar = calendar_season(freq)
-    if max_lag < 3 or np.std(y) == 0:
-        return (calendar or 1, "frequency" if calendar else "none")
-    r = acf(detrend(y), nlags=max_lag, fft=True)
+    candidates = calendar_seasons(freq)
+    if n < 8 or np.std(y) == 0:
+        return ((candidates[0],) if candidates else (1,)), ("frequency" if candidates else "none")
+    max_lag = int(min(n // 2 - 1, max([n // 3, *[m + m // 20 + 1 for m in candidates if 2 * m <= n]])))
+    if max_lag < 3:
+        return ((candidates[0],) if candidates else (1,)), ("frequency" if candidates else "none")
+    if max_lag > 1000:  # only the calendar candidates need lags this long: look at them alone
+        r = _acf(y, max_lag)
+        peaks = []
+        for m in candidates:
+            tol = max(1, m // 20)
+            lo, hi = max(2, m - tol - 1), min(len(r) - 2, m + tol + 1)
+            peaks += [k for k in range(lo, hi + 1) if r[k] > r[k - 1] and r[k] >= r[k + 1]]
+        short = r[: 1001]
+        peaks += [k for k in range(2, len(short) - 1) if short[k] > short[k - 1] and short[k] >= short[k + 1]]
+    else:
+        r = _acf(y, max_lag)
+        peaks = [k for k in range(2, len(r) - 1) if r[k] > r[k - 1] and r[k] >= r[k + 1]]
     threshold = max(3.0 / np.sqrt(n), 0.2)
-    peaks = [k for k in range(2, len(r) - 1) if r[k] > r[k - 1] and r[k] >= r[k + 1] and r[k] > threshold]
+    peaks = sorted({k for k in peaks if r[k] > threshold})
+    confirmed = [m for m in candidates if m <= max_lag and any(abs(k - m) <= max(1, m // 20) for k in peaks)]
+    if confirmed:
+        return tuple(confirmed), "frequency+acf"
     best = max(peaks, key=lambda k: r[k]) if peaks else None
-    if calendar and calendar > 1:
-        near = [k for k in peaks if abs(k - calendar) <= max(1, calendar // 20)]
-        if calendar <= max_lag and (near or (best is None)) and r[calendar] > 0:
-            return calendar, "frequency"
+    first = candidates[0] if candidates else None
+    if first and first <= max_lag and best is None and r[first] > 0:
+        return (first,), "frequency"
     if best is not None:
-        # prefer the first harmonic: a peak at k/2, k/3 nearly as strong as k
-        for div in (3, 2):
+        for div in (3, 2):  # prefer the first harmonic: a peak at k/2, k/3 nearly as strong as k
             for k in peaks:
                 if abs(k * div - best) <= 1 and r[k] >= 0.8 * r[best]:
                     best = k
-        return best, "acf"
-    if calendar and calendar > 1 and calendar <= max_lag:
-        return calendar, "frequency"
-    return 1, "none"
+        return (best,), "acf"
+    if first and first <= max_lag:
+        return (first,), "frequency"
+    return (1,), "none"
+
+
+def detect_season(y: np.ndarray, freq: str | None) -> tuple[int, str]:
+    """The shortest of :func:`detect_seasons` (for single-season callers)."""
+    seasons, how = detect_seasons(y, freq)
+    return min(seasons), how
+
+
+def seasonal_lags(seasons, horizon: int, train_rows: int) -> tuple[int, ...]:
+    """Lags whose values are known for every forecast step: each season rounded up to cover the horizon.
+
+    Lags longer than half the training rows are left out (too few windows would reach them).
+    """
+    lags = []
+    for m in sorted(set(seasons)):
+        if m < 2:
+            continue
+        lag = m * -(-horizon // m)
+        if lag <= train_rows // 2 and lag not in lags:
+            lags.append(lag)
+    return tuple(lags)
+
+
+# ----------------------------------------------------------------------------- calendar inputs
+def calendar_names(freq: str | None, country: str | None) -> tuple[str, ...]:
+    """Calendar inputs that vary at this frequency: hour of day below a day, day of week at a day
+    and below, day of year at a week and below; ``holiday`` with ``--country``."""
+    base = _base_freq(freq)
+    step = fixed_step(freq)
+    names: list[str] = []
+    if step is not None and step < pd.Timedelta(days=1):
+        names += ["hour_sin", "hour_cos"]
+    if base in ("D", "B") or (step is not None and step < pd.Timedelta(days=1)):
+        names += ["weekday_sin", "weekday_cos"]
+    if base in ("D", "B", "W") or (step is not None and step < pd.Timedelta(days=1)):
+        names += ["yearday_sin", "yearday_cos"]
+    if country and base in ("D", "B", "tick"):
+        names += ["holiday"]
+    return tuple(names)
+
+
+def calendar_features(index, names, country: str | None = None) -> np.ndarray:
+    """``[N, len(names)]`` calendar inputs of the timestamps ``index`` (see :func:`calendar_names`)."""
+    if not names:
+        return np.zeros((len(index), 0), np.float32)
+    index = pd.DatetimeIndex(index)
+    day = (index.hour.to_numpy() * 3600 + index.minute.to_numpy() * 60 + index.second.to_numpy()) / 86400.0
+    angle = {
+        "hour": 2 * np.pi * day,
+        "weekday": 2 * np.pi * (index.dayofweek.to_numpy() + day) / 7.0,
+        "yearday": 2 * np.pi * (index.dayofyear.to_numpy() - 1 + day) / 365.25,
+    }
+    columns = []
+    for name in names:
+        if name == "holiday":
+            columns.append(holiday_flags(index, country))
+            continue
+        kind, fn = name.rsplit("_", 1)
+        columns.append(np.sin(angle[kind]) if fn == "sin" else np.cos(angle[kind]))
+    return np.stack(columns, axis=1).astype(np.float32)
+
+
+def holiday_flags(index: pd.DatetimeIndex, country: str | None) -> np.ndarray:
+    """1.0 on the public holidays of ``country`` (``holidays`` package), else 0.0."""
+    import holidays
+
+    try:
+        calendar = holidays.country_holidays(country, years=range(index.year.min(), index.year.max() + 2))
+    except (NotImplementedError, KeyError, AttributeError):
+        raise UserError(f"--country {country!r}: not a country code the holidays package knows (e.g. US, DE, FR)") from None
+    dates = pd.Index(index.date)
+    return np.asarray(dates.isin(list(calendar.keys())), np.float64)
 
 
 # ----------------------------------------------------------------------------- splits
@@ -628,6 +801,8 @@ class Split:
 
         An origin ``t`` forecasts rows ``t .. t+H-1`` from the window of differences of rows
         ``t-L-1 .. t-1`` (inputs may reach back into earlier parts, targets never do).
+        ``lookback`` is the history an origin needs (:func:`history`: the window or the
+        longest seasonal lag).
         """
         lo, hi = {"train": (0, self.train_end), "val": (self.train_end, self.val_end), "test": (self.val_end, self.n)}[part]
         return max(lo, lookback + 1), hi - horizon
@@ -637,14 +812,15 @@ class Split:
         return max(0, last - first + 1)
 
 
-def check_length(series: Series, split: Split, lookback: int, horizon: int, val_fraction: float) -> None:
+def history(model: ModelConfig) -> int:
+    """Rows an origin needs before it: the lookback, or the longest seasonal lag."""
+    return max([model.lookback, *model.lags])
+
+
+def check_length(series: Series, split: Split, reach: int, horizon: int, val_fraction: float) -> None:
     """A clear error if the series cannot give training/validation/test windows."""
-    need = {
-        "train": MIN_TRAIN_WINDOWS,
-        "val": 1 if val_fraction > 0 else 0,
-        "test": 1,
-    }
-    short = [p for p, k in need.items() if split.count(p, lookback, horizon) < k]
+    need = {"train": MIN_TRAIN_WINDOWS, "val": 1 if val_fraction > 0 else 0, "test": 1}
+    short = [p for p, k in need.items() if split.count(p, reach, horizon) < k]
     if not short:
         return
     n = len(series)
@@ -652,80 +828,36 @@ def check_length(series: Series, split: Split, lookback: int, horizon: int, val_
     while minimum < 10**7:
         minimum = max(minimum + 1, int(minimum * 1.05))
         s = Split.of(minimum, (split.n - split.val_end) / split.n, (split.val_end - split.train_end) / split.n)
-        if all(s.count(p, lookback, horizon) >= k for p, k in need.items()):
+        if all(s.count(p, reach, horizon) >= k for p, k in need.items()):
             break
     raise UserError(
         f"{series.source}: column {series.target!r} is too short: {n} rows (last row {n}, "
-        f"{format_time(series.index[-1], series.freq)}) leave {split.count('train', lookback, horizon)} "
-        f"train / {split.count('val', lookback, horizon)} val / {split.count('test', lookback, horizon)} "
-        f"test windows for lookback {lookback} + horizon {horizon}; need about {minimum} rows, or a "
-        f"smaller --lookback/--horizon"
+        f"{format_time(series.index[-1], series.freq)}) leave {split.count('train', reach, horizon)} "
+        f"train / {split.count('val', reach, horizon)} val / {split.count('test', reach, horizon)} "
+        f"test windows for a history of {reach} + horizon {horizon}; need about {minimum} rows, or a "
+        f"smaller --lookback/--horizon/--seasons"
     )
 
 
-# ----------------------------------------------------------------------------- scaling
-@dataclasses.dataclass
-class Scaler:
-    """Transform + scaling of the target and covariates, fit on the training rows only.
+def fit_scaler(series: Series, train_end: int, transform: str) -> Scaler:
+    """:class:`Scaler` statistics of the training rows (a constant series keeps scale 1)."""
+    check_transform(series, transform)
+    ty = apply_transform(series.y[:train_end], transform)
+    cov = series.values[:train_end, 1:]
 
-    ``level(y) = T(y) / target_scale``; the model input for the target is
-    ``diff(T(y)) / diff_scale``; covariates are ``(x - mean) / std``. The model predicts
-    ``level[t+h] - level[t-1]``.
-    """
+    def safe(value):
+        return float(value) if np.isfinite(value) and value > 1e-12 else 1.0
 
-    transform: str
-    target_scale: float
-    diff_scale: float
-    feature_mean: list[float]
-    feature_std: list[float]
-
-    @classmethod
-    def fit(cls, series: Series, train_end: int, transform: str) -> "Scaler":
-        check_transform(series, transform)
-        ty = apply_transform(series.y[:train_end], transform)
-        cov = series.values[:train_end, 1:]
-        safe = lambda s: float(s) if np.isfinite(s) and s > 1e-12 else 1.0
-        return cls(
-            transform=transform,
-            target_scale=safe(np.std(ty)),
-            diff_scale=safe(np.std(np.diff(ty))),
-            feature_mean=[float(v) for v in cov.mean(0)] if cov.shape[1] else [],
-            feature_std=[safe(v) for v in cov.std(0)] if cov.shape[1] else [],
-        )
-
-    @property
-    def num_features(self) -> int:
-        return 1 + len(self.feature_mean)
-
-    def level(self, y) -> np.ndarray:
-        return apply_transform(np.asarray(y, np.float64), self.transform) / self.target_scale
-
-    def inverse_level(self, level) -> np.ndarray:
-        return invert_transform(np.asarray(level, np.float64) * self.target_scale, self.transform)
-
-    def features(self, values: np.ndarray) -> np.ndarray:
-        """Model inputs for every row ``[N, F]`` (row 0 has no difference: 0)."""
-        values = np.asarray(values, np.float64)
-        ty = apply_transform(values[:, 0], self.transform)
-        diff = np.concatenate([[0.0], np.diff(ty)]) / self.diff_scale
-        cols = [diff[:, None]]
-        if values.shape[1] > 1:
-            cols.append((values[:, 1:] - np.array(self.feature_mean)) / np.array(self.feature_std))
-        return np.concatenate(cols, axis=1).astype(np.float32)
-
-    def forecast(self, deltas: np.ndarray, last_level: np.ndarray) -> np.ndarray:
-        """Model outputs (changes of the level, ``[N, H]`` or ``[N, H, Q]``) -> values."""
-        deltas = np.asarray(deltas, np.float64)
-        last = np.asarray(last_level, np.float64).reshape((-1,) + (1,) * (deltas.ndim - 1))
-        return self.inverse_level(last + deltas)
-
-    def as_dict(self):
-        return dataclasses.asdict(self)
+    return Scaler(
+        transform=transform,
+        target_scale=safe(np.std(ty)),
+        diff_scale=safe(np.std(np.diff(ty))),
+        feature_mean=[float(v) for v in cov.mean(0)] if cov.shape[1] else [],
+        feature_std=[safe(v) for v in cov.std(0)] if cov.shape[1] else [],
+    )
 
 
 def check_transform(series: Series, transform: str) -> None:
-    if transform not in TRANSFORMS:
-        raise UserError(f"--transform must be one of {TRANSFORMS}, got {transform!r}")
     y = series.y
     bad = np.flatnonzero(y < 0) if transform == "sqrt" else np.flatnonzero(y <= 0) if transform == "log" else []
     if len(bad):
@@ -736,63 +868,99 @@ def check_transform(series: Series, transform: str) -> None:
         )
 
 
-def apply_transform(y, transform: str):
-    if transform == "sqrt":
-        return np.sqrt(np.maximum(y, 0.0))
-    if transform == "log":
-        return np.log(y)
-    return y
+# ----------------------------------------------------------------------------- model rows and windows
+def encoder_features(series: Series, scaler: Scaler, model: ModelConfig, country: str | None) -> np.ndarray:
+    """Encoder inputs for every row ``[N, F]``: target difference (row 0: 0), covariates, calendar."""
+    values = np.asarray(series.values, np.float64)
+    ty = apply_transform(values[:, 0], scaler.transform)
+    diff = np.concatenate([[0.0], np.diff(ty)]) / scaler.diff_scale
+    cols = [diff[:, None]]
+    if values.shape[1] > 1:
+        cols.append((values[:, 1:] - np.array(scaler.feature_mean)) / np.array(scaler.feature_std))
+    if model.row_calendar:
+        cols.append(calendar_features(series.index, model.row_calendar, country))
+    return np.concatenate(cols, axis=1).astype(np.float32)
 
 
-def invert_transform(z, transform: str):
-    if transform == "sqrt":
-        return np.square(np.maximum(z, 0.0))
-    if transform == "log":
-        return np.exp(z)
-    return z
+def model_rows(series: Series, scaler: Scaler, model: ModelConfig, country: str | None) -> np.ndarray:
+    """Everything the windows are cut from, one row per time step ``[N, F + G + 1]``.
+
+    Columns: the encoder inputs (:func:`encoder_features`), the future-step inputs (calendar of the
+    row, then for each seasonal lag the level ``lag`` rows earlier), and the scaled level.
+    """
+    level = scaler.level(series.y)
+    columns = [encoder_features(series, scaler, model, country)]
+    calendar = [name for name in model.future_features if not name.startswith("lag_")]
+    if calendar:
+        columns.append(calendar_features(series.index, tuple(calendar), country))
+    for lag in model.lags:
+        lagged = np.full(len(level), np.nan)
+        lagged[lag:] = level[:-lag]
+        columns.append(lagged[:, None])
+    columns.append(level[:, None])
+    return np.nan_to_num(np.concatenate(columns, axis=1).astype(np.float32))
 
 
-# ----------------------------------------------------------------------------- windows
-def window_dataset(
-    features: np.ndarray,
-    level: np.ndarray,
-    first: int,
-    last: int,
-    lookback: int,
-    horizon: int,
-    *,
-    batch_size: int = 32,
-    shuffle: bool = False,
-    seed: int | None = None,
-):
-    """``tf.data`` of ``(x [B, L, F], y [B, H])`` for origins ``first..last`` (inclusive).
+def _cut(window, model: ModelConfig, lookback: int):
+    """One window of :func:`model_rows` rows ``t-L .. t+H-1`` -> ``(inputs, target)``."""
+    num_features, num_future, num_lags = model.num_features, model.num_future, len(model.lags)
+    last_level = window[..., lookback - 1 : lookback, -1:]
+    x = window[..., :lookback, :num_features]
+    target = window[..., lookback:, -1] - last_level[..., 0]
+    if not num_future:
+        return x, target
+    future = window[..., lookback:, num_features : num_features + num_future]
+    if num_lags:
+        calendar = future[..., : num_future - num_lags]
+        lags = future[..., num_future - num_lags :] - last_level
+        future = np.concatenate([calendar, lags], -1) if isinstance(window, np.ndarray) else _tf_concat(calendar, lags)
+    return (x, future), target
 
-    ``x`` = feature rows ``t-L .. t-1``; ``y[h] = level[t+h] - level[t-1]``.
+
+def _tf_concat(a, b):
+    import tensorflow as tf
+
+    return tf.concat([a, b], axis=-1)
+
+
+def window_dataset(rows: np.ndarray, first: int, last: int, model: ModelConfig, *, batch_size: int = 32,
+                   shuffle: bool = False, seed: int | None = None):
+    """``tf.data`` of ``(inputs, y [B, H])`` for origins ``first..last`` (inclusive).
+
+    ``inputs`` is the window ``x [B, L, F]`` (rows ``t-L .. t-1``), plus ``future [B, H, G]``
+    when the model has future-step inputs; ``y[h] = level[t+h] - level[t-1]``.
     """
     import keras
     import tensorflow as tf
 
     if last < first:
         raise ValueError(f"no origins in [{first}, {last}]")
-    num_features = features.shape[1]
-    data = np.concatenate([features, np.asarray(level, np.float32)[:, None]], axis=1).astype(np.float32)
-    data = data[first - lookback : last + horizon]
+    lookback, horizon = model.lookback, model.horizon
+    data = rows[first - lookback : last + horizon]
     ds = keras.utils.timeseries_dataset_from_array(
         data, None, sequence_length=lookback + horizon, batch_size=batch_size, shuffle=shuffle, seed=seed
     )
-
-    def split(w):
-        x = w[:, :lookback, :num_features]
-        y = w[:, lookback:, num_features] - w[:, lookback - 1 : lookback, num_features]
-        return x, y
-
-    return ds.map(split, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return ds.map(lambda w: _cut(w, model, lookback), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def window_arrays(features, level, first, last, lookback, horizon):
-    """The windows of :func:`window_dataset` as numpy arrays, in origin order."""
-    xs, ys = [], []
-    for x, y in window_dataset(features, level, first, last, lookback, horizon, batch_size=512).as_numpy_iterator():
-        xs.append(x)
-        ys.append(y)
-    return np.concatenate(xs), np.concatenate(ys)
+def window_arrays(rows: np.ndarray, origins, model: ModelConfig):
+    """``(inputs, y)`` of :func:`window_dataset` as numpy arrays for the given origins."""
+    origins = np.asarray(origins)
+    span = np.arange(-model.lookback, model.horizon)
+    windows = rows[origins[:, None] + span[None, :]]
+    return _cut(windows, model, model.lookback)
+
+
+def extend_for_prediction(series: Series, times) -> Series:
+    """``series`` with ``len(times)`` future rows appended (values: the last row's), so the
+    future-step inputs (calendar, seasonal lags) of a forecast from the end can be built."""
+    values = np.concatenate([series.values, np.repeat(series.values[-1:], len(times), axis=0)])
+    if series.has_dates:
+        index = series.index.append(pd.DatetimeIndex(times))
+    else:
+        index = pd.Index(np.concatenate([np.asarray(series.index, np.float64), np.asarray(times, np.float64)]))
+    return dataclasses.replace(series, values=values, index=index, lines=None)
+
+
+def as_list(inputs) -> list:
+    return list(inputs) if isinstance(inputs, tuple) else [inputs]

@@ -1,230 +1,289 @@
 """``evaluate`` (rolling origin over the test part, beside the baselines) and ``predict``.
 
 Rolling origin: every test row ``t`` whose next H rows are all in the test part is a forecast
-origin (``--stride`` skips some). The model sees the L rows before ``t`` (earlier test rows
-included: they are history by then, never training data) and forecasts rows ``t..t+H-1``;
-the baselines forecast the same rows from the same origins. Metrics average over origins
-and steps; MASE divides by the in-sample seasonal naive MAE of the rows before the test part.
+origin (``--stride`` keeps every n-th, ``--limit`` the first N); ``examples`` in the JSON is
+their number. The model sees the L rows before ``t`` (earlier test rows included: they are
+history by then, never training data) and forecasts rows ``t..t+H-1``; the baselines
+(:mod:`tasks.forecasting.metrics`) forecast the same rows from the same origins. Metrics
+average over origins and steps; MASE divides by the in-sample seasonal naive MAE (longest
+season) of the rows before the test part.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from lstm_core.artifacts import ensure_writable_dir, evaluation_result
+from lstm_core.config import EvaluateConfig, PredictConfig
 from lstm_core.errors import UserError
 from lstm_core.io import write_bytes_atomic, write_json_atomic
 
-from tasks.forecasting import baselines as B
-from tasks.forecasting import data as D
-from tasks.forecasting import metrics as MET
-from tasks.forecasting.artifacts import ModelDir, open_model_dir
+from tasks.forecasting import data as series_data
+from tasks.forecasting import metrics
+from tasks.forecasting.artifacts import ForecastingModelDir
+from tasks.forecasting.config import EvaluateOptions, PredictOptions
 from tasks.forecasting.model import point_forecast, sorted_quantiles
 
 log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------- shared
-def data_config(md: ModelDir, args) -> D.DataConfig:
-    """The training data settings, with any of --data/--target/--time-col/--on-missing overridden."""
-    changes = {}
-    for name in ("data", "target", "time_col", "on_missing"):
-        value = getattr(args, name, None)
-        if value is not None:
-            changes[name] = value
-    if getattr(args, "data", None) and args.data != md.data.data and getattr(args, "time_col", None) is None:
-        changes["time_col"] = None if args.data.startswith("statsmodels:") else md.data.time_col
-    return dataclasses.replace(md.data, **changes)
+def data_config(directory: ForecastingModelDir, data: str | None):
+    """The training data settings, with ``--data`` (same columns, another file) if given."""
+    if data is None or data == directory.data.data:
+        return directory.data
+    time_col = None if data.startswith("statsmodels:") else directory.data.time_col
+    return dataclasses.replace(directory.data, data=data, time_col=time_col, start=None, end=None, max_rows=None)
 
 
-def load_for_model(md: ModelDir, args) -> D.Series:
-    dcfg = data_config(md, args)
-    series = D.load_series(dcfg)
-    if len(series.features) != len(md.scaler.feature_mean):
+def load_for_model(directory: ForecastingModelDir, data: str | None) -> series_data.Series:
+    series = series_data.load_series(data_config(directory, data))
+    if len(series.features) != directory.scaler.num_covariates:
         raise UserError(
-            f"{series.source}: the model was trained with covariates {md.data.features}, "
+            f"{series.source}: the model was trained with covariates {list(directory.data.features)}, "
             f"this data gives {series.features}"
         )
+    if directory.model.row_calendar and not series.has_dates:
+        raise UserError(f"{series.source}: the model uses calendar inputs; this data has no date/time column")
     return series
 
 
-def forecaster(md: ModelDir, runtime: str):
-    """``f(x [N, L, F]) -> raw model outputs [N, H(, Q)]`` for the chosen runtime."""
-    if runtime == "keras":
-        model = md.keras_model()
-        return lambda x: np.asarray(model.predict(x, batch_size=256, verbose=0))
-    from lstm_core.export import TFLiteModel
+def model_rows(directory: ForecastingModelDir, series) -> np.ndarray:
+    return series_data.model_rows(series, directory.scaler, directory.model, directory.data.country)
 
-    runner = TFLiteModel(md.tflite_path(runtime))
-    shape = tuple(runner.input_details[runner.input_names[0]]["shape"][1:])
-    expected = (md.model.lookback, md.model.num_features)
+
+def forecaster(directory: ForecastingModelDir, runtime: str):
+    """``f(inputs) -> raw model outputs [N, H(, Q)]`` for the chosen runtime (inputs: a list of arrays)."""
+    if runtime == "keras":
+        model = directory.keras_model()
+        return lambda inputs: np.asarray(model.predict(inputs if len(inputs) > 1 else inputs[0], batch_size=256,
+                                                       verbose=0))
+    path = directory.export_file(runtime)
+    if runtime == "tflm":
+        from lstm_core.tflm import TFLMModel
+
+        runner = TFLMModel(path)
+    else:
+        from lstm_core.export import TFLiteModel
+
+        runner = TFLiteModel(path)
+    details = runner.input_details  # LiteRT: by signature name; TFLM: in signature order
+    first = details[runner.input_names[0]] if isinstance(details, dict) else details[0]
+    shape = tuple(int(d) for d in first["shape"][1:])
+    expected = (directory.model.lookback, directory.model.num_features)
     if shape != expected:
         raise UserError(
-            f"{md.tflite_path(runtime)} takes windows {shape}, the model config says {expected}: "
-            f"re-run `lstm-suite forecasting export --model {md.path}`"
+            f"{path} takes windows {shape}, the model config says {expected}: "
+            f"re-run `lstm-suite forecasting export --model {directory.path}`"
         )
-    return lambda x: np.concatenate([runner(w[None].astype(np.float32))[0] for w in x])
+
+    def run(inputs):
+        outputs = [runner(*(part[i : i + 1].astype(np.float32) for part in inputs))[0] for i in range(len(inputs[0]))]
+        return np.concatenate(outputs)
+
+    return run
 
 
 # ----------------------------------------------------------------------------- evaluate
-def evaluate(args) -> dict:
-    started = time.time()
-    md = open_model_dir(args.model)
-    cfg = md.model
-    L, H, season = cfg.lookback, cfg.horizon, int(md.series["season"])
-    series = load_for_model(md, args)
-    dcfg = data_config(md, args)
-    split = D.Split.of(len(series), dcfg.test_fraction, dcfg.val_fraction)
-    if split.count("test", L, H) < 1:
-        raise UserError(
-            f"{series.source}: column {series.target!r}: the test part (last {dcfg.test_fraction:.0%}, "
-            f"{split.n - split.val_end} rows) is shorter than the horizon {H}"
-        )
-    if split.val_end <= L:
-        raise UserError(f"{series.source}: column {series.target!r}: {split.val_end} rows before the test part; the lookback needs {L + 1}")
-    first, last = split.origins("test", L, H)
-    stride = max(1, int(args.stride))
-    feats = md.scaler.features(series.values)
-    level = md.scaler.level(series.y)
-    x, _ = D.window_arrays(feats, level, first, last, L, H)
-    origins = np.arange(first, last + 1)
-    x, origins = x[::stride], origins[::stride]
+def evaluate(config: EvaluateConfig, options: EvaluateOptions | None = None) -> dict:
+    """Score the model (in ``config.runtime``) and the baselines on the test origins.
 
-    outputs = forecaster(md, args.runtime)(x)
-    forecast = md.scaler.forecast(point_forecast(outputs, cfg), level[origins - 1])
+    Args:
+        config: model directory, data (none: the training data), runtime, output folder, limit.
+        options: origin stride and which statsforecast baselines to run.
+
+    Example:
+
+    ```python
+    result = evaluate(EvaluateConfig(model="saved_models/co2"))
+    result["mase"], result["mstl_mase"]
+    ```
+    """
+    options = options or EvaluateOptions()
+    started = time.time()
+    directory = ForecastingModelDir.open(config.model)
+    model = directory.model
+    horizon, seasons = model.horizon, directory.seasons
+    run = forecaster(directory, config.runtime)  # model files checked before the data is read
+    directory.check_trained()
+    series = load_for_model(directory, config.data)
+    split = series_data.Split.of(len(series), directory.data.test_fraction, directory.data.val_fraction)
+    reach = series_data.history(model)
+    if split.count("test", reach, horizon) < 1:
+        raise UserError(
+            f"{series.source}: column {series.target!r}: the test part (last {directory.data.test_fraction:.0%}, "
+            f"{split.n - split.val_end} rows) has no forecast origin for horizon {horizon} after a history of {reach}"
+        )
+    first, last = split.origins("test", reach, horizon)
+    origins = np.arange(first, last + 1)[:: options.stride]
+    if config.limit is not None:
+        origins = origins[: config.limit]
+    rows = model_rows(directory, series)
+    inputs, _ = series_data.window_arrays(rows, origins, model)
+    inputs = series_data.as_list(inputs)
+    outputs = run(inputs)
+    level = directory.scaler.level(series.y)
+    forecast = directory.scaler.forecast(point_forecast(outputs, model), level[origins - 1])
     y = series.y
-    actual = y[origins[:, None] + np.arange(H)[None, :]]
-    scale = MET.mase_scale(y[: split.val_end], season)
+    actual = y[origins[:, None] + np.arange(horizon)[None, :]]
+    season = max(seasons)
+    scale = metrics.mase_scale(y[: split.val_end], season)
     if not np.isfinite(scale):
         raise UserError(f"{series.source}: column {series.target!r} is constant before the test part; MASE is undefined")
 
-    result = {"runtime": args.runtime, **MET.point_metrics(forecast, actual, scale)}
-    forecasts = {"model": forecast}
-    forecasts["last_value"] = B.last_value(y, origins, H)
-    forecasts["seasonal_naive"] = B.seasonal_naive(y, origins, H, season)
-    for name in ("last_value", "seasonal_naive"):
-        for k, v in MET.point_metrics(forecasts[name], actual, scale).items():
-            result[f"{name}_{k}"] = v
-    ets_fit = None
-    if not args.no_ets:
-        ets, ets_fit = B.ets_baseline(y, split.val_end, origins, H, season, md.scaler.transform)
-        if ets is not None:
-            forecasts["ets"] = ets
-            for k, v in MET.point_metrics(ets, actual, scale).items():
-                result[f"ets_{k}"] = v
-            result["ets_model"] = ets_fit.name
-            result["mase_vs_ets"] = result["mase"] / result["ets_mase"]
-    quantiles = sorted_quantiles(outputs, cfg)
-    qforecast = None
+    result = dict(metrics.point_metrics(forecast, actual, scale))
+    forecasts = {
+        "model": forecast,
+        "last_value": metrics.last_value(y, origins, horizon),
+        "seasonal_naive": metrics.seasonal_naive(y, origins, horizon, season),
+    }
+    cache = _cache_dir(directory)
+    extra, descriptions = metrics.statsforecast_baselines(
+        y, split.val_end, origins, horizon, seasons, directory.scaler.transform, options.baselines, cache
+    )
+    forecasts.update(extra)
+    if "seasonal_naive" not in options.baselines:
+        forecasts.pop("seasonal_naive")
+    baselines = [name for name in forecasts if name != "model"]
+    for name in baselines:
+        for key, value in metrics.point_metrics(forecasts[name], actual, scale).items():
+            result[f"{name}_{key}"] = value
+    best = min(baselines, key=lambda name: result[f"{name}_mase"])
+    quantiles = sorted_quantiles(outputs, model)
+    quantile_forecast = None
     if quantiles is not None:
-        qforecast = md.scaler.forecast(quantiles, level[origins - 1])
-        result.update(MET.quantile_metrics(qforecast, actual, cfg.quantiles, scale))
-        result["quantiles"] = cfg.quantiles
-    result["mase_by_step"] = MET.mase_by_step(forecast, actual, scale)
+        quantile_forecast = directory.scaler.forecast(quantiles, level[origins - 1])
+        result.update(metrics.quantile_metrics(quantile_forecast, actual, model.quantiles, scale))
+        result["quantiles"] = list(model.quantiles)
     result.update(
         {
+            "best_baseline": best,
+            "mase_vs_best_baseline": result["mase"] / result[f"{best}_mase"],
+            "baseline_models": {**{n: d for n, d in descriptions.items()},
+                                "seasonal_naive": f"value one season ({season}) earlier", "last_value": "y[t-1]"},
+            "mase_by_step": metrics.mase_by_step(forecast, actual, scale),
             "mase_scale": scale,
-            "season": season,
-            "horizon": H,
-            "lookback": L,
-            "origins": int(len(origins)),
-            "stride": stride,
+            "seasons": list(seasons),
+            "horizon": horizon,
+            "lookback": model.lookback,
+            "future_inputs": list(model.future_features),
+            "stride": options.stride,
             "test_rows": split.n - split.val_end,
-            "test_start": D.format_time(series.index[split.val_end], series.freq),
+            "test_start": series_data.format_time(series.index[split.val_end], series.freq),
             "target": series.target,
-            "data": series.source,
         }
     )
-    out_dir = Path(args.out) if args.out else md.path / "evaluation"
-    png = _plot(series, split, origins, forecasts, actual, qforecast, result, H)
-    plot_path = out_dir / f"forecast_{args.runtime}.png"
-    write_bytes_atomic(plot_path, png)
-    result["plot"] = str(plot_path)
+    out_dir = directory.evaluation_dir(config.out)
+    plot = None
+    if out_dir is not None:
+        plot = out_dir / f"forecast_{config.runtime}.png"
+        write_bytes_atomic(plot, _plot(series, split, origins, forecasts, actual, quantile_forecast, result, best))
     result["seconds"] = round(time.time() - started, 1)
-    write_json_atomic(out_dir / f"metrics_{args.runtime}.json", result)
+    full = evaluation_result(task="forecasting", model=directory.path, runtime=config.runtime, data=series.source,
+                             examples=len(origins), plot=plot, **result)
+    if out_dir is not None:
+        write_json_atomic(out_dir / f"metrics_{config.runtime}.json", full)
     log.info(
-        "MASE %.3f | last value %.3f | seasonal naive %.3f | ETS %s over %d origins (plot %s)",
-        result["mase"], result["last_value_mase"], result["seasonal_naive_mase"],
-        f"{result['ets_mase']:.3f}" if "ets_mase" in result else "-", len(origins), plot_path,
+        "MASE %.3f | best baseline %s %.3f | seasonal naive %.3f over %d origins%s",
+        result["mase"], best, result[f"{best}_mase"], result.get("seasonal_naive_mase", float("nan")), len(origins),
+        f" (plot {plot})" if plot else "",
     )
-    return result
+    return full
 
 
-def _plot(series, split, origins, forecasts, actual, qforecast, result, H) -> bytes:
+def _cache_dir(directory: ForecastingModelDir) -> Path | None:
+    try:
+        return ensure_writable_dir(directory.baseline_cache_dir, flag=None)
+    except UserError:
+        return None
+
+
+def _plot(series, split, origins, forecasts, actual, quantile_forecast, result, best) -> bytes:
+    """Forecasts of the model and the best baseline over the actual series; MASE by step below."""
     from lstm_core.plots import _pyplot, figure_png
 
     plt = _pyplot()
+    horizon = result["horizon"]
     fig, (ax, ax2) = plt.subplots(2, 1, figsize=(11, 7.5), dpi=100, gridspec_kw={"height_ratios": [2.2, 1]})
     idx = series.index
-    context = max(0, split.val_end - max(2 * H, result["lookback"]))
-    ax.plot(idx[context:], series.y[context:], color="black", lw=1.0, label="actual")
-    ax.axvline(idx[split.val_end], color="grey", ls=":", lw=1)
-    every = max(1, H // max(1, result["stride"]))
-    shown = range(0, len(origins), every)
-    for n, i in enumerate(shown):
-        t = origins[i]
-        steps = idx[t : t + H]
-        if qforecast is not None:
-            ax.fill_between(steps, qforecast[i, :, 0], qforecast[i, :, -1], color="tab:blue", alpha=0.15, lw=0,
-                            label=f"model {result['interval'][0]:g}-{result['interval'][1]:g} quantiles" if n == 0 else None)
+    context = max(0, split.val_end - max(2 * horizon, result["lookback"]))
+    shown_end = min(len(idx), int(origins[-1]) + horizon) if len(origins) else len(idx)
+    if shown_end - context > 6000:  # long hourly tests: show the first weeks of the test part
+        shown_end = context + 6000
+    ax.plot(idx[context:shown_end], series.y[context:shown_end], color="black", lw=1.0, label="actual")
+    ax.axvline(idx[split.val_end], color="grey", ls=":", lw=1, label="test start")
+    every = max(1, horizon)
+    for n, i in enumerate(range(0, len(origins), every)):
+        t = int(origins[i])
+        if t + horizon > shown_end:
+            break
+        steps = idx[t : t + horizon]
+        if quantile_forecast is not None:
+            ax.fill_between(steps, quantile_forecast[i, :, 0], quantile_forecast[i, :, -1], color="tab:blue",
+                            alpha=0.15, lw=0, label="LSTM quantile interval" if n == 0 else None)
         ax.plot(steps, forecasts["model"][i], color="tab:blue", lw=1.3, label="LSTM forecast" if n == 0 else None)
-        if "ets" in forecasts:
-            ax.plot(steps, forecasts["ets"][i], color="tab:orange", lw=1, ls="--", label="ETS" if n == 0 else None)
+        ax.plot(steps, forecasts[best][i], color="tab:orange", lw=1, ls="--",
+                label=f"best baseline: {best}" if n == 0 else None)
     ax.set_title(
-        f"{series.source} {series.target}: H={H}-step forecasts from every {every * result['stride']}th test origin "
-        f"(MASE {result['mase']:.3f}, seasonal naive {result['seasonal_naive_mase']:.3f}"
-        + (f", ETS {result['ets_mase']:.3f}" if "ets_mase" in result else "") + ")",
+        f"{series.source} {series.target}: H={horizon} forecasts from every {every}th origin "
+        f"(MASE {result['mase']:.3f}, {best} {result[f'{best}_mase']:.3f})",
         fontsize=9,
     )
+    ax.set_xlabel(series.time_col or "time")
+    ax.set_ylabel(series.target)
     ax.legend(fontsize=8, loc="upper left")
-    steps = np.arange(1, H + 1)
+    steps = np.arange(1, horizon + 1)
     scale = result["mase_scale"]
-    for name, style in (("model", "-o"), ("last_value", ":"), ("seasonal_naive", "--"), ("ets", "-.")):
-        if name in forecasts:
-            ax2.plot(steps, MET.mase_by_step(forecasts[name], actual, scale), style, ms=3,
-                     label={"model": "LSTM", "ets": "ETS"}.get(name, name.replace("_", " ")))
+    for name, values in forecasts.items():
+        ax2.plot(steps, metrics.mase_by_step(values, actual, scale), "-o" if name == "model" else "--", ms=3,
+                 label="LSTM" if name == "model" else name)
     ax2.set_xlabel("forecast step h")
     ax2.set_ylabel("MASE")
-    ax2.legend(fontsize=8)
+    ax2.legend(fontsize=7, ncol=3)
     ax2.grid(alpha=0.3)
     fig.tight_layout()
     return figure_png(fig)
 
 
 # ----------------------------------------------------------------------------- predict
-def predict(args) -> None:
-    md = open_model_dir(args.model)
-    cfg = md.model
-    series = load_for_model(md, args)
-    L, H = cfg.lookback, cfg.horizon
-    n = len(series)
-    if n < L + 1:
-        raise UserError(f"{series.source}: column {series.target!r} has {n} rows; the model needs the last {L + 1}")
-    feats = md.scaler.features(series.values)
-    level = md.scaler.level(series.y)
-    outputs = forecaster(md, args.runtime)(feats[n - L : n][None])
-    forecast = md.scaler.forecast(point_forecast(outputs, cfg), level[n - 1 : n])[0]
-    quantiles = sorted_quantiles(outputs, cfg)
-    qforecast = md.scaler.forecast(quantiles, level[n - 1 : n])[0] if quantiles is not None else None
-    times = series.future_index(H)
-    header = [series.time_col or "time", series.target]
-    if qforecast is not None:
-        header += [f"{series.target}_q{q:g}" for q in cfg.quantiles]
-    rows = [",".join(header)]
+def predict(config: PredictConfig, options: PredictOptions | None = None) -> list[dict]:
+    """The next H timestamps after the end of the data and their forecasts (``[{time, target, q...}]``)."""
+    options = options or PredictOptions()
+    directory = ForecastingModelDir.open(config.model)
+    model = directory.model
+    run = forecaster(directory, config.runtime)
+    directory.check_trained()
+    series = load_for_model(directory, options.data)
+    n, horizon = len(series), model.horizon
+    reach = series_data.history(model)
+    if n < reach + 1:
+        raise UserError(f"{series.source}: column {series.target!r} has {n} rows; the model needs the last {reach + 1}")
+    times = series.future_index(horizon)
+    extended = series_data.extend_for_prediction(series, times)
+    rows = model_rows(directory, extended)
+    inputs, _ = series_data.window_arrays(rows, np.array([n]), model)
+    outputs = run(series_data.as_list(inputs))
+    level = directory.scaler.level(series.y)
+    forecast = directory.scaler.forecast(point_forecast(outputs, model), level[n - 1 : n])[0]
+    quantiles = sorted_quantiles(outputs, model)
+    quantile_forecast = directory.scaler.forecast(quantiles, level[n - 1 : n])[0] if quantiles is not None else None
+    result = []
     for i, t in enumerate(times):
-        cells = [D.format_time(t, series.freq), f"{forecast[i]:.6g}"]
-        if qforecast is not None:
-            cells += [f"{v:.6g}" for v in qforecast[i]]
-        rows.append(",".join(cells))
-    text = "\n".join(rows) + "\n"
-    if args.output:
-        write_bytes_atomic(args.output, text.encode())
-        log.info("wrote %d forecasts to %s", H, args.output)
-    sys.stdout.write(text)
-    sys.stdout.flush()
-    return None
+        row = {series.time_col or "time": series_data.format_time(t, series.freq), series.target: float(forecast[i])}
+        if quantile_forecast is not None:
+            row.update({f"{series.target}_q{q:g}": float(v) for q, v in zip(model.quantiles, quantile_forecast[i])})
+        result.append(row)
+    return result
+
+
+def predictions_csv(rows: list[dict]) -> str:
+    header = list(rows[0])
+    lines = [",".join(header)]
+    for row in rows:
+        lines.append(",".join(row[header[0]] if i == 0 else f"{row[k]:.6g}" for i, k in enumerate(header)))
+    return "\n".join(lines) + "\n"

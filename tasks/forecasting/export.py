@@ -1,44 +1,51 @@
-"""``lstm-suite forecasting export``: SavedModel, float/int8 TFLite and a streaming TFLite.
+"""``lstm-suite forecasting export``: SavedModel, float/int8 TFLite, a streaming TFLite, TFLM checks.
 
-Written to ``MODEL/export/``:
+Built in ``MODEL/export.partial/`` and renamed onto ``MODEL/export/`` when complete:
 
-* ``saved_model/`` — ``serving_default(window [B, L, F]) -> {output_0: [B, H(, Q)]}`` (scaled
-  space, as the .tflite files) and ``forecast(history [B, L+1](, covariates [B, L+1, C]))
-  -> {forecast [B, H](, quantiles [B, H, Q])}`` in the series' own units (the
-  transform/differencing/scaling of ``preprocessing.json`` done in the graph);
-* ``model_float.tflite`` / ``model_int8.tflite`` — ``window [1, L, F] -> [1, H(, Q)]``, the
-  LSTM as the builtin ``UNIDIRECTIONAL_SEQUENCE_LSTM``; int8 is full-integer, calibrated on
-  training windows (LiteRT's runner (de)quantises with the scales stored in the file);
+* ``saved_model/`` — ``serving_default(window [B, L, F](, future [B, H, G])) -> {output_0: [B, H(, Q)]}``
+  (scaled space, as the .tflite files) and, for models without calendar inputs,
+  ``forecast(history [B, L+1](, covariates [B, L+1, C])) -> {forecast [B, H](, quantiles)}``
+  in the series' own units (transform, differencing and scaling in the graph);
+* ``model_float.tflite`` / ``model_int8.tflite`` — ``window [1, L, F](, future [1, H, G]) ->
+  [1, H(, Q)]``, the LSTM as the builtin ``UNIDIRECTIONAL_SEQUENCE_LSTM``; int8 is full-integer,
+  calibrated on training windows;
 * ``streaming_float.tflite`` — one row per call with explicit state:
-  ``(x_t [1, F], h [1, K*U], c [1, K*U]) -> (forecast [1, H(, Q)], h, c)``; start from zeros,
-  feed the returned state back; after the L rows of a window the forecast equals the window
-  model's;
-* ``preprocessing.json`` — how to build the window rows from raw values and turn outputs back
-  into values (for on-device code);
-* ``export_report.json`` — sizes, ops, LiteRT-vs-Keras differences (scaled outputs and series
-  units) for every file and the streaming-vs-window check.
+  ``(x_t [1, F](, future [1, H, G]), h [1, K*U], c [1, K*U]) -> (forecast [1, H(, Q)], h, c)``;
+  start from zeros, feed the returned state back; after the L rows of a window the forecast
+  equals the window model's;
+* ``mcu/`` — the int8 model as a C array (``model_data.cc/.h``) and its TFLM op resolver
+  (``model_ops.h``), when TFLM runs it;
+* ``preprocessing.json`` — how to build the window rows and future inputs from raw values and
+  turn outputs back into values (for on-device code);
+* ``export_report.json`` — sizes and SHA-256 of every file, ops, LiteRT-vs-Keras differences
+  (scaled outputs and series units), the streaming check and a ``tflm`` section per model
+  (loads, arena bytes, ops, max |TFLM - LiteRT|).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
-from types import SimpleNamespace
 
 import numpy as np
 import tensorflow as tf
 
+from lstm_core.artifacts import write_export_report
+from lstm_core.config import ExportConfig
 from lstm_core.errors import UserError
-from lstm_core.export import TFLiteModel, export_saved_model, export_tflite_report
-from lstm_core.io import write_json_atomic
+from lstm_core.export import FLOAT_ATOL, TFLiteModel, export_saved_model, export_tflite_report
+from lstm_core.io import staged_directory, write_json_atomic
 
-from tasks.forecasting import data as D
-from tasks.forecasting.artifacts import EXPORT_FILES, open_model_dir
-from tasks.forecasting.evaluate import load_for_model
-from tasks.forecasting.model import build_streaming_model, stream_window, zero_state
+from tasks.forecasting import data as series_data
+from tasks.forecasting.artifacts import PREPROCESSING_FILE, ForecastingModelDir
+from tasks.forecasting.config import ExportChecks
+from tasks.forecasting.evaluate import load_for_model, model_rows
+from tasks.forecasting.model import build_streaming_model, median_index, stream_window, zero_state
 
 log = logging.getLogger(__name__)
+
+FILES = {"float": "model_float.tflite", "int8": "model_int8.tflite", "streaming": "streaming_float.tflite"}
+RUNTIME_OF = {"float": "tflite", "int8": "tflite-int8"}
 
 
 def _tf_transform(x, transform):
@@ -57,14 +64,14 @@ def _tf_inverse(z, transform):
     return z
 
 
-def raw_forecast_function(model, md):
+def raw_forecast_function(model, directory: ForecastingModelDir):
     """Concrete function: raw history (L+1 values, + covariates) -> forecasts in series units."""
-    cfg, sc = md.model, md.scaler
+    cfg, sc = directory.model, directory.scaler
     L, C = cfg.lookback, len(sc.feature_mean)
     specs = [tf.TensorSpec([None, L + 1], tf.float32, name="history")]
     if C:
         specs.append(tf.TensorSpec([None, L + 1, C], tf.float32, name="covariates"))
-    median = cfg.median_index
+    median = median_index(cfg)
 
     def forecast(history, covariates=None):
         t = _tf_transform(history, sc.transform)
@@ -82,36 +89,56 @@ def raw_forecast_function(model, md):
         return {"forecast": values}
 
     if C:
-        fn = tf.function(lambda history, covariates: forecast(history, covariates), input_signature=specs, autograph=False)
+        def with_covariates(history, covariates):
+            return forecast(history, covariates)
+
+        function = tf.function(with_covariates, input_signature=specs, autograph=False)
     else:
-        fn = tf.function(lambda history: forecast(history), input_signature=specs, autograph=False)
-    return fn.get_concrete_function()
+        def history_only(history):
+            return forecast(history)
+
+        function = tf.function(history_only, input_signature=specs, autograph=False)
+    return function.get_concrete_function()
 
 
-def preprocessing_spec(md) -> dict:
-    cfg, sc = md.model, md.scaler
-    T = {"none": "v", "sqrt": "sqrt(max(v, 0))", "log": "log(v)"}[sc.transform]
-    Tinv = {"none": "z", "sqrt": "max(z, 0)^2", "log": "exp(z)"}[sc.transform]
-    return {
+def preprocessing_spec(directory: ForecastingModelDir) -> dict:
+    cfg, sc = directory.model, directory.scaler
+    forward = {"none": "v", "sqrt": "sqrt(max(v, 0))", "log": "log(v)"}[sc.transform]
+    inverse = {"none": "z", "sqrt": "max(z, 0)^2", "log": "exp(z)"}[sc.transform]
+    spec = {
         "lookback": cfg.lookback,
         "horizon": cfg.horizon,
-        "target": md.data.target,
-        "covariates": md.data.features,
+        "target": directory.data.target,
+        "covariates": list(directory.data.features),
         "transform": sc.transform,
-        "T(v)": T,
-        "T_inverse(z)": Tinv,
+        "T(v)": forward,
+        "T_inverse(z)": inverse,
         "target_scale": sc.target_scale,
         "diff_scale": sc.diff_scale,
         "feature_mean": sc.feature_mean,
         "feature_std": sc.feature_std,
-        "quantiles": cfg.quantiles,
-        "window_row_i": "[(T(y[t-L+i]) - T(y[t-L+i-1])) / diff_scale, ((x[t-L+i] - feature_mean) / feature_std)...], i = 0..L-1",
+        "quantiles": list(cfg.quantiles),
+        "window_row_i": "[(T(y[t-L+i]) - T(y[t-L+i-1])) / diff_scale, ((x[t-L+i] - feature_mean) / feature_std)..., "
+        "calendar(t-L+i)...], i = 0..L-1",
+        "row_calendar": list(cfg.row_calendar),
         "output_to_value": "y_hat[t+h] = T_inverse(T(y[t-1]) + out[h] * target_scale), h = 0..H-1"
         + (" (per quantile; sort the quantiles of each step)" if cfg.quantiles else ""),
-        "season": md.series["season"],
-        "freq": md.series.get("freq"),
+        "seasons": list(cfg.seasons),
+        "freq": directory.series.get("freq"),
         "streaming_state_size": cfg.units * cfg.ensemble,
     }
+    if cfg.num_future:
+        spec["future_features"] = list(cfg.future_features)
+        spec["future_row_h"] = (
+            "[calendar(t+h)..., (T(y[t+h-lag]) - T(y[t-1])) / target_scale for each lag], h = 0..H-1"
+        )
+        spec["calendar"] = {
+            "hour": "2*pi*(seconds since midnight)/86400",
+            "weekday": "2*pi*(dayofweek (Monday 0) + fraction of the day)/7",
+            "yearday": "2*pi*(dayofyear - 1 + fraction of the day)/365.25",
+            "holiday": "1 on the public holidays of --country (holidays package), else 0",
+        }
+    return spec
 
 
 def _even(first: int, last: int, count: int) -> np.ndarray:
@@ -121,101 +148,166 @@ def _even(first: int, last: int, count: int) -> np.ndarray:
     return np.unique(np.linspace(first, last, min(count, n)).round().astype(int))
 
 
-def export(args) -> dict:
+def _check_inputs(rows, origins, model):
+    inputs, _ = series_data.window_arrays(rows, origins, model)
+    return [part.astype(np.float32) for part in series_data.as_list(inputs)]
+
+
+def export(config: ExportConfig, checks: ExportChecks | None = None) -> dict:
+    """Write ``MODEL/export/`` (see the module docstring); returns a summary with sizes and differences.
+
+    Args:
+        config: the model directory, which TFLite variants, int8 calibration windows, float tolerance.
+        checks: data for calibration/checks (none: the training data) and how many windows to check.
+
+    Example:
+
+    ```python
+    summary = export(ExportConfig(model="saved_models/co2"))
+    summary["int8_bytes"], summary["tflm"]["int8"]["arena_bytes"]
+    ```
+    """
+    checks = checks or ExportChecks()
     started = time.time()
-    md = open_model_dir(args.model)
-    cfg = md.model
-    L, H = cfg.lookback, cfg.horizon
-    model = md.keras_model()
-    out = md.export_dir
-    series = load_for_model(md, SimpleNamespace(data=args.data, target=None, time_col=None, on_missing=None))
-    split = D.Split.of(len(series), md.data.test_fraction, md.data.val_fraction)
-    feats = md.scaler.features(series.values)
-    level = md.scaler.level(series.y)
-
-    def windows(origins):
-        return np.stack([feats[t - L : t] for t in origins]).astype(np.float32)
-
-    calib_origins = _even(*split.origins("train", L, H), args.calibration_windows)
-    check_origins = _even(*split.origins("test", L, H), args.check_windows)
+    directory = ForecastingModelDir.open(config.model)
+    model = directory.keras_model()  # before any data is read: a damaged model is one line at once
+    directory.check_trained()
+    unsupported = sorted(set(config.quantization) - set(RUNTIME_OF))
+    if unsupported:
+        raise UserError(f"--quantization: forecasting exports float and int8 (got {','.join(unsupported)})")
+    atol = config.atol if config.atol is not None else FLOAT_ATOL
+    cfg = directory.model
+    series = load_for_model(directory, checks.data)
+    split = series_data.Split.of(len(series), directory.data.test_fraction, directory.data.val_fraction)
+    rows = model_rows(directory, series)
+    level = directory.scaler.level(series.y)
+    reach = series_data.history(cfg)
+    calib_origins = _even(*split.origins("train", reach, cfg.horizon), config.calibration_examples)
+    check_origins = _even(*split.origins("test", reach, cfg.horizon), checks.check_windows)
     if len(check_origins) == 0:
-        check_origins = _even(*split.origins("val", L, H), args.check_windows)
+        check_origins = _even(*split.origins("val", reach, cfg.horizon), checks.check_windows)
     if len(calib_origins) == 0 or len(check_origins) == 0:
         raise UserError(f"{series.source}: not enough rows to calibrate and check the exported models")
-    calib, check = windows(calib_origins), windows(check_origins)
-    keras_out = np.asarray(model.predict(check, batch_size=256, verbose=0))
-    to_values = lambda o: md.scaler.forecast(o, level[check_origins - 1])
+    calib = _check_inputs(rows, calib_origins, cfg)
+    check = _check_inputs(rows, check_origins, cfg)
+    keras_out = np.asarray(model.predict(check if len(check) > 1 else check[0], batch_size=256, verbose=0))
+
+    def to_values(outputs):
+        return directory.scaler.forecast(outputs, level[check_origins - 1])
+
     keras_values = to_values(keras_out)
-    report = {"lookback": L, "horizon": H, "num_features": cfg.num_features, "check_windows": int(len(check))}
+    report = {"lookback": cfg.lookback, "horizon": cfg.horizon, "num_features": cfg.num_features,
+              "future_features": list(cfg.future_features), "check_windows": int(len(check_origins))}
+    samples = [[part[i : i + 1] for part in check] for i in range(min(8, len(check_origins)))]
 
-    # SavedModel: scaled windows (serving_default) and raw history (forecast)
-    serve_window = tf.function(
-        lambda window: {"output_0": model(window, training=False)},
-        input_signature=[tf.TensorSpec([None, L, cfg.num_features], tf.float32, name="window")],
-        autograph=False,
-    ).get_concrete_function()
-    export_saved_model(
-        model, out / "saved_model",
-        signatures={"serving_default": serve_window, "forecast": raw_forecast_function(model, md)},
-    )
-    log.info("SavedModel written to %s", out / "saved_model")
+    def calibration():
+        return ([part[i : i + 1] for part in calib] for i in range(len(calib_origins)))
 
-    samples = [[w[None]] for w in check[:8]]
-    float_report = export_tflite_report(model, out / EXPORT_FILES["tflite"], sample_inputs=samples, atol=args.atol)
-    int8_report = export_tflite_report(
-        model, out / EXPORT_FILES["tflite-int8"], quantization="int8",
-        representative_dataset=lambda: ([w[None]] for w in calib), sample_inputs=samples,
-    )
-    report["tflite_float"] = float_report.as_dict()
-    report["tflite_int8"] = int8_report.as_dict()
-    runtimes = {}
-    for runtime in ("tflite", "tflite-int8"):
-        runner = TFLiteModel(out / EXPORT_FILES[runtime])
-        got = np.concatenate([runner(w[None])[0] for w in check])
-        values = to_values(got)
-        runtimes[runtime] = {
-            "max_abs_diff_scaled": float(np.max(np.abs(got - keras_out))),
-            "max_abs_diff_units": float(np.max(np.abs(values - keras_values))),
-            "mean_abs_diff_units": float(np.mean(np.abs(values - keras_values))),
-        }
-    report["vs_keras_on_check_windows"] = runtimes
-
-    # streaming: one row per call, explicit (h, c)
-    stream = build_streaming_model(model, cfg)
-    keras_step = lambda x, h, c: stream([x, h, c], training=False)
-    _, mid = stream_window(keras_step, check[0][: L // 2], cfg)
-    stream_samples = [[check[0][L // 2][None], *mid], [check[0][0][None], *zero_state(cfg)]]
-    stream_report = export_tflite_report(
-        stream, out / EXPORT_FILES["streaming"], sample_inputs=stream_samples, atol=args.atol, require_fused=False
-    )
-    report["streaming_tflite"] = stream_report.as_dict()
-    n_stream = min(args.stream_check_windows, len(check))
-    runner = TFLiteModel(out / EXPORT_FILES["streaming"])
-    streamed_tfl = np.concatenate([stream_window(runner, w, cfg)[0] for w in check[:n_stream]])
-    streamed_keras = np.concatenate([stream_window(keras_step, w, cfg)[0] for w in check[:n_stream]])
-    report["streaming"] = {
-        "state": {"h": [1, cfg.units * cfg.ensemble], "c": [1, cfg.units * cfg.ensemble]},
-        "windows": int(n_stream),
-        "tflite_max_abs_diff_vs_window_model": float(np.max(np.abs(streamed_tfl - keras_out[:n_stream]))),
-        "keras_max_abs_diff_vs_window_model": float(np.max(np.abs(streamed_keras - keras_out[:n_stream]))),
-    }
-    if report["streaming"]["tflite_max_abs_diff_vs_window_model"] > args.atol * 10:
-        raise UserError(
-            f"streaming model disagrees with the window model by "
-            f"{report['streaming']['tflite_max_abs_diff_vs_window_model']:.3g}"
-        )
-    write_json_atomic(out / "preprocessing.json", preprocessing_spec(md))
-    report["seconds"] = round(time.time() - started, 1)
-    write_json_atomic(out / "export_report.json", report)
-    log.info("export report: %s", out / "export_report.json")
+    with staged_directory(directory.export_dir) as work:
+        _saved_model(model, directory, work)
+        results = {}
+        for variant in config.quantization:
+            quantization = None if variant == "float" else variant
+            tflite = export_tflite_report(
+                model, work / FILES[variant], quantization=quantization,
+                representative_dataset=calibration if quantization else None, sample_inputs=samples,
+                atol=atol,
+            )
+            report[f"tflite_{variant}"] = tflite.as_dict()
+            runner = TFLiteModel(work / FILES[variant])
+            got = np.concatenate([runner(*(part[i : i + 1] for part in check))[0] for i in range(len(check_origins))])
+            values = to_values(got)
+            results[variant] = {
+                "bytes": tflite.size_bytes,
+                "max_abs_diff_scaled": float(np.max(np.abs(got - keras_out))),
+                "max_abs_diff_units": float(np.max(np.abs(values - keras_values))),
+                "mean_abs_diff_units": float(np.mean(np.abs(values - keras_values))),
+            }
+        report["vs_keras_on_check_windows"] = results
+        report["streaming"] = _streaming(model, cfg, work, check, keras_out, checks, atol)
+        report["tflm"] = _tflm(work, config.quantization, samples)
+        write_json_atomic(work / PREPROCESSING_FILE, preprocessing_spec(directory))
+        report["seconds"] = round(time.time() - started, 1)
+        write_export_report(work, report)
+    log.info("export written to %s", directory.export_dir)
     return {
-        "export_dir": str(out),
-        "float_bytes": float_report.size_bytes,
-        "int8_bytes": int8_report.size_bytes,
-        "streaming_bytes": stream_report.size_bytes,
-        "float_max_abs_diff": float_report.max_abs_diff,
-        "int8_max_abs_diff_units": runtimes["tflite-int8"]["max_abs_diff_units"],
-        "int8_mean_abs_diff_units": runtimes["tflite-int8"]["mean_abs_diff_units"],
+        "export_dir": str(directory.export_dir),
+        **{f"{variant}_bytes": result["bytes"] for variant, result in results.items()},
+        **{f"{variant}_max_abs_diff_units": result["max_abs_diff_units"] for variant, result in results.items()},
+        "streaming_bytes": report["streaming"]["bytes"],
         "streaming_max_abs_diff": report["streaming"]["tflite_max_abs_diff_vs_window_model"],
-        "ops": float_report.ops,
+        "tflm": {name: {k: section.get(k) for k in ("loads", "arena_bytes", "max_abs_diff_vs_litert")}
+                 for name, section in report["tflm"].items()},
     }
+
+
+def _saved_model(model, directory: ForecastingModelDir, work) -> None:
+    """``serving_default`` on scaled windows; ``forecast`` on raw values (models without calendar inputs)."""
+    cfg = directory.model
+    specs = [tf.TensorSpec([None, cfg.lookback, cfg.num_features], tf.float32, name="window")]
+    if cfg.num_future:
+        specs.append(tf.TensorSpec([None, cfg.horizon, cfg.num_future], tf.float32, name="future"))
+
+        def serve(window, future):
+            return {"output_0": model([window, future], training=False)}
+    else:
+        def serve(window):
+            return {"output_0": model(window, training=False)}
+
+    signatures = {"serving_default": tf.function(serve, input_signature=specs, autograph=False).get_concrete_function()}
+    if not cfg.num_future:
+        signatures["forecast"] = raw_forecast_function(model, directory)
+    export_saved_model(model, work / "saved_model", signatures=signatures)
+
+
+def _streaming(model, cfg, work, check, keras_out, checks: ExportChecks, atol: float) -> dict:
+    """Streaming TFLite: stepping it over a window must give the window model's forecast."""
+    stream = build_streaming_model(model, cfg)
+
+    def keras_step(*inputs):
+        return stream(list(inputs), training=False)
+
+    lookback = cfg.lookback
+    windows, futures = check[0], (check[1] if len(check) > 1 else [None] * len(check[0]))
+    future0 = [futures[0:1]] if cfg.num_future else []
+    _, mid = stream_window(keras_step, windows[0][: lookback // 2], cfg, future=futures[0] if cfg.num_future else None)
+    stream_samples = [[windows[0][lookback // 2][None], *future0, *mid], [windows[0][0][None], *future0, *zero_state(cfg)]]
+    tflite = export_tflite_report(stream, work / FILES["streaming"], sample_inputs=stream_samples, atol=atol,
+                                  require_fused=False)
+    count = min(checks.stream_check_windows, len(windows))
+    runner = TFLiteModel(work / FILES["streaming"])
+
+    def future_of(i):
+        return futures[i] if cfg.num_future else None
+
+    streamed_tflite = np.concatenate([stream_window(runner, windows[i], cfg, future=future_of(i))[0] for i in range(count)])
+    streamed_keras = np.concatenate([stream_window(keras_step, windows[i], cfg, future=future_of(i))[0] for i in range(count)])
+    result = {
+        **tflite.as_dict(),
+        "bytes": tflite.size_bytes,
+        "state": {"h": [1, cfg.units * cfg.ensemble], "c": [1, cfg.units * cfg.ensemble]},
+        "windows": int(count),
+        "tflite_max_abs_diff_vs_window_model": float(np.max(np.abs(streamed_tflite - keras_out[:count]))),
+        "keras_max_abs_diff_vs_window_model": float(np.max(np.abs(streamed_keras - keras_out[:count]))),
+    }
+    if result["tflite_max_abs_diff_vs_window_model"] > atol * 10:
+        raise UserError(
+            f"streaming model disagrees with the window model by {result['tflite_max_abs_diff_vs_window_model']:.3g}; "
+            "nothing was written"
+        )
+    return result
+
+
+def _tflm(work, variants, samples) -> dict:
+    """A ``tflm`` section per model (loads, arena, ops, max |TFLM - LiteRT|); the int8 model also as a C array."""
+    from lstm_core.tflm import tflm_report, write_c_array
+
+    sections = {}
+    for variant in variants:
+        section = tflm_report(work / FILES[variant], samples, arena=True)
+        sections[variant] = section
+        if variant == "int8" and section.get("loads"):
+            write_c_array(work / FILES[variant], work / "mcu", name="g_forecaster_int8",
+                          arena_bytes=section.get("arena_recommended_bytes"))
+            section["c_array"] = sorted(p.relative_to(work).as_posix() for p in (work / "mcu").iterdir())
+    return sections

@@ -1,8 +1,10 @@
 """The forecaster: ``lstm_core.LSTM`` encoder -> direct multi-step Dense head.
 
-``window [B, L, F] -> forecast [B, H]`` (or ``[B, H, Q]`` with quantile outputs). The input
-rows are the scaled first differences of the target plus scaled covariates (see
-:class:`tasks.forecasting.data.Scaler`); the outputs are the changes of the scaled target
+``window [B, L, F] (, future [B, H, G]) -> forecast [B, H]`` (or ``[B, H, Q]`` with quantile
+outputs). The window rows are the scaled first differences of the target, scaled covariates
+and calendar inputs (see :func:`tasks.forecasting.data.model_rows`); ``future`` holds, for
+every forecast step, its calendar inputs and the seasonal-lag levels (relative to the last
+observed level), which the head sees beside the encoder state. The outputs are the changes of the scaled target
 from its last observed value for steps 1..H ("direct" strategy: one head predicts every
 step at once, no feedback of predictions). With ``ensemble=K`` K independently initialised
 encoder+head members are trained side by side (each on its own loss) and averaged.
@@ -14,14 +16,13 @@ forecast from the current state, so stepping it over a window equals the window 
 
 from __future__ import annotations
 
-import dataclasses
-
 import keras
 import numpy as np
 import tensorflow as tf
 
 import lstm_core
 
+from tasks.forecasting.config import ModelConfig
 
 SMALL_DATA_WINDOWS = 1000
 
@@ -30,41 +31,17 @@ def default_ensemble(train_windows: int) -> int:
     return 3 if train_windows < SMALL_DATA_WINDOWS else 1
 
 
-@dataclasses.dataclass
-class ModelConfig:
-    lookback: int = 0  # 0: chosen from the season and horizon at train time
-    horizon: int = 0
-    num_features: int = 1
-    units: int = 32
-    hidden: int = 64  # ReLU layer between the encoder and the head (0: none)
-    dropout: float = 0.0  # input dropout of the LSTM
-    quantiles: list[float] = dataclasses.field(default_factory=list)
-    ensemble: int = 1  # 0: chosen at train time (3 below SMALL_DATA_WINDOWS training windows, else 1)
-
-    @property
-    def num_outputs(self) -> int:
-        return len(self.quantiles) or 1
-
-    @property
-    def median_index(self) -> int | None:
-        if not self.quantiles:
-            return None
-        return int(np.argmin(np.abs(np.asarray(self.quantiles) - 0.5)))
+def with_median(quantiles) -> tuple[float, ...]:
+    """Sorted quantiles with the median added (it is the point forecast); ``()`` stays ``()``."""
+    if not quantiles:
+        return ()
+    return tuple(sorted({round(float(q), 6) for q in quantiles} | {0.5}))
 
 
-def parse_quantiles(text: str | None) -> list[float]:
-    """``"0.1,0.9"`` -> ``[0.1, 0.5, 0.9]`` (the median is always added: it is the point forecast)."""
-    if not text:
-        return []
-    from lstm_core.errors import UserError
-
-    try:
-        qs = sorted({round(float(q), 6) for q in text.split(",") if q.strip()} | {0.5})
-    except ValueError:
-        raise UserError(f"--quantiles {text!r}: expected numbers in (0, 1) separated by commas") from None
-    if any(not 0 < q < 1 for q in qs):
-        raise UserError(f"--quantiles {text!r}: every quantile must be in (0, 1)")
-    return qs
+def median_index(config: ModelConfig) -> int | None:
+    if not config.quantiles:
+        return None
+    return int(np.argmin(np.abs(np.asarray(config.quantiles) - 0.5)))
 
 
 @keras.saving.register_keras_serializable(package="forecasting")
@@ -95,40 +72,66 @@ class ForecastLoss(keras.losses.Loss):
         return {**super().get_config(), "quantiles": self.quantiles, "ensemble": self.ensemble}
 
 
-def _member_layers(cfg: ModelConfig, k: int):
-    lstm = lstm_core.LSTM(cfg.units, dropout=cfg.dropout, name=f"lstm_{k}")
-    hidden = keras.layers.Dense(cfg.hidden, activation="relu", name=f"hidden_{k}") if cfg.hidden else None
-    head = keras.layers.Dense(cfg.horizon * cfg.num_outputs, name=f"head_{k}")
-    return lstm, hidden, head
+class _Layers:
+    """Makes a member's layers, or (``model`` given) takes the trained ones by name."""
+
+    def __init__(self, model: keras.Model | None = None):
+        self.model = model
+
+    def __call__(self, name: str, make):
+        return self.model.get_layer(name) if self.model is not None else make(name)
 
 
-def _apply_head(cfg: ModelConfig, h, hidden, head, k: int):
-    if hidden is not None:
-        h = hidden(h)
-    out = head(h)
+def head_output(cfg: ModelConfig, state, future_flat, k: int, layers: _Layers):
+    """Encoder state (+ the flattened future-step inputs) -> ``[B, H(, Q)]`` of member ``k``.
+
+    With future inputs the head also has a linear path from them and the state (``skip_k``),
+    so a weighted seasonal-lag forecast is one matrix away and the ReLU layer learns the rest.
+    """
+    z = state
+    if future_flat is not None:
+        z = layers(f"state_and_future_{k}", lambda n: keras.layers.Concatenate(name=n))([state, future_flat])
+    y = z
+    if cfg.hidden:
+        y = layers(f"hidden_{k}", lambda n: keras.layers.Dense(cfg.hidden, activation="relu", name=n))(y)
+    out = layers(f"head_{k}", lambda n: keras.layers.Dense(cfg.horizon * cfg.num_outputs, name=n))(y)
+    if future_flat is not None:
+        skip = layers(f"skip_{k}", lambda n: keras.layers.Dense(cfg.horizon * cfg.num_outputs, use_bias=False, name=n))
+        out = layers(f"with_skip_{k}", lambda n: keras.layers.Add(name=n))([out, skip(z)])
     if cfg.quantiles:
-        out = keras.layers.Reshape((cfg.horizon, cfg.num_outputs), name=f"quantiles_{k}")(out)
+        out = keras.layers.Reshape((cfg.horizon, cfg.num_outputs))(out)
     return out
+
+
+def model_inputs(cfg: ModelConfig):
+    """``[window [B, L, F]]`` (+ ``future [B, H, G]`` when there are future-step inputs)."""
+    inputs = [keras.Input((cfg.lookback, cfg.num_features), name="window")]
+    if cfg.num_future:
+        inputs.append(keras.Input((cfg.horizon, cfg.num_future), name="future"))
+    return inputs
 
 
 def build_models(cfg: ModelConfig) -> tuple[keras.Model, keras.Model]:
     """``(model, training_model)``: the forecaster and (for ensembles) the model that outputs
     every member ``[B, K, H(, Q)]`` so each member gets its own loss. Same layers/weights."""
-    window = keras.Input((cfg.lookback, cfg.num_features), name="window")
+    inputs = model_inputs(cfg)
+    window = inputs[0]
+    future_flat = keras.layers.Flatten(name="future_flat")(inputs[1]) if cfg.num_future else None
     members = []
     for k in range(cfg.ensemble):
-        lstm, hidden, head = _member_layers(cfg, k)
-        members.append(_apply_head(cfg, lstm(window), hidden, head, k))
+        lstm = lstm_core.LSTM(cfg.units, dropout=cfg.dropout, name=f"lstm_{k}")
+        members.append(head_output(cfg, lstm(window), future_flat, k, _Layers()))
+    model_input = inputs if cfg.num_future else window
     if cfg.ensemble == 1:
-        model = keras.Model(window, members[0], name="forecaster")
+        model = keras.Model(model_input, members[0], name="forecaster")
         return model, model
     out = keras.layers.Average(name="ensemble_mean")(members)
-    model = keras.Model(window, out, name="forecaster")
+    model = keras.Model(model_input, out, name="forecaster")
     shape = (1, cfg.horizon) + ((cfg.num_outputs,) if cfg.quantiles else ())
     stacked = keras.layers.Concatenate(axis=1, name="members")(
         [keras.layers.Reshape(shape, name=f"member_{k}")(m) for k, m in enumerate(members)]
     )
-    return model, keras.Model(window, stacked, name="forecaster_members")
+    return model, keras.Model(model_input, stacked, name="forecaster_members")
 
 
 def compile_model(model: keras.Model, cfg: ModelConfig, learning_rate: float, ensemble_outputs: bool) -> None:
@@ -140,7 +143,7 @@ def point_forecast(outputs: np.ndarray, cfg: ModelConfig) -> np.ndarray:
     """``[N, H]`` point forecast (the median for quantile models); quantiles sorted per step."""
     outputs = np.asarray(outputs)
     if cfg.quantiles:
-        return np.sort(outputs, axis=-1)[..., cfg.median_index]
+        return np.sort(outputs, axis=-1)[..., median_index(cfg)]
     return outputs
 
 
@@ -169,32 +172,29 @@ class _MemberStep(keras.layers.Layer):
 
 
 def build_streaming_model(model: keras.Model, cfg: ModelConfig) -> keras.Model:
-    """``[x_t (1, F), h (1, K*U), c (1, K*U)] -> [forecast (1, H(, Q)), h_t, c_t]``.
+    """``[x_t (1, F), (future (1, H, G),) h (1, K*U), c (1, K*U)] -> [forecast (1, H(, Q)), h_t, c_t]``.
 
     Reuses the trained layers (``lstm_k.step`` = the LSTM cell with the layer's weights, and
-    the same hidden/head Dense layers). Start from zero state; after feeding the L rows of a
-    window the forecast equals ``model(window)``.
+    the same head layers). Start from zero state; after feeding the L rows of a window the
+    forecast equals ``model(window(, future))``.
     """
     units, k_members = cfg.units, cfg.ensemble
     x = keras.Input(batch_shape=(1, cfg.num_features), name="x_t")
+    future = keras.Input(batch_shape=(1, cfg.horizon, cfg.num_future), name="future") if cfg.num_future else None
     h = keras.Input(batch_shape=(1, units * k_members), name="h")
     c = keras.Input(batch_shape=(1, units * k_members), name="c")
+    future_flat = model.get_layer("future_flat")(future) if future is not None else None
+    layers = _Layers(model)
     outs, hs, cs = [], [], []
     for k in range(k_members):
         lstm = model.get_layer(f"lstm_{k}")
-        hidden = model.get_layer(f"hidden_{k}") if cfg.hidden else None
-        head = model.get_layer(f"head_{k}")
         if k_members == 1:
             hk, ck = h, c
         else:
             hk = keras.layers.Lambda(lambda t, k=k: t[:, k * units : (k + 1) * units], name=f"h_{k}")(h)
             ck = keras.layers.Lambda(lambda t, k=k: t[:, k * units : (k + 1) * units], name=f"c_{k}")(c)
         out, h_t, c_t = _MemberStep(lstm, name=f"step_{k}")(x, hk, ck)
-        y = hidden(out) if hidden is not None else out
-        y = head(y)
-        if cfg.quantiles:
-            y = keras.layers.Reshape((cfg.horizon, cfg.num_outputs), name=f"stream_quantiles_{k}")(y)
-        outs.append(y)
+        outs.append(head_output(cfg, out, future_flat, k, layers))
         hs.append(h_t)
         cs.append(c_t)
     if k_members == 1:
@@ -203,7 +203,8 @@ def build_streaming_model(model: keras.Model, cfg: ModelConfig) -> keras.Model:
         forecast = keras.layers.Average(name="stream_mean")(outs)
         h_out = keras.layers.Concatenate(name="h_t")(hs)
         c_out = keras.layers.Concatenate(name="c_t")(cs)
-    return keras.Model([x, h, c], [forecast, h_out, c_out], name="forecaster_step")
+    inputs = [x, future, h, c] if future is not None else [x, h, c]
+    return keras.Model(inputs, [forecast, h_out, c_out], name="forecaster_step")
 
 
 def zero_state(cfg: ModelConfig) -> list[np.ndarray]:
@@ -211,10 +212,15 @@ def zero_state(cfg: ModelConfig) -> list[np.ndarray]:
     return [np.zeros((1, size), np.float32), np.zeros((1, size), np.float32)]
 
 
-def stream_window(step_fn, window: np.ndarray, cfg: ModelConfig, state=None):
-    """Feed the rows of ``window [L, F]`` one by one; returns ``(forecast after the last row, state)``."""
+def stream_window(step_fn, window: np.ndarray, cfg: ModelConfig, state=None, future=None):
+    """Feed the rows of ``window [L, F]`` one by one; returns ``(forecast after the last row, state)``.
+
+    ``step_fn(x_t, (future,) h, c)``; ``future [H, G]`` is passed with every row (only the
+    forecast after the last row uses it).
+    """
     h, c = state if state is not None else zero_state(cfg)
+    extra = [np.asarray(future, np.float32)[None]] if cfg.num_future else []
     forecast = None
     for row in np.asarray(window, np.float32):
-        forecast, h, c = (np.asarray(v) for v in step_fn(row[None], h, c))
+        forecast, h, c = (np.asarray(v) for v in step_fn(row[None], *extra, h, c))
     return forecast, [h, c]

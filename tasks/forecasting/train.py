@@ -9,33 +9,36 @@ import warnings
 
 import numpy as np
 
+from lstm_core.config import OutputConfig, TrainConfig
 from lstm_core.errors import UserError
 from lstm_core.io import write_json_atomic
-from lstm_core.training import TrainConfig, fit, model_directory, set_seed
+from lstm_core.training import distribution_scope, epoch_summary, fit, model_directory, set_seed
 
-from tasks.forecasting import baselines as B
-from tasks.forecasting import data as D
-from tasks.forecasting import metrics as MET
-from tasks.forecasting.artifacts import save_config
-from tasks.forecasting.model import ModelConfig, build_models, compile_model, default_ensemble, point_forecast
+from tasks.forecasting import data as series_data
+from tasks.forecasting import metrics
+from tasks.forecasting.artifacts import ForecastingModelDir, Scaler
+from tasks.forecasting.config import DataConfig, ModelConfig
+from tasks.forecasting.model import (
+    build_models,
+    compile_model,
+    default_ensemble,
+    point_forecast,
+    with_median,
+)
 
 log = logging.getLogger(__name__)
-
-DEFAULT_TRAIN = TrainConfig(epochs=100, learning_rate=1e-3, patience=10)
-DEFAULT_BATCH_SIZE = 32
 
 
 @dataclasses.dataclass
 class Prepared:
-    """A loaded series with everything derived from its training part."""
+    """A loaded series with every default resolved from its training part."""
 
-    series: D.Series
-    data: D.DataConfig
+    series: series_data.Series
+    data: DataConfig
     model: ModelConfig
-    split: D.Split
-    season: int
+    split: series_data.Split
     season_source: str
-    scaler: D.Scaler
+    scaler: Scaler
 
     def series_info(self) -> dict:
         s, sp = self.series, self.split
@@ -44,127 +47,169 @@ class Prepared:
             "target": s.target,
             "features": s.features,
             "rows": len(s),
-            "start": D.format_time(s.index[0], s.freq),
-            "end": D.format_time(s.index[-1], s.freq),
+            "start": series_data.format_time(s.index[0], s.freq),
+            "end": series_data.format_time(s.index[-1], s.freq),
             "freq": s.freq,
             "step": s.step,
             "time_col": s.time_col,
-            "season": self.season,
+            "seasons": list(self.model.seasons),
             "season_source": self.season_source,
             "train_rows": sp.train_end,
             "val_rows": sp.val_end - sp.train_end,
             "test_rows": sp.n - sp.val_end,
-            "train_end": D.format_time(s.index[sp.train_end - 1], s.freq),
-            "test_start": D.format_time(s.index[sp.val_end], s.freq) if sp.val_end < sp.n else None,
+            "train_end": series_data.format_time(s.index[sp.train_end - 1], s.freq),
+            "test_start": series_data.format_time(s.index[sp.val_end], s.freq) if sp.val_end < sp.n else None,
         }
 
 
-def prepare(dcfg: D.DataConfig, mcfg: ModelConfig, season: int | None = None) -> Prepared:
-    """Load and clean the series, resolve the defaults (transform, season, horizon, lookback),
-    check the length, fit the scaler on the training rows."""
-    series = D.load_series(dcfg)
-    dcfg = dataclasses.replace(
-        dcfg,
-        target=series.target,
-        features=list(series.features),
-        time_col=dcfg.time_col,
-        transform=dcfg.transform or series.default_transform,
+def _wants_calendar(switch: str, series: series_data.Series) -> bool:
+    """``auto``: calendar and seasonal-lag inputs for daily and finer data (several calendar seasons)."""
+    if switch != "auto":
+        return switch == "on"
+    return len(series_data.calendar_seasons(series.freq)) >= 2
+
+
+def prepare(data: DataConfig, model: ModelConfig) -> Prepared:
+    """Load and clean the series, resolve the defaults (transform, seasons, horizon, lookback,
+    calendar and lag inputs), check the length, fit the scaler on the training rows."""
+    series = series_data.load_series(data)
+    data = dataclasses.replace(
+        data, target=series.target, features=tuple(series.features),
+        transform=data.transform or series.default_transform,
     )
-    split = D.Split.of(len(series), dcfg.test_fraction, dcfg.val_fraction)
+    split = series_data.Split.of(len(series), data.test_fraction, data.val_fraction)
     if split.train_end < 4:
         raise UserError(f"{series.source}: column {series.target!r} has only {len(series)} rows; too short to split")
-    if season is not None:
-        if season < 1:
-            raise UserError(f"--season must be >= 1, got {season}")
-        season_source = "flag"
+    if model.seasons:
+        seasons, season_source = tuple(sorted(set(model.seasons))), "flag"
     else:
-        season, season_source = D.detect_season(series.y[: split.train_end], series.freq)
-    horizon = mcfg.horizon or D.default_horizon(series.freq)
-    lookback = mcfg.lookback or D.default_lookback(season, horizon, split.train_end)
-    if horizon < 1 or lookback < 1:
-        raise UserError(f"--horizon and --lookback must be >= 1 (got {horizon}, {lookback})")
-    D.check_length(series, split, lookback, horizon, dcfg.val_fraction)
-    scaler = D.Scaler.fit(series, split.train_end, dcfg.transform)
-    ensemble = mcfg.ensemble or default_ensemble(split.count("train", lookback, horizon))
-    mcfg = dataclasses.replace(
-        mcfg, lookback=lookback, horizon=horizon, num_features=scaler.num_features, ensemble=ensemble
+        seasons, season_source = series_data.detect_seasons(series.y[: split.train_end], series.freq)
+    horizon = model.horizon or series_data.default_horizon(series.freq)
+    lookback = model.lookback or series_data.default_lookback(seasons, horizon, split.train_end)
+    calendar = _wants_calendar(model.calendar, series)
+    if calendar and not series.has_dates:
+        if model.calendar == "on":
+            raise UserError(f"--calendar on: {series.source} has no date/time column (pass --time-col)")
+        calendar = False
+    if data.country and not calendar:
+        raise UserError("--country: holiday inputs need the calendar inputs (daily or finer data, --calendar on)")
+    row_calendar = series_data.calendar_names(series.freq, data.country) if calendar else ()
+    lags = series_data.seasonal_lags(seasons, horizon, split.train_end) if calendar else ()
+    future_features = (*row_calendar, *(f"lag_{lag}" for lag in lags))
+    model = dataclasses.replace(
+        model, seasons=seasons, horizon=horizon, lookback=lookback, quantiles=with_median(model.quantiles),
+        row_calendar=row_calendar, lags=lags, future_features=future_features,
+        num_features=1 + len(series.features) + len(row_calendar),
     )
+    series_data.check_length(series, split, series_data.history(model), horizon, data.val_fraction)
+    scaler = series_data.fit_scaler(series, split.train_end, data.transform)
+    if np.std(series.y[: split.train_end]) == 0:
+        log.warning(
+            "%s: column %r is constant over the %d training rows: the model can only learn that constant "
+            "and MASE (scale: the in-sample seasonal naive error, 0 here) is undefined (NaN)",
+            series.source, series.target, split.train_end,
+        )
+    ensemble = model.ensemble or default_ensemble(split.count("train", series_data.history(model), horizon))
+    model = dataclasses.replace(model, ensemble=ensemble)
     log.info(
-        "%s: %d rows (%s), target %r%s, season %d (%s), horizon %d, lookback %d, transform %s, "
-        "ensemble %d; train %d / val %d / test %d rows",
+        "%s: %d rows (%s), target %r%s, seasons %s (%s), horizon %d, lookback %d, transform %s, ensemble %d%s; "
+        "train %d / val %d / test %d rows",
         series.source, len(series), series.freq or f"step {series.step:g}", series.target,
-        f" + features {series.features}" if series.features else "", season, season_source, horizon,
-        lookback, dcfg.transform, ensemble, split.train_end, split.val_end - split.train_end, split.n - split.val_end,
+        f" + features {series.features}" if series.features else "", list(seasons), season_source, horizon,
+        lookback, data.transform, ensemble,
+        f", future inputs {list(future_features)}" if future_features else "",
+        split.train_end, split.val_end - split.train_end, split.n - split.val_end,
     )
-    return Prepared(series, dcfg, mcfg, split, season, season_source, scaler)
+    return Prepared(series, data, model, split, season_source, scaler)
 
 
-def train(args, dcfg: D.DataConfig, mcfg: ModelConfig, tcfg: TrainConfig, *, season=None, batch_size=DEFAULT_BATCH_SIZE) -> dict:
+def train(data: DataConfig, model: ModelConfig, train: TrainConfig, output: OutputConfig) -> dict:
+    """Train a forecaster into ``output.out``; returns the train report.
+
+    Args:
+        data: the series and how it is cleaned, split and batched (``data.data`` is required).
+        model: the forecaster; ``None`` fields are resolved from the data and saved resolved.
+        train: epochs, learning rate, early stopping, seed ...
+        output: the model directory and whether an existing one may be replaced / resumed.
+
+    Example:
+
+    ```python
+    report = train(DataConfig(data="statsmodels:co2"), ModelConfig(), DEFAULT_TRAIN,
+                   OutputConfig(out="saved_models/co2"))
+    ```
+    """
+    if data.data is None:
+        raise UserError("--data: required (a CSV file or statsmodels:NAME, see --help)")
     started = time.time()
-    p = prepare(dcfg, mcfg, season)
-    mcfg, split = p.model, p.split
-    L, H = mcfg.lookback, mcfg.horizon
-    feats = p.scaler.features(p.series.values)
-    level = p.scaler.level(p.series.y)
-    tr = split.origins("train", L, H)
-    va = split.origins("val", L, H)
-    has_val = split.count("val", L, H) > 0
-    set_seed(tcfg.seed)
-    train_ds = D.window_dataset(feats, level, *tr, L, H, batch_size=batch_size, shuffle=True, seed=tcfg.seed)
-    val_ds = D.window_dataset(feats, level, *va, L, H, batch_size=256) if has_val else None
-    if not has_val:
-        tcfg = dataclasses.replace(tcfg, monitor="loss")
-    log.info("windows: %d train, %d val", split.count("train", L, H), split.count("val", L, H))
-
-    with model_directory(args.out) as work:
-        train_info = {**dataclasses.asdict(tcfg), "batch_size": batch_size}
-        write_json_atomic(work / "config.json", save_config(work, p.data, mcfg, p.series_info(), train_info))
-        write_json_atomic(work / "scaler.json", p.scaler.as_dict())
-        model, training_model = build_models(mcfg)
-        compile_model(training_model, mcfg, tcfg.learning_rate, ensemble_outputs=training_model is not model)
-        hparams = {**{f"model.{k}": v for k, v in dataclasses.asdict(mcfg).items()},
-                   "data.source": p.series.source, "data.transform": p.data.transform, "season": p.season}
+    with model_directory(output.out, overwrite=output.overwrite, resume=output.resume) as work:
+        p = prepare(data, model)
+        model, split = p.model, p.split
+        rows = series_data.model_rows(p.series, p.scaler, model, p.data.country)
+        reach = series_data.history(model)
+        train_origins = split.origins("train", reach, model.horizon)
+        val_origins = split.origins("val", reach, model.horizon)
+        has_val = split.count("val", reach, model.horizon) > 0
+        set_seed(train.seed)
+        train_ds = series_data.window_dataset(rows, *train_origins, model, batch_size=p.data.batch_size,
+                                              shuffle=True, seed=train.seed)
+        val_ds = series_data.window_dataset(rows, *val_origins, model, batch_size=256) if has_val else None
+        if not has_val:
+            train = dataclasses.replace(train, monitor="loss")
+        log.info("windows: %d train, %d val", split.count("train", reach, model.horizon),
+                 split.count("val", reach, model.horizon))
+        ForecastingModelDir.create(work, p.data, model, train, p.series_info(), p.scaler)
+        with distribution_scope(train):
+            keras_model, training_model = build_models(model)
+            compile_model(training_model, model, train.learning_rate, ensemble_outputs=training_model is not keras_model)
+        hparams = {**{f"model.{k}": v for k, v in dataclasses.asdict(model).items()},
+                   "data.source": p.series.source, "data.transform": p.data.transform}
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*shuffle=True.*was passed")  # tf.data is shuffled
-            history = fit(training_model, train_ds, val_ds, workdir=work, config=tcfg, hparams=hparams)
-        model.save(work / "model.keras")
-        summary = {
-            "model_dir": str(args.out),
-            "epochs_run": len(history.history.get("loss", [])),
-            "best_val_loss": float(min(history.history["val_loss"])) if has_val else None,
-            "season": p.season,
+            history = fit(training_model, train_ds, val_ds, workdir=work, config=train, hparams=hparams)
+        keras_model.save(work / "model.keras")
+        report = {
+            "model_dir": str(output.out),
+            **epoch_summary(work, train),
+            "best_val_loss": float(min(history.history["val_loss"])) if has_val and history.history.get("val_loss") else None,
+            "seasons": list(model.seasons),
             "season_source": p.season_source,
-            "horizon": H,
-            "lookback": L,
+            "horizon": model.horizon,
+            "lookback": model.lookback,
+            "future_inputs": list(model.future_features),
             "transform": p.data.transform,
-            "ensemble": mcfg.ensemble,
-            "train_windows": split.count("train", L, H),
-            "val_windows": split.count("val", L, H),
-            "parameters": int(model.count_params()),
+            "ensemble": model.ensemble,
+            "train_windows": split.count("train", reach, model.horizon),
+            "val_windows": split.count("val", reach, model.horizon),
+            "parameters": int(keras_model.count_params()),
         }
         if has_val:
-            summary.update(_val_mase(model, p, feats, level))
-        summary["seconds"] = round(time.time() - started, 1)
-        write_json_atomic(work / "train_summary.json", summary)
-    log.info("trained in %.0fs; evaluate with: lstm-suite forecasting evaluate --model %s", summary["seconds"], args.out)
-    return summary
+            report.update(_validation_mase(keras_model, p, rows))
+        report["wall_seconds"] = round(time.time() - started, 1)
+        write_json_atomic(work / "train_report.json", report)
+    log.info("trained in %.0fs; evaluate with: lstm-suite forecasting evaluate --model %s",
+             report["wall_seconds"], output.out)
+    return report
 
 
-def _val_mase(model, p: Prepared, feats, level) -> dict:
-    """MASE of the model and of the seasonal naive forecast on the validation windows."""
-    L, H = p.model.lookback, p.model.horizon
-    first, last = p.split.origins("val", L, H)
-    x, _ = D.window_arrays(feats, level, first, last, L, H)
+def _validation_mase(keras_model, p: Prepared, rows) -> dict:
+    """MASE of the model and of the seasonal naive forecast (longest season) on the validation windows."""
+    model = p.model
+    first, last = p.split.origins("val", series_data.history(model), model.horizon)
     origins = np.arange(first, last + 1)
-    out = point_forecast(model.predict(x, batch_size=256, verbose=0), p.model)
-    forecast = p.scaler.forecast(out, level[origins - 1])
+    inputs, _ = series_data.window_arrays(rows, origins, model)
+    outputs = keras_model.predict(inputs, batch_size=256, verbose=0)
+    level = p.scaler.level(p.series.y)
+    forecast = p.scaler.forecast(point_forecast(outputs, model), level[origins - 1])
     y = p.series.y
-    actual = y[origins[:, None] + np.arange(H)[None, :]]
-    scale = MET.mase_scale(y[: p.split.train_end], p.season)
-    snaive = B.seasonal_naive(y, origins, H, p.season)
-    val = {
-        "val_mase": MET.point_metrics(forecast, actual, scale)["mase"],
-        "val_seasonal_naive_mase": MET.point_metrics(snaive, actual, scale)["mase"],
-    }
-    log.info("validation MASE %.3f (seasonal naive %.3f)", val["val_mase"], val["val_seasonal_naive_mase"])
-    return val
+    actual = y[origins[:, None] + np.arange(model.horizon)[None, :]]
+    season = max(model.seasons)
+    scale = metrics.mase_scale(y[: p.split.train_end], season)
+    snaive = metrics.seasonal_naive(y, origins, model.horizon, season)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        result = {
+            "val_mase": metrics.point_metrics(forecast, actual, scale)["mase"],
+            "val_seasonal_naive_mase": metrics.point_metrics(snaive, actual, scale)["mase"],
+        }
+    log.info("validation MASE %.3f (seasonal naive %.3f)", result["val_mase"], result["val_seasonal_naive_mase"])
+    return result

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 
 
 def seasonal_series(n: int, period: int = 12, seed: int = 0, trend: float = 0.02) -> np.ndarray:

@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-import dataclasses
 
 import keras
 import numpy as np
 import pytest
 
+from lstm_core.config import TrainConfig
 from lstm_core.errors import UserError
-from tasks.forecasting import baselines as B
-from tasks.forecasting import metrics as MET
-from tasks.forecasting.artifacts import open_model_dir
-from tasks.forecasting.data import DataConfig, Scaler
+from tasks.forecasting import metrics
+from tasks.forecasting.artifacts import ForecastingModelDir, Scaler
+from tasks.forecasting.config import DataConfig, ModelConfig
 from tasks.forecasting.model import (
     ForecastLoss,
-    ModelConfig,
     build_models,
     build_streaming_model,
-    parse_quantiles,
     point_forecast,
     stream_window,
+    with_median,
 )
-from lstm_core.io import write_json_atomic
 
 
 def _randomise(model, seed=0):
@@ -46,13 +43,9 @@ def test_loss_is_mae_and_pinball():
     assert float(ForecastLoss(ensemble=2)(y, members)) == pytest.approx(np.mean(np.abs(y[:, None] - members)), rel=1e-5)
 
 
-def test_parse_quantiles_adds_the_median():
-    assert parse_quantiles("0.9,0.1") == [0.1, 0.5, 0.9]
-    assert parse_quantiles(None) == []
-    with pytest.raises(UserError, match="in \\(0, 1\\)"):
-        parse_quantiles("0.1,1.5")
-    with pytest.raises(UserError, match="numbers"):
-        parse_quantiles("low,high")
+def test_quantiles_get_the_median():
+    assert with_median((0.9, 0.1)) == (0.1, 0.5, 0.9)
+    assert with_median(()) == ()
 
 
 def test_point_forecast_is_the_sorted_median():
@@ -79,25 +72,34 @@ def test_ensemble_members_and_mean(ensemble, quantiles):
         np.testing.assert_allclose(members.mean(1), out, atol=1e-6)
 
 
-@pytest.mark.parametrize("ensemble,quantiles,hidden", [(1, [], 8), (2, [0.2, 0.5, 0.8], 0)])
-def test_streaming_over_a_window_equals_the_window_model(ensemble, quantiles, hidden):
-    cfg = ModelConfig(lookback=9, horizon=4, num_features=3, units=5, hidden=hidden, quantiles=quantiles, ensemble=ensemble)
+@pytest.mark.parametrize("ensemble,quantiles,hidden,future", [(1, [], 8, 0), (2, [0.2, 0.5, 0.8], 0, 0), (2, [], 6, 3)])
+def test_streaming_over_a_window_equals_the_window_model(ensemble, quantiles, hidden, future):
+    names = tuple(f"f{i}" for i in range(future))
+    cfg = ModelConfig(lookback=9, horizon=4, num_features=3, units=5, hidden=hidden, quantiles=quantiles,
+                      ensemble=ensemble, future_features=names)
     model, _ = build_models(cfg)
     _randomise(model, seed=ensemble)
     stream = build_streaming_model(model, cfg)
-    assert [tuple(i.shape) for i in stream.inputs] == [(1, 3), (1, 5 * ensemble), (1, 5 * ensemble)]
-    windows = np.random.default_rng(2).normal(size=(3, 9, 3)).astype(np.float32)
-    full = model.predict(windows, verbose=0)
-    step = lambda x, h, c: stream([x, h, c], training=False)
-    for w, expected in zip(windows, full):
-        got, state = stream_window(step, w, cfg)
+    shapes = [(1, 3), *([(1, 4, future)] if future else []), (1, 5 * ensemble), (1, 5 * ensemble)]
+    assert [tuple(i.shape) for i in stream.inputs] == shapes
+    rng = np.random.default_rng(2)
+    windows = rng.normal(size=(3, 9, 3)).astype(np.float32)
+    futures = rng.normal(size=(3, 4, future)).astype(np.float32)
+    full = model.predict([windows, futures] if future else windows, verbose=0)
+
+    def step(*inputs):
+        return stream(list(inputs), training=False)
+
+    for w, f, expected in zip(windows, futures, full):
+        got, state = stream_window(step, w, cfg, future=f if future else None)
         np.testing.assert_allclose(got[0], expected, atol=1e-5)
         assert state[0].shape == (1, 5 * ensemble)
     # continuing from a state = starting over on the longer sequence
+    f0 = futures[1] if future else None
     both = np.concatenate([windows[0], windows[1]])
-    a, _ = stream_window(step, both, cfg)
-    _, mid = stream_window(step, windows[0], cfg)
-    b, _ = stream_window(step, windows[1], cfg, state=mid)
+    a, _ = stream_window(step, both, cfg, future=f0)
+    _, mid = stream_window(step, windows[0], cfg, future=f0)
+    b, _ = stream_window(step, windows[1], cfg, state=mid, future=f0)
     np.testing.assert_allclose(a, b, atol=1e-6)
 
 
@@ -110,67 +112,113 @@ def test_keras_save_round_trip(tmp_path):
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
 
 
-def test_config_round_trip(tmp_path):
-    data = DataConfig(data="x.csv", target="y", time_col="t", features=["a"], transform="log", resample="1h")
-    mcfg = ModelConfig(lookback=7, horizon=3, num_features=2, quantiles=[0.1, 0.5, 0.9], ensemble=3)
+def _fake_trained_dir(path, **series):
+    data = DataConfig(data="x.csv", target="y", time_col="t", features=("a",), transform="log", resample="1h")
+    model = ModelConfig(lookback=7, horizon=3, seasons=(24, 168), num_features=2, quantiles=(0.1, 0.5, 0.9),
+                        ensemble=3)
     scaler = Scaler("log", 2.0, 0.5, [1.0], [3.0])
-    for name in ("model.keras",):
-        (tmp_path / name).write_bytes(b"")
-    write_json_atomic(tmp_path / "config.json", {"task": "forecasting", "data": dataclasses.asdict(data),
-                                                  "model": dataclasses.asdict(mcfg), "series": {"season": 4}, "train": {}})
-    write_json_atomic(tmp_path / "scaler.json", scaler.as_dict())
-    md = open_model_dir(tmp_path)
-    assert md.data == data and md.model == mcfg and md.scaler == scaler and md.series["season"] == 4
+    path.mkdir()
+    directory = ForecastingModelDir.create(path, data, model, TrainConfig(), {"freq": "h", **series}, scaler)
+    (path / "model.keras").write_bytes(b"")
+    return directory, data, model, scaler
+
+
+def test_config_round_trip(tmp_path):
+    _, data, model, scaler = _fake_trained_dir(tmp_path / "m")
+    directory = ForecastingModelDir.open(tmp_path / "m").check_trained()
+    assert directory.data == data and directory.model == model and directory.scaler == scaler
+    assert directory.seasons == (24, 168) and directory.series["freq"] == "h"
 
 
 def test_model_dir_errors(tmp_path):
-    with pytest.raises(UserError, match="missing config.json"):
-        open_model_dir(tmp_path)
+    with pytest.raises(UserError, match="no such model directory"):
+        ForecastingModelDir.open(tmp_path / "nothing")
+    _fake_trained_dir(tmp_path / "m")
+    (tmp_path / "m" / "scaler.json").write_text('{"transform": "log"}')
+    with pytest.raises(UserError, match="scaler.json: damaged scaler file"):
+        ForecastingModelDir.open(tmp_path / "m").check_trained()
+    config = (tmp_path / "m" / "config.json").read_text()
+    (tmp_path / "m" / "config.json").write_text(config.replace('"horizon": 3', '"horizon": 0'))
+    with pytest.raises(UserError, match=r"config.json: model: horizon: expected an integer >= 1, got 0"):
+        ForecastingModelDir.open(tmp_path / "m")
+    (tmp_path / "m" / "config.json").write_text(config.replace('"horizon": 3', '"horizon": "3"'))
+    with pytest.raises(UserError, match=r"horizon: expected an integer, got '3'"):
+        ForecastingModelDir.open(tmp_path / "m")
 
 
 # ----------------------------------------------------------------------------- baselines, metrics
 def test_naive_baselines():
     y = np.arange(100, dtype=float) ** 1.5
     origins = np.array([20, 50])
-    np.testing.assert_array_equal(B.last_value(y, origins, 3), [[y[19]] * 3, [y[49]] * 3])
-    sn = B.seasonal_naive(y, origins, 9, 4)
+    np.testing.assert_array_equal(metrics.last_value(y, origins, 3), [[y[19]] * 3, [y[49]] * 3])
+    sn = metrics.seasonal_naive(y, origins, 9, 4)
     for i, t in enumerate(origins):
         for h in range(9):
             assert sn[i, h] == y[t + h - 4 * (h // 4 + 1)]
             assert t + h - 4 * (h // 4 + 1) < t
 
 
-def test_ets_rolling_forecasts_equal_a_refit_with_frozen_parameters():
-    from statsmodels.tsa.holtwinters import ExponentialSmoothing
+def test_seasonal_naive_is_statsforecasts():
+    from statsforecast.models import SeasonalNaive
 
-    rng = np.random.default_rng(0)
-    t = np.arange(160)
-    z = 5 + 0.05 * t + np.sin(2 * np.pi * t / 12) + rng.normal(0, 0.1, 160)
-    fit = B.fit_ets(z[:120], 12)
-    assert fit is not None and fit.seasonal == "add"
-    origins = np.array([120, 137])
-    got = B.ets_forecasts(z, fit, origins, 8)
-    p = fit.params
-    for row, o in zip(got, origins):
-        res = ExponentialSmoothing(
-            z[:o], trend=fit.trend, damped_trend=fit.damped, seasonal="add", seasonal_periods=12,
-            initialization_method="known", initial_level=p["initial_level"],
-            initial_trend=p["initial_trend"] if fit.trend else None, initial_seasonal=p["initial_seasons"],
-        ).fit(smoothing_level=p["smoothing_level"], smoothing_trend=p["smoothing_trend"] if fit.trend else None,
-              smoothing_seasonal=p["smoothing_seasonal"], damping_trend=p["damping_trend"] if fit.damped else None,
-              optimized=False)
-        np.testing.assert_allclose(row, res.forecast(8), rtol=1e-9)
+    y = np.random.default_rng(0).normal(size=80).cumsum()
+    origins = np.array([40, 63])
+    ours = metrics.seasonal_naive(y, origins, 10, 7)
+    for row, t in zip(ours, origins):
+        np.testing.assert_allclose(row, SeasonalNaive(season_length=7).forecast(y[:t], h=10)["mean"])
+
+
+def _two_season_series(n=24 * 7 * 6):
+    t = np.arange(n)
+    rng = np.random.default_rng(3)
+    return 100 + 10 * np.sin(2 * np.pi * t / 24) + 5 * np.sin(2 * np.pi * t / 168) + rng.normal(0, 0.5, n).cumsum() * 0.1
+
+
+def test_mstl_rolling_with_a_decomposition_per_origin_is_statsforecasts_forward(monkeypatch):
+    from statsforecast.models import MSTL, AutoETS
+
+    z = _two_season_series()
+    fit_end, origins = 700, np.array([700, 713, 790])
+    monkeypatch.setattr(metrics, "mstl_refresh", lambda seasons, count: 1)
+    monkeypatch.setattr(metrics, "trailing_rows", lambda seasons: 10**6)
+    ours, description = metrics._mstl_rolling(z, fit_end, origins, 12, (24, 168))
+    model = MSTL(season_length=[24, 168], trend_forecaster=AutoETS(model="ZZN")).fit(z[:fit_end])
+    for row, t in zip(ours, origins):
+        np.testing.assert_allclose(row, model.forward(z[:t], h=12)["mean"], rtol=1e-6)
+    assert "MSTL" in description
+
+
+def test_statsforecast_baselines_run_on_the_same_origins_and_are_cached(tmp_path, monkeypatch):
+    monkeypatch.setattr(metrics, "ARIMA_MAX_ROWS", 500)
+    y = _two_season_series()
+    fit_end = 800
+    origins = np.arange(800, 900, 7)
+    actual = y[origins[:, None] + np.arange(12)[None, :]]
+    names = ("auto_ets", "auto_theta", "mstl", "auto_arima")
+    forecasts, descriptions = metrics.statsforecast_baselines(y, fit_end, origins, 12, (24, 168), "none", names,
+                                                               tmp_path)
+    assert set(forecasts) == {"auto_ets", "auto_theta", "mstl"}  # 800 rows: more than AutoARIMA's limit here
+    assert "skipped" in descriptions["auto_arima"]
+    scale = metrics.mase_scale(y[:fit_end], 168)
+    naive = metrics.point_metrics(metrics.last_value(y, origins, 12), actual, scale)["mase"]
+    for forecast in forecasts.values():
+        assert forecast.shape == (len(origins), 12) and np.all(np.isfinite(forecast))
+    assert metrics.point_metrics(forecasts["mstl"], actual, scale)["mase"] < 0.5 * naive
+    again, descriptions = metrics.statsforecast_baselines(y, fit_end, origins, 12, (24, 168), "none", names, tmp_path)
+    assert all(descriptions[name].endswith("(cached)") for name in forecasts)
+    for name in forecasts:
+        np.testing.assert_allclose(again[name], forecasts[name])
 
 
 def test_metrics():
     y = np.array([[1.0, 2.0], [3.0, 0.0]])
     f = np.array([[2.0, 2.0], [1.0, 0.0]])
-    m = MET.point_metrics(f, y, scale=0.5)
+    m = metrics.point_metrics(f, y, scale=0.5)
     assert m["mae"] == pytest.approx(0.75)
     assert m["rmse"] == pytest.approx(np.sqrt(5 / 4))
     assert m["mase"] == pytest.approx(1.5)
     assert m["smape"] == pytest.approx((200 * 1 / 3 + 0 + 200 * 2 / 4 + 0) / 4)  # 0/0 counts as 0
-    assert MET.mase_scale(np.array([1.0, 2.0, 4.0, 7.0]), 2) == pytest.approx(4.0)
-    assert MET.mase_scale(np.array([1.0, 2.0, 4.0]), 1) == pytest.approx(1.5)
-    q = MET.quantile_metrics(np.stack([f - 1, f, f + 1], -1), y, [0.1, 0.5, 0.9], 1.0)
+    assert metrics.mase_scale(np.array([1.0, 2.0, 4.0, 7.0]), 2) == pytest.approx(4.0)
+    assert metrics.mase_scale(np.array([1.0, 2.0, 4.0]), 1) == pytest.approx(1.5)
+    q = metrics.quantile_metrics(np.stack([f - 1, f, f + 1], -1), y, [0.1, 0.5, 0.9], 1.0)
     assert q["interval_coverage"] == pytest.approx(0.75) and q["interval_nominal"] == pytest.approx(0.8)

@@ -1,0 +1,141 @@
+"""Forecasting settings, each declared once (flags, ``--help``, validation and ``config.json``).
+
+``None`` (shown as ``none`` in ``--help``) means "derived at train time": the horizon from the
+sampling frequency, the seasons from the frequency and the autocorrelation, the lookback from
+the seasons and the horizon. The resolved values are what ``config.json`` stores.
+
+No TensorFlow, Keras or NumPy here: ``--help`` must stay instant.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from lstm_core.config import (
+    EvaluateConfig,
+    ExportConfig,
+    OutputConfig,
+    PredictConfig,
+    TrainConfig,
+    setting,
+)
+
+DATASETS = ("co2", "sunspots", "nile", "elnino", "macrodata", "danish_data", "interest_inflation")
+ON_MISSING = ("interpolate", "fail")
+TRANSFORMS = ("none", "sqrt", "log")
+SWITCHES = ("auto", "on", "off")
+DEFAULT_MODEL_DIR = "saved_models/forecasting"
+
+DATA_HELP = (
+    "FILE.csv (header row; a time column and value columns) or "
+    + ", ".join(f"statsmodels:{name}" for name in DATASETS)
+)
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Where the series comes from, how it is cleaned, split and batched."""
+
+    data: str | None = setting(None, DATA_HELP + " (required for train)", metavar="SOURCE")
+    target: str | None = setting(None, "column to forecast (none: the only value column, or the dataset's default)")
+    time_col: str | None = setting(
+        None, "time column (none: 'Date Time', a date/time/datetime/timestamp/year... column, else the row number)"
+    )
+    features: tuple[str, ...] = setting((), "covariate columns fed to the encoder with the target", metavar="A,B")
+    on_missing: str = setting(
+        "interpolate", "missing timestamps/values: interpolate linearly (one warning) or fail", choices=ON_MISSING
+    )
+    resample: str | None = setting(None, "average onto this pandas frequency first, e.g. 1h")
+    start: str | None = setting(None, "drop rows before this time (e.g. 2016-01-01)")
+    end: str | None = setting(None, "drop rows after this time (inclusive)")
+    max_rows: int | None = setting(None, "keep only the last N rows (after --start/--end)", minimum=1)
+    transform: str | None = setting(
+        None, "variance-stabilising transform of the target (none: the dataset's default, 'none' for CSV files)",
+        choices=TRANSFORMS,
+    )
+    test_fraction: float = setting(0.2, "last part of the series held out for evaluate", above=0, below=1)
+    val_fraction: float = setting(0.1, "part before the test part, for early stopping", minimum=0, below=1)
+    country: str | None = setting(
+        None, "ISO country code: add public-holiday flags from the holidays package to the calendar inputs (e.g. US)"
+    )
+    batch_size: int = setting(32, "training windows per batch", minimum=1)
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """The forecaster (``lstm_core.LSTM`` encoder, direct multi-step head) and its window."""
+
+    horizon: int | None = setting(
+        None, "steps to forecast (none: M4 horizon of the frequency: yearly 6, quarterly 8, monthly 18, weekly 13, "
+        "daily 14, hourly 24)", minimum=1,
+    )
+    lookback: int | None = setting(
+        None, "input window in steps (none: max(2*shortest season, 2*horizon, 16), capped by the data)", minimum=1
+    )
+    seasons: tuple[int, ...] = setting(
+        (), "seasonal periods in steps, e.g. 24,168 (none: calendar candidates of the frequency confirmed by "
+        "the autocorrelation, else the strongest autocorrelation peak)", minimum=2,
+    )
+    calendar: str = setting(
+        "auto", "future-known calendar inputs (sin/cos of hour of day, day of week, day of year) and "
+        "seasonal-lag inputs; auto: on for daily and finer data", choices=SWITCHES,
+    )
+    units: int = setting(32, "LSTM units", minimum=1)
+    hidden: int = setting(64, "ReLU layer between the encoder and the head (0: none)", minimum=0)
+    dropout: float = setting(0.0, "input dropout of the LSTM", minimum=0, below=1)
+    quantiles: tuple[float, ...] = setting(
+        (), "quantile outputs, e.g. 0.1,0.9 (pinball loss; the median is added and is the point forecast)",
+        above=0, below=1,
+    )
+    ensemble: int | None = setting(
+        None, "members trained side by side and averaged (none: 3 below 1000 training windows, else 1)", minimum=1
+    )
+    # Measured at train time (saved in config.json, not flags).
+    num_features: int = setting(1, "encoder inputs per time step", cli=False, minimum=1)
+    future_features: tuple[str, ...] = setting((), "names of the per-step inputs of the forecast horizon", cli=False)
+    row_calendar: tuple[str, ...] = setting((), "calendar inputs added to every encoder row", cli=False)
+    lags: tuple[int, ...] = setting((), "seasonal lags (steps) whose values enter the head", cli=False)
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self.quantiles) or 1
+
+    @property
+    def num_future(self) -> int:
+        return len(self.future_features)
+
+
+@dataclasses.dataclass
+class EvaluateOptions:
+    """What ``evaluate`` compares beside the model."""
+
+    stride: int = setting(1, "use every n-th test origin", minimum=1)
+    baselines: tuple[str, ...] = setting(
+        ("seasonal_naive", "auto_ets", "auto_theta", "mstl", "auto_arima"),
+        "statsforecast baselines on the same origins (auto_arima only on short series; none: only the naive ones)",
+        choices=("seasonal_naive", "auto_ets", "auto_theta", "mstl", "auto_arima"),
+    )
+
+
+@dataclasses.dataclass
+class ExportChecks:
+    """How many windows ``export`` uses to check the exported files against Keras."""
+
+    data: str | None = setting(None, "series for int8 calibration and the checks (none: the training data)")
+    check_windows: int = setting(100, "test windows comparing LiteRT with Keras", minimum=1)
+    stream_check_windows: int = setting(10, "windows streamed row by row through the streaming model", minimum=1)
+
+
+@dataclasses.dataclass
+class PredictOptions:
+    """``predict``: which series to continue, and where the CSV goes."""
+
+    data: str | None = setting(None, "series whose next H steps are forecast (none: the training data)")
+    output: str | None = setting(None, "also write the CSV to this file", metavar="FILE")
+
+
+DEFAULT_TRAIN = TrainConfig(epochs=100, learning_rate=1e-3, patience=10)
+OUTPUT = OutputConfig(out=DEFAULT_MODEL_DIR)
+EVALUATE = EvaluateConfig(model=DEFAULT_MODEL_DIR, data=None)
+EXPORT = ExportConfig(model=DEFAULT_MODEL_DIR, calibration_examples=200)
+PREDICT = PredictConfig(model=DEFAULT_MODEL_DIR)
