@@ -70,8 +70,9 @@ HOST_ARENA_BYTES = 16 << 20  # arena of the host runner: memory is cheap off the
 MAX_ARENA_BYTES = 256 << 20
 LSB_TOLERANCE = 4  # TFLM vs LiteRT on one int8 file: rounding differences, compounded over layers
 
-# TFLite builtin op -> tflite::MicroMutableOpResolver method (tensorflow/lite/micro/
-# micro_mutable_op_resolver.h). Ops missing here have no TFLM kernel.
+# TFLite builtin op -> tflite::MicroMutableOpResolver method, checked against tflite-micro's
+# tensorflow/lite/micro/micro_mutable_op_resolver.h (main, commit 90b983c2b). Ops missing here
+# have no TFLM builtin kernel.
 RESOLVER_METHODS = {
     "ABS": "AddAbs", "ADD": "AddAdd", "ADD_N": "AddAddN", "ARG_MAX": "AddArgMax",
     "ARG_MIN": "AddArgMin", "ASSIGN_VARIABLE": "AddAssignVariable",
@@ -80,6 +81,7 @@ RESOLVER_METHODS = {
     "BROADCAST_TO": "AddBroadcastTo", "CALL_ONCE": "AddCallOnce", "CAST": "AddCast",
     "CEIL": "AddCeil", "CONCATENATION": "AddConcatenation", "CONV_2D": "AddConv2D",
     "COS": "AddCos", "CUMSUM": "AddCumSum", "DEPTH_TO_SPACE": "AddDepthToSpace",
+    "DYNAMIC_UPDATE_SLICE": "AddDynamicUpdateSlice", "REDUCE_ALL": "AddReduceAll",
     "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D", "DEQUANTIZE": "AddDequantize", "DIV": "AddDiv",
     "EMBEDDING_LOOKUP": "AddEmbeddingLookup", "ELU": "AddElu", "EQUAL": "AddEqual",
     "EXP": "AddExp", "EXPAND_DIMS": "AddExpandDims", "FILL": "AddFill", "FLOOR": "AddFloor",
@@ -271,8 +273,29 @@ def align_lstm_quantization(model) -> tuple[bytes, list[str]]:
 _INT16_SIMPLE_OPS = {
     "RESHAPE", "QUANTIZE", "DEQUANTIZE", "MEAN", "ADD", "SUB", "MUL", "LOGISTIC", "TANH",
     "STRIDED_SLICE", "CONCATENATION", "PAD", "SQUARED_DIFFERENCE", "RSQRT", "LEAKY_RELU",
-    "REVERSE_V2", "GATHER", "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE",
+    "REVERSE_V2", "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE",
 }
+
+
+def _quantize_operator(parsed, source_index: int, target_index: int):
+    """A ``QUANTIZE`` operator ``source -> target`` (its operator code added when missing)."""
+    schema = _schema()
+    code = schema.BuiltinOperator.QUANTIZE
+    for index, opcode in enumerate(parsed.operatorCodes):
+        if max(opcode.builtinCode, opcode.deprecatedBuiltinCode) == code:
+            break
+    else:
+        opcode = schema.OperatorCodeT()
+        opcode.builtinCode, opcode.deprecatedBuiltinCode, opcode.version = code, code, 1
+        parsed.operatorCodes.append(opcode)
+        index = len(parsed.operatorCodes) - 1
+    op = schema.OperatorT()
+    op.opcodeIndex = index
+    op.inputs = np.array([source_index], np.int32)
+    op.outputs = np.array([target_index], np.int32)
+    op.builtinOptionsType = schema.BuiltinOptions.QuantizeOptions
+    op.builtinOptions = schema.QuantizeOptionsT()
+    return op
 
 
 def requantize_int16x8(int8_model) -> bytes:
@@ -283,7 +306,9 @@ def requantize_int16x8(int8_model) -> bytes:
     pip package; this is the same recipe): every int8 activation tensor becomes int16 with a
     symmetric scale covering its int8 range (``max|range| / 32767``); the biases of
     ``FULLY_CONNECTED`` and the LSTM gates become int64 with scale input x weight; a
-    ``SOFTMAX`` output gets 1/32768. Weights stay int8. The result is re-aligned with TFLM's
+    ``SOFTMAX`` output gets 1/32768; ``GATHER`` (embeddings) keeps its int8 table and output and
+    a ``QUANTIZE`` op widens the result (TFLM's GATHER has no int16 kernel). Weights stay int8.
+    The result is re-aligned with TFLM's
     ``tflite_flatbuffer_align`` (buffers on 16 bytes).
 
     Raises:
@@ -338,9 +363,13 @@ def requantize_int16x8(int8_model) -> bytes:
             bias.type = int64
             done.add(bias_index)
 
+        renamed: dict[int, int] = {}  # GATHER outputs replaced by their int16 copies
+        operators = []
         for op in subgraph.operators or []:
             name = _op_name(parsed, op.opcodeIndex)
-            inputs, outputs = list(op.inputs), list(op.outputs)
+            op.inputs = np.array([renamed.get(int(i), int(i)) for i in op.inputs], np.int32)
+            inputs, outputs = [int(i) for i in op.inputs], [int(i) for i in op.outputs]
+            operators.append(op)
             if name == "FULLY_CONNECTED":
                 to_int16(inputs[0])
                 to_int16(outputs[0])
@@ -360,14 +389,33 @@ def requantize_int16x8(int8_model) -> bytes:
                     out.quantization.zeroPoint = np.array([0], np.int64)
                     out.type = int16
                     done.add(outputs[0])
+            elif name == "GATHER" and tensors[outputs[0]].type == int8:
+                # TFLM's GATHER has no int16 kernel: look up in int8, then QUANTIZE to int16.
+                import copy
+
+                done.update((inputs[0], outputs[0]))
+                wide = copy.deepcopy(tensors[outputs[0]])
+                wide.name = tensors[outputs[0]].name + b"/int16"
+                tensors.append(wide)
+                wide_index = len(tensors) - 1
+                to_int16(wide_index)
+                renamed[outputs[0]] = wide_index
+                operators.append(_quantize_operator(parsed, outputs[0], wide_index))
+                any_int8 = True
             elif name in _INT16_SIMPLE_OPS:
                 for index in inputs + outputs:
                     if index >= 0 and tensors[index].type == int8:
                         any_int8 = True
                         to_int16(index)
             else:
-                raise UserError(f"{source}: op {name} is not supported by the int16x8 requantizer (LSTM models: FULLY_CONNECTED, UNIDIRECTIONAL_SEQUENCE_LSTM, SOFTMAX, {', '.join(sorted(_INT16_SIMPLE_OPS))})")
+                raise UserError(
+                    f"{source}: op {name} is not supported by the int16x8 requantizer (LSTM models: "
+                    f"FULLY_CONNECTED, UNIDIRECTIONAL_SEQUENCE_LSTM, SOFTMAX, GATHER, "
+                    f"{', '.join(sorted(_INT16_SIMPLE_OPS))})"
+                )
             any_int8 = any_int8 or bool(done)
+        subgraph.operators = operators
+        subgraph.outputs = np.array([renamed.get(int(i), int(i)) for i in subgraph.outputs], np.int32)
         for index, tensor in enumerate(tensors):  # activations no op claimed (graph inputs/outputs)
             if tensor.type == int8 and not has_data(index):
                 to_int16(index)
@@ -1023,3 +1071,45 @@ def write_c_array(tflite_path, out_dir, name: str = "g_model", *, arena_bytes: i
         written[file_name] = str(out / file_name)
     written["op_resolver"] = methods
     return written
+
+
+# ----------------------------------------------------------------------------- command line
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m lstm_core.tflm MODEL.tflite [--c-array DIR] [--name g_model]``: ops, the
+    op resolver, the measured arena (and optionally the firmware sources) of one file."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m lstm_core.tflm",
+        description="TFLite Micro facts of a .tflite: ops, op resolver, smallest tensor arena.",
+        allow_abbrev=False,
+    )
+    parser.add_argument("model", help=".tflite file")
+    parser.add_argument("--c-array", metavar="DIR", help="also write model_data.cc/.h and model_ops.h there")
+    parser.add_argument("--name", default="g_model", help="C array name (default g_model)")
+    args = parser.parse_args(argv)
+    try:
+        data, source = _model_bytes(args.model)
+        ops = model_ops(data)
+        facts = {"model": source, "size_bytes": len(data), "ops": sorted(set(ops))}
+        hybrid = hybrid_ops(data)
+        missing = [op for op in dict.fromkeys(ops) if op not in RESOLVER_METHODS]
+        if hybrid or missing:
+            facts["tflm"] = "LiteRT-only: " + (
+                f"hybrid (weights-only int8) {', '.join(hybrid)}" if hybrid else f"no TFLM kernel for {', '.join(missing)}"
+            )
+        else:
+            facts["op_resolver"] = op_resolver_code(ops).splitlines()
+            facts.update(measure_arena(data))
+            if args.c_array:
+                written = write_c_array(args.model, args.c_array, args.name, arena_bytes=facts["arena_recommended_bytes"])
+                facts["c_sources"] = [written[k] for k in ("model_data.cc", "model_data.h", "model_ops.h")]
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(facts, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

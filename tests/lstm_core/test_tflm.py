@@ -223,3 +223,76 @@ def test_models_tflm_cannot_run_are_reported_litert_only(tmp_path):
         TFLMModel(select)
     with pytest.raises(UserError, match="not a TFLite flatbuffer"):
         TFLMModel(b"not a model at all")
+
+
+SENTIMENT = __import__("pathlib").Path(__file__).resolve().parents[2].parent / "shared" / "data" / "sentiment"
+
+
+def review_ids(path, vocabulary=None, size=2000, length=40):
+    """Lower-cased word ids of the review sentences, pre-padded/cropped to ``length`` (the last
+    step is the last word: the fused LSTM ignores masks)."""
+    import collections
+    import csv
+
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    words = [re.findall(r"[a-z']+", row["text"].lower()) for row in rows]
+    if vocabulary is None:
+        counts = collections.Counter(w for sentence in words for w in sentence)
+        vocabulary = {w: i + 2 for i, (w, _) in enumerate(counts.most_common(size - 2))}
+    ids = np.zeros((len(rows), length), "int32")
+    for row, sentence in enumerate(words):
+        tokens = [vocabulary.get(w, 1) for w in sentence][-length:]
+        if tokens:
+            ids[row, -len(tokens) :] = tokens
+    labels = np.array([row["label"] == "positive" for row in rows], "float32")
+    return ids, labels, vocabulary
+
+
+@pytest.mark.slow
+def test_bilstm_int8_on_real_reviews_runtimes_agree(tmp_path, monkeypatch):
+    """Trained Bidirectional(lstm_core.LSTM) on the shared review sentences: int8 labels of
+    LiteRT and TFLM, before and after align_lstm_quantization (figures in the README)."""
+    import json
+
+    import lstm_core.tflm as micro
+
+    if not (SENTIMENT / "train.tsv").exists():
+        pytest.skip("shared sentiment data not present")
+    train_ids, train_labels, vocabulary = review_ids(SENTIMENT / "train.tsv")
+    dev_ids, dev_labels, _ = review_ids(SENTIMENT / "dev.tsv", vocabulary)
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((40,), dtype="int32")
+    x = Embedding(2000, 32)(inputs)
+    x = keras.layers.Bidirectional(LSTM(32))(x)
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x))
+    model.compile("adam", "binary_crossentropy", metrics=["accuracy"])
+    model.fit(train_ids, train_labels, epochs=3, batch_size=64, verbose=0)
+    keras_probabilities = model.predict(dev_ids, verbose=0)[:, 0]
+    calibration = [[train_ids[i : i + 1]] for i in range(0, 2000, 10)]
+    samples = [[dev_ids[i : i + 1]] for i in range(len(dev_ids))]
+    reference = [[keras_probabilities[i : i + 1, None]] for i in range(len(dev_ids))]
+    figures = {"keras_accuracy": float(np.mean((keras_probabilities > 0.5) == dev_labels))}
+    original = micro.align_lstm_quantization
+    for variant in ("converter parameters", "aligned (export default)"):
+        if variant == "converter parameters":
+            monkeypatch.setattr(micro, "align_lstm_quantization", lambda model: (micro._model_bytes(model)[0], []))
+        else:
+            monkeypatch.setattr(micro, "align_lstm_quantization", original)
+        path = tmp_path / "bilstm.tflite"
+        path.write_bytes(convert_to_tflite(model, quantization="int8", representative_dataset=lambda: iter(calibration)))
+        section = tflm_report(path, samples, labels="threshold", reference_outputs=reference, arena=False)
+        tflm_probabilities = np.concatenate([TFLMModel(path)(dev_ids)[0][:, 0]])
+        litert = TFLiteModel(path)
+        litert_probabilities = np.array([litert(s[0])[0][0, 0] for s in samples])
+        figures[variant] = {
+            "max_lsb_diff": section["max_lsb_diff"],
+            "label_agreement": section["label_agreement"],
+            "max_abs_diff_vs_keras": section["max_abs_diff_vs_reference"],
+            "accuracy_litert": float(np.mean((litert_probabilities > 0.5) == dev_labels)),
+            "accuracy_tflm": float(np.mean((tflm_probabilities > 0.5) == dev_labels)),
+        }
+    print(json.dumps(figures, indent=1))
+    fixed = figures["aligned (export default)"]
+    assert fixed["label_agreement"] >= 0.99 and fixed["max_lsb_diff"] <= 4
+    assert abs(fixed["accuracy_tflm"] - figures["keras_accuracy"]) <= 0.01 + 1e-9
