@@ -175,6 +175,20 @@ def hybrid_ops(model) -> list[str]:
     return sorted(set(found))
 
 
+def dynamic_inputs(model) -> list[list[int]]:
+    """Shape signatures (``-1`` = dynamic) of the inputs TFLM would see with a frozen
+    placeholder shape (it has no resize: such exports are LiteRT-only)."""
+    data, source = _model_bytes(model)
+    parsed = _parse(data, source)
+    subgraph = parsed.subgraphs[0]
+    found = []
+    for index in subgraph.inputs:
+        signature = subgraph.tensors[index].shapeSignature
+        if signature is not None and any(int(d) < 0 for d in signature[1:]):
+            found.append([int(d) for d in signature])
+    return found
+
+
 def op_resolver_methods(ops: Sequence[str]) -> list[str]:
     """``MicroMutableOpResolver`` method per distinct op (first-use order); UserError for an op
     with no TFLM kernel."""
@@ -931,6 +945,11 @@ def tflm_report(
     missing = [op for op in dict.fromkeys(ops) if op not in RESOLVER_METHODS]
     if missing:
         return litert_only(f"TFLM has no kernel for {', '.join(missing)}", data)
+    dynamic = dynamic_inputs(data)
+    if dynamic:
+        return litert_only(
+            f"dynamic input shape {dynamic[0]}: TFLM has no resize; export a fixed length for MCUs", data
+        )
     samples = _as_samples(sample_inputs)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
