@@ -17,6 +17,7 @@
 #include <atomic>
 #include <cstring>
 #include <functional>
+#include <vector>
 
 #include "Eigen/Core"
 #include "tensorflow/core/framework/op.h"
@@ -85,8 +86,110 @@ void ForEachBatchShard(OpKernelContext* context, int64_t batch,
   done.Wait();
 }
 
-using StridedMap = Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>>;
-using ConstStridedMap = Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>>;
+
+// ------------------------------------------------------------------------------------ GEMM
+// C_out = C_in + A·B for the per-step products h·U [rows, H]x[H, 4H] and dz·Uᵀ [rows, 4H]x[4H, H].
+// B is packed once per op call into panels of two vectors' width (a general GEMM would re-pack U
+// at every one of the T steps), and a 6-row register-tile micro-kernel walks each panel. GCC
+// vector extensions: AVX-512 / AVX2+FMA code with the matching -m flags, plain SSE otherwise.
+#if defined(__AVX512F__)
+constexpr int kLanes = 16;
+#else
+constexpr int kLanes = 8;
+#endif
+typedef float Vec __attribute__((vector_size(kLanes * sizeof(float))));
+constexpr int64_t kPanel = 2 * kLanes;  // columns per packed panel (two vectors)
+constexpr int kTileRows = 6;  // rows per micro-kernel call: 12 accumulators + 2 B + 1 A registers
+
+inline Vec LoadVec(const float* p) {
+  Vec v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+inline void StoreVec(float* p, Vec v) { std::memcpy(p, &v, sizeof(v)); }
+
+// B (K x N) as ceil(N / kPanel) panels of K rows x kPanel columns, zero-padded on the right.
+struct PackedPanels {
+  int64_t depth = 0, cols = 0;
+  std::vector<float> data;
+
+  // Packs element (k, n) = src[k * row_stride + n * col_stride].
+  PackedPanels(const float* src, int64_t depth_, int64_t cols_, int64_t row_stride,
+               int64_t col_stride)
+      : depth(depth_), cols(cols_), data(((cols_ + kPanel - 1) / kPanel) * kPanel * depth_, 0.f) {
+    for (int64_t p = 0; p * kPanel < cols; ++p) {
+      float* panel = data.data() + p * depth * kPanel;
+      const int64_t width = std::min(kPanel, cols - p * kPanel);
+      for (int64_t k = 0; k < depth; ++k) {
+        for (int64_t j = 0; j < width; ++j) {
+          panel[k * kPanel + j] = src[k * row_stride + (p * kPanel + j) * col_stride];
+        }
+      }
+    }
+  }
+  const float* panel(int64_t p) const { return data.data() + p * depth * kPanel; }
+};
+
+template <int kRows>
+void MicroKernel(int64_t depth, const float* a, int64_t lda, const float* panel,
+                 const float* c_in, int64_t ldc_in, float* c_out, int64_t ldc, int64_t width) {
+  Vec acc[kRows][2];
+  float edge[kPanel];
+  for (int r = 0; r < kRows; ++r) {
+    if (c_in == nullptr) {
+      acc[r][0] = Vec{};
+      acc[r][1] = Vec{};
+    } else if (width == kPanel) {
+      acc[r][0] = LoadVec(c_in + r * ldc_in);
+      acc[r][1] = LoadVec(c_in + r * ldc_in + kLanes);
+    } else {
+      std::fill(edge, edge + kPanel, 0.f);
+      std::copy(c_in + r * ldc_in, c_in + r * ldc_in + width, edge);
+      acc[r][0] = LoadVec(edge);
+      acc[r][1] = LoadVec(edge + kLanes);
+    }
+  }
+  for (int64_t k = 0; k < depth; ++k) {
+    const Vec b0 = LoadVec(panel + k * kPanel), b1 = LoadVec(panel + k * kPanel + kLanes);
+    for (int r = 0; r < kRows; ++r) {
+      const Vec x = Vec{} + a[r * lda + k];
+      acc[r][0] += x * b0;
+      acc[r][1] += x * b1;
+    }
+  }
+  for (int r = 0; r < kRows; ++r) {
+    if (width == kPanel) {
+      StoreVec(c_out + r * ldc, acc[r][0]);
+      StoreVec(c_out + r * ldc + kLanes, acc[r][1]);
+    } else {
+      StoreVec(edge, acc[r][0]);
+      StoreVec(edge + kLanes, acc[r][1]);
+      std::copy(edge, edge + width, c_out + r * ldc);
+    }
+  }
+}
+
+// c_out[rows, B.cols] = (c_in or 0) + a[rows, B.depth] · B; row strides lda, ldc_in, ldc.
+void Gemm(int64_t rows, const float* a, int64_t lda, const PackedPanels& b, const float* c_in,
+          int64_t ldc_in, float* c_out, int64_t ldc) {
+  for (int64_t p = 0; p * kPanel < b.cols; ++p) {
+    const int64_t col = p * kPanel, width = std::min(kPanel, b.cols - col);
+    for (int64_t r = 0; r < rows; r += kTileRows) {
+      const float* tile_in = c_in ? c_in + r * ldc_in + col : nullptr;
+      float* tile_out = c_out + r * ldc + col;
+      const float* tile_a = a + r * lda;
+      switch (std::min<int64_t>(kTileRows, rows - r)) {
+        case 6: MicroKernel<6>(b.depth, tile_a, lda, b.panel(p), tile_in, ldc_in, tile_out, ldc, width); break;
+        case 5: MicroKernel<5>(b.depth, tile_a, lda, b.panel(p), tile_in, ldc_in, tile_out, ldc, width); break;
+        case 4: MicroKernel<4>(b.depth, tile_a, lda, b.panel(p), tile_in, ldc_in, tile_out, ldc, width); break;
+        case 3: MicroKernel<3>(b.depth, tile_a, lda, b.panel(p), tile_in, ldc_in, tile_out, ldc, width); break;
+        case 2: MicroKernel<2>(b.depth, tile_a, lda, b.panel(p), tile_in, ldc_in, tile_out, ldc, width); break;
+        default: MicroKernel<1>(b.depth, tile_a, lda, b.panel(p), tile_in, ldc_in, tile_out, ldc, width); break;
+      }
+    }
+  }
+}
+
 
 // ---------------------------------------------------------------------------------- forward
 struct ForwardBuffers {
@@ -103,10 +206,9 @@ struct ForwardBuffers {
   float* c_last;        // [B, H]
 };
 
-void ForwardShard(const Dims& d, const ForwardBuffers& io, bool zero_output_for_mask,
-                  int64_t row_begin, int64_t row_end) {
+void ForwardShard(const Dims& d, const ForwardBuffers& io, const PackedPanels& recurrent_kernel,
+                  bool zero_output_for_mask, int64_t row_begin, int64_t row_end) {
   const int64_t rows = row_end - row_begin, H = d.units, G = d.gates(), T = d.steps;
-  ConstMatrixMap recurrent_kernel(io.kernel, H, G);
   Eigen::ArrayXf h_new(H);
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t b = row_begin + r;
@@ -114,12 +216,9 @@ void ForwardShard(const Dims& d, const ForwardBuffers& io, bool zero_output_for_
   }
   for (int64_t s = 0; s < T; ++s) {
     const int64_t ts = d.input_time(s);
-    float* z = io.gates + (row_begin * T + s) * G;
-    StridedMap z_block(z, rows, G, Eigen::OuterStride<>(T * G));
-    z_block = ConstStridedMap(io.xw + (row_begin * T + ts) * G, rows, G, Eigen::OuterStride<>(T * G));
-    z_block.noalias() +=
-        ConstStridedMap(io.h_prev + (row_begin * T + ts) * H, rows, H, Eigen::OuterStride<>(T * H)) *
-        recurrent_kernel;
+    // z = xw_t + h·U, written straight into this step's gate rows
+    Gemm(rows, io.h_prev + (row_begin * T + ts) * H, T * H, recurrent_kernel,
+         io.xw + (row_begin * T + ts) * G, T * G, io.gates + (row_begin * T + s) * G, T * G);
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t b = row_begin + r, at = b * T + s;
       float* zr = io.gates + at * G;
@@ -199,8 +298,9 @@ class LstmCoreSequenceOp : public OpKernel {
                             cells->flat<float>().data(),   h_prev->flat<float>().data(),
                             h_last->flat<float>().data(),  c_last->flat<float>().data()};
     const bool zero_output = zero_output_for_mask_;
+    const PackedPanels recurrent_kernel(io.kernel, d.units, d.gates(), d.gates(), 1);
     ForEachBatchShard(context, d.batch, [&](int64_t begin, int64_t end) {
-      ForwardShard(d, io, zero_output, begin, end);
+      ForwardShard(d, io, recurrent_kernel, zero_output, begin, end);
     });
   }
 
@@ -224,10 +324,9 @@ struct BackwardBuffers {
   float* d_c0;             // [B, H]
 };
 
-void BackwardShard(const Dims& d, const BackwardBuffers& io, bool zero_output_for_mask,
-                   int64_t row_begin, int64_t row_end) {
+void BackwardShard(const Dims& d, const BackwardBuffers& io, const PackedPanels& kernel_transposed,
+                   bool zero_output_for_mask, int64_t row_begin, int64_t row_end) {
   const int64_t rows = row_end - row_begin, H = d.units, G = d.gates(), T = d.steps;
-  ConstMatrixMap recurrent_kernel(io.kernel, H, G);
   // Running gradients w.r.t. the state (h, c) and, with a mask, the carried previous output.
   MatrixMap dh(io.d_h0 + row_begin * H, rows, H);
   MatrixMap dc(io.d_c0 + row_begin * H, rows, H);
@@ -273,9 +372,8 @@ void BackwardShard(const Dims& d, const BackwardBuffers& io, bool zero_output_fo
       dc_r = d_c_total * f;
     }
     // Masked rows have dz = 0, so their GEMM row is 0 and their dh simply carries over.
-    dh_from_gemm.noalias() =
-        ConstStridedMap(io.d_xw + (row_begin * T + ts) * G, rows, G, Eigen::OuterStride<>(T * G)) *
-        recurrent_kernel.transpose();
+    Gemm(rows, io.d_xw + (row_begin * T + ts) * G, T * G, kernel_transposed, nullptr, 0,
+         dh_from_gemm.data(), H);
     for (int64_t r = 0; r < rows; ++r) {
       if (io.mask == nullptr || io.mask[(row_begin + r) * T + ts] > 0.5f) {
         dh.row(r) = dh_from_gemm.row(r);
@@ -330,8 +428,9 @@ class LstmCoreSequenceGradOp : public OpKernel {
                              d_h0->flat<float>().data(),
                              d_c0->flat<float>().data()};
     const bool zero_output = zero_output_for_mask_;
+    const PackedPanels kernel_transposed(io.kernel, d.gates(), d.units, 1, d.gates());  // Uᵀ
     ForEachBatchShard(context, d.batch, [&](int64_t begin, int64_t end) {
-      BackwardShard(d, io, zero_output, begin, end);
+      BackwardShard(d, io, kernel_transposed, zero_output, begin, end);
     });
   }
 
