@@ -10,6 +10,11 @@
     model_int8.tflite     same, full-integer quantized
     tokenizer.model       the sentencepiece model producing those ids (pad 0, unk 1)
     labels.txt            negative, positive
+    model_mcu_float.tflite, model_mcu_int8.tflite
+                          fixed length (``--max-tokens``): int32 ids [1, N] pre-padded with 0 →
+                          P(positive) [1, 1]; run on TensorFlow Lite Micro (checked at export)
+    mcu/model_data.cc, model_data.h, model_ops.h
+                          the int8 MCU model as a 16-byte aligned C array + its op resolver
     export_report.json    sizes, SHA-256, ops, max |tflite − keras|, label agreement with Keras
 
 Built in ``export.partial/`` and renamed when everything was checked.
@@ -27,10 +32,11 @@ from lstm_core.artifacts import write_export_report
 from lstm_core.config import ExportConfig
 from lstm_core.errors import ExportMismatchError
 from lstm_core.io import staged_directory, write_bytes_atomic
-from tasks.sentiment.artifacts import LABELS_FILE, TOKENIZER_FILE, SentimentModelDir
-from tasks.sentiment.config import LABELS, SentimentExportConfig
+from tasks.sentiment.artifacts import LABELS_FILE, MCU_FILES, TOKENIZER_FILE, SentimentModelDir
+from tasks.sentiment.config import LABELS, MCU_EXPORT, SentimentExportConfig
+from tasks.sentiment.data import pre_pad
 from tasks.sentiment.artifacts import UNK_ID
-from tasks.sentiment.model import KerasPredictor, TFLitePredictor, inference_model
+from tasks.sentiment.model import KerasPredictor, TFLitePredictor, fixed_length_model, inference_model
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +137,58 @@ def export(config: ExportConfig, mcu: SentimentExportConfig | None = None) -> di
             report[runtime] = tflite
             log.info("%s: %d bytes, label agreement with Keras %.3f", path.name, tflite["size_bytes"],
                      tflite["calibration_label_agreement"])
+        report.update(_mcu_exports(directory, network, tokenizer, ids, keras_probs, config, mcu or MCU_EXPORT, work))
         report["keras_size_bytes"] = Path(directory.model_file).stat().st_size
         write_export_report(work, report)
     return report
+
+
+def mcu_width(directory: SentimentModelDir, requested: int | None) -> int:
+    """The fixed input length: ``--max-tokens``, else the longest training text (capped at the model's)."""
+    if requested:
+        return requested
+    longest = (directory.extra.get("text_tokens") or {}).get("max")
+    return min(directory.data.max_tokens, int(longest)) if longest else directory.data.max_tokens
+
+
+def _mcu_exports(directory, network, tokenizer, ids, keras_probs, config: ExportConfig, mcu: SentimentExportConfig,
+                 work: Path) -> dict:
+    """``model_mcu_{float,int8}.tflite``: fixed length, pre-padded, checked in TFLM; the int8 one as C source."""
+    from lstm_core.export import FLOAT_ATOL, export_tflite_report
+    from lstm_core.tflm import write_c_array
+
+    width = mcu_width(directory, mcu.max_tokens)
+    fixed = fixed_length_model(network, width)
+    padded = pre_pad(ids, width)
+    samples = [[padded[i:i + 1]] for i in range(min(CHECK_EXAMPLES, len(padded)))]
+    truncated = sum(len(x) > width for x in ids)
+    result: dict = {"mcu_max_tokens": width, "mcu": {}}
+    log.info("MCU export: %d tokens (%d of %d calibration texts truncated)", width, truncated, len(ids))
+
+    def representative():
+        for i in range(len(padded)):
+            yield [padded[i:i + 1]]
+
+    for quantization in config.quantization:
+        if quantization not in MCU_FILES:
+            continue
+        path = work / MCU_FILES[quantization]
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"\s*Warning: tf.lite.Interpreter is deprecated")
+            section = export_tflite_report(
+                fixed, path, quantization=None if quantization == "float" else "int8",
+                representative_dataset=representative if quantization == "int8" else None, sample_inputs=samples,
+                atol=config.atol if config.atol is not None else FLOAT_ATOL, tflm="require", tflm_labels="threshold",
+            ).as_dict()
+        section["path"] = path.name
+        probs = TFLitePredictor(path, tokenizer, width).predict_ids(ids)
+        section["calibration_label_agreement_vs_keras"] = float(np.mean((probs >= 0.5) == (keras_probs >= 0.5)))
+        section["calibration_texts_truncated"] = int(truncated)
+        if quantization == "int8":
+            tflm = section.get("tflm") or {}
+            write_c_array(path, work / "mcu", name="g_sentiment_model", arena_bytes=tflm.get("arena_recommended_bytes"))
+            section["c_array"] = sorted(p.relative_to(work).as_posix() for p in (work / "mcu").iterdir())
+        result["mcu"][quantization] = section
+        log.info("%s: %d bytes, TFLM arena %s B, label agreement with Keras %.3f", path.name, section["size_bytes"],
+                 (section.get("tflm") or {}).get("arena_bytes"), section["calibration_label_agreement_vs_keras"])
+    return result

@@ -28,8 +28,8 @@ from tasks.sentiment.data import pre_pad
 ENCODER_LAYERS = ("embedding_dropout", "lstm", "dropout")
 
 
-def build_model(config: ModelConfig, seed: int | None = None) -> keras.Model:
-    """Functional model: token ids → ``[P(positive) [B, 1]]`` (+ ``rating [B, 1]``).
+def build_model(config: ModelConfig, seed: int | None = None, name: str = "sentiment_lstm") -> keras.Model:
+    """One member: token ids → ``{"probability": P(positive) [B, 1]}`` (+ ``"rating" [B, 1]``).
 
     Example:
 
@@ -49,7 +49,20 @@ def build_model(config: ModelConfig, seed: int | None = None) -> keras.Model:
     if config.rating_head:
         heads.append(keras.layers.Dense(1, name="rating"))
     outputs = _apply(embedded, layers, heads)
-    return keras.Model(ids, outputs, name="sentiment_lstm")
+    return keras.Model(ids, outputs, name=name)
+
+
+def average_members(members: Sequence[keras.Model]) -> keras.Model:
+    """The ensemble: the mean of the members' P(positive), as ``{"probability": [B, 1]}``.
+
+    One member is returned as it is.
+    """
+    if len(members) == 1:
+        return members[0]
+    ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
+    probabilities = [member(ids)["probability"] for member in members]
+    average = keras.layers.Average(name="probability")(probabilities)
+    return keras.Model(ids, {"probability": average}, name="sentiment_ensemble")
 
 
 def _apply(x, layers, heads):
@@ -178,3 +191,21 @@ class TFLitePredictor:
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         return self.predict_ids(self.tokenizer.encode_many(texts))
+
+
+class TFLMPredictor(TFLitePredictor):
+    """P(positive) with TensorFlow Lite Micro on the fixed-length export (texts pre-padded to ``width``)."""
+
+    def __init__(self, path, tokenizer: Tokenizer, width: int | None):
+        from lstm_core.tflm import TFLMModel
+
+        self.path = Path(path)
+        self.runner = TFLMModel(self.path)
+        self.tokenizer = tokenizer
+        self.width = width or int(self.runner.input_details[0]["shape"][-1])
+
+
+def fixed_length_model(model: keras.Model, width: int) -> keras.Model:
+    """``model`` on inputs of exactly ``width`` tokens (what a microcontroller allocates)."""
+    ids = keras.Input(shape=(width,), batch_size=1, dtype="int32", name="token_ids")
+    return keras.Model(ids, model(ids), name=f"{model.name}_{width}")

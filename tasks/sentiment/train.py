@@ -12,17 +12,18 @@ import dataclasses
 import logging
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 
 from lstm_core.config import OutputConfig, TrainConfig, settings_to_dict
-from lstm_core.io import write_json_atomic
+from lstm_core.io import remove, write_json_atomic
 from lstm_core.training import distribution_scope, epoch_summary, fit, model_directory, set_seed
 from tasks.sentiment.artifacts import CALIBRATION_FILE, TOKENIZER_FILE, SentimentModelDir, Tokenizer
 from tasks.sentiment.config import DataConfig, ModelConfig, ObjectiveConfig, given
 from tasks.sentiment.data import load_training_data, make_dataset, train_tokenizer
 from tasks.sentiment.metrics import classification_metrics
-from tasks.sentiment.model import KerasPredictor, SentimentTrainer, build_model
+from tasks.sentiment.model import KerasPredictor, SentimentTrainer, average_members, build_model
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +33,8 @@ CALIBRATION_TEXTS = 500
 def train(data: DataConfig, model: ModelConfig, objective: ObjectiveConfig, train: TrainConfig,
           output: OutputConfig) -> dict:
     """Train into ``output.out``; returns the train report (also in ``train_report.json``)."""
-    import keras
-
     start = time.monotonic()
     with model_directory(output.out, overwrite=output.overwrite, resume=output.resume) as work:
-        set_seed(train.seed)
         train_examples, val_examples = load_training_data(data, train.seed)
         tokenizer_path = work / TOKENIZER_FILE
         if tokenizer_path.exists():
@@ -55,37 +53,40 @@ def train(data: DataConfig, model: ModelConfig, objective: ObjectiveConfig, trai
         rating_scale = None
         if use_ratings:
             rating_scale = (float(train_examples.ratings.mean()), max(float(train_examples.ratings.std()), 1e-6))
+        lengths = np.array([len(x) for x in tokenizer.encode_many(train_examples.texts)])
+        text_tokens = {"max": int(lengths.max()), "p99": int(np.percentile(lengths, 99)),
+                       "mean": round(float(lengths.mean()), 1)}
         directory = SentimentModelDir(work, {"data": data, "model": model, "objective": objective, "train": train},
-                                      {"rating_scale": list(rating_scale) if rating_scale else None})
+                                      {"rating_scale": list(rating_scale) if rating_scale else None,
+                                       "text_tokens": text_tokens})
         directory.save_config(work)
         rng = np.random.default_rng(train.seed)
         pick = rng.choice(len(train_examples), size=min(CALIBRATION_TEXTS, len(train_examples)), replace=False)
         write_json_atomic(work / CALIBRATION_FILE, [train_examples.texts[i] for i in sorted(pick)])
 
-        with distribution_scope(train):
-            network = build_model(model, seed=train.seed)
-            trainer = SentimentTrainer(network, adversarial_epsilon=objective.adversarial_epsilon)
-            trainer(np.zeros((1, 2), np.int32))  # built before fit (BackupAndRestore needs the weights)
-            losses = {"probability": keras.losses.BinaryCrossentropy()}
-            weights = {"probability": 1.0}
-            metrics = {"probability": [keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")]}
-            if use_ratings:
-                losses["rating"] = keras.losses.MeanSquaredError()
-                weights["rating"] = objective.rating_weight
-            trainer.compile(optimizer=keras.optimizers.Adam(train.learning_rate), loss=losses,
-                            loss_weights=weights, metrics=metrics)
         common = dict(tokenizer_proto=tokenizer.proto, batch_size=data.batch_size, max_tokens=data.max_tokens,
                       seed=train.seed, rating_scale=rating_scale)
-        train_ds = make_dataset(train_examples, training=True, sampling_alpha=data.sampling_alpha,
-                                repeat=train.steps_per_epoch is not None, **common)
-        val_ds = make_dataset(val_examples, training=False, **common)
+
+        def datasets():  # made after each member's seed is set (setting it drops the tokenizer resource)
+            return (make_dataset(train_examples, training=True, sampling_alpha=data.sampling_alpha,
+                                 repeat=train.steps_per_epoch is not None, **common),
+                    make_dataset(val_examples, training=False, **common))
+
         hparams = {f"{section}.{key}": value for section, config in (("data", data), ("model", model),
                                                                       ("objective", objective))
                    for key, value in settings_to_dict(config).items()}
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r"Your input ran out of data")
-            fit(trainer, train_ds, val_ds, workdir=work, config=train, hparams=hparams)
+        members, summaries = [], []
+        for index in range(model.members):
+            member_work = work if model.members == 1 else work / f"member{index}"
+            member_train = dataclasses.replace(train, seed=train.seed + 1000 * index)
+            member, summary = _train_member(model, objective, member_train, member_work, datasets, hparams,
+                                            name="sentiment_lstm" if model.members == 1 else f"member{index}")
+            members.append(member)
+            summaries.append(summary)
+        network = average_members(members)
         network.save(work / "model.keras")
+        for index in range(model.members):
+            remove((work if model.members == 1 else work / f"member{index}") / MEMBER_FILE)
 
         probs = KerasPredictor(network, tokenizer).predict_proba(val_examples.texts)
         val_metrics = classification_metrics(val_examples.labels, probs)
@@ -96,7 +97,9 @@ def train(data: DataConfig, model: ModelConfig, objective: ObjectiveConfig, trai
             "val_examples": len(val_examples),
             "vocab_size": tokenizer.vocab_size,
             "parameters": int(network.count_params()),
-            **epoch_summary(work, train),
+            **(summaries[0] if len(summaries) == 1 else {
+                "epochs_run": sum(m["epochs_run"] for m in summaries),
+                "best_epoch": [m["best_epoch"] for m in summaries], "members": summaries}),
             "wall_seconds": round(time.monotonic() - start, 1),
             **{f"val_{key}": value for key, value in val_metrics.items()},
         }
@@ -104,3 +107,41 @@ def train(data: DataConfig, model: ModelConfig, objective: ObjectiveConfig, trai
     log.info("val accuracy %.4f after %s epochs (best %s) in %.0f s", report["val_accuracy"],
              report["epochs_run"], report["best_epoch"], report["wall_seconds"])
     return {"model": str(output.out), **report}
+
+
+MEMBER_FILE = "member.keras"
+
+
+def _train_member(model: ModelConfig, objective: ObjectiveConfig, train: TrainConfig, work: Path, datasets,
+                  hparams: dict, name: str):
+    """Train one LSTM in ``work`` (resumable; a finished member of an interrupted run is reused)."""
+    import keras
+
+    from lstm_core.artifacts import load_keras_model
+
+    work.mkdir(parents=True, exist_ok=True)
+    saved = work / MEMBER_FILE
+    if saved.is_file():
+        log.info("reusing the finished member %s", saved)
+        return load_keras_model(saved), epoch_summary(work, train)
+    set_seed(train.seed)
+    train_ds, val_ds = datasets()
+    with distribution_scope(train):
+        network = build_model(model, seed=train.seed, name=name)
+        trainer = SentimentTrainer(network, adversarial_epsilon=objective.adversarial_epsilon)
+        trainer(np.zeros((1, 2), np.int32))  # built before fit (BackupAndRestore needs the weights)
+        losses = {"probability": keras.losses.BinaryCrossentropy()}
+        weights = {"probability": 1.0}
+        metrics = {"probability": [keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")]}
+        if model.rating_head:
+            losses["rating"] = keras.losses.MeanSquaredError()
+            weights["rating"] = objective.rating_weight
+        trainer.compile(optimizer=keras.optimizers.Adam(train.learning_rate), loss=losses, loss_weights=weights,
+                        metrics=metrics)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Your input ran out of data")
+        fit(trainer, train_ds, val_ds, workdir=work, config=train, hparams={**hparams, "member": name})
+    network.save(saved)
+    if work.name.startswith("member"):
+        remove(work / "backup")  # this member is done; the run's own backup goes when training succeeds
+    return network, epoch_summary(work, train)

@@ -115,6 +115,21 @@ def test_export_runtimes_agree_and_evaluate(trained, capsys):
     rows = Path(result["negation_predictions"]).read_text().splitlines()
     assert rows[0].split("\t") == ["text", "label", "probability", "tfidf_svm", "vader"]
 
+    # the fixed-length MCU export runs on TensorFlow Lite Micro (checked at export) and in evaluate
+    config = json.loads((out / "config.json").read_text())
+    assert report["mcu_max_tokens"] == min(config["text_tokens"]["max"], config["data"]["max_tokens"])
+    for quantization in ("float", "int8"):
+        section = report["mcu"][quantization]["tflm"]
+        assert section["loads"] and section["arena_bytes"] > 0 and section["label_agreement"] == 1.0
+    assert report["mcu"]["int8"]["tflm"]["max_lsb_diff"] <= 4
+    assert (export / "mcu" / "model_data.cc").is_file() and (export / "mcu" / "model_ops.h").is_file()
+    assert main(["-q", "sentiment", "evaluate", "--model", str(out), "--data", str(dev), "--runtime", "tflm",
+                 "--no-baseline", "--negation", "none"]) == 0
+    micro = last_json(capsys.readouterr().out)
+    assert micro["runtime"] == "tflm" and micro["examples"] == 40 and "tfidf_svm_accuracy" not in micro
+    mcu_probs = load_predictor(directory, "tflm").predict_proba(texts)
+    np.testing.assert_allclose(mcu_probs, int8_p, atol=0.1)
+
     # a damaged export is refused with one line, never run
     path = export / "model_int8.tflite"
     data = bytearray(path.read_bytes())
