@@ -12,13 +12,25 @@ Public API:
   dequantized for int8/int16 models, state reset before every call (``reset()``). Inputs with a
   batch larger than the model's batch of 1 run row by row. Load or invoke failures raise
   :class:`lstm_core.errors.UserError` naming the op TFLM could not run.
-- ``tflm_report(model, sample_inputs, *, labels=None, reference_outputs=None, arena=True)``: the
-  ``tflm`` section of ``export_report.json``: ``{"loads", "arena_bytes", "arena_recommended_bytes",
-  "ops", "op_resolver", "max_abs_diff_vs_litert", "max_lsb_diff", "label_agreement", "samples",
-  "error"}``; TFLM runs in a subprocess, so a crashing kernel cannot take the exporter down. A
-  model TFLM cannot run gives ``{"loads": False, "reason": ..., "error": ...}`` (LiteRT-only).
-- ``litert_only(reason, model=None)``: that same "LiteRT-only" section for models an exporter
-  knows TFLM cannot run (e.g. ``quantization="dynamic"``).
+  ``run_quantized(*inputs)`` returns the raw int8/int16 outputs; ``input_details`` /
+  ``output_details`` (TFLM's dicts, positional order), ``op_names()``.
+- ``tflm_report(model, sample_inputs, *, labels=None, reference_outputs=None, arena=True,
+  litert=True)``: the ``tflm`` section of ``export_report.json``: ``{"loads", "arena_bytes",
+  "arena_recommended_bytes", "ops", "op_resolver", "max_abs_diff_vs_litert", "max_lsb_diff",
+  "label_agreement", "samples", "error"}`` (+ ``"max_abs_diff_vs_reference": {"tflm", "litert"}``
+  when ``reference_outputs``, e.g. Keras', are given). ``labels``: ``"argmax"``,
+  ``"threshold"`` (one sigmoid unit) or ``callable(outputs) -> labels``. TFLM runs in a
+  subprocess, so a crashing kernel cannot take the exporter down. A model TFLM cannot run
+  (hybrid ops, an op without a TFLM kernel, a dynamic input shape, a load/invoke error) gives
+  ``{"loads": False, "reason": ..., "error": ..., "ops": [...]}``: document it as LiteRT-only.
+- ``lstm_core.export.export_tflite_report(..., tflm=True | "require", tflm_labels=None,
+  tflm_lsb_tolerance=None, tflm_arena=True)`` calls :func:`tflm_report` before writing and puts
+  the section in ``report.tflm`` (``report.as_dict()["tflm"]``); ``"require"`` raises
+  ``ExportMismatchError`` (nothing written) when the model does not load or differs from LiteRT
+  by more than ``LSB_TOLERANCE`` (4) LSB. ``quantization="dynamic"`` gets the LiteRT-only section.
+- ``litert_only(reason, model=None)``: that "LiteRT-only" section, for models an exporter knows
+  TFLM cannot run.
+- ``hybrid_ops(model)``, ``dynamic_inputs(model)``: why a model is LiteRT-only.
 - ``measure_arena(model) -> dict``: the smallest tensor arena that loads and runs the model
   (bisection in subprocesses: a too-small arena can crash TFLM), ``{"arena_bytes",
   "arena_recommended_bytes", "largest_failing_bytes", "subprocesses"}``;
@@ -30,7 +42,12 @@ Public API:
   examples) and ``model_ops.h`` (the resolver registration); returns the written paths.
 - ``requantize_int16x8(int8_model) -> bytes``: int8-activation LSTM model to int16 activations /
   int8 weights / int64 biases, as TFLM's ``requantize_flatbuffer.py`` does (the TF converter
-  refuses 16x8 for the LSTM op). Used by ``lstm_core.export`` for ``quantization="int16x8"``.
+  refuses 16x8 for the LSTM op). Used by ``lstm_core.export`` for ``quantization="int16x8"``
+  (TFLM-only: LiteRT's LSTM has no int64-bias kernel).
+- ``align_lstm_quantization(model) -> (bytes, changes)``: the int8 LSTM fix every int8 export
+  gets (hidden state takes the output's scale; cell scale >= 2^-15), so LiteRT and TFLM agree.
+- ``python -m lstm_core.tflm MODEL.tflite [--c-array DIR] [--name g_model]``: the same facts
+  (ops, resolver lines, arena) for one file.
 
 ``model`` arguments are ``.tflite`` bytes or a path. Nothing here imports TensorFlow except the
 LiteRT comparison in :func:`tflm_report` (through ``lstm_core.export``).
