@@ -731,14 +731,9 @@ def _works_here(model: bytes, size: int) -> bool:
     with _captured_native_stderr():
         try:
             interpreter = runtime.Interpreter.from_bytes(model, arena_size=size)
-            index = 0
-            while True:
-                try:
-                    detail = interpreter.get_input_details(index)
-                except (RuntimeError, ValueError, IndexError):
-                    break
+            for index in range(_schema().Model.GetRootAsModel(model, 0).Subgraphs(0).InputsLength()):
+                detail = interpreter.get_input_details(index)
                 interpreter.set_input(np.zeros(detail["shape"], detail["dtype"]), index)
-                index += 1
             interpreter.invoke()
             return True
         except (RuntimeError, ValueError):
