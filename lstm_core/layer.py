@@ -28,6 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 from keras.src.utils.tracking import no_automatic_dependency_tracking
+from tensorflow.python.ops import control_flow_util
 from tensorflow.python.saved_model import save_context
 
 from lstm_core import kernels
@@ -236,7 +237,9 @@ class LSTM(keras.layers.Layer):
         ):
             return False
         if tf.inside_function():
-            if save_context.in_save_context():
+            graph = tf.compat.v1.get_default_graph()
+            # XLA cannot compile a custom op; a SavedModel must not reference one
+            if control_flow_util.GraphOrParentsInXlaContext(graph) or save_context.in_save_context():
                 return False
             training = isinstance(training, (bool, np.bool_)) and bool(training)
             if not (training or _in_keras_step_graph() or kernels.in_native_inference_scope()):

@@ -5,6 +5,10 @@ step. With a static number of steps and ``unroll=True`` the loop is unrolled in 
 (no while-loop control overhead; autodiff then needs no TensorList accumulators).
 Masks follow ``keras.backend.rnn``: a masked step carries (h, c) over and emits the previous
 output (or zeros with ``zero_output_for_mask``).
+
+This is the reference loop: exports trace it, and it runs wherever the native kernel does not
+(:mod:`lstm_core.kernels` implements the same recurrence, masks included, in C++; its tests check
+it against this function's results).
 """
 
 from __future__ import annotations

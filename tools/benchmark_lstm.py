@@ -5,11 +5,17 @@ what ``Model.fit`` uses by default on TensorFlow): forward and train-step wall t
 implementation, the ratio keras/ours (>1 means ours is faster) and GFLOP/s; then LiteRT invoke latency at batch 1 for our
 fused float/int8 export against the Keras-3 export of keras.layers.LSTM (a WHILE loop).
 
+lstm_core runs twice: with its native kernel (``LSTM_CORE_KERNEL=native``; the forward graph is
+traced inside ``lstm_core.kernels.native_inference()``, as Keras' predict step would use it) and
+with the pure-TensorFlow loop (``LSTM_CORE_KERNEL=tf``, what exports and machines without a
+compiler get).
+
 Rounds are interleaved (A, B, C, A, B, C, ...) and the median is reported, so load from other
 processes hits every implementation alike.
 
     python tools/benchmark_lstm.py            # full run (a few minutes on 2 cores)
     python tools/benchmark_lstm.py --quick    # smaller shapes, fewer rounds
+    python tools/benchmark_lstm.py --no-xla --no-litert --shape 100,64,64,128   # kernel rows only
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from lstm_core import LSTM  # noqa: E402
+from lstm_core import LSTM, kernels  # noqa: E402
 from lstm_core.export import TFLiteModel, convert_to_tflite  # noqa: E402
 
 
@@ -42,7 +48,9 @@ def keras_model(layer_cls, T, I, H):
     return keras.Model(inp, layer_cls(H, return_sequences=True)(inp))
 
 
-def tf_runners(layer_cls, T, B, I, H, jit=False):
+def tf_runners(layer_cls, T, B, I, H, jit=False, kernel=None):
+    """Forward and train-step callables, traced now (``kernel``: the LSTM_CORE_KERNEL to trace
+    lstm_core under; the choice is made at trace time)."""
     model = keras_model(layer_cls, T, I, H)
     x = tf.random.normal((B, T, I), seed=1)
     y = tf.random.normal((B, T, H), seed=2)
@@ -60,6 +68,18 @@ def tf_runners(layer_cls, T, B, I, H, jit=False):
         opt.apply(grads, model.trainable_variables)
         return loss
 
+    previous = os.environ.get(kernels.CHOICE_ENV)
+    if kernel is not None:
+        os.environ[kernels.CHOICE_ENV] = kernel
+    try:
+        with kernels.native_inference():
+            forward()
+        train_step()
+    finally:
+        if previous is None:
+            os.environ.pop(kernels.CHOICE_ENV, None)
+        else:
+            os.environ[kernels.CHOICE_ENV] = previous
     return (lambda: forward().numpy()), (lambda: train_step().numpy())
 
 
@@ -142,12 +162,14 @@ def interleaved(fns: dict, rounds: int, warmup: int = 2) -> dict:
 
 
 def bench_shape(T, B, I, H, rounds, with_torch, jit):
-    impls = {
-        "lstm_core": tf_runners(LSTM, T, B, I, H, jit),
-        "keras": tf_runners(keras.layers.LSTM, T, B, I, H, jit),
-    }
+    impls = {}
+    if not jit:  # the kernel is a graph op (XLA cannot compile a custom op)
+        impls["lstm_core native kernel"] = tf_runners(LSTM, T, B, I, H, jit, kernel="native")
+    impls["lstm_core TF loop"] = tf_runners(LSTM, T, B, I, H, jit, kernel="tf")
+    impls["keras"] = tf_runners(keras.layers.LSTM, T, B, I, H, jit)
     if T <= 200 and not jit:  # static unroll: for short sequences only (graph grows with T)
-        impls["lstm_core unroll=True"] = tf_runners(functools.partial(LSTM, unroll=True), T, B, I, H, jit)
+        impls["lstm_core TF loop unroll=True"] = tf_runners(
+            functools.partial(LSTM, unroll=True), T, B, I, H, jit, kernel="tf")
     if not jit:
         impls["tf BlockLSTMV2 (TF's fused C++ kernel, reference)"] = tf_runners(BlockLSTMReference, T, B, I, H)
     if with_torch:
@@ -219,6 +241,10 @@ def main():
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--no-xla", action="store_true", help="skip the XLA rows (slow train steps)")
+    parser.add_argument("--no-litert", action="store_true", help="skip the LiteRT latency table")
+    parser.add_argument("--shape", action="append", default=None, metavar="T,B,I,H",
+                        help="shape to run (repeatable); default: the three README shapes")
     args = parser.parse_args()
     rounds = args.rounds or (5 if args.quick else 15)
     try:
@@ -227,17 +253,24 @@ def main():
         with_torch = not args.no_torch
     except ImportError:
         with_torch = False
-    shapes = [(100, 64, 64, 128), (1000, 8, 32, 64)]
+    # the issue's shape, a long sequence, a small edge-size model
+    shapes = [(100, 64, 64, 128), (1000, 8, 32, 64), (50, 32, 16, 32)]
     if args.quick:
         shapes = [(50, 16, 16, 32)]
+    if args.shape:
+        shapes = [tuple(int(v) for v in text.split(",")) for text in args.shape]
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPU threads"
-          + (", torch " + __import__("torch").__version__ if with_torch else ", torch not installed"))
+          + (", torch " + __import__("torch").__version__ if with_torch else ", torch not installed")
+          + ", load average %.2f %.2f %.2f" % os.getloadavg())
     print("| shape | compile | phase | implementation | ms | GFLOP/s | speed-up vs keras.layers.LSTM |")
     print("|---|---|---|---|---:|---:|---:|")
     for shape in shapes:
-        for jit in (False, True):
+        for jit in (False,) if args.no_xla else (False, True):
             for row in bench_shape(*shape, rounds, with_torch and not jit, jit):
                 print("| {} | {} | {} | {} | {:.2f} | {:.2f} | {:.2f}x |".format(*row), flush=True)
+    print("load average at the end: %.2f %.2f %.2f" % os.getloadavg())
+    if args.no_litert:
+        return
     T, I, H = (100, 64, 128) if not args.quick else (50, 16, 32)
     print(f"\nLiteRT invoke latency, batch 1, T={T} I={I} H={H}, 1 thread")
     print("| model | ms | speed-up vs Keras-3 export | bytes | ops |")

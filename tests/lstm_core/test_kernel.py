@@ -116,6 +116,16 @@ def test_which_graphs_use_the_kernel(monkeypatch):
     np.testing.assert_allclose(inference(X), opted_in(X), atol=1e-6)
 
 
+def test_xla_graphs_keep_the_loop(monkeypatch, kernel_calls):
+    monkeypatch.setenv(kernels.CHOICE_ENV, "native")
+    layer = LSTM(4)
+    layer.build(X.shape)
+    expected = layer(X)
+    assert len(kernel_calls) == 1
+    np.testing.assert_allclose(tf.function(layer, jit_compile=True)(X, training=True), expected, atol=1e-5)
+    assert len(kernel_calls) == 1
+
+
 def test_keras_predict_and_fit_use_the_kernel(monkeypatch, kernel_calls):
     monkeypatch.setenv(kernels.CHOICE_ENV, "native")
     inp = keras.Input((7, 3))
@@ -140,51 +150,20 @@ def test_tf_choice_and_other_activations_keep_the_loop(monkeypatch, kernel_calls
         LSTM(4)(X)
 
 
-SAVED_MODEL_CHECK = textwrap.dedent(
+# One child process (a TensorFlow import is the slow part) that never has the op library: it
+# first loads and runs a SavedModel exported by a process that trained with the kernel, then
+# imports lstm_core without a compiler on hand.
+NO_KERNEL_PROCESS = textwrap.dedent(
     """
-    import json, sys
+    import json, os, pathlib, sys
     import numpy as np
     import tensorflow as tf
-    path, x_path = sys.argv[1:]
-    loaded = tf.saved_model.load(path)
-    out = loaded.signatures["serving_default"](input_0=tf.constant(np.load(x_path)))
+    saved, ids_path = sys.argv[1:]
+    loaded = tf.saved_model.load(saved)
+    out = loaded.signatures["serving_default"](input_0=tf.constant(np.load(ids_path)))
     assert "lstm_core" not in sys.modules
-    print(json.dumps(np.asarray(out["output_0"]).tolist()))
-    """
-)
+    print("SAVED_MODEL:", json.dumps(np.asarray(out["output_0"]).tolist()))
 
-
-def test_saved_model_loads_where_the_op_library_never_was(tmp_path, monkeypatch, kernel_calls):
-    from lstm_core.export import export_saved_model
-
-    monkeypatch.setenv(kernels.CHOICE_ENV, "native")
-    ids = np.array([[3, 1, 4, 1, 0, 0], [5, 9, 2, 6, 5, 3]], "int32")
-    inp = keras.Input((None,), dtype="int32")
-    x = keras.layers.Embedding(10, 4, mask_zero=True)(inp)
-    x = keras.layers.Bidirectional(LSTM(5, return_sequences=True))(x)
-    model = keras.Model(inp, keras.layers.Dense(2)(LSTM(3)(x)))
-    model.compile("sgd", "mse")
-    model.fit(ids, np.zeros((2, 2)), epochs=1, verbose=0)
-    assert kernel_calls  # trained with the kernel
-    expected = np.asarray(model(ids))
-    export_saved_model(model, tmp_path / "saved")
-    assert b"LstmCore" not in (tmp_path / "saved" / "saved_model.pb").read_bytes()
-    np.save(tmp_path / "ids.npy", ids)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run(
-        [sys.executable, "-c", SAVED_MODEL_CHECK, str(tmp_path / "saved"), str(tmp_path / "ids.npy")],
-        capture_output=True, text=True, env=env, timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    got = np.array(json.loads(result.stdout.strip().splitlines()[-1]))
-    np.testing.assert_allclose(got, expected, atol=1e-5)
-
-
-FALLBACK_CHECK = textwrap.dedent(
-    """
-    import os, pathlib, sys
-    import numpy as np
-    import lstm_core
     from lstm_core import LSTM, kernels
     from lstm_core.cli import main
     for argv in (["--help"], ["sentiment", "train", "--help"]):
@@ -210,14 +189,50 @@ FALLBACK_CHECK = textwrap.dedent(
         raise AssertionError("LSTM_CORE_KERNEL=native without a compiler must fail")
     """
 )
+IDS = np.array([[3, 1, 4, 1, 0, 0], [5, 9, 2, 6, 5, 3]], "int32")
 
 
-def test_without_a_compiler_falls_back_with_one_warning(tmp_path):
-    env = {**os.environ, "LSTM_CORE_KERNEL_CACHE": str(tmp_path / "cache"),
-           "CXX": str(tmp_path / "no-such-compiler"), "TF_CPP_MIN_LOG_LEVEL": "3"}
+@pytest.fixture(scope="module")
+def no_kernel_process(tmp_path_factory):
+    """(in-process outputs of the exported model, the child's CompletedProcess, kernel calls)."""
+    from lstm_core.export import export_saved_model
+
+    tmp = tmp_path_factory.mktemp("no_kernel")
+    calls = []
+    real = kernels.lstm_sequence
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(kernels.CHOICE_ENV, "native")
+        patch.setattr(kernels, "lstm_sequence", lambda *a, **k: calls.append(1) or real(*a, **k))
+        inp = keras.Input((None,), dtype="int32")
+        x = keras.layers.Embedding(10, 4, mask_zero=True)(inp)
+        x = keras.layers.Bidirectional(LSTM(5, return_sequences=True))(x)
+        model = keras.Model(inp, keras.layers.Dense(2)(LSTM(3)(x)))
+        model.compile("sgd", "mse")
+        model.fit(IDS, np.zeros((2, 2)), epochs=1, verbose=0)
+        expected = np.asarray(model(IDS))
+        export_saved_model(model, tmp / "saved")
+    np.save(tmp / "ids.npy", IDS)
+    env = {**os.environ, "LSTM_CORE_KERNEL_CACHE": str(tmp / "empty_cache"),
+           "CXX": str(tmp / "no-such-compiler"), "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.pop(kernels.CHOICE_ENV, None)
-    result = subprocess.run([sys.executable, "-c", FALLBACK_CHECK], capture_output=True, text=True,
-                            env=env, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", NO_KERNEL_PROCESS, str(tmp / "saved"), str(tmp / "ids.npy")],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    return tmp / "saved", expected, result, calls
+
+
+def test_saved_model_loads_where_the_op_library_never_was(no_kernel_process):
+    saved, expected, result, calls = no_kernel_process
+    assert calls  # trained (and predicted) with the kernel
+    assert b"LstmCore" not in (saved / "saved_model.pb").read_bytes()
+    line = next((l for l in result.stdout.splitlines() if l.startswith("SAVED_MODEL:")), None)
+    assert line is not None, result.stderr[-3000:]
+    np.testing.assert_allclose(np.array(json.loads(line.split(":", 1)[1])), expected, atol=1e-5)
+
+
+def test_without_a_compiler_falls_back_with_one_warning(no_kernel_process):
+    result = no_kernel_process[2]
     assert result.returncode == 0, result.stderr[-3000:]
     warnings = [l for l in result.stderr.splitlines() if "native LSTM kernel unavailable" in l]
     assert len(warnings) == 1, result.stderr[-3000:]
