@@ -119,3 +119,15 @@ def test_streaming_step_model_reproduces_sequence(tmp_path):
         out, h, c = runner(x[:, t], h, c)
         outs.append(out)
     np.testing.assert_allclose(np.stack(outs, 1), model(x), atol=1e-5)
+
+
+def test_tflm_require_refuses_a_model_tflm_cannot_run(tmp_path):
+    model = stacked_model()  # variable-length input: TFLM has no resize
+    with pytest.raises(ExportMismatchError, match="does not run on TFLM.*dynamic input shape"):
+        export_tflite_report(model, tmp_path / "var.tflite", tflm="require")
+    assert list(tmp_path.iterdir()) == []
+    report = export_tflite_report(model, tmp_path / "var.tflite", tflm=True)
+    assert report.tflm["loads"] is False and (tmp_path / "var.tflite").exists()
+    import json
+
+    assert json.loads(json.dumps(report.as_dict()))["tflm"]["reason"].startswith("dynamic input shape")
