@@ -36,7 +36,7 @@ class DataConfig:
         metavar="TSV",
     )
     val_fraction: float = setting(0.05, "share of --data held out for validation when --val is none", above=0, below=1)
-    max_pairs: int | None = setting(None, "use at most this many training pairs (none: all)", minimum=1)
+    max_pairs: int | None = setting(None, "use at most this many training pairs (none: all of them)", minimum=1)
     source_lang: str | None = setting(None, "tfds only: source feature (none: the dataset's supervised source)")
     target_lang: str | None = setting(None, "tfds only: target feature (none: the dataset's supervised target)")
     vocab_size: int = setting(2000, "sentencepiece pieces per language (joint with --shared-vocab)", minimum=8)
