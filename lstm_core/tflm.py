@@ -554,6 +554,7 @@ class TFLMModel:
                 f"'dynamic') kernels for {', '.join(hybrid)}; this model is LiteRT-only"
             )
         self.arena_size = int(arena_size or HOST_ARENA_BYTES)
+        self._log = None
         with _captured_native_stderr() as log_lines:
             try:
                 self.interpreter = runtime.Interpreter.from_bytes(data, arena_size=self.arena_size)
@@ -574,6 +575,31 @@ class TFLMModel:
 
     def op_names(self) -> list[str]:
         return list(self.ops)
+
+    def _invoke(self) -> None:
+        """``invoke()`` with TFLM's messages (fd 2) sent to a per-runner file, read only when the
+        invoke fails (the error then names the op)."""
+        if self._log is None:
+            self._log = tempfile.TemporaryFile(mode="w+b")
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(self._log.fileno(), 2)
+        try:
+            self.interpreter.invoke()
+            failed = False
+        except RuntimeError:
+            failed = True
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        if failed or self._log.tell() > (1 << 20):
+            self._log.seek(0)
+            text = self._log.read().decode(errors="replace")
+            self._log.seek(0)
+            self._log.truncate()
+            if failed:
+                lines = [line for line in text.splitlines() if line.strip()]
+                raise _tflm_error(self.source, "run", lines, self.ops)
 
     def reset(self) -> None:
         """Zero the variable tensors (LSTM state), as ``interpreter.Reset()`` does on device."""
@@ -618,14 +644,7 @@ class TFLMModel:
             for position, (value, detail) in enumerate(zip(arrays, self.input_details)):
                 piece = value if value.shape[0] == 1 or rows == 1 else value[row : row + 1]
                 self.interpreter.set_input(self._quantize(piece, detail), self._order[0][position])
-            with _captured_native_stderr() as log_lines:
-                try:
-                    self.interpreter.invoke()
-                    failed = False
-                except RuntimeError:
-                    failed = True
-            if failed:
-                raise _tflm_error(self.source, "run", log_lines, self.ops)
+            self._invoke()
             per_row.append([np.array(self.interpreter.get_output(i)) for i in self._order[1]])
         return [np.concatenate(parts, axis=0) if rows > 1 else parts[0] for parts in zip(*per_row)]
 
