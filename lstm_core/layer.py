@@ -291,10 +291,11 @@ class LSTM(keras.layers.Layer):
             recurrent_dropout_mask = None
 
         if self._uses_native_kernel(training, recurrent_dropout_mask):
-            # batch-major all the way: x·W as one matmul, no transposes around the kernel
+            # batch-major all the way: x·W + b as one matmul (grappler fuses the bias into it),
+            # no transposes around the kernel
             batch, steps = tf.shape(sequences)[0], tf.shape(sequences)[1]
             xw = tf.matmul(tf.reshape(sequences, [-1, tf.shape(cell.kernel)[0]]), cell.kernel)
-            xw = tf.reshape(xw + cell.zero_bias(), [batch, steps, 4 * self.units])
+            xw = tf.reshape(tf.nn.bias_add(xw, cell.zero_bias()), [batch, steps, 4 * self.units])
             outputs, h, c = kernels.lstm_sequence(
                 xw,
                 h0,

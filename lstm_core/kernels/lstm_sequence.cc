@@ -152,7 +152,7 @@ void MicroKernel(int64_t depth, const float* a, int64_t lda, const float* panel,
   for (int64_t k = 0; k < depth; ++k) {
     const Vec b0 = LoadVec(panel + k * kPanel), b1 = LoadVec(panel + k * kPanel + kLanes);
     for (int r = 0; r < kRows; ++r) {
-      const Vec x = Vec{} + a[r * lda + k];
+      const float x = a[r * lda + k];  // scalar * vector: one broadcast load
       acc[r][0] += x * b0;
       acc[r][1] += x * b1;
     }
