@@ -727,9 +727,10 @@ def seasonal_lags(seasons, horizon: int, train_rows: int) -> tuple[int, ...]:
 
 
 # ----------------------------------------------------------------------------- calendar inputs
-def calendar_names(freq: str | None, country: str | None) -> tuple[str, ...]:
+def calendar_names(freq: str | None, country: str | None, yearly: bool = True) -> tuple[str, ...]:
     """Calendar inputs that vary at this frequency: hour of day below a day, day of week at a day
-    and below, day of year at a week and below; ``holiday`` with ``--country``."""
+    and below, day of year at a week and below (only when ``yearly``: the training part covers a
+    year, else the test months may be ones it never saw); ``holiday`` with ``--country``."""
     base = _base_freq(freq)
     step = fixed_step(freq)
     names: list[str] = []
@@ -737,7 +738,7 @@ def calendar_names(freq: str | None, country: str | None) -> tuple[str, ...]:
         names += ["hour_sin", "hour_cos"]
     if base in ("D", "B") or (step is not None and step < pd.Timedelta(days=1)):
         names += ["weekday_sin", "weekday_cos"]
-    if base in ("D", "B", "W") or (step is not None and step < pd.Timedelta(days=1)):
+    if yearly and (base in ("D", "B", "W") or (step is not None and step < pd.Timedelta(days=1))):
         names += ["yearday_sin", "yearday_cos"]
     if country and base in ("D", "B", "tick"):
         names += ["holiday"]

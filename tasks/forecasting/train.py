@@ -93,7 +93,8 @@ def prepare(data: DataConfig, model: ModelConfig) -> Prepared:
         calendar = False
     if data.country and not calendar:
         raise UserError("--country: holiday inputs need the calendar inputs (daily or finer data, --calendar on)")
-    row_calendar = series_data.calendar_names(series.freq, data.country) if calendar else ()
+    covers_a_year = series.has_dates and (series.index[split.train_end - 1] - series.index[0]).days >= 365
+    row_calendar = series_data.calendar_names(series.freq, data.country, yearly=covers_a_year) if calendar else ()
     lags = series_data.seasonal_lags(seasons, horizon, split.train_end) if calendar else ()
     future_features = (*row_calendar, *(f"lag_{lag}" for lag in lags))
     model = dataclasses.replace(
