@@ -156,7 +156,10 @@ def export(config: ExportConfig, check: CheckConfig | None = None) -> dict:
     """Write ``DIR/export/`` (see the module docstring); returns a summary of the export report."""
     check = check or CheckConfig()
     if "int16x8" in config.quantization:
-        raise UserError("--quantization int16x8: not available for translation (float and int8 are)")
+        raise UserError(
+            "--quantization int16x8: not available for translation: TFLM's int16x8 requantizer has no SPLIT "
+            "(bridge state, LSTM cell gates) or BATCH_MATMUL (attention); use float,int8"
+        )
     directory = TranslationModelDir.open(config.model)
     seq2seq = load_seq2seq(directory)
     _, target_tokenizer = directory.tokenizers()

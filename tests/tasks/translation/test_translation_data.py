@@ -182,3 +182,9 @@ def test_resume_reuses_the_sentencepiece_models(tmp_path):
     assert again[0].model_proto == first[0].model_proto and again[1].model_proto == first[1].model_proto
     shared = tokenizers(tmp_path / "shared", tiny_pairs(60, 0), DataConfig(vocab_size=60, shared_vocab=True))
     assert shared[0].model_proto == shared[1].model_proto
+
+
+def test_int16x8_is_refused_in_one_line(tmp_path, capsys):
+    code = main(["translation", "export", "--model", str(tmp_path / "m"), "--quantization", "float,int16x8"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "int16x8" in err[0] and "SPLIT" in err[0]
