@@ -172,9 +172,23 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:  # name the verb's usage, not the top-level one
         getattr(args, "_parser", parser).error("unrecognized arguments: " + " ".join(unknown))
     quiet, verbose = getattr(args, "quiet", False), getattr(args, "verbose", False)
+    saved_env = {name: os.environ.get(name) for name in ("LSTM_SUITE_VERBOSE", "LSTM_SUITE_QUIET")}
     if verbose:
         os.environ["LSTM_SUITE_VERBOSE"] = "1"
+    if quiet:
+        os.environ["LSTM_SUITE_QUIET"] = "1"
     _configure_logging(quiet, verbose)
+    try:
+        return _run(args, verbose)
+    finally:  # in-process callers (tests, notebooks) get their environment back
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _run(args: argparse.Namespace, verbose: bool) -> int:
     try:
         if getattr(args, "_prepare", None) is not None:
             args._prepare(args)  # flag ranges and choices: checked before TensorFlow loads

@@ -358,8 +358,11 @@ class TrainConfig:
     @property
     def keras_verbose(self) -> int:
         """Keras ``fit(verbose=...)``: 1 = progress bar with ETA, 2 = one line per epoch, 0 = silent."""
+        import os
         import sys
 
+        if os.environ.get("LSTM_SUITE_QUIET", "") not in ("", "0") and self.progress == "auto":
+            return 0  # -q: warnings and results only
         if self.progress == "bar":
             return 1
         if self.progress == "epoch":

@@ -136,3 +136,25 @@ def test_help_shows_every_default(settings_registry, capsys):
     for flag in ("--model", "--runtime", "--out", "--limit", "--epochs", "--learning-rate", "--progress"):
         assert flag in text
     assert text.count("(default:") >= 10
+
+
+def test_quiet_silences_the_progress_display(settings_registry, monkeypatch):
+    from lstm_core.config import TrainConfig
+
+    seen = {}
+    monkeypatch.setattr(cli, "_configure_logging", lambda quiet, verbose: seen.update(quiet=quiet))
+    original = cli._run
+
+    def spy(args, verbose):
+        import os
+
+        seen["env"] = os.environ.get("LSTM_SUITE_QUIET")
+        seen["verbose"] = TrainConfig().keras_verbose
+        return original(args, verbose)
+
+    monkeypatch.setattr(cli, "_run", spy)
+    assert cli.main(["fake", "evaluate", "-q"]) == 0
+    assert seen == {"quiet": True, "env": "1", "verbose": 0}
+    import os
+
+    assert "LSTM_SUITE_QUIET" not in os.environ  # restored for the next in-process caller
