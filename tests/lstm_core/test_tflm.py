@@ -22,6 +22,7 @@ from lstm_core.tflm import (
     measure_arena,
     model_ops,
     op_resolver_code,
+    requantize_int16x8,
     tflm_report,
     write_c_array,
 )
@@ -221,6 +222,8 @@ def test_models_tflm_cannot_run_are_reported_litert_only(tmp_path):
     assert section["loads"] is False and section["reason"] == "TFLM has no kernel for SELECT"
     with pytest.raises(UserError, match="op SELECT"):
         TFLMModel(select)
+    with pytest.raises(UserError, match="op GREATER is not supported by the int16x8 requantizer"):
+        requantize_int16x8(select)
     with pytest.raises(UserError, match="not a TFLite flatbuffer"):
         TFLMModel(b"not a model at all")
 
