@@ -44,8 +44,8 @@ from tasks.forecasting.model import build_streaming_model, median_index, stream_
 
 log = logging.getLogger(__name__)
 
-FILES = {"float": "model_float.tflite", "int8": "model_int8.tflite", "streaming": "streaming_float.tflite"}
-RUNTIME_OF = {"float": "tflite", "int8": "tflite-int8"}
+FILES = {"float": "model_float.tflite", "int8": "model_int8.tflite", "int16x8": "model_int16x8.tflite",
+         "streaming": "streaming_float.tflite"}
 
 
 def _tf_transform(x, transform):
@@ -172,9 +172,6 @@ def export(config: ExportConfig, checks: ExportChecks | None = None) -> dict:
     directory = ForecastingModelDir.open(config.model)
     model = directory.keras_model()  # before any data is read: a damaged model is one line at once
     directory.check_trained()
-    unsupported = sorted(set(config.quantization) - set(RUNTIME_OF))
-    if unsupported:
-        raise UserError(f"--quantization: forecasting exports float and int8 (got {','.join(unsupported)})")
     atol = config.atol if config.atol is not None else FLOAT_ATOL
     cfg = directory.model
     series = load_for_model(directory, checks.data)
@@ -205,19 +202,26 @@ def export(config: ExportConfig, checks: ExportChecks | None = None) -> dict:
 
     with staged_directory(directory.export_dir) as work:
         _saved_model(model, directory, work)
-        results = {}
+        results, tflm_sections = {}, {}
         for variant in config.quantization:
             quantization = None if variant == "float" else variant
             tflite = export_tflite_report(
                 model, work / FILES[variant], quantization=quantization,
                 representative_dataset=calibration if quantization else None, sample_inputs=samples,
-                atol=atol,
+                atol=atol, tflm=True,
             )
-            report[f"tflite_{variant}"] = tflite.as_dict()
-            runner = TFLiteModel(work / FILES[variant])
+            report[f"tflite_{variant}"] = {k: v for k, v in tflite.as_dict().items() if k != "tflm"}
+            tflm_sections[variant] = tflite.tflm
+            if variant == "int16x8":  # TFLM-only: LiteRT's LSTM has no int16x8 kernel
+                from lstm_core.tflm import TFLMModel
+
+                runner = TFLMModel(work / FILES[variant])
+            else:
+                runner = TFLiteModel(work / FILES[variant])
             got = np.concatenate([runner(*(part[i : i + 1] for part in check))[0] for i in range(len(check_origins))])
             values = to_values(got)
             results[variant] = {
+                "runtime": "tflm" if variant == "int16x8" else "litert",
                 "bytes": tflite.size_bytes,
                 "max_abs_diff_scaled": float(np.max(np.abs(got - keras_out))),
                 "max_abs_diff_units": float(np.max(np.abs(values - keras_values))),
@@ -225,7 +229,7 @@ def export(config: ExportConfig, checks: ExportChecks | None = None) -> dict:
             }
         report["vs_keras_on_check_windows"] = results
         report["streaming"] = _streaming(model, cfg, work, check, keras_out, checks, atol)
-        report["tflm"] = _tflm(work, config.quantization, samples)
+        report["tflm"] = _with_c_array(work, tflm_sections)
         write_json_atomic(work / PREPROCESSING_FILE, preprocessing_spec(directory))
         report["seconds"] = round(time.time() - started, 1)
         write_export_report(work, report)
@@ -298,16 +302,13 @@ def _streaming(model, cfg, work, check, keras_out, checks: ExportChecks, atol: f
     return result
 
 
-def _tflm(work, variants, samples) -> dict:
-    """A ``tflm`` section per model (loads, arena, ops, max |TFLM - LiteRT|); the int8 model also as a C array."""
-    from lstm_core.tflm import tflm_report, write_c_array
+def _with_c_array(work, sections: dict) -> dict:
+    """The int8 model, when TFLM runs it, also as a C array with its op resolver (``mcu/``)."""
+    from lstm_core.tflm import write_c_array
 
-    sections = {}
-    for variant in variants:
-        section = tflm_report(work / FILES[variant], samples, arena=True)
-        sections[variant] = section
-        if variant == "int8" and section.get("loads"):
-            write_c_array(work / FILES[variant], work / "mcu", name="g_forecaster_int8",
-                          arena_bytes=section.get("arena_recommended_bytes"))
-            section["c_array"] = sorted(p.relative_to(work).as_posix() for p in (work / "mcu").iterdir())
+    section = sections.get("int8")
+    if section and section.get("loads"):
+        write_c_array(work / FILES["int8"], work / "mcu", name="g_forecaster_int8",
+                      arena_bytes=section.get("arena_recommended_bytes"))
+        section["c_array"] = sorted(p.relative_to(work).as_posix() for p in (work / "mcu").iterdir())
     return sections

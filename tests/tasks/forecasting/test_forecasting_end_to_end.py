@@ -209,7 +209,7 @@ def test_tflite_runtime_before_export_is_a_clear_error(hourly, capsys):
 @pytest.fixture(scope="module")
 def hourly_exported(hourly):
     assert main(["-q", "forecasting", "export", "--model", str(hourly), "--check-windows", "4",
-                 "--calibration-examples", "16", "--stream-check-windows", "1", "--quantization", "float"]) == 0
+                 "--calibration-examples", "16", "--stream-check-windows", "1", "--quantization", "float,int16x8"]) == 0
     return hourly
 
 
@@ -232,6 +232,10 @@ def test_hourly_model_uses_both_seasons_and_future_inputs_through_the_exports(ho
         np.testing.assert_allclose(streamed[0], expected[i], atol=1e-4)
     prep = json.loads((hourly / "export" / "preprocessing.json").read_text())
     assert prep["future_features"] == list(md.model.future_features)
+    report = json.loads((hourly / "export" / "export_report.json").read_text())
+    assert report["tflm"]["float"]["loads"] and report["tflm"]["int16x8"]["loads"]
+    assert report["vs_keras_on_check_windows"]["int16x8"]["runtime"] == "tflm"
+    assert report["vs_keras_on_check_windows"]["int16x8"]["max_abs_diff_scaled"] < 0.1
 
 
 def test_hourly_predict_continues_the_calendar(hourly, capsys):
