@@ -29,7 +29,7 @@ from lstm_core.artifacts import EXPORT_FILES, write_export_report
 from lstm_core.config import ExportConfig
 from lstm_core.errors import UserError
 from lstm_core.export import TFLiteModel, export_saved_model, export_tflite_report
-from lstm_core.io import staged_directory
+from lstm_core.io import staged_directory, write_bytes_atomic
 
 from tasks.speech_commands import data as speech_data
 from tasks.speech_commands import model as speech_model
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 INT8_BUDGET_BYTES = 64 * 1024
 SUPPORTED_QUANTIZATIONS = ("float", "int8")
+MCU_DIR = "mcu"  # model_data.cc/.h and model_ops.h of the int8 model, for TFLM firmware
 
 
 def _split_examples(directory: SpeechModelDir, data_dir: str | None):
@@ -91,6 +92,125 @@ def calibration_and_check_clips(directory: SpeechModelDir, checks: ExportChecks,
     noise = speech_data.background_noise(noise_source, config.sample_rate)
     augmented = speech_data.augment_batch(tf.constant(calib[:half]), config=config, noise=noise).numpy()
     return np.concatenate([augmented, calib[half:]]).astype(np.float32), check_x, check_y
+
+
+# ----------------------------------------------------------------------------- TFLM compatibility
+# Two rewrites make the converter's output run on TensorFlow Lite Micro without changing a
+# single number LiteRT computes:
+# 1. FakeQuant over [0, top] converts to QUANTIZE float -> uint8 (+ DEQUANTIZE) in float models;
+#    TFLM quantizes float only to int8/int16. A uint8 activation with zero point z holds exactly
+#    the values of an int8 one with zero point z - 128, so such tensors become int8.
+# 2. TFLM's LOG is float-only; the int8 model's LOG becomes DEQUANTIZE -> MAXIMUM (the output's
+#    floor) -> LOG (float) -> QUANTIZE, which is how LiteRT's int8 LOG computes its table anyway
+#    (dequantize, log, saturate, requantize): 32 logs per 20 ms frame in float, the rest int8.
+
+
+class _AlignedBuilder:
+    """``flatbuffers.Builder`` whose byte vectors (the weight buffers) start 4-byte aligned (as the
+    TFLite converter writes them): TFLM reads int32 biases and float weights in place."""
+
+    def __new__(cls, size: int):
+        import flatbuffers
+        from flatbuffers.number_types import UOffsetTFlags
+
+        class Builder(flatbuffers.Builder):
+            def CreateNumpyVector(self, x):  # noqa: N802 - flatbuffers' method name
+                x = np.ascontiguousarray(x)
+                self.StartVector(x.itemsize, x.size, max(4, x.dtype.alignment))
+                length = UOffsetTFlags.py_type(x.itemsize * x.size)
+                self.head = self.head - length
+                self.Bytes[self.Head() : self.Head() + length] = x.astype(x.dtype.newbyteorder("<")).tobytes()
+                self.vectorNumElems = x.size
+                return self.EndVector()
+
+        return Builder(size)
+
+
+def tflm_compatible(flatbuffer: bytes) -> tuple[bytes, list[str]]:
+    """``(flatbuffer, what was rewritten)``: the two rewrites above; unchanged if neither applies."""
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(flatbuffer, 0))
+    names = {value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+
+    def opcode(builtin: int, version: int) -> int:
+        for index, code in enumerate(model.operatorCodes):
+            if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
+                return index
+        model.operatorCodes.append(schema.OperatorCodeT(
+            deprecatedBuiltinCode=min(builtin, 127), builtinCode=builtin, version=version))
+        return len(model.operatorCodes) - 1
+
+    def float_copy(subgraph, tensor, suffix: str) -> int:
+        model.buffers.append(schema.BufferT())
+        subgraph.tensors.append(schema.TensorT(
+            shape=tensor.shape, shapeSignature=tensor.shapeSignature, type=schema.TensorType.FLOAT32,
+            buffer=len(model.buffers) - 1, name=(tensor.name or b"") + suffix.encode(), hasRank=tensor.hasRank))
+        return len(subgraph.tensors) - 1
+
+    def floor_constant(subgraph, target) -> int:
+        # exp(lowest int8 output): LiteRT's int8 LOG saturates log(0) = -inf there, while TFLM's
+        # QUANTIZE of -inf is undefined (seen: +127); the floor makes both give -128
+        scale, zero = target.quantization.scale[0], target.quantization.zeroPoint[0]
+        value = np.array([np.exp((-128 - int(zero)) * float(scale))], np.float32)
+        model.buffers.append(schema.BufferT(data=np.frombuffer(value.tobytes(), np.uint8)))
+        subgraph.tensors.append(schema.TensorT(shape=[1], type=schema.TensorType.FLOAT32,
+                                               buffer=len(model.buffers) - 1, name=b"log_floor", hasRank=True))
+        return len(subgraph.tensors) - 1
+
+    changes = []
+    for subgraph in model.subgraphs:
+        for tensor in subgraph.tensors:
+            data = model.buffers[tensor.buffer].data if tensor.buffer < len(model.buffers) else None
+            if tensor.type == schema.TensorType.UINT8 and tensor.quantization is not None and data is None:
+                tensor.type = schema.TensorType.INT8
+                tensor.quantization.zeroPoint = [int(z) - 128 for z in tensor.quantization.zeroPoint]
+                changes.append(f"uint8 tensor {tensor.name.decode()} -> int8")
+        operators = []
+        for op in subgraph.operators or []:
+            source = subgraph.tensors[op.inputs[0]]
+            if names.get(model.operatorCodes[op.opcodeIndex].builtinCode) == "LOG" and source.type == schema.TensorType.INT8:
+                target = subgraph.tensors[op.outputs[0]]
+                float_in = float_copy(subgraph, source, "/dequantized")
+                floored = float_copy(subgraph, source, "/floored")
+                float_out = float_copy(subgraph, target, "/float")
+                floor = floor_constant(subgraph, target)
+                operators.append(schema.OperatorT(opcodeIndex=opcode(schema.BuiltinOperator.DEQUANTIZE, 2),
+                                                  inputs=[op.inputs[0]], outputs=[float_in]))
+                operators.append(schema.OperatorT(opcodeIndex=opcode(schema.BuiltinOperator.MAXIMUM, 1),
+                                                  inputs=[float_in, floor], outputs=[floored]))
+                op.inputs, original_output, op.outputs = [floored], op.outputs[0], [float_out]
+                operators.append(op)
+                operators.append(schema.OperatorT(opcodeIndex=opcode(schema.BuiltinOperator.QUANTIZE, 1),
+                                                  inputs=[float_out], outputs=[original_output]))
+                changes.append(f"int8 LOG {target.name.decode()} -> DEQUANTIZE, MAXIMUM, float LOG, QUANTIZE")
+            else:
+                operators.append(op)
+        subgraph.operators = operators
+    if not changes:
+        return flatbuffer, []
+    builder = _AlignedBuilder(len(flatbuffer) + 4096)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output()), changes
+
+
+def rewrite_for_tflm(path: Path, tflite_report: dict, samples) -> dict:
+    """Apply :func:`tflm_compatible` to the exported ``path`` (LiteRT's outputs must not move),
+    then add TFLM's report (loads, arena, ops, agreement with LiteRT) to ``tflite_report``."""
+    from lstm_core.tflm import tflm_report
+
+    original = path.read_bytes()
+    rewritten, changes = tflm_compatible(original)
+    if changes:
+        before, after = TFLiteModel(original), TFLiteModel(rewritten)
+        for sample in samples:
+            moved = max(float(np.max(np.abs(a - b))) for a, b in zip(before(*sample), after(*sample)))
+            if moved > 1e-6:
+                raise RuntimeError(f"{path.name}: the TFLM rewrite changed LiteRT's outputs by {moved:.3g}")
+        write_bytes_atomic(path, rewritten)
+        tflite_report.update(size_bytes=len(rewritten), ops=sorted(set(after.op_names())), tflm_rewrites=changes)
+    tflite_report["tflm"] = tflm_report(path, samples, labels="argmax")
+    return tflite_report
 
 
 def _stream_probabilities(step_fn, clips, initial_state, hop):
@@ -145,7 +265,7 @@ def export(config: ExportConfig, checks: ExportChecks | None = None) -> dict:
             float_report = export_tflite_report(lite_model, work / EXPORT_FILES["tflite"], sample_inputs=samples,
                                                 atol=atol)
             report["float_check_atol"] = atol
-            report["tflite_float"] = float_report.as_dict()
+            report["tflite_float"] = rewrite_for_tflm(work / EXPORT_FILES["tflite"], float_report.as_dict(), samples)
             probabilities["tflite"] = _runner_probabilities(TFLiteModel(work / EXPORT_FILES["tflite"]), check_x)
             summary["float_bytes"] = float_report.size_bytes
         if "int8" in config.quantization:
@@ -153,19 +273,30 @@ def export(config: ExportConfig, checks: ExportChecks | None = None) -> dict:
                 lite_model, work / EXPORT_FILES["tflite-int8"], quantization="int8",
                 representative_dataset=lambda: ([clip[None]] for clip in calib), sample_inputs=samples,
             )
-            report["tflite_int8"] = int8_report.as_dict()
-            probabilities["tflite-int8"] = _runner_probabilities(TFLiteModel(work / EXPORT_FILES["tflite-int8"]), check_x)
-            summary["int8_bytes"] = int8_report.size_bytes
-            if int8_report.size_bytes > INT8_BUDGET_BYTES:
-                log.warning("int8 model is %d bytes (> %d budget)", int8_report.size_bytes, INT8_BUDGET_BYTES)
+            int8_path = work / EXPORT_FILES["tflite-int8"]
+            report["tflite_int8"] = int8 = rewrite_for_tflm(int8_path, int8_report.as_dict(), samples)
+            probabilities["tflite-int8"] = _runner_probabilities(TFLiteModel(int8_path), check_x)
+            summary["int8_bytes"] = int8["size_bytes"]
+            if int8["size_bytes"] > INT8_BUDGET_BYTES:
+                log.warning("int8 model is %d bytes (> %d budget)", int8["size_bytes"], INT8_BUDGET_BYTES)
+            if int8["tflm"]["loads"]:
+                from lstm_core.tflm import TFLMModel, write_c_array
+
+                probabilities["tflm"] = _runner_probabilities(TFLMModel(int8_path), check_x)
+                written = write_c_array(int8_path, work / MCU_DIR, name="g_speech_commands_model",
+                                        arena_bytes=int8["tflm"]["arena_recommended_bytes"])
+                report["mcu"] = {"files": [f"{MCU_DIR}/{name}" for name in written if name.endswith((".cc", ".h"))],
+                                 "op_resolver": written["op_resolver"]}
+                summary["int8_tflm_arena_bytes"] = int8["tflm"]["arena_bytes"]
         report["check_accuracy"].update({name: accuracy(p) for name, p in probabilities.items()})
-        if len(probabilities) == 2:
+        if "tflite" in probabilities and "tflite-int8" in probabilities:
             report["int8_label_agreement_with_float"] = float(
                 np.mean(probabilities["tflite-int8"].argmax(-1) == probabilities["tflite"].argmax(-1)))
         if "float" in config.quantization:
             report["streaming"] = export_streaming(model, work, check_x, keras_probs, probabilities["tflite"],
                                                    directory, checks, atol)
             summary["streaming_bytes"] = report["streaming"]["tflite"]["size_bytes"]
+            summary["streaming_tflm_arena_bytes"] = report["streaming"]["tflite"]["tflm"].get("arena_bytes")
         (work / "labels.txt").write_text("\n".join(words) + "\n")
         report["seconds"] = round(time.time() - started, 1)
         write_export_report(work, report)
@@ -188,10 +319,22 @@ def export_streaming(model, work: Path, check_x, keras_probs, float_probs, direc
     samples = [[check_x[0][None, hop * middle : hop * (middle + 1)], *mid_state], [check_x[0][None, :hop], *initial]]
     path = work / STREAMING_FILES["float"]
     stream_report = export_tflite_report(stream, path, sample_inputs=samples, atol=atol, require_fused=False)
+    stream_report = rewrite_for_tflm(path, stream_report.as_dict(), samples)
     export_saved_model(stream, work / "streaming_saved_model")
     stream_tflite = _stream_probabilities(TFLiteModel(path), check_x[:count], initial, hop)
+    tflm_check = {}
+    if stream_report["tflm"]["loads"]:
+        from lstm_core.tflm import TFLMModel
+
+        stream_tflm = _stream_probabilities(TFLMModel(path), check_x[:count], initial, hop)
+        tflm_check = {
+            "tflm_label_agreement_with_clip_model": float(
+                np.mean(stream_tflm.argmax(-1) == float_probs[:count].argmax(-1))),
+            "tflm_max_abs_diff_vs_litert_streaming": float(np.max(np.abs(stream_tflm - stream_tflite))),
+        }
     return {
-        "tflite": stream_report.as_dict(),
+        "tflite": stream_report,
+        **tflm_check,
         "hop_samples": hop,
         "state": {k: [1, n] for k, n in speech_model.streaming_state_shapes(model).items()},
         "clips": int(count),

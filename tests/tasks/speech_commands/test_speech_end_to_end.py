@@ -79,6 +79,23 @@ def test_export_then_litert_agrees_with_keras(exported, tiny_data):
     assert report["sizes"]["model_int8.tflite"] <= 64 * 1024 and len(report["sha256"]["model_int8.tflite"]) == 64
     assert report["streaming"]["label_agreement_with_clip_model"] == 1.0
 
+    # TensorFlow Lite Micro: every model loads and runs; float = LiteRT, int8 within 2 LSB of it
+    # (labels are not compared: this 2-epoch model's probabilities are near ties)
+    for section in (report["tflite_float"], report["tflite_int8"], report["streaming"]["tflite"]):
+        tflm = section["tflm"]
+        assert tflm["loads"] and tflm["error"] is None, tflm
+        assert 0 < tflm["arena_bytes"] <= tflm["arena_recommended_bytes"] and 0 <= tflm["label_agreement"] <= 1
+    assert report["tflite_float"]["tflm"]["max_abs_diff_vs_litert"] <= 1e-5
+    assert report["streaming"]["tflite"]["tflm"]["max_abs_diff_vs_litert"] <= 1e-5
+    assert report["tflite_int8"]["tflm"]["max_lsb_diff"] <= 2
+    assert any("int8 LOG" in change for change in report["tflite_int8"]["tflm_rewrites"])
+    assert report["streaming"]["tflm_max_abs_diff_vs_litert_streaming"] <= 1e-5
+    assert "AddUnidirectionalSequenceLSTM" in report["mcu"]["op_resolver"]
+    source = (export / "mcu" / "model_data.cc").read_text()
+    assert "alignas(16) const unsigned char g_speech_commands_model[]" in source
+    assert f"g_speech_commands_model_len = {report['sizes']['model_int8.tflite']};" in source
+    assert report["check_accuracy"]["tflm"] == pytest.approx(report["check_accuracy"]["tflite-int8"], abs=0.2)
+
     # raw 16 kHz audio in: LiteRT float == Keras; int8 takes the same raw audio
     directory = SpeechModelDir.open(exported)
     model = speech_model.load_trained_model(directory)
@@ -111,7 +128,7 @@ def test_export_then_litert_agrees_with_keras(exported, tiny_data):
     assert [label.decode() for label in out["label"].numpy()] == [directory.labels[i] for i in keras_probs.argmax(-1)]
 
 
-@pytest.mark.parametrize("runtime", ["keras", "tflite", "tflite-int8"])
+@pytest.mark.parametrize("runtime", ["keras", "tflite", "tflite-int8", "tflm"])
 def test_evaluate_defaults_to_the_held_out_speakers(exported, tmp_path, capsys, runtime):
     out = tmp_path / runtime
     assert main(["-q", "speech_commands", "evaluate", "--model", str(exported), "--runtime", runtime,
