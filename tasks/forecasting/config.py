@@ -74,7 +74,7 @@ class ModelConfig:
     )
     seasons: tuple[int, ...] = setting(
         (), "seasonal periods in steps, e.g. 24,168 (none: calendar candidates of the frequency confirmed by "
-        "the autocorrelation, else the strongest autocorrelation peak)", minimum=2,
+        "the autocorrelation, else the strongest autocorrelation peak; 1: none)", minimum=1,
     )
     calendar: str = setting(
         "auto", "future-known calendar inputs (sin/cos of hour of day, day of week, day of year) and "

@@ -175,6 +175,10 @@ def test_constant_series_warns(tmp_path, capsys):
                  "--out", str(tmp_path / "m")]) == 0
     err = capsys.readouterr().err
     assert "is constant over the 84 training rows" in err and "MASE" in err
+    assert ForecastingModelDir.open(tmp_path / "m").check_trained().seasons == (1,)  # no season, saved and read back
+    assert main(["forecasting", "evaluate", "--model", str(tmp_path / "m"), "--baselines", "seasonal_naive"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "constant before the test part" in err[0]
 
 
 # ----------------------------------------------------------------------------- hourly, two seasons
