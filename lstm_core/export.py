@@ -167,9 +167,15 @@ def convert_to_tflite(
     return _convert(model, quantization, representative_dataset, batch_size)[0]
 
 
-def _convert(model, quantization, representative_dataset, batch_size) -> tuple[bytes, list[str]]:
-    """``(flatbuffer, quantization fixes applied)``."""
+def _convert(model, quantization, representative_dataset, batch_size, scratch_dir=None) -> tuple[bytes, list[str]]:
+    """``(flatbuffer, quantization fixes applied)``.
+
+    The intermediate SavedModel goes to a temporary folder in ``scratch_dir`` (the export's own
+    ``export.partial/`` when called from an exporter, so a killed export leaves nothing in
+    ``$TMPDIR``); the converter's C++ chatter is kept off the terminal unless ``--verbose``.
+    """
     from lstm_core.embedding import plain_gather_embeddings
+    from lstm_core.quiet import silenced_output
     from lstm_core.tflm import align_lstm_quantization, requantize_int16x8
 
     if quantization not in QUANTIZATIONS:
@@ -179,7 +185,11 @@ def _convert(model, quantization, representative_dataset, batch_size) -> tuple[b
     if quantization in ("int8", "int16x8") and representative_dataset is None:
         raise ValueError(f"quantization={quantization!r} needs a representative_dataset")
     specs = input_specs(model, batch_size)
-    with lstm_mode(model, "fused"), plain_gather_embeddings(model), tempfile.TemporaryDirectory() as tmp:
+    if scratch_dir is not None:
+        Path(scratch_dir).mkdir(parents=True, exist_ok=True)
+    with lstm_mode(model, "fused"), plain_gather_embeddings(model), tempfile.TemporaryDirectory(
+        prefix=".convert-", dir=scratch_dir
+    ) as tmp:
         module = _trackable(model)
         fn = serving_function(model, specs)
         tf.saved_model.save(module, tmp, signatures={"serving_default": fn})
@@ -207,7 +217,8 @@ def _convert(model, quantization, representative_dataset, batch_size) -> tuple[b
             if any(float_inputs):
                 converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
-        flatbuffer = converter.convert()
+        with silenced_output(("stdout", "stderr")):
+            flatbuffer = converter.convert()
     fixes: list[str] = []
     if quantization in ("int8", "int16x8"):
         flatbuffer, fixes = align_lstm_quantization(flatbuffer)
@@ -282,7 +293,8 @@ def export_tflite_report(
     """
     from lstm_core import tflm as micro
 
-    flatbuffer, fixes = _convert(model, quantization, representative_dataset, batch_size)
+    flatbuffer, fixes = _convert(model, quantization, representative_dataset, batch_size,
+                                 scratch_dir=Path(path).parent)
     if quantization == "float":
         quantization = None
     ops = micro.model_ops(flatbuffer)

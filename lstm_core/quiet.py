@@ -21,32 +21,50 @@ def verbose() -> bool:
 
 
 @contextlib.contextmanager
-def silenced_stderr():
-    """Send fd 2 to a temporary file for the block; replay it if the block raises."""
+def silenced_output(streams=("stderr",)):
+    """Send the file descriptors of ``streams`` (stdout/stderr) to a temporary file for the block.
+
+    What was captured is replayed on stderr if the block raises, so a real error is never hidden.
+    """
     if verbose():
         yield
         return
-    try:
-        stderr_fd = sys.stderr.fileno()
-    except (AttributeError, ValueError, OSError):  # pytest capture, notebooks: nothing to redirect
+    targets = []
+    for name in streams:
+        stream = getattr(sys, name)
+        try:
+            targets.append((stream, stream.fileno()))
+        except (AttributeError, ValueError, OSError):  # pytest capture, notebooks: nothing to redirect
+            continue
+    if not targets:
         yield
         return
-    sys.stderr.flush()
-    saved = os.dup(stderr_fd)
+    saved = []
     with tempfile.TemporaryFile(mode="w+b") as capture:
-        os.dup2(capture.fileno(), stderr_fd)
+        for stream, fd in targets:
+            stream.flush()
+            saved.append((stream, fd, os.dup(fd)))
+            os.dup2(capture.fileno(), fd)
+        failed = False
         try:
             yield
         except BaseException:
-            sys.stderr.flush()
-            os.dup2(saved, stderr_fd)
-            capture.seek(0)
-            os.write(stderr_fd, capture.read()[-20000:])
+            failed = True
             raise
         finally:
-            sys.stderr.flush()
-            os.dup2(saved, stderr_fd)
-            os.close(saved)
+            for stream, fd, copy in saved:
+                stream.flush()
+                os.dup2(copy, fd)
+                os.close(copy)
+            if failed:
+                capture.seek(0)
+                sys.stderr.write(capture.read()[-20000:].decode(errors="replace"))
+                sys.stderr.flush()
+
+
+def silenced_stderr():
+    """:func:`silenced_output` for stderr only (TensorFlow's start-up lines)."""
+    return silenced_output(("stderr",))
 
 
 def import_tensorflow_quietly() -> None:
