@@ -66,8 +66,10 @@ void ForEachBatchShard(OpKernelContext* context, int64_t batch,
   constexpr int64_t kShardRows = 16;
   auto* pool = context->device()->tensorflow_cpu_worker_threads()->workers;
   const int64_t threads = std::max<int64_t>(1, pool->NumThreads());
+  // a multiple of the thread count, so that equal shards also end up evenly spread
+  const int64_t wanted = (batch + kShardRows - 1) / kShardRows;
   const int64_t shards = std::max<int64_t>(
-      1, std::min<int64_t>(batch, std::max<int64_t>(threads, (batch + kShardRows - 1) / kShardRows)));
+      1, std::min<int64_t>(batch, (wanted + threads - 1) / threads * threads));
   const int64_t workers = std::min<int64_t>(threads, shards);
   std::atomic<int64_t> next_shard{0};
   auto run_shards = [&] {
@@ -99,7 +101,10 @@ constexpr int kLanes = 8;
 #endif
 typedef float Vec __attribute__((vector_size(kLanes * sizeof(float))));
 constexpr int64_t kPanel = 2 * kLanes;  // columns per packed panel (two vectors)
-constexpr int kTileRows = 6;  // rows per micro-kernel call: 12 accumulators + 2 B + 1 A registers
+// Rows per micro-kernel call. Each row block re-reads the whole packed U from L2, so taller tiles
+// mean less traffic: AVX-512's 32 registers hold 8 rows (16 accumulators + 2 B + 1 A), AVX2's 16
+// hold 6.
+constexpr int kTileRows = kLanes == 16 ? 8 : 6;
 
 inline Vec LoadVec(const float* p) {
   Vec v;
@@ -179,6 +184,8 @@ void Gemm(int64_t rows, const float* a, int64_t lda, const PackedPanels& b, cons
       float* tile_out = c_out + r * ldc + col;
       const float* tile_a = a + r * lda;
       switch (std::min<int64_t>(kTileRows, rows - r)) {
+        case 8: MicroKernel<8>(b.depth, tile_a, lda, b.panel(p), tile_in, ldc_in, tile_out, ldc, width); break;
+        case 7: MicroKernel<7>(b.depth, tile_a, lda, b.panel(p), tile_in, ldc_in, tile_out, ldc, width); break;
         case 6: MicroKernel<6>(b.depth, tile_a, lda, b.panel(p), tile_in, ldc_in, tile_out, ldc, width); break;
         case 5: MicroKernel<5>(b.depth, tile_a, lda, b.panel(p), tile_in, ldc_in, tile_out, ldc, width); break;
         case 4: MicroKernel<4>(b.depth, tile_a, lda, b.panel(p), tile_in, ldc_in, tile_out, ldc, width); break;
