@@ -197,3 +197,15 @@ def test_bad_inputs_at_inference(exported, tmp_path, capsys):
     shutil.copytree(exported, no_export, ignore=shutil.ignore_patterns("export"))
     assert main(["speech_commands", "evaluate", "--model", str(no_export), "--runtime", "tflite"]) == 2
     assert "export --model" in _one_error_line(capsys)
+
+
+def test_benchmark_tool_times_every_runtime(exported, capsys):
+    from helpers import load_tool
+
+    results = load_tool("speech_benchmark").main(["--model", str(exported), "--clips", "2", "--repeats", "1"])
+    assert _last_json(capsys.readouterr().out) == results and results["clips"] == 2
+    for key in ("tflite/litert_ms_per_clip", "tflite-int8/tflm_ms_per_clip", "streaming/tflm_ms_per_hop"):
+        assert results[key] > 0, key
+    report = json.loads((exported / "export" / "export_report.json").read_text())
+    assert results["tflite-int8/bytes"] == report["sizes"]["model_int8.tflite"]
+    assert results["tflite-int8/tflm_arena_bytes"] == report["tflite_int8"]["tflm"]["arena_bytes"]
