@@ -63,7 +63,7 @@ class ModelConfig:
     embedding_dropout: float = setting(0.2, "share of embedding channels dropped in training (SpatialDropout1D)",
                                        minimum=0, below=1)
     dropout: float = setting(0.5, "dropout before the classifier", minimum=0, below=1)
-    members: int = setting(1, "independently trained LSTMs whose probabilities are averaged (model averaging)",
+    members: int = setting(3, "independently trained LSTMs whose probabilities are averaged (model averaging)",
                            minimum=1)
     rating_head: bool = setting(False, "a second output regressing the rating (set by train from the data)",
                                 cli=False)
@@ -77,7 +77,7 @@ class ObjectiveConfig:
         0.5, "weight of the auxiliary rating regression loss (0: off; needs --rating-column)", minimum=0
     )
     adversarial_epsilon: float = setting(
-        0.0, "norm of the adversarial perturbation of the embeddings, Miyato et al. 2017 (0: off)", minimum=0
+        1.0, "norm of the adversarial perturbation of the embeddings, Miyato et al. 2017 (0: off)", minimum=0
     )
 
 

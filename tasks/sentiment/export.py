@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 VARIABLE_LENGTH_FILES = {"float": "model_float.tflite", "int8": "model_int8.tflite"}
 CHECK_EXAMPLES = 16
+MCU_FLOAT_ATOL = 2e-3
 
 
 def serving_module(model, tokenizer_proto: bytes, max_tokens: int):
@@ -154,15 +155,18 @@ def mcu_width(directory: SentimentModelDir, requested: int | None) -> int:
 def _mcu_exports(directory, network, tokenizer, ids, keras_probs, config: ExportConfig, mcu: SentimentExportConfig,
                  work: Path) -> dict:
     """``model_mcu_{float,int8}.tflite``: fixed length, pre-padded, checked in TFLM; the int8 one as C source."""
-    from lstm_core.export import FLOAT_ATOL, export_tflite_report
+    from lstm_core.export import export_tflite_report
     from lstm_core.tflm import write_c_array
 
     width = mcu_width(directory, mcu.max_tokens)
+    # LiteRT's float LSTM kernel drifts from Keras over long pre-padded inputs (6e-4 measured at 75
+    # steps, where Keras' two paths agree within 2e-8): the float check gets more room here.
+    atol = config.atol if config.atol is not None else MCU_FLOAT_ATOL
     fixed = fixed_length_model(network, width)
     padded = pre_pad(ids, width)
     samples = [[padded[i:i + 1]] for i in range(min(CHECK_EXAMPLES, len(padded)))]
     truncated = sum(len(x) > width for x in ids)
-    result: dict = {"mcu_max_tokens": width, "mcu": {}}
+    result: dict = {"mcu_max_tokens": width, "mcu": {}, "mcu_float_atol": atol}
     log.info("MCU export: %d tokens (%d of %d calibration texts truncated)", width, truncated, len(ids))
 
     def representative():
@@ -178,7 +182,7 @@ def _mcu_exports(directory, network, tokenizer, ids, keras_probs, config: Export
             section = export_tflite_report(
                 fixed, path, quantization=None if quantization == "float" else "int8",
                 representative_dataset=representative if quantization == "int8" else None, sample_inputs=samples,
-                atol=config.atol if config.atol is not None else FLOAT_ATOL, tflm="require", tflm_labels="threshold",
+                atol=atol, tflm="require", tflm_labels="threshold",
             ).as_dict()
         section["path"] = path.name
         probs = TFLitePredictor(path, tokenizer, width).predict_ids(ids)

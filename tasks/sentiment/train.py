@@ -77,7 +77,7 @@ def train(data: DataConfig, model: ModelConfig, objective: ObjectiveConfig, trai
                    for key, value in settings_to_dict(config).items()}
         members, summaries = [], []
         for index in range(model.members):
-            member_work = work if model.members == 1 else work / f"member{index}"
+            member_work = work if model.members == 1 else work / "logs" / f"member{index}"
             member_train = dataclasses.replace(train, seed=train.seed + 1000 * index)
             member, summary = _train_member(model, objective, member_train, member_work, datasets, hparams,
                                             name="sentiment_lstm" if model.members == 1 else f"member{index}")
@@ -86,7 +86,7 @@ def train(data: DataConfig, model: ModelConfig, objective: ObjectiveConfig, trai
         network = average_members(members)
         network.save(work / "model.keras")
         for index in range(model.members):
-            remove((work if model.members == 1 else work / f"member{index}") / MEMBER_FILE)
+            remove((work if model.members == 1 else work / "logs" / f"member{index}") / MEMBER_FILE)
 
         probs = KerasPredictor(network, tokenizer).predict_proba(val_examples.texts)
         val_metrics = classification_metrics(val_examples.labels, probs)

@@ -33,7 +33,7 @@ def trained(tmp_path_factory):
     out = tmp / "model"
     code = main([
         "-q", "sentiment", "train", "--data", str(train), "--out", str(out), "--epochs", "2", "--vocab-size", "200",
-        "--embedding-dim", "16", "--units", "8", "--batch-size", "16", "--adversarial-epsilon", "0.5",
+        "--embedding-dim", "16", "--units", "8", "--batch-size", "16", "--adversarial-epsilon", "0.5", "--members", "2",
     ])
     assert code == 0
     return out, dev
@@ -45,8 +45,10 @@ def test_train_writes_model_directory(trained):
         assert (out / name).is_file(), name
     assert list((out / "logs").rglob("events.out.tfevents.*")), "no TensorBoard events"
     report = json.loads((out / "train_report.json").read_text())
-    assert report["epochs_run"] == 2 and report["train_examples"] == 216 and report["val_examples"] == 24
-    assert report["best_epoch"] in (1, 2) and "(held out)" in report["val_data"]
+    assert report["epochs_run"] == 4 and report["train_examples"] == 216 and report["val_examples"] == 24
+    assert [m["epochs_run"] for m in report["members"]] == [2, 2] and set(report["best_epoch"]) <= {1, 2}
+    assert "(held out)" in report["val_data"]
+    assert not list(out.rglob("member.keras")) and not list(out.rglob("backup"))  # only the averaged model stays
     config = json.loads((out / "config.json").read_text())
     assert config["model"]["rating_head"] is True and config["objective"]["adversarial_epsilon"] == 0.5
     assert not out.with_name("model.partial").exists()
