@@ -138,6 +138,7 @@ def build() -> Path:
                 if result.returncode != 0:
                     tail = " | ".join((result.stderr or result.stdout).strip().splitlines()[-3:])
                     raise KernelBuildError(f"{Path(cxx).name} failed ({result.returncode}): {tail}")
+                tmp.chmod(0o755)  # mkstemp makes it 0600; a shared cache serves other users
                 os.replace(tmp, target)
             finally:
                 tmp.unlink(missing_ok=True)
