@@ -57,7 +57,7 @@ TASK = Task(
     "inputs) beside the statsforecast baselines",
     verbs={
         "train": settings_verb(
-            "train on a CSV or statsmodels series (chronological split, last 20%% held out)", _train,
+            "train on a CSV or statsmodels series (chronological split; the last --test-fraction is held out)", _train,
             {"output": OUTPUT, "data": DataConfig(), "model": ModelConfig(), "train": DEFAULT_TRAIN},
         ),
         "evaluate": settings_verb(

@@ -50,7 +50,8 @@ class DataConfig:
     end: str | None = setting(None, "drop rows after this time (inclusive)")
     max_rows: int | None = setting(None, "keep only the last N rows (after --start/--end)", minimum=1)
     transform: str | None = setting(
-        None, "variance-stabilising transform of the target (none: the dataset's default, 'none' for CSV files)",
+        None, "variance-stabilising transform of the target; unset: the dataset's own (statsmodels:sunspots sqrt, "
+        "statsmodels:macrodata log, everything else none)",
         choices=TRANSFORMS,
     )
     test_fraction: float = setting(0.2, "last part of the series held out for evaluate", above=0, below=1)

@@ -402,7 +402,8 @@ def _sort_and_merge(frame: pd.DataFrame, lines: np.ndarray, notes: list[str]):
         first = int(np.flatnonzero(dup)[0])
         repeated = int(frame.index.duplicated(keep="first").sum())
         notes.append(
-            f"averaged {repeated} repeated timestamps into one row each (first {format_time(frame.index[first])}, "
+            f"averaged {repeated} repeated timestamp{'s' if repeated > 1 else ''} into one row each "
+            f"(first {format_time(frame.index[first])}, "
             f"line {lines[first]})"
         )
         keep_lines = pd.Series(lines, index=frame.index).groupby(level=0, sort=True).first().to_numpy()
@@ -500,7 +501,8 @@ def fill_missing(frame: pd.DataFrame, lines, source: str, on_missing: str, freq,
                 f"{format_time(missing_ts[0], freq)}; pass --on-missing interpolate"
             )
         notes.append(
-            f"inserted {len(missing_ts)} missing timestamps (first {format_time(missing_ts[0], freq)}) "
+            f"inserted {len(missing_ts)} missing timestamp{'s' if len(missing_ts) > 1 else ''} "
+            f"(first {format_time(missing_ts[0], freq)}) "
             "and interpolated their values"
         )
     for col in frame.columns:
