@@ -257,3 +257,27 @@ def test_cache_path_is_per_tf_version_and_cpu_flags(tmp_path, monkeypatch):
     assert path.parent == tmp_path / f"tf-{tf.__version__}"
     monkeypatch.setattr(build, "cpu_flags", lambda: ["-mno-such-flag"])
     assert build.library_path(cxx) != path
+
+
+def test_concurrent_first_uses_compile_once(tmp_path, monkeypatch):
+    """Two builders at once (threads here; the fcntl lock works the same across processes)."""
+    log = tmp_path / "compiles.log"
+    fake = tmp_path / "fake-cxx"
+    fake.write_text(textwrap.dedent(f"""\
+        #!/bin/sh
+        [ "$1" = "--version" ] && {{ echo "fake-cxx 1.0"; exit 0; }}
+        while [ "$1" != "-o" ]; do shift; done
+        echo compile >> {log}
+        sleep 0.5
+        echo library > "$2"
+        """))
+    fake.chmod(0o755)
+    monkeypatch.setenv("LSTM_CORE_KERNEL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CXX", str(fake))
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        paths = list(pool.map(lambda _: build.build(), range(2)))
+    assert paths[0] == paths[1] and paths[0].read_text() == "library\n"
+    assert log.read_text().count("compile") == 1
+    assert not list(paths[0].parent.glob("*.tmp"))
