@@ -340,3 +340,23 @@ def test_future_inputs_hold_the_calendar_and_the_seasonal_lags(tmp_path):
     (x_ds, future_ds), y_ds = next(iter(series_data.window_dataset(rows, 30, 30, model, batch_size=1)))
     np.testing.assert_allclose(future_ds.numpy()[0], future[0], atol=1e-6)
     np.testing.assert_allclose(y_ds.numpy()[0], target[0], atol=1e-6)
+
+
+def test_prepare_resolves_seasons_lags_and_calendar(tmp_path):
+    from tasks.forecasting.train import prepare
+
+    times = pd.date_range("2021-01-04", periods=24 * 7 * 6, freq="h")
+    t = np.arange(len(times))
+    y = 100 + 10 * np.sin(2 * np.pi * t / 24) + 5 * (t % 168 >= 120)
+    path = tmp_path / "h.csv"
+    pd.DataFrame({"time": times.strftime("%Y-%m-%d %H:%M"), "y": y}).to_csv(path, index=False)
+    auto = prepare(cfg(path), ModelConfig())
+    assert auto.model.seasons == (24, 168) and auto.season_source == "frequency+acf"
+    assert auto.model.horizon == 24 and auto.model.lookback == 48 and auto.model.lags == (24, 168)
+    assert "yearday_sin" not in auto.model.row_calendar  # six weeks do not cover a year
+    flagged = prepare(cfg(path), ModelConfig(seasons=(12,), horizon=6))
+    assert flagged.model.seasons == (12,) and flagged.season_source == "flag" and flagged.model.lags == (12,)
+    plain = prepare(cfg(path), ModelConfig(calendar="off"))
+    assert plain.model.future_features == () and plain.model.num_features == 1
+    with pytest.raises(UserError, match="--country: holiday inputs need the calendar inputs"):
+        prepare(cfg(path, country="US"), ModelConfig(calendar="off"))
