@@ -20,8 +20,12 @@ if reason is None and gpu_available():
 
 from __future__ import annotations
 
+import functools
 
+
+@functools.lru_cache(maxsize=1)
 def gpu_available() -> bool:
+    """Whether TensorFlow sees a GPU (fixed once TensorFlow has initialised its devices)."""
     import tensorflow as tf
 
     return bool(tf.config.list_logical_devices("GPU"))

@@ -14,6 +14,10 @@ TFLite as a ``WHILE`` loop. This layer
   * ``"fused"`` always take the fusable function and ignore masks. Exporters set this while
     tracing; it assumes inputs without padding (batch 1 at its true length, or full windows).
 
+On a visible GPU, ``use_cudnn="auto"`` (as in ``keras.layers.LSTM``) runs the whole sequence in
+cuDNN when the arguments allow it (:mod:`lstm_core.cudnn`: tanh/sigmoid, a bias, no recurrent
+dropout while training, no ``unroll``, no mask or a right-padded one); exports never do.
+
 Where the native kernel (:mod:`lstm_core.kernels`) builds, ``"auto"`` runs the time loop in it
 (masks included) for eager calls, training graphs and Keras' predict/evaluate steps. Any other
 graph traced with ``training=False`` may become a SavedModel, which must load without the op
@@ -31,7 +35,7 @@ from keras.src.utils.tracking import no_automatic_dependency_tracking
 from tensorflow.python.ops import control_flow_util
 from tensorflow.python.saved_model import save_context
 
-from lstm_core import kernels
+from lstm_core import cudnn, kernels
 from lstm_core.cell import LSTMCell
 from lstm_core.recurrence import recurrence
 
@@ -145,11 +149,14 @@ class LSTM(keras.layers.Layer):
         zero_output_for_mask=False,
         unroll=False,
         mode="auto",
+        use_cudnn="auto",
         **kwargs,
     ):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         if mode not in MODES:
             raise ValueError(f"`mode` must be one of {MODES}, got {mode!r}.")
+        if use_cudnn not in ("auto", True, False):
+            raise ValueError(f"`use_cudnn` must be 'auto', True or False, got {use_cudnn!r}.")
         self.cell = LSTMCell(
             units,
             activation=activation,
@@ -181,6 +188,7 @@ class LSTM(keras.layers.Layer):
         self.zero_output_for_mask = zero_output_for_mask
         self.unroll = unroll
         self.mode = mode
+        self.use_cudnn = use_cudnn
         self.supports_masking = True
         # XLA compiles this loop into a train step ~10x slower than graph mode (measured by
         # tools/benchmark_lstm.py), so Keras' jit_compile="auto" (which turns XLA on with a
@@ -290,7 +298,9 @@ class LSTM(keras.layers.Layer):
             mask = None
             recurrent_dropout_mask = None
 
-        if self._uses_native_kernel(training, recurrent_dropout_mask):
+        if self._uses_cudnn(training):
+            last, outputs, h, c = self._cudnn_or_loop(sequences, h0, c0, mask, recurrent_dropout_mask)
+        elif self._uses_native_kernel(training, recurrent_dropout_mask):
             # batch-major all the way: x·W + b as one matmul (grappler fuses the bias into it),
             # no transposes around the kernel
             batch, steps = tf.shape(sequences)[0], tf.shape(sequences)[1]
@@ -316,26 +326,7 @@ class LSTM(keras.layers.Layer):
                 cell.zero_bias(),
             )
         else:
-            mask_tm = None
-            if mask is not None:
-                mask_tm = tf.transpose(tf.cast(mask, tf.bool), [1, 0])
-                if self.go_backwards:
-                    mask_tm = tf.reverse(mask_tm, [0])
-            xw_tm = _project_inputs(sequences, cell.kernel, cell.zero_bias(), self.go_backwards)
-            outputs_tm, h, c = recurrence(
-                xw_tm,
-                h0,
-                c0,
-                tf.convert_to_tensor(cell.recurrent_kernel),
-                cell.activation,
-                cell.recurrent_activation,
-                mask_tm=mask_tm,
-                recurrent_dropout_mask=recurrent_dropout_mask,
-                zero_output_for_mask=self.zero_output_for_mask,
-                unroll=self.unroll,
-            )
-            outputs = tf.transpose(outputs_tm, [1, 0, 2])
-            last = outputs_tm[-1]
+            last, outputs, h, c = self._tf_loop(sequences, h0, c0, mask, recurrent_dropout_mask)
 
         if self.stateful:
             self.states[0].assign(h)
@@ -344,6 +335,62 @@ class LSTM(keras.layers.Layer):
         if self.return_state:
             return output, h, c
         return output
+
+    def _tf_loop(self, sequences, h0, c0, mask, recurrent_dropout_mask):
+        """The general TensorFlow loop (masks, recurrent dropout, any activation)."""
+        cell = self.cell
+        mask_tm = None
+        if mask is not None:
+            mask_tm = tf.transpose(tf.cast(mask, tf.bool), [1, 0])
+            if self.go_backwards:
+                mask_tm = tf.reverse(mask_tm, [0])
+        xw_tm = _project_inputs(sequences, cell.kernel, cell.zero_bias(), self.go_backwards)
+        outputs_tm, h, c = recurrence(
+            xw_tm,
+            h0,
+            c0,
+            tf.convert_to_tensor(cell.recurrent_kernel),
+            cell.activation,
+            cell.recurrent_activation,
+            mask_tm=mask_tm,
+            recurrent_dropout_mask=recurrent_dropout_mask,
+            zero_output_for_mask=self.zero_output_for_mask,
+            unroll=self.unroll,
+        )
+        return outputs_tm[-1], tf.transpose(outputs_tm, [1, 0, 2]), h, c
+
+    def _uses_cudnn(self, training) -> bool:
+        """cuDNN on a visible GPU when the arguments allow it (:mod:`lstm_core.cudnn`).
+
+        Never while a SavedModel is being written: exports must run without a GPU.
+        """
+        if self.use_cudnn is False or self.mode != "auto" or save_context.in_save_context():
+            return False
+        training = bool(training) if isinstance(training, (bool, np.bool_)) else training is not None
+        if cudnn.cudnn_fallback_reason(self, training=training) is not None or not cudnn.gpu_available():
+            if self.use_cudnn is True:
+                reason = cudnn.cudnn_fallback_reason(self, training=training) or "no GPU is visible"
+                raise ValueError(f"use_cudnn=True, but cuDNN cannot run this layer: {reason}.")
+            return False
+        return True
+
+    def _cudnn_or_loop(self, sequences, h0, c0, mask, recurrent_dropout_mask):
+        """cuDNN for unmasked and right-padded input; other masks take the TF loop (as in Keras)."""
+
+        def with_cudnn():
+            outputs, h, c = cudnn.cudnn_lstm(self, sequences, h0, c0, mask)
+            return h, outputs, h, c
+
+        if mask is None:
+            return with_cudnn()
+
+        def with_loop():
+            return self._tf_loop(sequences, h0, c0, mask, recurrent_dropout_mask)
+
+        allowed = cudnn.mask_allows_cudnn(mask)
+        if not tf.inside_function():
+            return with_cudnn() if bool(allowed) else with_loop()
+        return tf.cond(allowed, with_cudnn, with_loop)
 
     def step(self, inputs, states):
         """One time step with explicit state, sharing this layer's weights (streaming/decoding)."""
@@ -378,5 +425,6 @@ class LSTM(keras.layers.Layer):
             "zero_output_for_mask": self.zero_output_for_mask,
             "unroll": self.unroll,
             "mode": self.mode,
+            "use_cudnn": self.use_cudnn,
         }
         return {**super().get_config(), **config}

@@ -55,3 +55,59 @@ def test_masks_that_qualify(mask, allowed):
 
 def test_no_gpu_here_means_the_tf_loop():
     assert not gpu_available()
+
+
+class FakeCudnn:
+    """Stands in for cuDNN on the CPU: records the calls, answers with the TF loop's result."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, layer, sequences, h0, c0, mask=None):
+        self.calls += 1
+        _, outputs, h, c = layer._tf_loop(sequences, h0, c0, mask, None)
+        return outputs, h, c
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    from lstm_core import cudnn
+
+    fake = FakeCudnn()
+    monkeypatch.setattr(cudnn, "gpu_available", lambda: True)
+    monkeypatch.setattr(cudnn, "cudnn_lstm", fake)
+    return fake
+
+
+def test_layer_dispatches_to_cudnn_when_allowed(fake_gpu):
+    x = np.random.default_rng(0).standard_normal((2, 4, 3)).astype("float32")
+    layer = LSTM(5, return_sequences=True)
+    reference = LSTM(5, return_sequences=True, use_cudnn=False)
+    layer(x)
+    reference(x)
+    reference.set_weights(layer.get_weights())
+    calls = fake_gpu.calls
+    np.testing.assert_allclose(layer(x), reference(x), atol=1e-6)
+    assert fake_gpu.calls == calls + 1
+    right_padded = np.array([[1, 1, 1, 0], [1, 1, 1, 1]], bool)
+    layer(x, mask=right_padded)
+    assert fake_gpu.calls == calls + 2
+    layer(x, mask=np.array([[0, 1, 1, 1], [1, 1, 1, 1]], bool))  # left-padded: the TF loop
+    assert fake_gpu.calls == calls + 2
+
+
+def test_layer_keeps_the_tf_loop_when_cudnn_cannot_run(fake_gpu):
+    x = np.zeros((2, 4, 3), "float32")
+    LSTM(5, recurrent_dropout=0.5)(x, training=True)
+    LSTM(5, use_cudnn=False)(x)
+    LSTM(5, activation="relu")(x)
+    assert fake_gpu.calls == 0
+    with pytest.raises(ValueError, match="use_cudnn=True, but cuDNN cannot run this layer: activation is not tanh"):
+        LSTM(5, activation="relu", use_cudnn=True)(x)
+
+
+def test_use_cudnn_round_trips_in_config():
+    layer = LSTM(3, use_cudnn=False)
+    assert LSTM.from_config(layer.get_config()).use_cudnn is False
+    with pytest.raises(ValueError, match="use_cudnn"):
+        LSTM(3, use_cudnn="sometimes")
