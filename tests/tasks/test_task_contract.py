@@ -152,3 +152,22 @@ def test_damaged_model_directories_are_one_line(task, tmp_path, capsys):
     foreign = fake_model_dir(tmp_path / "foreign", task, config=json.dumps({"task": "someone-else"}))
     assert "config.json" in export(foreign)
     assert "no such model directory" in export(tmp_path / "nope")
+
+
+def test_distribute_mirrored_on_a_tiny_training(tmp_path, capsys):
+    """``--distribute mirrored`` through the CLI (one CPU device here; two logical CPUs: tests/lstm_core)."""
+    import numpy as np
+
+    path = tmp_path / "series.csv"
+    values = 10 + np.sin(np.arange(160) * 2 * np.pi / 12)
+    path.write_text("y\n" + "\n".join(f"{v:.4f}" for v in values) + "\n")
+    out = tmp_path / "model"
+    argv = ["-q", "forecasting", "train", "--data", str(path), "--horizon", "3", "--lookback", "12",
+            "--units", "3", "--hidden", "0", "--ensemble", "1", "--epochs", "1", "--progress", "none",
+            "--distribute", "mirrored", "--out", str(out)]
+    assert cli.main(argv) == 0, capsys.readouterr().err[-2000:]
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["distribute"] == "mirrored"
+    refused = main_in_process(capsys, *argv[:-4], "--distribute", "multi-worker", "--out", str(tmp_path / "other"))
+    assert "keras-team/keras#20585" in one_error_line(refused)
+    assert not (tmp_path / "other").exists() and not (tmp_path / "other.partial").exists()
