@@ -197,7 +197,7 @@ def tflm_compatible(flatbuffer: bytes) -> tuple[bytes, list[str]]:
 def rewrite_for_tflm(path: Path, tflite_report: dict, samples) -> dict:
     """Apply :func:`tflm_compatible` to the exported ``path`` (LiteRT's outputs must not move),
     then add TFLM's report (loads, arena, ops, agreement with LiteRT) to ``tflite_report``."""
-    from lstm_core.tflm import tflm_report
+    from lstm_core.tflm import model_ops, tflm_report
 
     original = path.read_bytes()
     rewritten, changes = tflm_compatible(original)
@@ -208,7 +208,7 @@ def rewrite_for_tflm(path: Path, tflite_report: dict, samples) -> dict:
             if moved > 1e-6:
                 raise RuntimeError(f"{path.name}: the TFLM rewrite changed LiteRT's outputs by {moved:.3g}")
         write_bytes_atomic(path, rewritten)
-        tflite_report.update(size_bytes=len(rewritten), ops=sorted(set(after.op_names())), tflm_rewrites=changes)
+        tflite_report.update(size_bytes=len(rewritten), ops=sorted(set(model_ops(rewritten))), tflm_rewrites=changes)
     tflite_report["tflm"] = tflm_report(path, samples, labels="argmax")
     return tflite_report
 
