@@ -62,7 +62,7 @@ class Task:
 
 def settings_verb(
     help: str,
-    run: Callable[..., dict | None],
+    run: Callable[..., dict | None] | str,
     sections: Mapping[str, object],
     *,
     extra_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
@@ -71,8 +71,10 @@ def settings_verb(
 
     Args:
         help: the verb's one-line description.
-        run: called as ``run(args, **configs)``: one validated dataclass per section (the
-            namespace only for ``extra_arguments`` such as predict's positional inputs).
+        run: ``"package.module:function"``, imported only when the verb runs (so the CLI module
+            imports no TensorFlow) and called as ``function(**configs)`` — the typed function
+            itself, no wrapper; or a callable called as ``run(args, **configs)``, for verbs that
+            also need the namespace (``extra_arguments`` such as predict's positional inputs).
         sections: section title → a dataclass instance holding this verb's defaults
             (e.g. ``{"data": DataConfig(), "model": ModelConfig(), "train": DEFAULT_TRAIN}``).
         extra_arguments: adds flags that are not settings (positional inputs).
@@ -80,7 +82,8 @@ def settings_verb(
     Example:
 
     ```python
-    TRAIN = settings_verb("train a model", _train, {"output": OutputConfig(out=DIR), "model": ModelConfig()})
+    TRAIN = settings_verb("train a model", "tasks.sentiment.train:train",
+                          {"output": OUTPUT, "data": DataConfig(), "model": ModelConfig(), "train": DEFAULT_TRAIN})
     ```
     """
     from lstm_core.config import add_settings, settings_from_args
@@ -100,6 +103,9 @@ def settings_verb(
     def run_verb(args: argparse.Namespace):
         if not hasattr(args, "_configs"):
             prepare(args)
+        if isinstance(run, str):
+            module, _, function = run.partition(":")
+            return getattr(importlib.import_module(module), function)(**args._configs)
         return run(args, **args._configs)
 
     return Verb(help, configure, run_verb, prepare)

@@ -158,3 +158,20 @@ def test_quiet_silences_the_progress_display(settings_registry, monkeypatch):
     import os
 
     assert "LSTM_SUITE_QUIET" not in os.environ  # restored for the next in-process caller
+
+
+def test_settings_verb_imports_a_named_function_only_when_run(monkeypatch, capsys):
+    from lstm_core.config import EvaluateConfig
+
+    module = types.ModuleType("fake_verbs")
+    module.evaluate = lambda evaluate: {"runtime": evaluate.runtime, "model": evaluate.model}
+    verbs = {v: cli.Verb(f"{v} help", lambda p: None, lambda args: None) for v in cli.VERBS}
+    verbs["evaluate"] = cli.settings_verb("evaluate help", "fake_verbs:evaluate", {"evaluate": EvaluateConfig(model="m")})
+    task_module = types.ModuleType("fake_named_cli")
+    task_module.TASK = cli.Task("fake", "a fake task", verbs)
+    monkeypatch.setitem(sys.modules, "fake_named_cli", task_module)
+    monkeypatch.setitem(cli.TASK_MODULES, "fake", "fake_named_cli")
+    assert "fake_verbs" not in sys.modules
+    monkeypatch.setitem(sys.modules, "fake_verbs", module)
+    assert cli.main(["fake", "evaluate", "--runtime", "tflm"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == {"runtime": "tflm", "model": "m"}
