@@ -72,8 +72,8 @@ def settings_verb(
     Args:
         help: the verb's one-line description.
         run: ``"package.module:function"``, imported only when the verb runs (so the CLI module
-            imports no TensorFlow) and called as ``function(**configs)`` — the typed function
-            itself, no wrapper; or a callable called as ``run(args, **configs)``, for verbs that
+            imports no TensorFlow) and called with the configs in section order —
+            ``function(*configs)``, the typed function itself, no wrapper; or a callable called as ``run(args, **configs)``, for verbs that
             also need the namespace (``extra_arguments`` such as predict's positional inputs).
         sections: section title → a dataclass instance holding this verb's defaults
             (e.g. ``{"data": DataConfig(), "model": ModelConfig(), "train": DEFAULT_TRAIN}``).
@@ -82,8 +82,9 @@ def settings_verb(
     Example:
 
     ```python
+    # calls tasks.sentiment.train.train(data, model, train, output)
     TRAIN = settings_verb("train a model", "tasks.sentiment.train:train",
-                          {"output": OUTPUT, "data": DataConfig(), "model": ModelConfig(), "train": DEFAULT_TRAIN})
+                          {"data": DataConfig(), "model": ModelConfig(), "train": DEFAULT_TRAIN, "output": OUTPUT})
     ```
     """
     from lstm_core.config import add_settings, settings_from_args
@@ -105,7 +106,7 @@ def settings_verb(
             prepare(args)
         if isinstance(run, str):
             module, _, function = run.partition(":")
-            return getattr(importlib.import_module(module), function)(**args._configs)
+            return getattr(importlib.import_module(module), function)(*args._configs.values())
         return run(args, **args._configs)
 
     return Verb(help, configure, run_verb, prepare)
