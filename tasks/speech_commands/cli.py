@@ -23,24 +23,6 @@ from tasks.speech_commands.config import (
 )
 
 
-def _train(args, output, data, model, train):
-    from tasks.speech_commands.train import train as run_training
-
-    return run_training(data, model, train, output)
-
-
-def _evaluate(args, evaluate, selection):
-    from tasks.speech_commands.evaluate import evaluate as run_evaluation
-
-    return run_evaluation(evaluate, selection)
-
-
-def _export(args, export, checks):
-    from tasks.speech_commands.export import export as run_export
-
-    return run_export(export, checks)
-
-
 def _predict(args, predict, options):
     from tasks.speech_commands.evaluate import predict as run_prediction
 
@@ -58,15 +40,16 @@ TASK = Task(
     help="keyword spotting from raw 16 kHz audio (log-mel in the model, LSTM, TFLite/streaming)",
     verbs={
         "train": settings_verb(
-            "train on a Speech Commands style folder (or tfds)", _train,
-            {"output": OUTPUT, "data": DataConfig(), "model": ModelConfig(), "train": DEFAULT_TRAIN},
+            "train on a Speech Commands style folder (or tfds)", "tasks.speech_commands.train:train",
+            {"data": DataConfig(), "model": ModelConfig(), "train": DEFAULT_TRAIN, "output": OUTPUT},
         ),
         "evaluate": settings_verb(
-            "accuracy + confusion matrix (default: the model's held-out test speakers)", _evaluate,
+            "accuracy + confusion matrix (default: the model's held-out test speakers)",
+            "tasks.speech_commands.evaluate:evaluate",
             {"evaluate": EVALUATE, "selection": EvaluateSelection()},
         ),
         "export": settings_verb(
-            "SavedModel, float/int8 TFLite and a streaming TFLite", _export,
+            "SavedModel, float/int8 TFLite and a streaming TFLite", "tasks.speech_commands.export:export",
             {"export": EXPORT, "checks": ExportChecks()},
         ),
         "predict": settings_verb(

@@ -20,24 +20,6 @@ from tasks.translation.config import (
 )
 
 
-def _train(args, output, data, model, schedule, monitor, train):
-    from tasks.translation.train import train as run
-
-    return run(data, model, train, output, schedule, monitor)
-
-
-def _evaluate(args, evaluate, decoding):
-    from tasks.translation.evaluate import evaluate as run
-
-    return run(evaluate, decoding)
-
-
-def _export(args, export, check):
-    from tasks.translation.export import export as run
-
-    return run(export, check)
-
-
 def _predict(args, predict, decoding):
     from tasks.translation.evaluate import predict as run
 
@@ -74,17 +56,17 @@ TASK = Task(
     help="English->French (any parallel TSV / tfds corpus) seq2seq with attention",
     verbs={
         "train": settings_verb(
-            "train sentencepiece + seq2seq on a parallel corpus", _train,
-            {"output": OUTPUT, "data": DataConfig(), "model": ModelConfig(), "schedule": ScheduleConfig(),
-             "monitor": MonitorConfig(), "train": DEFAULT_TRAIN},
+            "train sentencepiece + seq2seq on a parallel corpus", "tasks.translation.train:train",
+            {"data": DataConfig(), "model": ModelConfig(), "train": DEFAULT_TRAIN, "output": OUTPUT,
+             "schedule": ScheduleConfig(), "monitor": MonitorConfig()},
         ),
         "evaluate": settings_verb(
-            "corpus BLEU and chrF (sacrebleu) on a parallel corpus", _evaluate,
+            "corpus BLEU and chrF (sacrebleu) on a parallel corpus", "tasks.translation.evaluate:evaluate",
             {"evaluate": EVALUATE, "decoding": DecodeConfig()},
         ),
         "export": settings_verb(
-            "SavedModel (translate signature) + TFLite encoder / decoder step (LiteRT and TFLM)", _export,
-            {"export": EXPORT, "check": CheckConfig()},
+            "SavedModel (translate signature) + TFLite encoder / decoder step (LiteRT and TFLM)",
+            "tasks.translation.export:export", {"export": EXPORT, "check": CheckConfig()},
         ),
         "predict": settings_verb(
             "translate sentences", _predict, {"predict": PREDICT, "decoding": DecodeConfig()},
