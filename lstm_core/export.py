@@ -228,38 +228,14 @@ def _convert(model, quantization, representative_dataset, batch_size, scratch_di
     return flatbuffer, fixes
 
 
-def export_tflite(
-    model: keras.Model,
-    path,
-    *,
-    quantization: str | None = None,
-    representative_dataset: Callable[[], Iterable] | None = None,
-    batch_size: int = 1,
-    sample_inputs: Sequence | None = None,
-    atol: float = FLOAT_ATOL,
-    require_fused: bool = True,
-    tflm: bool | str = False,
-    tflm_labels=None,
-) -> Path:
-    """Convert, check under LiteRT, then write ``path``; returns the path.
+def export_tflite(model: keras.Model, path, **options) -> Path:
+    """Convert, check under LiteRT (and TFLM if asked), then write ``path``; returns the path.
 
-    ``sample_inputs``: a list of input sets (each a list of arrays, one per model input, batch
-    ``batch_size``) to compare LiteRT with Keras on; default: the first 8 calibration samples,
-    else random inputs for float-typed inputs. Float exports must agree within ``atol``;
-    quantized exports log their error (see :func:`export_tflite_report`, also for ``tflm``).
+    Takes the options of :func:`export_tflite_report` (``quantization``,
+    ``representative_dataset``, ``sample_inputs``, ``atol``, ``tflm`` ...): float exports must
+    agree with Keras within ``atol``; quantized exports log their error.
     """
-    export_tflite_report(
-        model,
-        path,
-        quantization=quantization,
-        representative_dataset=representative_dataset,
-        batch_size=batch_size,
-        sample_inputs=sample_inputs,
-        atol=atol,
-        require_fused=require_fused,
-        tflm=tflm,
-        tflm_labels=tflm_labels,
-    )
+    export_tflite_report(model, path, **options)
     return Path(path)
 
 

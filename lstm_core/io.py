@@ -43,6 +43,26 @@ def remove(path: Path) -> None:
         path.unlink()
 
 
+def read_user_file(path: str | os.PathLike, expected: str) -> bytes:
+    """The bytes of a file the user named; missing, a directory or unreadable → one UserError line.
+
+    Args:
+        path: the file.
+        expected: what the file should be, for the message ("a .wav file").
+    """
+    from lstm_core.errors import UserError
+
+    path = Path(path)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a directory, expected {expected}") from None
+    except OSError as err:
+        raise UserError(f"{path}: cannot read ({err.strerror or err})") from None
+
+
 def write_bytes_atomic(path, data: bytes) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 from lstm_core.errors import UserError
+from lstm_core.io import read_user_file
 
 TSV_SUFFIXES = (".tsv", ".tab")
 CSV_SUFFIXES = (".csv",)
@@ -78,14 +79,7 @@ class Table:
 def decode_utf8(path: str | Path) -> str:
     """The file's text (UTF-8, a BOM is dropped); unreadable or non-UTF-8 → ``FILE:LINE`` error."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a directory, expected a delimited text file") from None
-    except OSError as err:
-        raise UserError(f"{path}: cannot read ({err.strerror})") from None
+    raw = read_user_file(path, "a delimited text file")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:

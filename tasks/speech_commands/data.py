@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from lstm_core.errors import UserError
+from lstm_core.io import read_user_file
 
 from tasks.speech_commands.config import DataConfig
 
@@ -82,14 +83,7 @@ def read_wav(path, sample_rate: int = 16000) -> np.ndarray:
     from scipy.signal import resample_poly
 
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a directory, expected a .wav file") from None
-    except OSError as err:
-        raise UserError(f"{path}: cannot read ({err.strerror or err})") from None
+    raw = read_user_file(path, "a .wav file")
     check_wav_chunks(path, raw)
     try:
         with warnings.catch_warnings():
