@@ -620,12 +620,6 @@ def calendar_seasons(freq: str | None) -> list[int]:
     return {"D": [7, 365], "B": [5, 261], "W": [52], "M": [12], "Q": [4]}.get(base, [])
 
 
-def calendar_season(freq: str | None) -> int | None:
-    """The shortest calendar season of a frequency (weekly 52, monthly 12, hourly 24 ...)."""
-    seasons = calendar_seasons(freq)
-    return seasons[0] if seasons else None
-
-
 # M4 competition horizons by sampling frequency; hourly: one day ahead
 _HORIZON_BY_FREQ = {"Y": 6, "Q": 8, "M": 18, "W": 13, "D": 14, "B": 10}
 
@@ -705,12 +699,6 @@ def detect_seasons(y: np.ndarray, freq: str | None) -> tuple[tuple[int, ...], st
     if first and first <= max_lag:
         return (first,), "frequency"
     return (1,), "none"
-
-
-def detect_season(y: np.ndarray, freq: str | None) -> tuple[int, str]:
-    """The shortest of :func:`detect_seasons` (for single-season callers)."""
-    seasons, how = detect_seasons(y, freq)
-    return min(seasons), how
 
 
 def seasonal_lags(seasons, horizon: int, train_rows: int) -> tuple[int, ...]:

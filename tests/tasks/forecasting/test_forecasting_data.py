@@ -77,13 +77,13 @@ def test_jena_format_fills_missing_timestamps_and_drops_duplicates(jena_csv, cap
     # the inserted rows are linear interpolations of their neighbours
     before, after = raw["T (degC)"].iloc[4], raw["T (degC)"].iloc[5]
     np.testing.assert_allclose(s.y[5:7], before + (after - before) * np.array([1, 2]) / 3, atol=1e-9)
-    assert series_data.calendar_season(s.freq) == 144
+    assert series_data.calendar_seasons(s.freq) == [144, 1008, 52596]
 
 
 def test_jena_resample_to_hourly(jena_csv):
     s = series_data.load_series(cfg(jena_csv, target="T (degC)", resample="1h"))
     assert s.freq == "h" and len(s) == 2 * 144 * 3 // 6 + 1  # 00:10 .. 23:50 six days later
-    assert series_data.calendar_season(s.freq) == 24 and series_data.default_horizon(s.freq) == 24
+    assert series_data.calendar_seasons(s.freq)[0] == 24 and series_data.default_horizon(s.freq) == 24
 
 
 def test_on_missing_fail_names_the_timestamp(jena_csv):
@@ -176,9 +176,9 @@ def test_other_statsmodels_series_load(name):
 
 def test_season_detection_without_a_calendar():
     y = seasonal_series(300, period=7, trend=0.0)
-    assert series_data.detect_season(y, None) == (7, "acf")
+    assert series_data.detect_seasons(y, None) == ((7,), "acf")
     rng = np.random.default_rng(1)
-    assert series_data.detect_season(rng.normal(size=300), None)[0] == 1
+    assert series_data.detect_seasons(rng.normal(size=300), None)[0] == (1,)
 
 
 # ----------------------------------------------------------------------------- split, scaler, windows
