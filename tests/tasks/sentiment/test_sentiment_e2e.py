@@ -122,7 +122,8 @@ def test_export_runtimes_agree_and_evaluate(trained, capsys):
     assert report["mcu_max_tokens"] == min(config["text_tokens"]["max"], config["data"]["max_tokens"])
     for quantization in ("float", "int8"):
         section = report["mcu"][quantization]["tflm"]
-        assert section["loads"] and section["arena_bytes"] > 0 and section["label_agreement"] == 1.0
+        # (labels of this barely trained model sit at 0.5, where one LSB may flip them: compare values)
+        assert section["loads"] and section["arena_bytes"] > 0 and section["max_abs_diff_vs_litert"] < 0.02
     assert report["mcu"]["int8"]["tflm"]["max_lsb_diff"] <= 4
     assert (export / "mcu" / "model_data.cc").is_file() and (export / "mcu" / "model_ops.h").is_file()
     assert main(["-q", "sentiment", "evaluate", "--model", str(out), "--data", str(dev), "--runtime", "tflm",
