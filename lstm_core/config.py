@@ -187,6 +187,16 @@ def _scalar_parser(kind):
     return str
 
 
+def _none_or(parse):
+    """For ``X | None`` settings: ``none`` on the command line is None (what --help shows)."""
+
+    def parse_optional(text: str):
+        return None if text.strip().lower() == "none" else parse(text)
+
+    parse_optional.__name__ = getattr(parse, "__name__", "value")
+    return parse_optional
+
+
 def _list_parser(item, container):
     parse_item = _scalar_parser(item)
 
@@ -239,6 +249,7 @@ def add_settings(
         if field.metadata.get("metavar"):
             kwargs["metavar"] = field.metadata["metavar"]
         item = _sequence_item(kind)
+        _, optional = _unwrap_optional(hints.get(field.name, str))
         if kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif item is not None:
@@ -248,6 +259,8 @@ def add_settings(
         else:
             kwargs["type"] = _scalar_parser(kind)
             kwargs.setdefault("metavar", {int: "N", float: "X"}.get(kind, "TEXT"))
+        if optional and "type" in kwargs:
+            kwargs["type"] = _none_or(kwargs["type"])
         group.add_argument(flag_name(field), **kwargs)
     return group
 

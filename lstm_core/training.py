@@ -158,6 +158,9 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
     """
 
     def on_train_begin(self, logs=None):
+        if not Path(self._weights_path).exists():
+            super().on_train_begin(logs)  # nothing saved yet: Keras' own errors (unbuilt model) as they are
+            return
         try:
             super().on_train_begin(logs)
         except Exception as err:  # noqa: BLE001 - h5py/Keras raise many types for a damaged file

@@ -103,3 +103,10 @@ def test_plumbing_imports_no_tensorflow():
 
 def test_evaluate_keys_are_the_shared_vocabulary():
     assert EVALUATE_KEYS == ("task", "model", "runtime", "data", "examples", "plot")
+
+
+def test_none_on_the_command_line_is_none_for_optional_settings():
+    _, config = parse(["--horizon", "none"], defaults=Example(horizon=5))
+    assert config.horizon is None
+    _, config = parse(["--horizon", "7"])
+    assert config.horizon == 7
