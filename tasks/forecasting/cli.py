@@ -18,24 +18,6 @@ from tasks.forecasting.config import (
 )
 
 
-def _train(args, output, data, model, train):
-    from tasks.forecasting.train import train as run
-
-    return run(data, model, train, output)
-
-
-def _evaluate(args, evaluate, baselines):
-    from tasks.forecasting.evaluate import evaluate as run
-
-    return run(evaluate, baselines)
-
-
-def _export(args, export, checks):
-    from tasks.forecasting.export import export as run
-
-    return run(export, checks)
-
-
 def _predict(args, predict, options):
     import sys
 
@@ -57,16 +39,18 @@ TASK = Task(
     "inputs) beside the statsforecast baselines",
     verbs={
         "train": settings_verb(
-            "train on a CSV or statsmodels series (chronological split; the last --test-fraction is held out)", _train,
-            {"output": OUTPUT, "data": DataConfig(), "model": ModelConfig(), "train": DEFAULT_TRAIN},
+            "train on a CSV or statsmodels series (chronological split; the last --test-fraction is held out)",
+            "tasks.forecasting.train:train",
+            {"data": DataConfig(), "model": ModelConfig(), "train": DEFAULT_TRAIN, "output": OUTPUT},
         ),
         "evaluate": settings_verb(
-            "rolling-origin MAE/RMSE/sMAPE/MASE on the test part beside the baselines, + PNG", _evaluate,
+            "rolling-origin MAE/RMSE/sMAPE/MASE on the test part beside the baselines, + PNG",
+            "tasks.forecasting.evaluate:evaluate",
             {"evaluate": EVALUATE, "baselines": EvaluateOptions()},
         ),
         "export": settings_verb(
             "SavedModel, float/int8 TFLite (fused LSTM), a streaming one-step TFLite, TFLM checks and C array",
-            _export, {"export": EXPORT, "checks": ExportChecks()},
+            "tasks.forecasting.export:export", {"export": EXPORT, "checks": ExportChecks()},
         ),
         "predict": settings_verb(
             "CSV of the next H timestamps and forecasts after the end of --data", _predict,

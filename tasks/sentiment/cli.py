@@ -17,24 +17,6 @@ from tasks.sentiment.config import (
 )
 
 
-def _train(args, output, data, model, objective, train):
-    from tasks.sentiment.train import train as run
-
-    return run(data, model, objective, train, output)
-
-
-def _evaluate(args, evaluate, baselines):
-    from tasks.sentiment.evaluate import evaluate as run
-
-    return run(evaluate, baselines)
-
-
-def _export(args, export, mcu):
-    from tasks.sentiment.export import export as run
-
-    return run(export, mcu)
-
-
 def _predict_inputs(parser):
     parser.add_argument("texts", nargs="+", metavar="TEXT", help="text(s) to classify; '-' reads lines from stdin")
 
@@ -56,17 +38,17 @@ TASK = Task(
     help="sentence sentiment (negative/positive): sentencepiece + lstm_core.LSTM",
     verbs={
         "train": settings_verb(
-            "train tokenizer and model (TensorBoard logs in OUT/logs)", _train,
-            {"output": OUTPUT, "data": DataConfig(), "model": ModelConfig(), "objective": ObjectiveConfig(),
-             "train": DEFAULT_TRAIN},
+            "train tokenizer and model (TensorBoard logs in OUT/logs)", "tasks.sentiment.train:train",
+            {"data": DataConfig(), "model": ModelConfig(), "objective": ObjectiveConfig(), "train": DEFAULT_TRAIN,
+             "output": OUTPUT},
         ),
         "evaluate": settings_verb(
             "accuracy, precision, recall, F1, confusion matrix, the TF-IDF+SVM and VADER peers, the negation set",
-            _evaluate, {"evaluate": EVALUATE, "baselines": BaselineConfig()},
+            "tasks.sentiment.evaluate:evaluate", {"evaluate": EVALUATE, "baselines": BaselineConfig()},
         ),
         "export": settings_verb(
             "SavedModel (raw strings), LiteRT float/int8 (token ids) and the fixed-length TFLM models",
-            _export, {"export": EXPORT, "mcu": MCU_EXPORT},
+            "tasks.sentiment.export:export", {"export": EXPORT, "mcu": MCU_EXPORT},
         ),
         "predict": settings_verb("print label and its probability for each text", _predict, {"predict": PREDICT},
                                  extra_arguments=_predict_inputs),
