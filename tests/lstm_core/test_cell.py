@@ -35,8 +35,10 @@ def test_textbook_equations():
     c = np.full((1, 2), 0.5, "float32")
     W, U, b = cell.get_weights()
     z = x @ W + h @ U + b
-    sig = lambda v: 1 / (1 + np.exp(-v))
-    i, f, g, o = sig(z[:, :2]), sig(z[:, 2:4]), np.tanh(z[:, 4:6]), sig(z[:, 6:])
+    def sigmoid(v):
+        return 1 / (1 + np.exp(-v))
+
+    i, f, g, o = sigmoid(z[:, :2]), sigmoid(z[:, 2:4]), np.tanh(z[:, 4:6]), sigmoid(z[:, 6:])
     c_expected = f * c + i * g
     out, (_, c1) = cell(x, [h, c])
     np.testing.assert_allclose(c1, c_expected, atol=1e-6)
