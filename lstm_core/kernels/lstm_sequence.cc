@@ -183,8 +183,6 @@ void Gemm(int64_t rows, const float* a, int64_t lda, const PackedPanels& b, cons
       float* tile_out = c_out + r * ldc + col;
       const float* tile_a = a + r * lda;
       switch (std::min<int64_t>(kTileRows, rows - r)) {
-        case 8: MicroKernel<8>(b.depth, tile_a, lda, b.panel(p), tile_in, ldc_in, tile_out, ldc, width); break;
-        case 7: MicroKernel<7>(b.depth, tile_a, lda, b.panel(p), tile_in, ldc_in, tile_out, ldc, width); break;
         case 6: MicroKernel<6>(b.depth, tile_a, lda, b.panel(p), tile_in, ldc_in, tile_out, ldc, width); break;
         case 5: MicroKernel<5>(b.depth, tile_a, lda, b.panel(p), tile_in, ldc_in, tile_out, ldc, width); break;
         case 4: MicroKernel<4>(b.depth, tile_a, lda, b.panel(p), tile_in, ldc_in, tile_out, ldc, width); break;
