@@ -63,6 +63,10 @@ class ModelConfig:
     embedding_dropout: float = setting(0.2, "share of embedding channels dropped in training (SpatialDropout1D)",
                                        minimum=0, below=1)
     dropout: float = setting(0.5, "dropout before the classifier", minimum=0, below=1)
+    lexicon: str | None = setting(
+        None, "fixed per-token prior columns concatenated to the embedding: vader (VADER valence, negator, "
+        "intensifier of each piece; vaderSentiment package) or none", choices=("vader",),
+    )
     members: int = setting(3, "independently trained LSTMs whose probabilities are averaged (model averaging)",
                            minimum=1)
     rating_head: bool = setting(False, "a second output regressing the rating (set by train from the data)",

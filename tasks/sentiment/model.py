@@ -4,7 +4,9 @@ Model: ``int32 token ids [B, T]`` (pre-padded with 0) → ``Embedding`` → ``Sp
 ``lstm_core.LSTM`` (last output = the text's last real token) → ``Dropout`` → ``Dense(1,
 sigmoid)`` = P(positive); with ``rating_head`` a second ``Dense(1)`` regresses the (standardised)
 rating, an auxiliary loss only. No mask: the model is trained on exactly what the fused TFLite
-LSTM computes, so a fixed-length export only adds leading zeros.
+LSTM computes, so a fixed-length export only adds leading zeros. With ``lexicon`` a second,
+non-trainable embedding (:mod:`tasks.sentiment.lexicon`: VADER valence, negator, intensifier
+per piece) is concatenated to the learned one: one more ``GATHER`` and a ``CONCATENATION``.
 
 :class:`SentimentTrainer` wraps the model for ``fit`` and adds adversarial training on the
 embeddings (Miyato, Dai & Goodfellow 2017): each batch is also scored with the embeddings moved
@@ -24,12 +26,24 @@ from lstm_core import LSTM
 from tasks.sentiment.config import ModelConfig
 from tasks.sentiment.artifacts import Tokenizer
 from tasks.sentiment.data import pre_pad
+from tasks.sentiment.lexicon import PRIOR_COLUMNS
 
 ENCODER_LAYERS = ("embedding_dropout", "lstm", "dropout")
+PRIOR_LAYER = "lexicon_prior"
+CONCAT_LAYER = "embedding_and_prior"
 
 
-def build_model(config: ModelConfig, seed: int | None = None, name: str = "sentiment_lstm") -> keras.Model:
+def build_model(config: ModelConfig, seed: int | None = None, name: str = "sentiment_lstm",
+                prior: np.ndarray | None = None) -> keras.Model:
     """One member: token ids → ``{"probability": P(positive) [B, 1]}`` (+ ``"rating" [B, 1]``).
+
+    Args:
+        config: the architecture.
+        seed: seed of the initializers and dropouts.
+        name: the model's name.
+        prior: with ``config.lexicon``, the fixed ``[vocab_size, k]`` per-token table
+            (:func:`tasks.sentiment.lexicon.prior_table`); None: zeros (a model whose weights
+            are loaded next).
 
     Example:
 
@@ -40,6 +54,16 @@ def build_model(config: ModelConfig, seed: int | None = None, name: str = "senti
     """
     ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
     embedded = keras.layers.Embedding(config.vocab_size, config.embedding_dim, name="embedding")(ids)
+    if config.lexicon:
+        width = len(PRIOR_COLUMNS) if prior is None else int(prior.shape[1])
+        lookup = keras.layers.Embedding(config.vocab_size, width, embeddings_initializer="zeros", trainable=False,
+                                        name=PRIOR_LAYER)
+        known = lookup(ids)
+        if prior is not None:
+            if prior.shape[0] != config.vocab_size:
+                raise ValueError(f"prior table has {prior.shape[0]} rows for a vocabulary of {config.vocab_size}")
+            lookup.set_weights([np.asarray(prior, np.float32)])
+        embedded = keras.layers.Concatenate(name=CONCAT_LAYER)([embedded, known])
     layers = [
         keras.layers.SpatialDropout1D(config.embedding_dropout, seed=seed, name="embedding_dropout"),
         LSTM(config.units, seed=seed, name="lstm"),
@@ -89,11 +113,19 @@ class SentimentTrainer(keras.Model):
         self.model = model
         self.adversarial_epsilon = float(adversarial_epsilon)
         self.embedding = model.get_layer("embedding")
+        names = {layer.name for layer in model.layers}
+        self.prior = model.get_layer(PRIOR_LAYER) if PRIOR_LAYER in names else None
+        self.concat = model.get_layer(CONCAT_LAYER) if CONCAT_LAYER in names else None
         self.encoder = [model.get_layer(name) for name in ENCODER_LAYERS]
         self.heads = [layer for layer in model.layers if layer.name in ("probability", "rating")]
 
     def call(self, ids, training=False):
         return self.model(ids, training=training)
+
+    def _embed(self, ids):
+        """The encoder's input: learned embeddings (+ the fixed prior columns); perturbed as one."""
+        embedded = self.embedding(ids)
+        return embedded if self.prior is None else self.concat([embedded, self.prior(ids)])
 
     def _from_embeddings(self, embedded, training):
         x = embedded
@@ -106,7 +138,7 @@ class SentimentTrainer(keras.Model):
             return super().train_step(data)
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
-            embedded = self.embedding(x)
+            embedded = self._embed(x)
             with tf.GradientTape() as inner:
                 inner.watch(embedded)
                 y_pred = self._from_embeddings(embedded, training=True)

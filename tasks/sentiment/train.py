@@ -72,6 +72,13 @@ def train(data: DataConfig, model: ModelConfig, objective: ObjectiveConfig, trai
                                  repeat=train.steps_per_epoch is not None, **common),
                     make_dataset(val_examples, training=False, **common))
 
+        prior = None
+        if model.lexicon:
+            from tasks.sentiment.lexicon import prior_table
+
+            prior = prior_table([tokenizer.sp.id_to_piece(i) for i in range(tokenizer.vocab_size)], model.lexicon)
+            log.info("lexicon %s: %d of %d pieces have a prior", model.lexicon, int((prior != 0).any(1).sum()),
+                     tokenizer.vocab_size)
         hparams = {f"{section}.{key}": value for section, config in (("data", data), ("model", model),
                                                                       ("objective", objective))
                    for key, value in settings_to_dict(config).items()}
@@ -80,7 +87,8 @@ def train(data: DataConfig, model: ModelConfig, objective: ObjectiveConfig, trai
             member_work = work if model.members == 1 else work / "logs" / f"member{index}"
             member_train = dataclasses.replace(train, seed=train.seed + 1000 * index)
             member, summary = _train_member(model, objective, member_train, member_work, datasets, hparams,
-                                            name="sentiment_lstm" if model.members == 1 else f"member{index}")
+                                            name="sentiment_lstm" if model.members == 1 else f"member{index}",
+                                            prior=prior)
             members.append(member)
             summaries.append(summary)
         network = average_members(members)
@@ -113,7 +121,7 @@ MEMBER_FILE = "member.keras"
 
 
 def _train_member(model: ModelConfig, objective: ObjectiveConfig, train: TrainConfig, work: Path, datasets,
-                  hparams: dict, name: str):
+                  hparams: dict, name: str, prior=None):
     """Train one LSTM in ``work`` (resumable; a finished member of an interrupted run is reused)."""
     import keras
 
@@ -127,7 +135,7 @@ def _train_member(model: ModelConfig, objective: ObjectiveConfig, train: TrainCo
     set_seed(train.seed)
     train_ds, val_ds = datasets()
     with distribution_scope(train):
-        network = build_model(model, seed=train.seed, name=name)
+        network = build_model(model, seed=train.seed, name=name, prior=prior)
         trainer = SentimentTrainer(network, adversarial_epsilon=objective.adversarial_epsilon)
         trainer(np.zeros((1, 2), np.int32))  # built before fit (BackupAndRestore needs the weights)
         losses = {"probability": keras.losses.BinaryCrossentropy()}
