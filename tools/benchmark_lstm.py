@@ -202,7 +202,10 @@ def keras3_tflite(T, I, H) -> bytes:
 def bench_litert(T, I, H, rounds):
     ours = keras_model(LSTM, T, I, H)
     rng = np.random.default_rng(0)
-    rep = lambda: ([rng.standard_normal((1, T, I)).astype("float32")] for _ in range(32))
+
+    def rep():
+        return ([rng.standard_normal((1, T, I)).astype("float32")] for _ in range(32))
+
     models = {
         "lstm_core fused float": convert_to_tflite(ours),
         "lstm_core fused int8": convert_to_tflite(ours, quantization="int8", representative_dataset=rep),
