@@ -89,6 +89,7 @@ def run_layer_test(
     tflm=True,
     max_lsb_diff=2,
     custom_objects=None,
+    positional=False,
 ):
     """keras-hub style checks of one layer (issue 12 item 8), returns the export reports.
 
@@ -101,19 +102,24 @@ def run_layer_test(
        int8 within ``max_lsb_diff`` LSB.
 
     ``layer_factory()`` returns a fresh layer; ``inputs`` is one array or a list (batch 1: the
-    TFLite/TFLM exports have a static batch of 1).
+    TFLite/TFLM exports have a static batch of 1). ``positional=True`` passes a list of inputs as
+    separate arguments (``call(self, query, keys, ...)``) instead of one list.
     """
     from lstm_core.export import export_tflite_report
 
     layer = layer_factory()
     arrays = [np.asarray(x) for x in as_list(inputs)]
     call_input = arrays if len(arrays) > 1 else arrays[0]
-    eager = layer(call_input)
+
+    def apply(target, values):
+        return target(*values) if positional and isinstance(values, list) else target(values)
+
+    eager = apply(layer, call_input)
     assert_config_round_trip(layer)
 
     symbolic_inputs = [keras.Input(x.shape[1:], dtype=str(x.dtype), batch_size=x.shape[0]) for x in arrays]
     model_layer = layer_factory()
-    outputs = model_layer(symbolic_inputs if len(arrays) > 1 else symbolic_inputs[0])
+    outputs = apply(model_layer, symbolic_inputs if len(arrays) > 1 else symbolic_inputs[0])
     for symbolic, real in zip(as_list(outputs), as_list(eager)):
         assert tuple(symbolic.shape) == tuple(np.asarray(real).shape), (symbolic.shape, np.asarray(real).shape)
     if expected_output_shape is not None:  # one output: its shape
