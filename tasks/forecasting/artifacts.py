@@ -20,6 +20,7 @@ from lstm_core.io import write_json_atomic
 from tasks.forecasting.config import TRANSFORMS, DataConfig, ModelConfig
 
 SCALER_FILE = "scaler.json"
+SERIES_SCALERS_FILE = "series_scalers.json"  # --id-col models: {series id: Scaler}
 BASELINE_CACHE_DIR = "baselines"
 PREPROCESSING_FILE = "preprocessing.json"
 
@@ -145,6 +146,24 @@ class ForecastingModelDir(ModelDir):
         write_json_atomic(Path(work) / SCALER_FILE, scaler.as_dict())
         directory.scaler = scaler
         return directory
+
+    @property
+    def is_panel(self) -> bool:
+        """Trained with ``--id-col`` (one model over several series, a scaler per series)."""
+        return self.data.id_col is not None
+
+    @property
+    def series_scalers(self) -> dict[str, Scaler]:
+        """``--id-col`` models: the scaler of every series, by id."""
+        if getattr(self, "_series_scalers", None) is None:
+            path = self.path / SERIES_SCALERS_FILE
+            if not path.is_file():
+                raise UserError(f"{self.path}: an --id-col model directory needs {SERIES_SCALERS_FILE} (written by train)")
+            values = self.read_json(SERIES_SCALERS_FILE)
+            if not isinstance(values, dict) or not values:
+                raise UserError(f"{path}: damaged scaler file (expected {{series id: scaler}})")
+            self._series_scalers = {str(k): Scaler.from_dict(v, f"{path} [{k}]") for k, v in values.items()}
+        return self._series_scalers
 
     @property
     def series(self) -> dict:

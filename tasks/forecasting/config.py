@@ -42,6 +42,10 @@ class DataConfig:
         None, "time column (none: 'Date Time', a date/time/datetime/timestamp/year... column, else the row number)"
     )
     features: tuple[str, ...] = setting((), "covariate columns fed to the encoder with the target", metavar="A,B")
+    id_col: str | None = setting(
+        None, "series-id column of a long-format CSV: one global model over every series, each series scaled "
+        "and split by its own rows (none: the file is one series)", metavar="COL",
+    )
     on_missing: str = setting(
         "interpolate", "missing timestamps/values: interpolate linearly (one warning) or fail", choices=ON_MISSING
     )
@@ -132,6 +136,7 @@ class PredictOptions:
     """``predict``: which series to continue, and where the CSV goes."""
 
     data: str | None = setting(None, "series whose next H steps are forecast (none: the training data)")
+    id: str | None = setting(None, "--id-col models: the series to forecast (none: every series)", metavar="ID")
     output: str | None = setting(None, "also write the CSV to this file", metavar="FILE")
 
 

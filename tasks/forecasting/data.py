@@ -322,10 +322,13 @@ def _parse_time(raw: pd.Series, col: str, source: str, lines) -> pd.Index:
     return index
 
 
-def load_frame(config: DataConfig) -> tuple[pd.DataFrame, np.ndarray | None, str, str, str]:
-    """``(numeric frame indexed by time, line numbers or None, source label, target, default transform)``."""
+def load_frame(config: DataConfig, table=None) -> tuple[pd.DataFrame, np.ndarray | None, str, str, str]:
+    """``(numeric frame indexed by time, line numbers or None, source label, target, default transform)``.
+
+    ``table``: ``(cells, lines, source)`` already read (one series of a long-format file).
+    """
     spec = config.data
-    if spec.startswith("statsmodels:"):
+    if table is None and spec.startswith("statsmodels:"):
         name = spec.split(":", 1)[1]
         if name not in DATASETS:
             raise UserError(f"unknown dataset {spec!r}; known: " + ", ".join(f"statsmodels:{n}" for n in DATASETS))
@@ -337,8 +340,7 @@ def load_frame(config: DataConfig) -> tuple[pd.DataFrame, np.ndarray | None, str
             raise UserError(f"{spec}: --time-col is only for CSV files (the dataset has its own time axis)")
         cols = [target, *dict.fromkeys(f for f in features if f != target)]
         return frame[cols], None, spec, target, ds.transform
-    df, lines = read_csv(spec)
-    source = spec
+    df, lines, source = table if table is not None else (*read_csv(spec), spec)
     time_col = _column(df, config.time_col, "time", source) if config.time_col else _guess_time_column(df)
     value_cols = [c for c in df.columns if c != time_col]
     if config.target:
@@ -523,16 +525,21 @@ def fill_missing(frame: pd.DataFrame, lines, source: str, on_missing: str, freq,
     return frame
 
 
-def load_series(config: DataConfig) -> Series:
-    """Read, regularise and clean the series described by ``config`` (one warning line if anything was fixed)."""
-    frame, lines, source, target, default_transform = load_frame(config)
+def load_series(config: DataConfig, table=None, notes_out: list | None = None) -> Series:
+    """Read, regularise and clean the series described by ``config`` (one warning line if anything was fixed).
+
+    ``table``: see :func:`load_frame`; ``notes_out``: collect the cleaning notes there instead of logging.
+    """
+    frame, lines, source, target, default_transform = load_frame(config, table)
     features = [c for c in frame.columns if c != target]
     time_name = frame.index.name
     notes: list[str] = []
     frame, lines, freq, step = regularise(frame, lines, source, config, notes)
     frame.index.name = time_name
     frame = fill_missing(frame, lines, source, config.on_missing, freq, notes)
-    if notes:
+    if notes and notes_out is not None:
+        notes_out.append(f"{source}: {'; '.join(notes)}")
+    elif notes:
         log.warning("%s: %s", source, "; ".join(notes))
     return Series(
         source=source,
@@ -546,6 +553,44 @@ def load_series(config: DataConfig) -> Series:
         default_transform=default_transform,
         lines=lines,
     )
+
+
+def load_panel(config: DataConfig) -> dict[str, Series]:
+    """The series of a long-format CSV, one per value of ``config.id_col``, in first-appearance order.
+
+    Each is cleaned like a file of its own (sorted, repeated stamps averaged, gaps filled) and
+    named ``FILE [COL=ID]`` in messages.
+
+    Example:
+
+    ```python
+    panel = load_panel(DataConfig(data="load.csv", id_col="region", target="mw"))
+    panel["east"].y
+    ```
+    """
+    spec = config.data
+    if spec.startswith("statsmodels:"):
+        raise UserError(f"--id-col: {spec} is one series; --id-col needs a long-format CSV file")
+    df, lines = read_csv(spec)
+    id_col = _column(df, config.id_col, "series-id (--id-col)", spec)
+    if config.time_col and _column(df, config.time_col, "time", spec) == id_col:
+        raise UserError(f"--id-col {config.id_col}: it is also the time column")
+    if config.target and _column(df, config.target, "target", spec) == id_col:
+        raise UserError(f"--id-col {config.id_col}: it is also the target column")
+    ids = df[id_col]
+    if (ids == "").any():
+        row = int(np.flatnonzero((ids == "").to_numpy())[0])
+        raise UserError(f"{spec}: line {int(lines[row])}: empty series id in column {id_col!r}")
+    panel, notes = {}, []
+    for name in dict.fromkeys(ids):
+        rows = (ids == name).to_numpy()
+        cells = df.loc[rows].drop(columns=[id_col]).reset_index(drop=True)
+        panel[str(name)] = load_series(config, (cells, lines[rows], f"{spec} [{id_col}={name}]"), notes)
+    if notes:  # one line for the file: how many series were fixed, the first ones' notes
+        shown = " | ".join(note.replace(f"{spec} ", "", 1) for note in notes[:3])
+        more = f" | ... ({len(notes) - 3} more)" if len(notes) > 3 else ""
+        log.warning("%s: cleaned %d of %d series: %s%s", spec, len(notes), len(panel), shown, more)
+    return panel
 
 
 # ----------------------------------------------------------------------------- frequency

@@ -107,11 +107,49 @@ def evaluate(config: EvaluateConfig, options: EvaluateOptions | None = None) -> 
     options = options or EvaluateOptions()
     started = time.time()
     directory = ForecastingModelDir.open(config.model)
-    model = directory.model
-    horizon, seasons = model.horizon, directory.seasons
     run = forecaster(directory, config.runtime)  # model files checked before the data is read
     directory.check_trained()
+    if directory.is_panel:
+        return _evaluate_panel(directory, run, config, options, started)
     series = load_for_model(directory, config.data)
+    scored = _score_series(directory, series, directory.scaler, run, config, options)
+    result = scored.result
+    out_dir = directory.evaluation_dir(config.out)
+    plot = None
+    if out_dir is not None:
+        plot = out_dir / f"forecast_{config.runtime}.png"
+        write_bytes_atomic(plot, _plot(series, scored))
+    result["seconds"] = round(time.time() - started, 1)
+    full = evaluation_result(task="forecasting", model=directory.path, runtime=config.runtime, data=series.source,
+                             examples=len(scored.origins), plot=plot, **result)
+    if out_dir is not None:
+        write_json_atomic(out_dir / f"metrics_{config.runtime}.json", full)
+    best = result["best_baseline"]
+    log.info(
+        "MASE %.3f | best baseline %s %.3f | seasonal naive %.3f over %d origins%s",
+        result["mase"], best, result[f"{best}_mase"], result.get("seasonal_naive_mase", float("nan")),
+        len(scored.origins), f" (plot {plot})" if plot else "",
+    )
+    return full
+
+
+@dataclasses.dataclass
+class Scored:
+    """One series scored on its test origins: the metrics and what the plot draws."""
+
+    result: dict
+    split: series_data.Split
+    origins: np.ndarray
+    forecasts: dict  # name ("model" or a baseline) -> [N, H] in series units
+    actual: np.ndarray
+    quantile_forecast: np.ndarray | None
+
+
+def _score_series(directory: ForecastingModelDir, series, scaler, run, config: EvaluateConfig,
+                  options: EvaluateOptions) -> Scored:
+    """Model and baselines on the rolling test origins of one series (scaled by ``scaler``)."""
+    model = directory.model
+    horizon, seasons = model.horizon, directory.seasons
     split = series_data.Split.of(len(series), directory.data.test_fraction, directory.data.val_fraction)
     reach = series_data.history(model)
     if split.count("test", reach, horizon) < 1:
@@ -123,12 +161,12 @@ def evaluate(config: EvaluateConfig, options: EvaluateOptions | None = None) -> 
     origins = np.arange(first, last + 1)[:: options.stride]
     if config.limit is not None:
         origins = origins[: config.limit]
-    rows = model_rows(directory, series)
+    rows = series_data.model_rows(series, scaler, model, directory.data.country)
     inputs, _ = series_data.window_arrays(rows, origins, model)
     inputs = series_data.as_list(inputs)
     outputs = run(inputs)
-    level = directory.scaler.level(series.y)
-    forecast = directory.scaler.forecast(point_forecast(outputs, model), level[origins - 1])
+    level = scaler.level(series.y)
+    forecast = scaler.forecast(point_forecast(outputs, model), level[origins - 1])
     y = series.y
     actual = y[origins[:, None] + np.arange(horizon)[None, :]]
     season = max(seasons)
@@ -142,9 +180,8 @@ def evaluate(config: EvaluateConfig, options: EvaluateOptions | None = None) -> 
         "last_value": metrics.last_value(y, origins, horizon),
         "seasonal_naive": metrics.seasonal_naive(y, origins, horizon, season),
     }
-    cache = _cache_dir(directory)
     extra, descriptions = metrics.statsforecast_baselines(
-        y, split.val_end, origins, horizon, seasons, directory.scaler.transform, options.baselines, cache
+        y, split.val_end, origins, horizon, seasons, scaler.transform, options.baselines, _cache_dir(directory)
     )
     forecasts.update(extra)
     if "seasonal_naive" not in options.baselines:
@@ -157,7 +194,7 @@ def evaluate(config: EvaluateConfig, options: EvaluateOptions | None = None) -> 
     quantiles = sorted_quantiles(outputs, model)
     quantile_forecast = None
     if quantiles is not None:
-        quantile_forecast = directory.scaler.forecast(quantiles, level[origins - 1])
+        quantile_forecast = scaler.forecast(quantiles, level[origins - 1])
         result.update(metrics.quantile_metrics(quantile_forecast, actual, model.quantiles, scale))
         result["quantiles"] = list(model.quantiles)
     result.update(
@@ -178,21 +215,81 @@ def evaluate(config: EvaluateConfig, options: EvaluateOptions | None = None) -> 
             "target": series.target,
         }
     )
+    return Scored(result, split, origins, forecasts, actual, quantile_forecast)
+
+
+# Per-series keys that the panel JSON repeats under ``per_series`` (the shared ones stay on top).
+_SHARED_KEYS = ("seasons", "horizon", "lookback", "future_inputs", "stride", "target", "baseline_models")
+
+
+def load_panel_for_model(directory: ForecastingModelDir, data: str | None) -> dict:
+    """``{id: Series}`` of the model's ``--id-col`` file (or ``data``, same columns), only ids it was trained on."""
+    panel = series_data.load_panel(data_config(directory, data))
+    scalers = directory.series_scalers
+    unknown = [name for name in panel if name not in scalers]
+    if unknown:
+        raise UserError(f"{directory.data.data if data is None else data}: series {unknown[:5]} in column "
+                        f"{directory.data.id_col!r} were not in training (known: {', '.join(list(scalers)[:10])})")
+    for series in panel.values():
+        if len(series.features) != directory.scaler.num_covariates:
+            raise UserError(f"{series.source}: the model was trained with covariates {list(directory.data.features)}, "
+                            f"this data gives {series.features}")
+    return panel
+
+
+def _evaluate_panel(directory: ForecastingModelDir, run, config: EvaluateConfig, options: EvaluateOptions,
+                    started: float) -> dict:
+    """``--id-col`` models: every series scored on its own test part; MASE averaged over series,
+    MAE/RMSE/sMAPE pooled over every forecast of every series, per series under ``per_series``."""
+    panel = load_panel_for_model(directory, config.data)
+    scalers = directory.series_scalers
+    per_series, scored_all = {}, {}
+    for name, series in panel.items():
+        scored = _score_series(directory, series, scalers[name], run, config, options)
+        scored_all[name] = scored
+        per_series[name] = {k: v for k, v in scored.result.items() if k not in _SHARED_KEYS}
+        per_series[name]["examples"] = len(scored.origins)
+    forecasters = [name for name in next(iter(scored_all.values())).forecasts
+                   if all(name in s.forecasts for s in scored_all.values())]
+    result = {}
+    for name in forecasters:
+        prefix = "" if name == "model" else f"{name}_"
+        actual = np.concatenate([s.actual for s in scored_all.values()])
+        forecast = np.concatenate([s.forecasts[name] for s in scored_all.values()])
+        pooled = metrics.point_metrics(forecast, actual, 1.0)
+        for key in ("mae", "rmse", "smape"):
+            result[f"{prefix}{key}"] = pooled[key]
+        result[f"{prefix}mase"] = float(np.mean([s.result[f"{prefix}mase"] for s in scored_all.values()]))
+    baselines = [name for name in forecasters if name != "model"]
+    best = min(baselines, key=lambda name: result[f"{name}_mase"])
+    first = next(iter(scored_all.values())).result
+    result.update({
+        "best_baseline": best,
+        "mase_vs_best_baseline": result["mase"] / result[f"{best}_mase"],
+        "aggregate": "mase: mean over series of each series' MASE; mae/rmse/smape: pooled over every forecast",
+        "series": len(panel),
+        "id_col": directory.data.id_col,
+        "series_beaten_by_best_baseline": sorted(n for n, r in per_series.items() if r["mase"] > r[f"{best}_mase"]),
+        **{k: first[k] for k in _SHARED_KEYS if k in first},
+        "per_series": per_series,
+    })
     out_dir = directory.evaluation_dir(config.out)
     plot = None
     if out_dir is not None:
+        shown = next(iter(panel))
         plot = out_dir / f"forecast_{config.runtime}.png"
-        write_bytes_atomic(plot, _plot(series, split, origins, forecasts, actual, quantile_forecast, result, best))
+        write_bytes_atomic(plot, _plot(panel[shown], scored_all[shown]))
+        result["plot_series"] = shown
     result["seconds"] = round(time.time() - started, 1)
-    full = evaluation_result(task="forecasting", model=directory.path, runtime=config.runtime, data=series.source,
-                             examples=len(origins), plot=plot, **result)
+    examples = sum(len(s.origins) for s in scored_all.values())
+    full = evaluation_result(task="forecasting", model=directory.path, runtime=config.runtime,
+                             data=directory.data.data if config.data is None else config.data, examples=examples,
+                             plot=plot, **result)
     if out_dir is not None:
         write_json_atomic(out_dir / f"metrics_{config.runtime}.json", full)
-    log.info(
-        "MASE %.3f | best baseline %s %.3f | seasonal naive %.3f over %d origins%s",
-        result["mase"], best, result[f"{best}_mase"], result.get("seasonal_naive_mase", float("nan")), len(origins),
-        f" (plot {plot})" if plot else "",
-    )
+    log.info("%d series: mean MASE %.3f | best baseline %s %.3f | seasonal naive %.3f over %d origins%s",
+             len(panel), result["mase"], best, result[f"{best}_mase"], result.get("seasonal_naive_mase", float("nan")),
+             examples, f" (plot {plot}, series {result['plot_series']})" if plot else "")
     return full
 
 
@@ -203,10 +300,13 @@ def _cache_dir(directory: ForecastingModelDir) -> Path | None:
         return None
 
 
-def _plot(series, split, origins, forecasts, actual, quantile_forecast, result, best) -> bytes:
+def _plot(series, scored: Scored) -> bytes:
     """Forecasts of the model and the best baseline over the actual series; MASE by step below."""
     from lstm_core.plots import _pyplot, figure_png
 
+    split, origins, forecasts, actual = scored.split, scored.origins, scored.forecasts, scored.actual
+    quantile_forecast, result = scored.quantile_forecast, scored.result
+    best = result["best_baseline"]
     plt = _pyplot()
     horizon = result["horizon"]
     fig, (ax, ax2) = plt.subplots(2, 1, figsize=(11, 7.5), dpi=100, gridspec_kw={"height_ratios": [2.2, 1]})
@@ -255,23 +355,41 @@ def predict(config: PredictConfig, options: PredictOptions | None = None) -> lis
     """The next H timestamps after the end of the data and their forecasts (``[{time, target, q...}]``)."""
     options = options or PredictOptions()
     directory = ForecastingModelDir.open(config.model)
-    model = directory.model
     run = forecaster(directory, config.runtime)
     directory.check_trained()
-    series = load_for_model(directory, options.data)
+    if not directory.is_panel:
+        if options.id is not None:
+            raise UserError(f"--id {options.id}: {directory.path} was trained on one series (no --id-col)")
+        return _predict_series(directory, load_for_model(directory, options.data), directory.scaler, run)
+    panel = load_panel_for_model(directory, options.data)
+    if options.id is not None:
+        if options.id not in panel:
+            raise UserError(f"--id {options.id}: no such series in column {directory.data.id_col!r} "
+                            f"(series: {', '.join(list(panel)[:10])})")
+        panel = {options.id: panel[options.id]}
+    scalers = directory.series_scalers
+    result = []
+    for name, series in panel.items():
+        result.extend({directory.data.id_col: name, **row} for row in _predict_series(directory, series,
+                                                                                       scalers[name], run))
+    return result
+
+
+def _predict_series(directory: ForecastingModelDir, series, scaler, run) -> list[dict]:
+    model = directory.model
     n, horizon = len(series), model.horizon
     reach = series_data.history(model)
     if n < reach + 1:
         raise UserError(f"{series.source}: column {series.target!r} has {n} rows; the model needs the last {reach + 1}")
     times = series.future_index(horizon)
     extended = series_data.extend_for_prediction(series, times)
-    rows = model_rows(directory, extended)
+    rows = series_data.model_rows(extended, scaler, model, directory.data.country)
     inputs, _ = series_data.window_arrays(rows, np.array([n]), model)
     outputs = run(series_data.as_list(inputs))
-    level = directory.scaler.level(series.y)
-    forecast = directory.scaler.forecast(point_forecast(outputs, model), level[n - 1 : n])[0]
+    level = scaler.level(series.y)
+    forecast = scaler.forecast(point_forecast(outputs, model), level[n - 1 : n])[0]
     quantiles = sorted_quantiles(outputs, model)
-    quantile_forecast = directory.scaler.forecast(quantiles, level[n - 1 : n])[0] if quantiles is not None else None
+    quantile_forecast = scaler.forecast(quantiles, level[n - 1 : n])[0] if quantiles is not None else None
     result = []
     for i, t in enumerate(times):
         row = {series.time_col or "time": series_data.format_time(t, series.freq), series.target: float(forecast[i])}
@@ -285,5 +403,5 @@ def predictions_csv(rows: list[dict]) -> str:
     header = list(rows[0])
     lines = [",".join(header)]
     for row in rows:
-        lines.append(",".join(row[header[0]] if i == 0 else f"{row[k]:.6g}" for i, k in enumerate(header)))
+        lines.append(",".join(row[k] if isinstance(row[k], str) else f"{row[k]:.6g}" for k in header))
     return "\n".join(lines) + "\n"

@@ -172,6 +172,11 @@ def export(config: ExportConfig, checks: ExportChecks | None = None) -> dict:
     directory = ForecastingModelDir.open(config.model)
     model = directory.keras_model()  # before any data is read: a damaged model is one line at once
     directory.check_trained()
+    if directory.is_panel:
+        raise UserError(
+            f"{directory.path}: export is for single-series models; this one was trained with --id-col "
+            f"{directory.data.id_col} (a scaler per series, not carried by the exported files yet)"
+        )
     atol = config.atol if config.atol is not None else FLOAT_ATOL
     cfg = directory.model
     series = load_for_model(directory, checks.data)

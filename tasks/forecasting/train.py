@@ -16,7 +16,7 @@ from lstm_core.training import distribution_scope, epoch_summary, fit, model_dir
 
 from tasks.forecasting import data as series_data
 from tasks.forecasting import metrics
-from tasks.forecasting.artifacts import ForecastingModelDir, Scaler
+from tasks.forecasting.artifacts import SERIES_SCALERS_FILE, ForecastingModelDir, Scaler
 from tasks.forecasting.config import DataConfig, ModelConfig
 from tasks.forecasting.model import (
     build_models,
@@ -69,10 +69,12 @@ def _wants_calendar(switch: str, series: series_data.Series) -> bool:
     return len(series_data.calendar_seasons(series.freq)) >= 2
 
 
-def prepare(data: DataConfig, model: ModelConfig) -> Prepared:
+def prepare(data: DataConfig, model: ModelConfig, series: series_data.Series | None = None) -> Prepared:
     """Load and clean the series, resolve the defaults (transform, seasons, horizon, lookback,
-    calendar and lag inputs), check the length, fit the scaler on the training rows."""
-    series = series_data.load_series(data)
+    calendar and lag inputs), check the length, fit the scaler on the training rows.
+
+    ``series``: already loaded (one series of an ``--id-col`` file)."""
+    series = series if series is not None else series_data.load_series(data)
     data = dataclasses.replace(
         data, target=series.target, features=tuple(series.features),
         transform=data.transform or series.default_transform,
@@ -124,6 +126,96 @@ def prepare(data: DataConfig, model: ModelConfig) -> Prepared:
     return Prepared(series, data, model, split, season_source, scaler)
 
 
+@dataclasses.dataclass
+class PreparedPanel:
+    """The series of an ``--id-col`` file: one resolved model config, a split and a scaler per series."""
+
+    reference: Prepared  # the longest series: its training part resolved the defaults
+    members: dict[str, Prepared]
+
+    @property
+    def model(self) -> ModelConfig:
+        return self.reference.model
+
+    @property
+    def data(self) -> DataConfig:
+        return self.reference.data
+
+    def series_info(self) -> dict:
+        info = self.reference.series_info()
+        info["source"] = self.data.data
+        info["id_col"] = self.data.id_col
+        info["reference_id"] = next(k for k, p in self.members.items() if p is self.reference)
+        info["ids"] = {name: {k: p.series_info()[k] for k in ("rows", "start", "end", "train_rows", "val_rows",
+                                                              "test_rows", "test_start")}
+                       for name, p in self.members.items()}
+        return info
+
+
+def prepare_panel(data: DataConfig, model: ModelConfig) -> PreparedPanel:
+    """Every series of an ``--id-col`` file with the defaults resolved once, on the longest series.
+
+    Seasons, horizon, lookback and the calendar/lag inputs are shared (one model); the split
+    (last ``--test-fraction`` of each series), the length check and the scaler are per series.
+    """
+    panel = series_data.load_panel(data)
+    frequencies = {s.freq for s in panel.values()}
+    if len(frequencies) > 1:
+        raise UserError(f"{data.data}: --id-col {data.id_col}: the series have different frequencies "
+                        f"{sorted(map(str, frequencies))}; one model needs one frequency")
+    reference_id = max(panel, key=lambda name: len(panel[name]))
+    reference = prepare(data, model, panel[reference_id])
+    resolved = reference.model
+    members = {}
+    for name, series in panel.items():
+        if name == reference_id:
+            members[name] = reference
+            continue
+        split = series_data.Split.of(len(series), data.test_fraction, data.val_fraction)
+        series_data.check_length(series, split, series_data.history(resolved), resolved.horizon, data.val_fraction)
+        scaler = series_data.fit_scaler(series, split.train_end, reference.data.transform)
+        members[name] = Prepared(series, reference.data, resolved, split, reference.season_source, scaler)
+    if model.ensemble is None:
+        windows = sum(p.split.count("train", series_data.history(resolved), resolved.horizon) for p in members.values())
+        ensemble = default_ensemble(windows)
+        for p in members.values():
+            p.model = dataclasses.replace(resolved, ensemble=ensemble)
+    log.info("%s: %d series in column %r (defaults resolved on the longest, %r)", data.data, len(members),
+             data.id_col, reference_id)
+    return PreparedPanel(reference, members)
+
+
+def _panel_datasets(panel: PreparedPanel, batch_size: int, seed: int):
+    """Training windows of every series, interleaved at random (each series in proportion to its
+    windows); validation windows of every series in order."""
+    import tensorflow as tf
+
+    model = panel.model
+    reach = series_data.history(model)
+    train_parts, weights, val_parts, counts = [], [], [], {"train": 0, "val": 0}
+    for i, p in enumerate(panel.members.values()):
+        rows = series_data.model_rows(p.series, p.scaler, model, p.data.country)
+        count = p.split.count("train", reach, model.horizon)
+        if count:
+            ds = series_data.window_dataset(rows, *p.split.origins("train", reach, model.horizon), model,
+                                            batch_size=256, shuffle=True, seed=seed + i)
+            train_parts.append(ds.unbatch())
+            weights.append(count)
+            counts["train"] += count
+        if p.split.count("val", reach, model.horizon):
+            val_parts.append(series_data.window_dataset(rows, *p.split.origins("val", reach, model.horizon), model,
+                                                        batch_size=256))
+            counts["val"] += p.split.count("val", reach, model.horizon)
+    weights = [w / sum(weights) for w in weights]
+    train_ds = tf.data.Dataset.sample_from_datasets(train_parts, weights=weights, seed=seed,
+                                                    stop_on_empty_dataset=False)
+    train_ds = train_ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    val_ds = None
+    for ds in val_parts:
+        val_ds = ds if val_ds is None else val_ds.concatenate(ds)
+    return train_ds, val_ds, counts
+
+
 def train(data: DataConfig, model: ModelConfig, train: TrainConfig, output: OutputConfig) -> dict:
     """Train a forecaster into ``output.out``; returns the train report.
 
@@ -142,6 +234,8 @@ def train(data: DataConfig, model: ModelConfig, train: TrainConfig, output: Outp
     """
     if data.data is None:
         raise UserError("--data: required (a CSV file or statsmodels:NAME, see --help)")
+    if data.id_col is not None:
+        return _train_panel(data, model, train, output)
     started = time.time()
     with model_directory(output.out, overwrite=output.overwrite, resume=output.resume) as work:
         p = prepare(data, model)
@@ -186,6 +280,54 @@ def train(data: DataConfig, model: ModelConfig, train: TrainConfig, output: Outp
         }
         if has_val:
             report.update(_validation_mase(keras_model, p, rows))
+        report["wall_seconds"] = round(time.time() - started, 1)
+        write_json_atomic(work / "train_report.json", report)
+    log.info("trained in %.0fs; evaluate with: lstm-suite forecasting evaluate --model %s",
+             report["wall_seconds"], output.out)
+    return report
+
+
+def _train_panel(data: DataConfig, model: ModelConfig, train: TrainConfig, output: OutputConfig) -> dict:
+    """``--id-col``: one model over the windows of every series, each series scaled by its own
+    training rows (``series_scalers.json``; ``scaler.json`` holds the reference series')."""
+    started = time.time()
+    with model_directory(output.out, overwrite=output.overwrite, resume=output.resume) as work:
+        panel = prepare_panel(data, model)
+        model = panel.model
+        set_seed(train.seed)
+        train_ds, val_ds, counts = _panel_datasets(panel, panel.data.batch_size, train.seed)
+        if val_ds is None:
+            train = dataclasses.replace(train, monitor="loss")
+        log.info("windows: %d train, %d val over %d series", counts["train"], counts["val"], len(panel.members))
+        ForecastingModelDir.create(work, panel.data, model, train, panel.series_info(), panel.reference.scaler)
+        write_json_atomic(work / SERIES_SCALERS_FILE, {name: p.scaler.as_dict() for name, p in panel.members.items()})
+        with distribution_scope(train):
+            keras_model, training_model = build_models(model)
+            compile_model(training_model, model, train.learning_rate, ensemble_outputs=training_model is not keras_model)
+        hparams = {**{f"model.{k}": v for k, v in dataclasses.asdict(model).items()},
+                   "data.source": panel.data.data, "data.transform": panel.data.transform,
+                   "data.id_col": panel.data.id_col}
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*shuffle=True.*was passed")  # tf.data is shuffled
+            history = fit(training_model, train_ds, val_ds, workdir=work, config=train, hparams=hparams)
+        keras_model.save(work / "model.keras")
+        report = {
+            "model_dir": str(output.out),
+            **epoch_summary(work, train),
+            "best_val_loss": float(min(history.history["val_loss"])) if val_ds is not None and history.history.get("val_loss") else None,
+            "series": len(panel.members),
+            "id_col": panel.data.id_col,
+            "seasons": list(model.seasons),
+            "season_source": panel.reference.season_source,
+            "horizon": model.horizon,
+            "lookback": model.lookback,
+            "future_inputs": list(model.future_features),
+            "transform": panel.data.transform,
+            "ensemble": model.ensemble,
+            "train_windows": counts["train"],
+            "val_windows": counts["val"],
+            "parameters": int(keras_model.count_params()),
+        }
         report["wall_seconds"] = round(time.time() - started, 1)
         write_json_atomic(work / "train_report.json", report)
     log.info("trained in %.0fs; evaluate with: lstm-suite forecasting evaluate --model %s",
