@@ -64,7 +64,7 @@ class ModelConfig:
                                        minimum=0, below=1)
     dropout: float = setting(0.5, "dropout before the classifier", minimum=0, below=1)
     lexicon: str | None = setting(
-        None, "fixed per-token prior columns concatenated to the embedding: vader (VADER valence, negator, "
+        "vader", "fixed per-token prior columns concatenated to the embedding: vader (VADER valence, negator, "
         "intensifier of each piece; vaderSentiment package) or none", choices=("vader",),
     )
     members: int = setting(3, "independently trained LSTMs whose probabilities are averaged (model averaging)",
