@@ -180,8 +180,8 @@ def prepare_panel(data: DataConfig, model: ModelConfig) -> PreparedPanel:
         ensemble = default_ensemble(windows)
         for p in members.values():
             p.model = dataclasses.replace(resolved, ensemble=ensemble)
-    log.info("%s: %d series in column %r (defaults resolved on the longest, %r)", data.data, len(members),
-             data.id_col, reference_id)
+    log.info("%s: %d series in column %r (defaults resolved on the longest, %r), ensemble %d", data.data,
+             len(members), data.id_col, reference_id, next(iter(members.values())).model.ensemble)
     return PreparedPanel(reference, members)
 
 

@@ -247,3 +247,10 @@ def test_hourly_predict_continues_the_calendar(hourly, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0] == "Datetime,MW" and len(lines) == 7
     assert lines[1].startswith("2021-02-08 00:00")
+
+
+def test_predict_id_on_a_single_series_model_is_one_line(trained, capsys):
+    capsys.readouterr()
+    assert main(["forecasting", "predict", "--model", str(trained), "--id", "north"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--id north" in err[0] and "no --id-col" in err[0], err
