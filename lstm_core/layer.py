@@ -113,6 +113,23 @@ def make_fusable_lstm(go_backwards: bool, unroll: bool = False):
     )
 
 
+def _gradient_possible(training) -> bool:
+    """Whether a gradient may be taken through this call (the kernel then keeps its activations).
+
+    Only two cases are sure to be inference: an eager call with no gradient tape recording, and
+    a graph traced inside :func:`lstm_core.kernels.native_inference` with ``training=False``.
+    Everything else (any training call, Keras' step graphs, a tape) keeps them.
+    """
+    training = isinstance(training, (bool, np.bool_)) and bool(training)
+    if training:
+        return True
+    if not tf.inside_function():
+        from tensorflow.python.eager import record
+
+        return bool(record.could_possibly_record())
+    return not kernels.in_native_inference_scope()
+
+
 @keras.saving.register_keras_serializable(package="lstm_core")
 class LSTM(keras.layers.Layer):
     """Long Short-Term Memory layer with the arguments and weights of ``keras.layers.LSTM``.
@@ -314,6 +331,7 @@ class LSTM(keras.layers.Layer):
                 mask=mask,
                 go_backwards=self.go_backwards,
                 zero_output_for_mask=self.zero_output_for_mask,
+                save_for_backward=_gradient_possible(training),
             )
             last = outputs[:, -1]
         elif mask is None and recurrent_dropout_mask is None and self._uses_standard_activations():

@@ -80,7 +80,8 @@ def native_inference():
     Graphs traced with ``training=False`` outside Keras' own predict/evaluate steps otherwise get
     the pure-TensorFlow loop, because such a graph may be saved: a SavedModel that references the
     custom op cannot be loaded where the op library is not loaded. Use this only around graphs that
-    are run, never exported.
+    are run, never exported. Inference calls traced here also skip the activations a gradient
+    would need (``save_for_backward=False``), so they cannot be differentiated.
     """
     depth = getattr(_inference_scope, "depth", 0)
     _inference_scope.depth = depth + 1
@@ -95,7 +96,8 @@ def in_native_inference_scope() -> bool:
 
 
 def lstm_sequence(
-    xw, h0, c0, recurrent_kernel, mask=None, go_backwards=False, zero_output_for_mask=False
+    xw, h0, c0, recurrent_kernel, mask=None, go_backwards=False, zero_output_for_mask=False,
+    save_for_backward=True,
 ):
     """The LSTM loop of :func:`lstm_core.recurrence.recurrence` (tanh / sigmoid) in the kernel.
 
@@ -108,6 +110,9 @@ def lstm_sequence(
         mask: optional ``[B, T]`` (bool or 0/1): masked steps carry the state over.
         go_backwards: process the sequence from its last time step to its first.
         zero_output_for_mask: masked steps output zeros instead of the previous output.
+        save_for_backward: keep the activations the gradient needs ([B, T, 4H] gates, cells,
+            entering h). False (inference) keeps them in small per-thread buffers instead:
+            faster, and the op then has no gradient.
 
     Returns:
         ``(outputs [B, T, H] in processing order, h [B, H], c [B, H])``; differentiable
@@ -120,6 +125,7 @@ def lstm_sequence(
     outputs, h, c, *_ = ops.lstm_core_sequence(
         xw, h0, c0, recurrent_kernel, mask,
         go_backwards=bool(go_backwards), zero_output_for_mask=bool(zero_output_for_mask),
+        save_for_backward=bool(save_for_backward),
     )
     return outputs, h, c
 
@@ -138,6 +144,11 @@ def _sequence_gradient(op, d_outputs, d_h, d_c, *_unused_internal_grads):
     The last three outputs (gates, cells, the h entering each step) exist for this function only;
     gradients flowing into them are ignored.
     """
+    if not op.get_attr("save_for_backward"):
+        raise ValueError(
+            "LstmCoreSequence ran with save_for_backward=False (inference): it has no gradient; "
+            "call the layer with training=True or outside lstm_core.kernels.native_inference()"
+        )
     _, _, c0, recurrent_kernel, mask = op.inputs
     outputs, h, c, gates, cells, h_prev = op.outputs
     d_outputs = tf.zeros_like(outputs) if d_outputs is None else d_outputs

@@ -210,30 +210,51 @@ struct ForwardBuffers {
   float* c_last;        // [B, H]
 };
 
+// save == false (inference): the gates, cells and entering h live in small per-shard buffers
+// that stay in cache instead of [B, T, ...] tensors written for a backward pass that never comes.
 void ForwardShard(const Dims& d, const ForwardBuffers& io, const PackedPanels& recurrent_kernel,
-                  bool zero_output_for_mask, int64_t row_begin, int64_t row_end) {
+                  bool zero_output_for_mask, bool save, int64_t row_begin, int64_t row_end) {
   const int64_t rows = row_end - row_begin, H = d.units, G = d.gates(), T = d.steps;
   Eigen::ArrayXf h_new(H);
+  std::vector<float> scratch(save ? 0 : rows * (G + 4 * H));
+  float* gate_rows = save ? nullptr : scratch.data();           // [rows, 4H]
+  float* cell_rows[2] = {nullptr, nullptr};                     // [rows, H], this / last step
+  float* h_rows[2] = {nullptr, nullptr};                        // [rows, H], entering / next step
+  if (!save) {
+    cell_rows[0] = gate_rows + rows * G;
+    cell_rows[1] = cell_rows[0] + rows * H;
+    h_rows[0] = cell_rows[1] + rows * H;
+    h_rows[1] = h_rows[0] + rows * H;
+  }
+  const int64_t gate_stride = save ? T * G : G, h_stride = save ? T * H : H;
+  auto gates_at = [&](int64_t r, int64_t s) {
+    return save ? io.gates + ((row_begin + r) * T + s) * G : gate_rows + r * G;
+  };
+  auto h_entering = [&](int64_t r, int64_t s) {  // h that the step s reads (input time order)
+    return save ? io.h_prev + ((row_begin + r) * T + d.input_time(s)) * H : h_rows[s % 2] + r * H;
+  };
+  auto cell_at = [&](int64_t r, int64_t s) {
+    return save ? io.cells + ((row_begin + r) * T + s) * H : cell_rows[s % 2] + r * H;
+  };
   for (int64_t r = 0; r < rows; ++r) {
-    const int64_t b = row_begin + r;
-    std::memcpy(io.h_prev + (b * T + d.input_time(0)) * H, io.h0 + b * H, H * sizeof(float));
+    std::memcpy(h_entering(r, 0), io.h0 + (row_begin + r) * H, H * sizeof(float));
   }
   for (int64_t s = 0; s < T; ++s) {
     const int64_t ts = d.input_time(s);
     // z = xw_t + h·U, written straight into this step's gate rows
-    Gemm(rows, io.h_prev + (row_begin * T + ts) * H, T * H, recurrent_kernel,
-         io.xw + (row_begin * T + ts) * G, T * G, io.gates + (row_begin * T + s) * G, T * G);
+    Gemm(rows, h_entering(0, s), h_stride, recurrent_kernel, io.xw + (row_begin * T + ts) * G, T * G,
+         gates_at(0, s), gate_stride);
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t b = row_begin + r, at = b * T + s;
-      float* zr = io.gates + at * G;
+      float* zr = gates_at(r, s);
       ArrayMap if_gates(zr, 2 * H), candidate(zr + 2 * H, H), out_gate(zr + 3 * H, H);
       if_gates = if_gates.logistic();
       candidate = candidate.tanh();
       out_gate = out_gate.logistic();
       ConstArrayMap input_gate(zr, H), forget_gate(zr + H, H);
-      ConstArrayMap c_old(s ? io.cells + (at - 1) * H : io.c0 + b * H, H);
-      ConstArrayMap h_old(io.h_prev + (b * T + ts) * H, H);
-      ArrayMap c_new(io.cells + at * H, H), out(io.outputs + at * H, H);
+      ConstArrayMap c_old(s ? cell_at(r, s - 1) : io.c0 + b * H, H);
+      ConstArrayMap h_old(h_entering(r, s), H);
+      ArrayMap c_new(cell_at(r, s), H), out(io.outputs + at * H, H);
       const bool keep = io.mask == nullptr || io.mask[b * T + ts] > 0.5f;
       if (keep) {
         c_new = forget_gate * c_old + input_gate * candidate;
@@ -248,8 +269,7 @@ void ForwardShard(const Dims& d, const ForwardBuffers& io, const PackedPanels& r
           out = ConstArrayMap(io.outputs + (at - 1) * H, H);
         }
       }
-      float* h_next =
-          s + 1 < T ? io.h_prev + (b * T + d.input_time(s + 1)) * H : io.h_last + b * H;
+      float* h_next = s + 1 < T ? h_entering(r, s + 1) : io.h_last + b * H;
       ArrayMap(h_next, H) = h_new;
       if (s + 1 == T) ArrayMap(io.c_last + b * H, H) = c_new;
     }
@@ -261,6 +281,7 @@ class LstmCoreSequenceOp : public OpKernel {
   explicit LstmCoreSequenceOp(OpKernelConstruction* context) : OpKernel(context) {
     OP_REQUIRES_OK(context, context->GetAttr("zero_output_for_mask", &zero_output_for_mask_));
     OP_REQUIRES_OK(context, context->GetAttr("go_backwards", &go_backwards_));
+    OP_REQUIRES_OK(context, context->GetAttr("save_for_backward", &save_for_backward_));
   }
 
   void Compute(OpKernelContext* context) override {
@@ -287,9 +308,11 @@ class LstmCoreSequenceOp : public OpKernel {
     OP_REQUIRES_OK(context, context->allocate_output(0, seq_shape, &outputs));
     OP_REQUIRES_OK(context, context->allocate_output(1, state_shape, &h_last));
     OP_REQUIRES_OK(context, context->allocate_output(2, state_shape, &c_last));
-    OP_REQUIRES_OK(context, context->allocate_output(3, xw.shape(), &gates));
-    OP_REQUIRES_OK(context, context->allocate_output(4, seq_shape, &cells));
-    OP_REQUIRES_OK(context, context->allocate_output(5, seq_shape, &h_prev));
+    const bool save = save_for_backward_;
+    const TensorShape none({0});
+    OP_REQUIRES_OK(context, context->allocate_output(3, save ? xw.shape() : none, &gates));
+    OP_REQUIRES_OK(context, context->allocate_output(4, save ? seq_shape : none, &cells));
+    OP_REQUIRES_OK(context, context->allocate_output(5, save ? seq_shape : none, &h_prev));
     if (d.steps == 0) {
       h_last->flat<float>() = h0.flat<float>();
       c_last->flat<float>() = c0.flat<float>();
@@ -304,13 +327,14 @@ class LstmCoreSequenceOp : public OpKernel {
     const bool zero_output = zero_output_for_mask_;
     const PackedPanels recurrent_kernel(io.kernel, d.units, d.gates(), d.gates(), 1);
     ForEachBatchShard(context, d.batch, [&](int64_t begin, int64_t end) {
-      ForwardShard(d, io, recurrent_kernel, zero_output, begin, end);
+      ForwardShard(d, io, recurrent_kernel, zero_output, save, begin, end);
     });
   }
 
  private:
   bool zero_output_for_mask_;
   bool go_backwards_;
+  bool save_for_backward_;
 };
 
 // --------------------------------------------------------------------------------- backward
@@ -451,12 +475,15 @@ class LstmCoreSequenceGradOp : public OpKernel {
   DimensionHandle batch = c->Dim(xw, 0), steps = c->Dim(xw, 1), units = c->Dim(kernel, 0);
   ShapeHandle sequence = c->MakeShape({batch, steps, units});
   ShapeHandle state = c->MakeShape({batch, units});
+  bool save = true;
+  TF_RETURN_IF_ERROR(c->GetAttr("save_for_backward", &save));
   c->set_output(0, sequence);
   c->set_output(1, state);
   c->set_output(2, state);
-  c->set_output(3, xw);
-  c->set_output(4, sequence);
-  c->set_output(5, sequence);
+  ShapeHandle none = c->MakeShape({0});
+  c->set_output(3, save ? xw : none);
+  c->set_output(4, save ? sequence : none);
+  c->set_output(5, save ? sequence : none);
   return ::tensorflow::OkStatus();
 }
 
@@ -477,6 +504,7 @@ REGISTER_OP("LstmCoreSequence")
     .Input("mask: float")
     .Attr("zero_output_for_mask: bool = false")
     .Attr("go_backwards: bool = false")
+    .Attr("save_for_backward: bool = true")
     .Output("outputs: float")
     .Output("h: float")
     .Output("c: float")
