@@ -254,30 +254,16 @@ def train(data: DataConfig, model: ModelConfig, train: TrainConfig, output: Outp
         log.info("windows: %d train, %d val", split.count("train", reach, model.horizon),
                  split.count("val", reach, model.horizon))
         ForecastingModelDir.create(work, p.data, model, train, p.series_info(), p.scaler)
-        with distribution_scope(train):
-            keras_model, training_model = build_models(model)
-            compile_model(training_model, model, train.learning_rate, ensemble_outputs=training_model is not keras_model)
-        hparams = {**{f"model.{k}": v for k, v in dataclasses.asdict(model).items()},
-                   "data.source": p.series.source, "data.transform": p.data.transform}
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*shuffle=True.*was passed")  # tf.data is shuffled
-            history = fit(training_model, train_ds, val_ds, workdir=work, config=train, hparams=hparams)
-        keras_model.save(work / "model.keras")
-        report = {
-            "model_dir": str(output.out),
-            **epoch_summary(work, train),
-            "best_val_loss": float(min(history.history["val_loss"])) if has_val and history.history.get("val_loss") else None,
-            "seasons": list(model.seasons),
+        keras_model, report = _fit_and_save(
+            work, model, train, output, train_ds, val_ds,
+            {"data.source": p.series.source, "data.transform": p.data.transform},
+        )
+        report.update({
             "season_source": p.season_source,
-            "horizon": model.horizon,
-            "lookback": model.lookback,
-            "future_inputs": list(model.future_features),
             "transform": p.data.transform,
-            "ensemble": model.ensemble,
             "train_windows": split.count("train", reach, model.horizon),
             "val_windows": split.count("val", reach, model.horizon),
-            "parameters": int(keras_model.count_params()),
-        }
+        })
         if has_val:
             report.update(_validation_mase(keras_model, p, rows))
         report["wall_seconds"] = round(time.time() - started, 1)
@@ -301,38 +287,51 @@ def _train_panel(data: DataConfig, model: ModelConfig, train: TrainConfig, outpu
         log.info("windows: %d train, %d val over %d series", counts["train"], counts["val"], len(panel.members))
         ForecastingModelDir.create(work, panel.data, model, train, panel.series_info(), panel.reference.scaler)
         write_json_atomic(work / SERIES_SCALERS_FILE, {name: p.scaler.as_dict() for name, p in panel.members.items()})
-        with distribution_scope(train):
-            keras_model, training_model = build_models(model)
-            compile_model(training_model, model, train.learning_rate, ensemble_outputs=training_model is not keras_model)
-        hparams = {**{f"model.{k}": v for k, v in dataclasses.asdict(model).items()},
-                   "data.source": panel.data.data, "data.transform": panel.data.transform,
-                   "data.id_col": panel.data.id_col}
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*shuffle=True.*was passed")  # tf.data is shuffled
-            history = fit(training_model, train_ds, val_ds, workdir=work, config=train, hparams=hparams)
-        keras_model.save(work / "model.keras")
-        report = {
-            "model_dir": str(output.out),
-            **epoch_summary(work, train),
-            "best_val_loss": float(min(history.history["val_loss"])) if val_ds is not None and history.history.get("val_loss") else None,
+        _, report = _fit_and_save(
+            work, model, train, output, train_ds, val_ds,
+            {"data.source": panel.data.data, "data.transform": panel.data.transform, "data.id_col": panel.data.id_col},
+        )
+        report.update({
             "series": len(panel.members),
             "id_col": panel.data.id_col,
-            "seasons": list(model.seasons),
             "season_source": panel.reference.season_source,
-            "horizon": model.horizon,
-            "lookback": model.lookback,
-            "future_inputs": list(model.future_features),
             "transform": panel.data.transform,
-            "ensemble": model.ensemble,
             "train_windows": counts["train"],
             "val_windows": counts["val"],
-            "parameters": int(keras_model.count_params()),
-        }
+        })
         report["wall_seconds"] = round(time.time() - started, 1)
         write_json_atomic(work / "train_report.json", report)
     log.info("trained in %.0fs; evaluate with: lstm-suite forecasting evaluate --model %s",
              report["wall_seconds"], output.out)
     return report
+
+
+def _fit_and_save(work, model: ModelConfig, train: TrainConfig, output: OutputConfig, train_ds, val_ds,
+                  data_hparams: dict):
+    """Build and compile the forecaster (inside ``--distribute``'s scope), fit it, save ``model.keras``.
+
+    Returns the Keras model and the report entries every training shares (single series or panel).
+    """
+    with distribution_scope(train):
+        keras_model, training_model = build_models(model)
+        compile_model(training_model, model, train.learning_rate, ensemble_outputs=training_model is not keras_model)
+    hparams = {**{f"model.{k}": v for k, v in dataclasses.asdict(model).items()}, **data_hparams}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*shuffle=True.*was passed")  # tf.data is shuffled
+        history = fit(training_model, train_ds, val_ds, workdir=work, config=train, hparams=hparams)
+    keras_model.save(work / "model.keras")
+    val_losses = history.history.get("val_loss") if val_ds is not None else None
+    return keras_model, {
+        "model_dir": str(output.out),
+        **epoch_summary(work, train),
+        "best_val_loss": float(min(val_losses)) if val_losses else None,
+        "seasons": list(model.seasons),
+        "horizon": model.horizon,
+        "lookback": model.lookback,
+        "future_inputs": list(model.future_features),
+        "ensemble": model.ensemble,
+        "parameters": int(keras_model.count_params()),
+    }
 
 
 def _validation_mase(keras_model, p: Prepared, rows) -> dict:
