@@ -240,7 +240,7 @@ def add_settings(
         if not field.metadata.get("cli", True) or field.name in exclude or (only is not None and field.name not in only):
             continue
         default = getattr(defaults, field.name)
-        kind, _ = _unwrap_optional(hints.get(field.name, str))
+        kind, optional = _unwrap_optional(hints.get(field.name, str))
         help_text = field.metadata.get("help", "")
         if field.metadata.get("choices") and _sequence_item(kind) is None:
             help_text += f" ({'|'.join(map(str, field.metadata['choices']))})"
@@ -249,7 +249,6 @@ def add_settings(
         if field.metadata.get("metavar"):
             kwargs["metavar"] = field.metadata["metavar"]
         item = _sequence_item(kind)
-        _, optional = _unwrap_optional(hints.get(field.name, str))
         if kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif item is not None:

@@ -384,13 +384,15 @@ class LSTM(keras.layers.Layer):
         """
         if self.use_cudnn is False or self.mode != "auto" or save_context.in_save_context():
             return False
-        training = bool(training) if isinstance(training, (bool, np.bool_)) else training is not None
-        if cudnn.cudnn_fallback_reason(self, training=training) is not None or not cudnn.gpu_available():
-            if self.use_cudnn is True:
-                reason = cudnn.cudnn_fallback_reason(self, training=training) or "no GPU is visible"
-                raise ValueError(f"use_cudnn=True, but cuDNN cannot run this layer: {reason}.")
+        if self.use_cudnn == "auto" and not cudnn.gpu_available():  # the CPU case, every call: cheap
             return False
-        return True
+        training = bool(training) if isinstance(training, (bool, np.bool_)) else training is not None
+        reason = cudnn.cudnn_fallback_reason(self, training=training)
+        if reason is None and not cudnn.gpu_available():
+            reason = "no GPU is visible"
+        if reason is not None and self.use_cudnn is True:
+            raise ValueError(f"use_cudnn=True, but cuDNN cannot run this layer: {reason}.")
+        return reason is None
 
     def _cudnn_or_loop(self, sequences, h0, c0, mask, recurrent_dropout_mask):
         """cuDNN for unmasked and right-padded input; other masks take the TF loop (as in Keras)."""
