@@ -318,13 +318,11 @@ class LSTM(keras.layers.Layer):
         if self._uses_cudnn(training):
             last, outputs, h, c = self._cudnn_or_loop(sequences, h0, c0, mask, recurrent_dropout_mask)
         elif self._uses_native_kernel(training, recurrent_dropout_mask):
-            # batch-major all the way: x·W + b as one matmul (grappler fuses the bias into it),
-            # no transposes around the kernel
-            batch, steps = tf.shape(sequences)[0], tf.shape(sequences)[1]
-            xw = tf.matmul(tf.reshape(sequences, [-1, tf.shape(cell.kernel)[0]]), cell.kernel)
-            xw = tf.reshape(tf.nn.bias_add(xw, cell.zero_bias()), [batch, steps, 4 * self.units])
+            # batch-major all the way, x·W + b projected inside the kernel's loop
             outputs, h, c = kernels.lstm_sequence(
-                xw,
+                sequences,
+                tf.convert_to_tensor(cell.kernel),
+                cell.zero_bias(),
                 h0,
                 c0,
                 tf.convert_to_tensor(cell.recurrent_kernel),

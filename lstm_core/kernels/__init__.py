@@ -96,15 +96,18 @@ def in_native_inference_scope() -> bool:
 
 
 def lstm_sequence(
-    xw, h0, c0, recurrent_kernel, mask=None, go_backwards=False, zero_output_for_mask=False,
-    save_for_backward=True,
+    x, kernel, bias, h0, c0, recurrent_kernel, mask=None, go_backwards=False,
+    zero_output_for_mask=False, save_for_backward=True,
 ):
-    """The LSTM loop of :func:`lstm_core.recurrence.recurrence` (tanh / sigmoid) in the kernel.
+    """The LSTM of :func:`lstm_core.recurrence.recurrence` (tanh / sigmoid) in the kernel.
 
-    Batch-major throughout, as Keras hands tensors over, so no transposes surround the op.
+    The input projection ``x·W + b`` runs inside the loop, step by step, together with ``h·U``:
+    the ``[B, T, 4H]`` projected inputs never go through memory. Batch-major throughout, as Keras
+    hands tensors over, so no transposes surround the op.
 
     Args:
-        xw: ``[B, T, 4H]`` float32 projected inputs ``x·W + b`` (gates i, f, c, o).
+        x: ``[B, T, I]`` float32 inputs.
+        kernel, bias: ``W`` ``[I, 4H]`` and ``b`` ``[4H]`` (gates i, f, c, o).
         h0, c0: ``[B, H]`` initial state.
         recurrent_kernel: ``U``, ``[H, 4H]``.
         mask: optional ``[B, T]`` (bool or 0/1): masked steps carry the state over.
@@ -117,13 +120,21 @@ def lstm_sequence(
     Returns:
         ``(outputs [B, T, H] in processing order, h [B, H], c [B, H])``; differentiable
         w.r.t. everything but the mask.
+
+    Example:
+
+    ```python
+    x = tf.random.normal([2, 5, 3])
+    outputs, h, c = lstm_sequence(x, tf.zeros([3, 16]), tf.zeros([16]), tf.zeros([2, 4]),
+                                  tf.zeros([2, 4]), tf.zeros([4, 16]))
+    ```
     """
     ops = native_ops()
     if ops is None:
         raise KernelBuildError(f"the native LSTM kernel is not available: {_failure}")
     mask = tf.zeros((0, 0), tf.float32) if mask is None else tf.cast(mask, tf.float32)
     outputs, h, c, *_ = ops.lstm_core_sequence(
-        xw, h0, c0, recurrent_kernel, mask,
+        x, kernel, bias, h0, c0, recurrent_kernel, mask,
         go_backwards=bool(go_backwards), zero_output_for_mask=bool(zero_output_for_mask),
         save_for_backward=bool(save_for_backward),
     )
@@ -139,32 +150,36 @@ def _register_gradient():
 
 
 def _sequence_gradient(op, d_outputs, d_h, d_c, *_unused_internal_grads):
-    """Gradients for ``(xw, h0, c0, recurrent_kernel, mask)``.
+    """Gradients for ``(x, kernel, bias, h0, c0, recurrent_kernel, mask)``.
 
-    The last three outputs (gates, cells, the h entering each step) exist for this function only;
-    gradients flowing into them are ignored.
+    The BPTT op returns ``dz`` (the gradient of the gates' pre-activations, by input time); every
+    weight gradient is one big matmul of it. The last three forward outputs (gates, cells, the h
+    entering each step) exist for this function only; gradients flowing into them are ignored.
     """
     if not op.get_attr("save_for_backward"):
         raise ValueError(
             "LstmCoreSequence ran with save_for_backward=False (inference): it has no gradient; "
             "call the layer with training=True or outside lstm_core.kernels.native_inference()"
         )
-    _, _, c0, recurrent_kernel, mask = op.inputs
+    x, kernel, _, _, c0, recurrent_kernel, mask = op.inputs
     outputs, h, c, gates, cells, h_prev = op.outputs
     d_outputs = tf.zeros_like(outputs) if d_outputs is None else d_outputs
     d_h = tf.zeros_like(h) if d_h is None else d_h
     d_c = tf.zeros_like(c) if d_c is None else d_c
-    d_xw, d_h0, d_c0 = _ops.lstm_core_sequence_grad(
+    d_z, d_h0, d_c0 = _ops.lstm_core_sequence_grad(
         recurrent_kernel, mask, c0, gates, cells, d_outputs, d_h, d_c,
         go_backwards=op.get_attr("go_backwards"),
         zero_output_for_mask=op.get_attr("zero_output_for_mask"),
     )
-    units = tf.shape(recurrent_kernel)[0]
-    # h_prev and d_xw are both indexed by input time: one [B·T, H]ᵀ x [B·T, 4H] matmul
-    d_recurrent_kernel = tf.matmul(
-        tf.reshape(h_prev, [-1, units]), tf.reshape(d_xw, [-1, 4 * units]), transpose_a=True
-    )
-    return d_xw, d_h0, d_c0, d_recurrent_kernel, None
+    units, inputs = tf.shape(recurrent_kernel)[0], tf.shape(kernel)[0]
+    # x, h_prev and dz are all indexed by input time: each product is one [B·T, ·] matmul
+    d_z_rows = tf.reshape(d_z, [-1, 4 * units])
+    x_rows = tf.reshape(x, [-1, inputs])
+    d_recurrent_kernel = tf.matmul(tf.reshape(h_prev, [-1, units]), d_z_rows, transpose_a=True)
+    d_kernel = tf.matmul(x_rows, d_z_rows, transpose_a=True)
+    d_x = tf.reshape(tf.matmul(d_z_rows, kernel, transpose_b=True), tf.shape(x))
+    d_bias = tf.reduce_sum(d_z_rows, axis=0)
+    return d_x, d_kernel, d_bias, d_h0, d_c0, d_recurrent_kernel, None
 
 
 __all__ = [

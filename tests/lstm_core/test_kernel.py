@@ -287,22 +287,25 @@ def test_inference_without_saved_activations_gives_the_same_outputs(monkeypatch)
     """save_for_backward=False keeps gates/cells in per-thread buffers: same numbers, no gradient."""
     monkeypatch.setenv(kernels.CHOICE_ENV, "native")
     rng = np.random.default_rng(3)
-    xw = tf.constant(rng.standard_normal((5, 9, 16)).astype("float32"))
+    x = tf.constant(rng.standard_normal((5, 9, 3)).astype("float32"))
+    kernel = tf.constant(rng.standard_normal((3, 16)).astype("float32"))
+    bias = tf.constant(rng.standard_normal(16).astype("float32"))
     h0 = tf.constant(rng.standard_normal((5, 4)).astype("float32"))
     c0 = tf.constant(rng.standard_normal((5, 4)).astype("float32"))
-    kernel = tf.constant(rng.standard_normal((4, 16)).astype("float32"))
+    recurrent_kernel = tf.constant(rng.standard_normal((4, 16)).astype("float32"))
     mask = tf.constant(rng.random((5, 9)) > 0.3)
+    weights = (kernel, bias, h0, c0, recurrent_kernel)
     for go_backwards in (False, True):
-        saved = kernels.lstm_sequence(xw, h0, c0, kernel, mask=mask, go_backwards=go_backwards)
-        fast = kernels.lstm_sequence(xw, h0, c0, kernel, mask=mask, go_backwards=go_backwards,
+        saved = kernels.lstm_sequence(x, *weights, mask=mask, go_backwards=go_backwards)
+        fast = kernels.lstm_sequence(x, *weights, mask=mask, go_backwards=go_backwards,
                                      save_for_backward=False)
         for a, b in zip(saved, fast):
             np.testing.assert_array_equal(a.numpy(), b.numpy())
     with pytest.raises(ValueError, match="no gradient"):
         with tf.GradientTape() as tape:
-            tape.watch(xw)
-            outputs, _, _ = kernels.lstm_sequence(xw, h0, c0, kernel, save_for_backward=False)
-        tape.gradient(outputs, xw)
+            tape.watch(x)
+            outputs, _, _ = kernels.lstm_sequence(x, *weights, save_for_backward=False)
+        tape.gradient(outputs, x)
     layer = LSTM(4)  # an eager call under a tape keeps the activations: gradients still work
     with tf.GradientTape() as tape:
         loss = tf.reduce_sum(layer(X))
