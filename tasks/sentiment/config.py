@@ -36,6 +36,11 @@ class DataConfig:
     )
     val_fraction: float = setting(0.1, "share of --data held out for early stopping when --val is none",
                                   above=0, below=1)
+    member_folds: bool = setting(
+        True, "with several --members and no --val: each member holds out a different --val-fraction fold of "
+        "--data for its early stopping, so the ensemble learns from all of it (cross-validation bagging); "
+        "off: one hold-out shared by every member",
+    )
     text_column: str = setting("text", "name of the text column")
     label_column: str = setting("label", "name of the label column (negative|positive, neg|pos or 0|1)")
     rating_column: str | None = setting(
@@ -66,6 +71,10 @@ class ModelConfig:
     lexicon: str | None = setting(
         "vader", "fixed per-token prior columns concatenated to the embedding: vader (VADER valence, negator, "
         "intensifier of each piece; vaderSentiment package) or none", choices=("vader",),
+    )
+    wide: bool = setting(
+        False, "a linear bag-of-pieces term beside the LSTM (wide & deep): a learned weight per piece, averaged "
+        "over the text's real tokens and added to the classifier's logit",
     )
     members: int = setting(3, "independently trained LSTMs whose probabilities are averaged (model averaging)",
                            minimum=1)

@@ -188,18 +188,60 @@ def split_validation(examples: Examples, fraction: float, seed: int) -> tuple[Ex
     return examples.subset(np.flatnonzero(~val_mask)), examples.subset(np.flatnonzero(val_mask))
 
 
-def load_training_data(config: DataConfig, seed: int) -> tuple[Examples, Examples]:
-    """Training and early-stopping examples (``--val`` or a held-out share of ``--data``)."""
+def member_folds(examples: Examples, fraction: float, members: int, seed: int) -> list[tuple[Examples, Examples]]:
+    """``(train, val)`` per member: member ``k`` holds out stratified fold ``k`` of ``round(1 / fraction)``.
+
+    Cross-validation bagging: every member stops early on a different share of ``examples`` and
+    trains on the rest, so the ensemble as a whole learns from all of them (members beyond the
+    number of folds reuse the folds in turn).
+    """
+    count = max(2, int(round(1 / fraction)))
+    rng = np.random.default_rng(seed)
+    folds: list[list[int]] = [[] for _ in range(count)]
+    for label in (0, 1):
+        index = np.flatnonzero(examples.labels == label)
+        rng.shuffle(index)
+        for fold, part in zip(folds, np.array_split(index, count)):
+            fold.extend(part.tolist())
+    if any(not fold for fold in folds):
+        raise UserError(f"{examples.source}: {len(examples)} examples are too few for {count} validation folds")
+    splits = []
+    for member in range(members):
+        held_out = np.zeros(len(examples), dtype=bool)
+        held_out[folds[member % count]] = True
+        splits.append((examples.subset(np.flatnonzero(~held_out)), examples.subset(np.flatnonzero(held_out))))
+    return splits
+
+
+@dataclasses.dataclass
+class TrainingData:
+    """What ``train`` learns from: the pool (tokenizer, rating scale, calibration) and each member's split."""
+
+    pool: Examples
+    splits: list[tuple[Examples, Examples]]  # (train, early-stopping) per member
+    shared_val: bool  # one early-stopping set for every member (--val, or --no-member-folds)
+
+
+def load_training_data(config: DataConfig, seed: int, members: int = 1) -> TrainingData:
+    """Training and early-stopping examples: ``--val``, one held-out share of ``--data`` shared by
+    every member, or (``--member-folds``) a different held-out fold per member."""
     train = load_config_examples(config, config.data, default_split="train")
     check_training_examples(train, config.min_examples_per_label)
     if given(config.val):
         val = load_config_examples(config, config.val, default_split="test")
+        data = TrainingData(train, [(train, val)] * members, shared_val=True)
+    elif config.member_folds and members > 1:
+        data = TrainingData(train, member_folds(train, config.val_fraction, members, seed), shared_val=False)
+        log.info("no --val: each of %d members holds out its own fold of %d training examples for early stopping",
+                 members, len(train))
     else:
         train, val = split_validation(train, config.val_fraction, seed)
         log.info("no --val: holding out %d of %d training examples for early stopping", len(val), len(val) + len(train))
-    log.info("train %s: %d examples (%d negative, %d positive); val %s: %d examples",
-             train.source, len(train), *np.bincount(train.labels, minlength=2), val.source, len(val))
-    return train, val
+        data = TrainingData(train, [(train, val)] * members, shared_val=True)
+    first_train, first_val = data.splits[0]
+    log.info("train %s: %d examples (%d negative, %d positive); val %s: %d examples", first_train.source,
+             len(first_train), *np.bincount(first_train.labels, minlength=2), first_val.source, len(first_val))
+    return data
 
 
 # ----------------------------------------------------------------------------- tokenizer

@@ -1,8 +1,9 @@
 """The sentiment model and its predictors (Keras, LiteRT).
 
 Model: ``int32 token ids [B, T]`` (pre-padded with 0) → ``Embedding`` → ``SpatialDropout1D`` →
-``lstm_core.LSTM`` (last output = the text's last real token) → ``Dropout`` → ``Dense(1,
-sigmoid)`` = P(positive); with ``rating_head`` a second ``Dense(1)`` regresses the (standardised)
+``lstm_core.LSTM`` (last output = the text's last real token) → ``Dropout`` → ``Dense(1)`` →
+sigmoid = P(positive) (with ``wide``, :class:`BagOfPieces` of the ids is added to the logit
+first); with ``rating_head`` a second ``Dense(1)`` regresses the (standardised)
 rating, an auxiliary loss only. No mask: the model is trained on exactly what the fused TFLite
 LSTM computes, so a fixed-length export only adds leading zeros. With ``lexicon`` a second,
 non-trainable embedding (:mod:`tasks.sentiment.lexicon`: VADER valence, negator, intensifier
@@ -23,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from lstm_core import LSTM
+from lstm_core.embedding import Embedding
 from tasks.sentiment.config import ModelConfig
 from tasks.sentiment.artifacts import Tokenizer
 from tasks.sentiment.data import pre_pad
@@ -31,6 +33,40 @@ from tasks.sentiment.lexicon import PRIOR_COLUMNS
 ENCODER_LAYERS = ("embedding_dropout", "lstm", "dropout")
 PRIOR_LAYER = "lexicon_prior"
 CONCAT_LAYER = "embedding_and_prior"
+HEAD_LAYERS = ("logit", "wide", "wide_and_deep", "probability", "rating")
+
+
+@keras.saving.register_keras_serializable(package="sentiment")
+class BagOfPieces(keras.layers.Layer):
+    """The wide term beside the LSTM (wide & deep, fastText-style): the mean of a learned weight
+    per piece over a text's real tokens. Pads (id 0) count for nothing, so leading zeros
+    (pre-padding, the fixed-length MCU input) leave it unchanged. Starts at zero: the LSTM alone.
+
+    Input ``int32 ids [B, T]``, output ``[B, 1]`` (added to the classifier's logit). TFLite ops
+    (all run on TFLM, float and int8): ``GATHER``, ``STRIDED_SLICE``, ``NOT_EQUAL``, ``CAST``,
+    ``MUL``, ``SUM``, ``MAXIMUM``, ``DIV``. (Hashed bigrams would need ``FLOOR_MOD`` or a
+    ``GATHER`` on int32, which TFLM does not run.)
+    """
+
+    def __init__(self, vocab_size: int, **kwargs):
+        super().__init__(**kwargs)
+        self.vocab_size = int(vocab_size)
+        self.unigram = Embedding(self.vocab_size, 1, embeddings_initializer="zeros", name="unigram")
+
+    def build(self, input_shape):
+        self.unigram.build(input_shape)
+
+    def call(self, ids):
+        ids = keras.ops.cast(ids, "int32")
+        real = keras.ops.cast(keras.ops.not_equal(ids, 0), self.compute_dtype)
+        total = keras.ops.sum(self.unigram(ids)[..., 0] * real, axis=1, keepdims=True)
+        return total / keras.ops.maximum(keras.ops.sum(real, axis=1, keepdims=True), 1.0)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 1)
+
+    def get_config(self):
+        return {**super().get_config(), "vocab_size": self.vocab_size}
 
 
 def build_model(config: ModelConfig, seed: int | None = None, name: str = "sentiment_lstm",
@@ -69,11 +105,17 @@ def build_model(config: ModelConfig, seed: int | None = None, name: str = "senti
         LSTM(config.units, seed=seed, name="lstm"),
         keras.layers.Dropout(config.dropout, seed=seed, name="dropout"),
     ]
-    heads = [keras.layers.Dense(1, activation="sigmoid", name="probability")]
+    heads = {"logit": keras.layers.Dense(1, name="logit"),
+             "probability": keras.layers.Activation("sigmoid", name="probability")}
+    if config.wide:
+        heads["wide"] = BagOfPieces(config.vocab_size, name="wide")
+        heads["wide_and_deep"] = keras.layers.Add(name="wide_and_deep")
     if config.rating_head:
-        heads.append(keras.layers.Dense(1, name="rating"))
-    outputs = _apply(embedded, layers, heads)
-    return keras.Model(ids, outputs, name=name)
+        heads["rating"] = keras.layers.Dense(1, name="rating")
+    features = embedded
+    for layer in layers:
+        features = layer(features)
+    return keras.Model(ids, _heads(heads, ids, features), name=name)
 
 
 def average_members(members: Sequence[keras.Model]) -> keras.Model:
@@ -89,10 +131,15 @@ def average_members(members: Sequence[keras.Model]) -> keras.Model:
     return keras.Model(ids, {"probability": average}, name="sentiment_ensemble")
 
 
-def _apply(x, layers, heads):
-    for layer in layers:
-        x = layer(x)
-    return {head.name: head(x) for head in heads}
+def _heads(heads: dict, ids, features) -> dict:
+    """``{"probability"[, "rating"]}`` from the LSTM's features (and, with a wide term, the ids)."""
+    logit = heads["logit"](features)
+    if "wide" in heads:
+        logit = heads["wide_and_deep"]([logit, heads["wide"](ids)])
+    outputs = {"probability": heads["probability"](logit)}
+    if "rating" in heads:
+        outputs["rating"] = heads["rating"](features)
+    return outputs
 
 
 def inference_model(model: keras.Model) -> keras.Model:
@@ -117,7 +164,7 @@ class SentimentTrainer(keras.Model):
         self.prior = model.get_layer(PRIOR_LAYER) if PRIOR_LAYER in names else None
         self.concat = model.get_layer(CONCAT_LAYER) if CONCAT_LAYER in names else None
         self.encoder = [model.get_layer(name) for name in ENCODER_LAYERS]
-        self.heads = [layer for layer in model.layers if layer.name in ("probability", "rating")]
+        self.heads = {layer.name: layer for layer in model.layers if layer.name in HEAD_LAYERS}
 
     def call(self, ids, training=False):
         return self.model(ids, training=training)
@@ -127,11 +174,11 @@ class SentimentTrainer(keras.Model):
         embedded = self.embedding(ids)
         return embedded if self.prior is None else self.concat([embedded, self.prior(ids)])
 
-    def _from_embeddings(self, embedded, training):
+    def _from_embeddings(self, ids, embedded, training):
         x = embedded
         for layer in self.encoder:
             x = layer(x, training=training)
-        return {head.name: head(x) for head in self.heads}
+        return _heads(self.heads, ids, x)
 
     def train_step(self, data):
         if self.adversarial_epsilon <= 0:
@@ -141,10 +188,10 @@ class SentimentTrainer(keras.Model):
             embedded = self._embed(x)
             with tf.GradientTape() as inner:
                 inner.watch(embedded)
-                y_pred = self._from_embeddings(embedded, training=True)
+                y_pred = self._from_embeddings(x, embedded, training=True)
                 clean = self._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
             direction = tf.stop_gradient(tf.math.l2_normalize(inner.gradient(clean, embedded), axis=[1, 2]))
-            moved = self._from_embeddings(embedded + self.adversarial_epsilon * direction, training=True)
+            moved = self._from_embeddings(x, embedded + self.adversarial_epsilon * direction, training=True)
             adversarial = self._compute_loss(x=x, y=y, y_pred=moved, sample_weight=sample_weight, training=True)
             loss = clean + adversarial
         self._loss_tracker.update_state(clean, sample_weight=tf.shape(x)[0])

@@ -35,7 +35,8 @@ def train(data: DataConfig, model: ModelConfig, objective: ObjectiveConfig, trai
     """Train into ``output.out``; returns the train report (also in ``train_report.json``)."""
     start = time.monotonic()
     with model_directory(output.out, overwrite=output.overwrite, resume=output.resume) as work:
-        train_examples, val_examples = load_training_data(data, train.seed)
+        loaded = load_training_data(data, train.seed, model.members)
+        train_examples = loaded.pool
         tokenizer_path = work / TOKENIZER_FILE
         if tokenizer_path.exists():
             log.info("reusing tokenizer %s", tokenizer_path)
@@ -43,8 +44,8 @@ def train(data: DataConfig, model: ModelConfig, objective: ObjectiveConfig, trai
             log.info("training sentencepiece (vocab %d) on %d texts", data.vocab_size, len(train_examples))
             train_tokenizer(train_examples.texts, tokenizer_path, vocab_size=data.vocab_size)
         tokenizer = Tokenizer(tokenizer_path, data.max_tokens)
-        use_ratings = (objective.rating_weight > 0 and train_examples.ratings is not None
-                       and val_examples.ratings is not None)
+        use_ratings = objective.rating_weight > 0 and all(
+            part.ratings is not None for split in loaded.splits for part in split)
         if objective.rating_weight > 0 and not use_ratings:
             log.info("no '%s' column in both training and validation data: rating head off", data.rating_column)
         model = dataclasses.replace(model, vocab_size=tokenizer.vocab_size, rating_head=use_ratings)
@@ -67,10 +68,11 @@ def train(data: DataConfig, model: ModelConfig, objective: ObjectiveConfig, trai
         common = dict(tokenizer_proto=tokenizer.proto, batch_size=data.batch_size, max_tokens=data.max_tokens,
                       seed=train.seed, rating_scale=rating_scale)
 
-        def datasets():  # made after each member's seed is set (setting it drops the tokenizer resource)
-            return (make_dataset(train_examples, training=True, sampling_alpha=data.sampling_alpha,
+        def datasets(index):  # made after each member's seed is set (setting it drops the tokenizer resource)
+            member_train, member_val = loaded.splits[index]
+            return (make_dataset(member_train, training=True, sampling_alpha=data.sampling_alpha,
                                  repeat=train.steps_per_epoch is not None, **common),
-                    make_dataset(val_examples, training=False, **common))
+                    make_dataset(member_val, training=False, **common))
 
         prior = None
         if model.lexicon:
@@ -86,7 +88,8 @@ def train(data: DataConfig, model: ModelConfig, objective: ObjectiveConfig, trai
         for index in range(model.members):
             member_work = work if model.members == 1 else work / "logs" / f"member{index}"
             member_train = dataclasses.replace(train, seed=train.seed + 1000 * index)
-            member, summary = _train_member(model, objective, member_train, member_work, datasets, hparams,
+            member, summary = _train_member(model, objective, member_train, member_work,
+                                            lambda index=index: datasets(index), hparams,
                                             name="sentiment_lstm" if model.members == 1 else f"member{index}",
                                             prior=prior)
             members.append(member)
@@ -96,13 +99,16 @@ def train(data: DataConfig, model: ModelConfig, objective: ObjectiveConfig, trai
         for index in range(model.members):
             remove((work if model.members == 1 else work / "logs" / f"member{index}") / MEMBER_FILE)
 
-        probs = KerasPredictor(network, tokenizer).predict_proba(val_examples.texts)
-        val_metrics = classification_metrics(val_examples.labels, probs)
+        val_metrics, val_scope = _validation_metrics(network, members, summaries, loaded, tokenizer)
+        val_source = loaded.splits[0][1].source
+        if not given(data.val):
+            val_source += " (held out)" if loaded.shared_val else " (a held-out fold per member)"
         report = {
             "train_data": train_examples.source,
             "train_examples": len(train_examples),
-            "val_data": val_examples.source if given(data.val) else f"{train_examples.source} (held out)",
-            "val_examples": len(val_examples),
+            "val_data": val_source,
+            "val_examples": val_metrics.pop("examples"),
+            "val_scope": val_scope,
             "vocab_size": tokenizer.vocab_size,
             "parameters": int(network.count_params()),
             **(summaries[0] if len(summaries) == 1 else {
@@ -118,6 +124,26 @@ def train(data: DataConfig, model: ModelConfig, objective: ObjectiveConfig, trai
 
 
 MEMBER_FILE = "member.keras"
+
+
+def _validation_metrics(network, members, summaries, loaded, tokenizer) -> tuple[dict, str]:
+    """Held-out metrics (and their scope): the ensemble on the shared early-stopping set, or, with
+    a fold per member, each member on its own fold, pooled. Every example of a member's fold was
+    trained on by the other members, so no ensemble figure is clean there; each member's own
+    accuracy goes into its summary."""
+    if loaded.shared_val:
+        val = loaded.splits[0][1]
+        probs = KerasPredictor(network, tokenizer).predict_proba(val.texts)
+        return {**classification_metrics(val.labels, probs), "examples": len(val)}, "ensemble"
+    labels, probs = [], []
+    for member, summary, (_, val) in zip(members, summaries, loaded.splits):
+        member_probs = KerasPredictor(member, tokenizer).predict_proba(val.texts)
+        summary["val_examples"] = len(val)
+        summary["val_accuracy"] = classification_metrics(val.labels, member_probs)["accuracy"]
+        labels.append(val.labels)
+        probs.append(member_probs)
+    labels = np.concatenate(labels)
+    return {**classification_metrics(labels, np.concatenate(probs)), "examples": len(labels)}, "members, out of fold"
 
 
 def _train_member(model: ModelConfig, objective: ObjectiveConfig, train: TrainConfig, work: Path, datasets,

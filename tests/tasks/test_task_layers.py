@@ -58,7 +58,19 @@ def translation_layers():
     }
 
 
-CASES = {**speech_layers(), **translation_layers()}
+def sentiment_layers():
+    from tasks.sentiment.model import BagOfPieces
+
+    def wide():
+        layer = BagOfPieces(50)
+        layer.build((None, None))
+        layer.weights[0].assign(RNG.standard_normal((50, 1)).astype("float32"))  # a fresh one is all zeros
+        return layer
+
+    return {"sentiment BagOfPieces": dict(factory=wide, inputs=np.array([[0, 0, 0, 7, 3, 49, 12, 3]], "int32"))}
+
+
+CASES = {**speech_layers(), **translation_layers(), **sentiment_layers()}
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

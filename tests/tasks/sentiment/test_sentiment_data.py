@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -18,7 +19,9 @@ from tasks.sentiment.data import (
     Examples,
     check_training_examples,
     load_examples,
+    load_training_data,
     make_dataset,
+    member_folds,
     pre_pad,
     read_delimited,
     split_validation,
@@ -186,6 +189,34 @@ def test_split_validation_is_stratified_and_disjoint():
     assert abs(len(val) - 100) <= 1
     assert sorted(train.texts + val.texts) == sorted(ex.texts)
     assert abs(val.labels.mean() - ex.labels.mean()) < 0.02
+
+
+def test_member_folds_are_stratified_and_cover_the_data():
+    ex = read_delimited(TRAIN_TSV).subset(range(1000))
+    splits = member_folds(ex, 0.1, members=3, seed=3)
+    assert len(splits) == 3
+    held_out = [set(val.texts) for _, val in splits]
+    for (train, val), other in zip(splits, held_out):
+        assert len(train) + len(val) == 1000 and abs(len(val) - 100) <= 1
+        assert not set(train.texts) & set(val.texts)
+        assert abs(val.labels.mean() - ex.labels.mean()) < 0.02
+    assert not held_out[0] & held_out[1] and not held_out[1] & held_out[2]  # a different fold per member
+    assert set().union(*(set(train.texts) for train, _ in splits)) == set(ex.texts)  # the ensemble sees all
+    # more members than folds reuse the folds in turn
+    wrapped = member_folds(ex.subset(range(100)), 0.5, members=3, seed=0)
+    assert wrapped[0][1].texts == wrapped[2][1].texts != wrapped[1][1].texts
+
+
+def test_load_training_data_modes(tmp_path):
+    config = DataConfig(data=str(TRAIN_TSV))
+    folds = load_training_data(config, seed=1, members=3)
+    assert not folds.shared_val and len(folds.pool) == len(read_delimited(TRAIN_TSV))
+    assert len({tuple(val.texts[:5]) for _, val in folds.splits}) == 3
+    shared = load_training_data(dataclasses.replace(config, member_folds=False), seed=1, members=3)
+    assert shared.shared_val and len(shared.pool) == len(shared.splits[0][0])
+    assert len({tuple(val.texts[:5]) for _, val in shared.splits}) == 1
+    single = load_training_data(config, seed=1, members=1)  # one member: one shared hold-out
+    assert single.shared_val and len(single.pool) + len(single.splits[0][1]) == len(folds.pool)
 
 
 def test_config_round_trip(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import sys
 
@@ -38,10 +39,34 @@ def test_keras_computes_what_the_fused_export_computes():
     assert not np.allclose(np.asarray(model(np.array([[0, 0, 0, 5, 6, 8]], np.int32))), expected[:1], atol=1e-7)
 
 
-@pytest.mark.parametrize("epsilon", [0.0, 1.0])
-def test_trainer_fits_and_shares_the_model_weights(epsilon):
+def test_wide_term_ignores_leading_pads_and_reaches_the_logit():
+    from tasks.sentiment.model import BagOfPieces
+
+    layer = BagOfPieces(50)
+    layer.build((None, None))
+    rng = np.random.default_rng(0)
+    layer.weights[0].assign(rng.standard_normal((50, 1)).astype("float32"))
+    short, padded = np.array([[5, 6, 7]], np.int32), np.array([[0, 0, 0, 0, 5, 6, 7]], np.int32)
+    np.testing.assert_allclose(np.asarray(layer(padded)), np.asarray(layer(short)), atol=1e-6)
+    expected = layer.weights[0].numpy()[[5, 6, 7], 0].mean()
+    assert float(np.asarray(layer(short))[0, 0]) == pytest.approx(expected, abs=1e-5)
+    assert float(np.asarray(layer(np.zeros((1, 4), np.int32)))[0, 0]) == 0.0  # all pads: nothing
+
+    model = build_model(dataclasses.replace(CONFIG, wide=True), seed=0)
+    wide = model.get_layer("wide")
+    assert np.all(np.asarray(wide(short)) == 0)  # starts as the LSTM alone
+    wide.weights[0].assign(rng.standard_normal((50, 1)).astype("float32"))
+    probability = inference_model(model)
+    logit = keras.Model(model.input, model.get_layer("logit").output)
+    for ids in (short, padded):  # P = sigmoid(LSTM logit + wide term), the wide term the same for both
+        np.testing.assert_allclose(np.asarray(probability(ids)),
+                                   1 / (1 + np.exp(-(np.asarray(logit(ids)) + np.asarray(wide(short))))), atol=1e-5)
+
+
+@pytest.mark.parametrize("epsilon,wide", [(0.0, False), (1.0, False), (1.0, True)])
+def test_trainer_fits_and_shares_the_model_weights(epsilon, wide):
     keras.utils.set_random_seed(1)
-    model = build_model(CONFIG, seed=1)
+    model = build_model(dataclasses.replace(CONFIG, wide=wide), seed=1)
     trainer = SentimentTrainer(model, adversarial_epsilon=epsilon)
     trainer(np.zeros((1, 2), np.int32))
     trainer.compile(optimizer=keras.optimizers.Adam(0.05), loss={"probability": keras.losses.BinaryCrossentropy()},
