@@ -2,9 +2,11 @@
 
 Why: in TensorFlow every step of the loop dispatches a MatMul and ~10 element-wise ops, which
 costs more than the arithmetic at the sizes the tasks use. ``LstmCoreSequence`` runs all steps in
-C++ (per step one GEMM ``h·U`` and the gate math fused over the step's ``[B, 4H]`` block);
+C++ (per step one GEMM ``[x_t, h]·[W; U] + b`` and the gate math fused over the step's
+``[B, 4H]`` block, so the projected inputs never go through memory);
 ``LstmCoreSequenceGrad`` is registered as its gradient (per step the fused gate derivatives and
-one GEMM ``dz·Uᵀ``); ``dU = Σ h_{t-1}ᵀ·dz_t`` is one big TensorFlow matmul after the loop.
+one GEMM ``dz·Uᵀ``); ``dU``, ``dW``, ``dx`` and ``db`` are single TensorFlow matmuls of ``dz``
+after the loop.
 
 The op library is compiled on first use (:mod:`lstm_core.kernels.build`), never at import. If
 that fails the layer logs one warning and keeps the pure-TensorFlow loop. ``LSTM_CORE_KERNEL``
