@@ -72,11 +72,15 @@ class ModelConfig:
         "vader", "fixed per-token prior columns concatenated to the embedding: vader (VADER valence, negator, "
         "intensifier of each piece; vaderSentiment package) or none", choices=("vader",),
     )
+    pooling: tuple[str, ...] = setting(
+        ("last", "last+max"), "classifier features of each member in turn: last (the LSTM's last output) or last+max "
+        "(beside it, the maximum of its outputs over the text's real tokens)", choices=("last", "last+max"),
+    )
     wide: bool = setting(
         False, "a linear bag-of-pieces term beside the LSTM (wide & deep): a learned weight per piece, averaged "
         "over the text's real tokens and added to the classifier's logit",
     )
-    members: int = setting(3, "independently trained LSTMs whose probabilities are averaged (model averaging)",
+    members: int = setting(6, "independently trained LSTMs whose probabilities are averaged (model averaging)",
                            minimum=1)
     rating_head: bool = setting(False, "a second output regressing the rating (set by train from the data)",
                                 cli=False)

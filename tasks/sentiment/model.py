@@ -30,7 +30,7 @@ from tasks.sentiment.artifacts import Tokenizer
 from tasks.sentiment.data import pre_pad
 from tasks.sentiment.lexicon import PRIOR_COLUMNS
 
-ENCODER_LAYERS = ("embedding_dropout", "lstm", "dropout")
+ENCODER_LAYERS = ("embedding_dropout", "lstm", "pool", "dropout")
 PRIOR_LAYER = "lexicon_prior"
 CONCAT_LAYER = "embedding_and_prior"
 HEAD_LAYERS = ("logit", "wide", "wide_and_deep", "probability", "rating")
@@ -69,8 +69,36 @@ class BagOfPieces(keras.layers.Layer):
         return {**super().get_config(), "vocab_size": self.vocab_size}
 
 
+@keras.saving.register_keras_serializable(package="sentiment")
+class LastAndMaxPool(keras.layers.Layer):
+    """The LSTM's last output beside the maximum of its outputs over the text's real tokens
+    (max pooling, as in InferSent's BiLSTM-max): ``[outputs [B, T, U], ids [B, T]] -> [B, 2U]``.
+
+    Pad steps (id 0) are lowered below any real output (LSTM outputs lie in (-1, 1)), so they
+    never win the maximum. TFLite ops: ``STRIDED_SLICE``, ``NOT_EQUAL``, ``CAST``, ``MUL``,
+    ``ADD``, ``REDUCE_MAX``, ``CONCATENATION`` (all run on TFLM, float and int8).
+    """
+
+    def call(self, outputs, ids):
+        real = keras.ops.cast(keras.ops.not_equal(ids, 0), outputs.dtype)[..., None]
+        pooled = keras.ops.max(outputs * real + (real - 1.0) * 2.0, axis=1)
+        return keras.ops.concatenate([outputs[:, -1, :], pooled], axis=-1)
+
+    def compute_output_shape(self, outputs_shape, ids_shape=None):
+        return (outputs_shape[0], 2 * outputs_shape[-1])
+
+
+def _encode(layers: dict, ids, embedded, training=None):
+    """Embeddings → features of the classifier: dropout, LSTM, (pooling), dropout."""
+    x = layers["embedding_dropout"](embedded, training=training)
+    x = layers["lstm"](x, training=training)
+    if "pool" in layers:
+        x = layers["pool"](x, ids)
+    return layers["dropout"](x, training=training)
+
+
 def build_model(config: ModelConfig, seed: int | None = None, name: str = "sentiment_lstm",
-                prior: np.ndarray | None = None) -> keras.Model:
+                prior: np.ndarray | None = None, member: int = 0) -> keras.Model:
     """One member: token ids → ``{"probability": P(positive) [B, 1]}`` (+ ``"rating" [B, 1]``).
 
     Args:
@@ -80,6 +108,7 @@ def build_model(config: ModelConfig, seed: int | None = None, name: str = "senti
         prior: with ``config.lexicon``, the fixed ``[vocab_size, k]`` per-token table
             (:func:`tasks.sentiment.lexicon.prior_table`); None: zeros (a model whose weights
             are loaded next).
+        member: the member's index (it takes ``config.pooling[member % len(config.pooling)]``).
 
     Example:
 
@@ -100,11 +129,16 @@ def build_model(config: ModelConfig, seed: int | None = None, name: str = "senti
                 raise ValueError(f"prior table has {prior.shape[0]} rows for a vocabulary of {config.vocab_size}")
             lookup.set_weights([np.asarray(prior, np.float32)])
         embedded = keras.layers.Concatenate(name=CONCAT_LAYER)([embedded, known])
-    layers = [
-        keras.layers.SpatialDropout1D(config.embedding_dropout, seed=seed, name="embedding_dropout"),
-        LSTM(config.units, seed=seed, name="lstm"),
-        keras.layers.Dropout(config.dropout, seed=seed, name="dropout"),
-    ]
+    kinds = config.pooling or ("last",)
+    pooled = kinds[member % len(kinds)] == "last+max"
+    layers = {
+        "embedding_dropout": keras.layers.SpatialDropout1D(config.embedding_dropout, seed=seed,
+                                                           name="embedding_dropout"),
+        "lstm": LSTM(config.units, seed=seed, return_sequences=pooled, name="lstm"),
+        "dropout": keras.layers.Dropout(config.dropout, seed=seed, name="dropout"),
+    }
+    if pooled:
+        layers["pool"] = LastAndMaxPool(name="pool")
     heads = {"logit": keras.layers.Dense(1, name="logit"),
              "probability": keras.layers.Activation("sigmoid", name="probability")}
     if config.wide:
@@ -112,10 +146,7 @@ def build_model(config: ModelConfig, seed: int | None = None, name: str = "senti
         heads["wide_and_deep"] = keras.layers.Add(name="wide_and_deep")
     if config.rating_head:
         heads["rating"] = keras.layers.Dense(1, name="rating")
-    features = embedded
-    for layer in layers:
-        features = layer(features)
-    return keras.Model(ids, _heads(heads, ids, features), name=name)
+    return keras.Model(ids, _heads(heads, ids, _encode(layers, ids, embedded)), name=name)
 
 
 def average_members(members: Sequence[keras.Model]) -> keras.Model:
@@ -163,7 +194,7 @@ class SentimentTrainer(keras.Model):
         names = {layer.name for layer in model.layers}
         self.prior = model.get_layer(PRIOR_LAYER) if PRIOR_LAYER in names else None
         self.concat = model.get_layer(CONCAT_LAYER) if CONCAT_LAYER in names else None
-        self.encoder = [model.get_layer(name) for name in ENCODER_LAYERS]
+        self.encoder = {layer.name: layer for layer in model.layers if layer.name in ENCODER_LAYERS}
         self.heads = {layer.name: layer for layer in model.layers if layer.name in HEAD_LAYERS}
 
     def call(self, ids, training=False):
@@ -175,10 +206,7 @@ class SentimentTrainer(keras.Model):
         return embedded if self.prior is None else self.concat([embedded, self.prior(ids)])
 
     def _from_embeddings(self, ids, embedded, training):
-        x = embedded
-        for layer in self.encoder:
-            x = layer(x, training=training)
-        return _heads(self.heads, ids, x)
+        return _heads(self.heads, ids, _encode(self.encoder, ids, embedded, training=training))
 
     def train_step(self, data):
         if self.adversarial_epsilon <= 0:

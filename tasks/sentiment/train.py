@@ -3,7 +3,10 @@
 The directory is built in ``OUT.partial`` (resumable) and renamed onto ``OUT`` when training
 finished; an existing ``OUT`` is refused unless ``--overwrite`` (checked before any data is
 read). Early stopping watches the validation accuracy of ``--val`` or of a held-out share of
-``--data``; report figures on other data (``evaluate``, default ``data/sentiment/dev.tsv``).
+``--data``: with several members (``--member-folds``, the default) each member holds out its own
+fold, so the ensemble learns from all of ``--data``, and the reported validation figures are the
+members' out-of-fold ones. Report figures on other data (``evaluate``, default
+``data/sentiment/dev.tsv``).
 """
 
 from __future__ import annotations
@@ -91,7 +94,7 @@ def train(data: DataConfig, model: ModelConfig, objective: ObjectiveConfig, trai
             member, summary = _train_member(model, objective, member_train, member_work,
                                             lambda index=index: datasets(index), hparams,
                                             name="sentiment_lstm" if model.members == 1 else f"member{index}",
-                                            prior=prior)
+                                            prior=prior, member=index)
             members.append(member)
             summaries.append(summary)
         network = average_members(members)
@@ -147,7 +150,7 @@ def _validation_metrics(network, members, summaries, loaded, tokenizer) -> tuple
 
 
 def _train_member(model: ModelConfig, objective: ObjectiveConfig, train: TrainConfig, work: Path, datasets,
-                  hparams: dict, name: str, prior=None):
+                  hparams: dict, name: str, prior=None, member: int = 0):
     """Train one LSTM in ``work`` (resumable; a finished member of an interrupted run is reused)."""
     import keras
 
@@ -161,7 +164,7 @@ def _train_member(model: ModelConfig, objective: ObjectiveConfig, train: TrainCo
     set_seed(train.seed)
     train_ds, val_ds = datasets()
     with distribution_scope(train):
-        network = build_model(model, seed=train.seed, name=name, prior=prior)
+        network = build_model(model, seed=train.seed, name=name, prior=prior, member=member)
         trainer = SentimentTrainer(network, adversarial_epsilon=objective.adversarial_epsilon)
         trainer(np.zeros((1, 2), np.int32))  # built before fit (BackupAndRestore needs the weights)
         losses = {"probability": keras.losses.BinaryCrossentropy()}

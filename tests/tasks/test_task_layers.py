@@ -59,7 +59,7 @@ def translation_layers():
 
 
 def sentiment_layers():
-    from tasks.sentiment.model import BagOfPieces
+    from tasks.sentiment.model import BagOfPieces, LastAndMaxPool
 
     def wide():
         layer = BagOfPieces(50)
@@ -67,7 +67,10 @@ def sentiment_layers():
         layer.weights[0].assign(RNG.standard_normal((50, 1)).astype("float32"))  # a fresh one is all zeros
         return layer
 
-    return {"sentiment BagOfPieces": dict(factory=wide, inputs=np.array([[0, 0, 0, 7, 3, 49, 12, 3]], "int32"))}
+    ids = np.array([[0, 0, 0, 7, 3, 49, 12, 3]], "int32")
+    outputs = np.tanh(RNG.standard_normal((1, 8, 4))).astype("float32")  # LSTM outputs lie in (-1, 1)
+    return {"sentiment BagOfPieces": dict(factory=wide, inputs=ids),
+            "sentiment LastAndMaxPool": dict(factory=LastAndMaxPool, inputs=[outputs, ids])}
 
 
 CASES = {**speech_layers(), **translation_layers(), **sentiment_layers()}

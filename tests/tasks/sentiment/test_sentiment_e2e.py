@@ -55,6 +55,7 @@ def test_train_writes_model_directory(trained):
     assert not list(out.rglob("member.keras")) and not list(out.rglob("backup"))  # only the averaged model stays
     config = json.loads((out / "config.json").read_text())
     assert config["model"]["rating_head"] is True and config["objective"]["adversarial_epsilon"] == 0.5
+    assert config["model"]["pooling"] == ["last", "last+max"]  # the default: member 1 max-pools
     assert not out.with_name("model.partial").exists()
 
 
@@ -74,6 +75,7 @@ def test_export_runtimes_agree_and_evaluate(trained, capsys):
     for runtime in ("tflite", "tflite-int8"):
         assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in report[runtime]["ops"]
         assert "WHILE" not in report[runtime]["ops"]
+        assert "REDUCE_MAX" in report[runtime]["ops"]  # member 1's max pooling
     assert report["tflite-int8"]["size_bytes"] < report["tflite"]["size_bytes"]
     assert not (out / "export.partial").exists()
 

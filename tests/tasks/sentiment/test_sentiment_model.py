@@ -63,10 +63,24 @@ def test_wide_term_ignores_leading_pads_and_reaches_the_logit():
                                    1 / (1 + np.exp(-(np.asarray(logit(ids)) + np.asarray(wide(short))))), atol=1e-5)
 
 
-@pytest.mark.parametrize("epsilon,wide", [(0.0, False), (1.0, False), (1.0, True)])
-def test_trainer_fits_and_shares_the_model_weights(epsilon, wide):
+def test_max_pooling_skips_pads():
+    from tasks.sentiment.model import LastAndMaxPool
+
+    outputs = np.array([[[0.9, 0.9], [-0.5, 0.2], [-0.7, -0.1]]], np.float32)  # the pad step has the largest
+    features = np.asarray(LastAndMaxPool()(outputs, np.array([[0, 4, 5]], np.int32)))
+    np.testing.assert_allclose(features, [[-0.7, -0.1, -0.5, 0.2]], atol=1e-6)  # last output, max over real steps
+    config = dataclasses.replace(CONFIG, pooling=("last", "last+max"))
+    for member, pooled in enumerate([False, True, False]):  # the members take the kinds in turn
+        model = build_model(config, seed=0, member=member)
+        assert model.get_layer("lstm").return_sequences == pooled
+        assert model.get_layer("dropout").output.shape[-1] == (8 if pooled else 4)
+
+
+@pytest.mark.parametrize("epsilon,variant", [(0.0, {}), (1.0, {}), (1.0, {"wide": True}),
+                                             (1.0, {"pooling": ("last+max",)})])
+def test_trainer_fits_and_shares_the_model_weights(epsilon, variant):
     keras.utils.set_random_seed(1)
-    model = build_model(dataclasses.replace(CONFIG, wide=wide), seed=1)
+    model = build_model(dataclasses.replace(CONFIG, **variant), seed=1)
     trainer = SentimentTrainer(model, adversarial_epsilon=epsilon)
     trainer(np.zeros((1, 2), np.int32))
     trainer.compile(optimizer=keras.optimizers.Adam(0.05), loss={"probability": keras.losses.BinaryCrossentropy()},
