@@ -1,7 +1,8 @@
 """The sentiment model and its predictors (Keras, LiteRT).
 
 Model: ``int32 token ids [B, T]`` (pre-padded with 0) → ``Embedding`` → ``SpatialDropout1D`` →
-``lstm_core.LSTM`` (last output = the text's last real token) → ``Dropout`` → ``Dense(1)`` →
+``lstm_core.LSTM`` (last output = the text's last real token; with ``last+max`` pooling also
+the maximum of its outputs over the real tokens, :class:`LastAndMaxPool`) → ``Dropout`` → ``Dense(1)`` →
 sigmoid = P(positive) (with ``wide``, :class:`BagOfPieces` of the ids is added to the logit
 first); with ``rating_head`` a second ``Dense(1)`` regresses the (standardised)
 rating, an auxiliary loss only. No mask: the model is trained on exactly what the fused TFLite
