@@ -82,6 +82,10 @@ class ModelConfig:
     )
     members: int = setting(6, "independently trained LSTMs whose probabilities are averaged (model averaging)",
                            minimum=1)
+    ngram_member: bool = setting(
+        True, "average the LSTMs' probability 50/50 with a linear model on piece unigrams and hashed bigrams, "
+        "fitted by scikit-learn's LogisticRegression (C by 5-fold CV) on all of --data (tasks/sentiment/ngram.py)",
+    )
     rating_head: bool = setting(False, "a second output regressing the rating (set by train from the data)",
                                 cli=False)
 

@@ -30,6 +30,7 @@ from tasks.sentiment.config import ModelConfig
 from tasks.sentiment.artifacts import Tokenizer
 from tasks.sentiment.data import pre_pad
 from tasks.sentiment.lexicon import PRIOR_COLUMNS
+from tasks.sentiment.ngram import PieceNgramLogit  # noqa: F401 (registered for loading model.keras)
 
 ENCODER_LAYERS = ("embedding_dropout", "lstm", "pool", "dropout")
 PRIOR_LAYER = "lexicon_prior"
@@ -150,16 +151,31 @@ def build_model(config: ModelConfig, seed: int | None = None, name: str = "senti
     return keras.Model(ids, _heads(heads, ids, _encode(layers, ids, embedded)), name=name)
 
 
-def average_members(members: Sequence[keras.Model]) -> keras.Model:
+def ngram_model(vocab_size: int, fitted: dict | None = None) -> keras.Model:
+    """The linear n-gram member (:mod:`tasks.sentiment.ngram`): ids → ``{"probability": [B, 1]}``."""
+    ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
+    layer = PieceNgramLogit(vocab_size, name="ngram_logit")
+    probability = keras.layers.Activation("sigmoid", name="probability")(layer(ids))
+    if fitted is not None:
+        layer.set_fitted(fitted)
+    return keras.Model(ids, {"probability": probability}, name="ngram_member")
+
+
+def average_members(members: Sequence[keras.Model], ngram: keras.Model | None = None) -> keras.Model:
     """The ensemble: the mean of the members' P(positive), as ``{"probability": [B, 1]}``.
 
-    One member is returned as it is.
+    With ``ngram`` (:func:`ngram_model`) the served probability is the mean of the LSTMs' mean and
+    the n-gram member's: two model families, weighted equally. One member alone is returned as it is.
     """
-    if len(members) == 1:
+    if len(members) == 1 and ngram is None:
         return members[0]
     ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
     probabilities = [member(ids)["probability"] for member in members]
-    average = keras.layers.Average(name="probability")(probabilities)
+    if ngram is None:
+        average = keras.layers.Average(name="probability")(probabilities)
+    else:
+        lstm = probabilities[0] if len(members) == 1 else keras.layers.Average(name="lstm_members")(probabilities)
+        average = keras.layers.Average(name="probability")([lstm, ngram(ids)["probability"]])
     return keras.Model(ids, {"probability": average}, name="sentiment_ensemble")
 
 

@@ -20,12 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from lstm_core.config import OutputConfig, TrainConfig, settings_to_dict
+from lstm_core.errors import UserError
 from lstm_core.io import remove, write_json_atomic
 from lstm_core.training import distribution_scope, epoch_summary, fit, model_directory, set_seed
 from tasks.sentiment.artifacts import CALIBRATION_FILE, TOKENIZER_FILE, SentimentModelDir, Tokenizer
 from tasks.sentiment.config import DataConfig, ModelConfig, ObjectiveConfig, given
 from tasks.sentiment.data import load_training_data, make_dataset, train_tokenizer
 from tasks.sentiment.metrics import classification_metrics
+from tasks.sentiment.ngram import MAX_VOCABULARY as NGRAM_MAX_VOCABULARY
 from tasks.sentiment.model import KerasPredictor, SentimentTrainer, average_members, build_model
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,10 @@ def train(data: DataConfig, model: ModelConfig, objective: ObjectiveConfig, trai
         if objective.rating_weight > 0 and not use_ratings:
             log.info("no '%s' column in both training and validation data: rating head off", data.rating_column)
         model = dataclasses.replace(model, vocab_size=tokenizer.vocab_size, rating_head=use_ratings)
+        if model.ngram_member and tokenizer.vocab_size > NGRAM_MAX_VOCABULARY:
+            raise UserError(f"--vocab-size: the n-gram member hashes with int32 arithmetic that allows at most "
+                            f"{NGRAM_MAX_VOCABULARY} pieces, the tokenizer has {tokenizer.vocab_size} "
+                            "(pass --no-ngram-member or a smaller --vocab-size)")
         monitor = "val_probability_accuracy" if use_ratings else "val_accuracy"
         train = dataclasses.replace(train, monitor=monitor, monitor_mode="max")
         rating_scale = None
@@ -97,12 +103,25 @@ def train(data: DataConfig, model: ModelConfig, objective: ObjectiveConfig, trai
                                             prior=prior, member=index)
             members.append(member)
             summaries.append(summary)
-        network = average_members(members)
+        ngram, ngram_report = None, None
+        if model.ngram_member:
+            from tasks.sentiment.model import ngram_model
+            from tasks.sentiment.ngram import fit_ngram_weights
+
+            fitted = fit_ngram_weights(tokenizer.encode_many(train_examples.texts), train_examples.labels,
+                                       tokenizer.vocab_size, seed=train.seed)
+            ngram = ngram_model(tokenizer.vocab_size, fitted)
+            ngram_report = {"C": fitted["C"], "cv_accuracy": round(fitted["cv_accuracy"], 4),
+                            "examples": len(train_examples)}
+            log.info("n-gram member: C %g, 5-fold CV accuracy %.4f", fitted["C"], fitted["cv_accuracy"])
+        lstm_network = average_members(members)
+        network = average_members(members, ngram)
         network.save(work / "model.keras")
         for index in range(model.members):
             remove((work if model.members == 1 else work / "logs" / f"member{index}") / MEMBER_FILE)
 
-        val_metrics, val_scope = _validation_metrics(network, members, summaries, loaded, tokenizer)
+        # the n-gram member saw every example, so validation figures are the LSTMs' alone
+        val_metrics, val_scope = _validation_metrics(lstm_network, members, summaries, loaded, tokenizer)
         val_source = loaded.splits[0][1].source
         if not given(data.val):
             val_source += " (held out)" if loaded.shared_val else " (a held-out fold per member)"
@@ -117,6 +136,7 @@ def train(data: DataConfig, model: ModelConfig, objective: ObjectiveConfig, trai
             **(summaries[0] if len(summaries) == 1 else {
                 "epochs_run": sum(m["epochs_run"] for m in summaries),
                 "best_epoch": [m["best_epoch"] for m in summaries], "members": summaries}),
+            **({"ngram_member": ngram_report} if ngram_report else {}),
             "wall_seconds": round(time.monotonic() - start, 1),
             **{f"val_{key}": value for key, value in val_metrics.items()},
         }

@@ -67,9 +67,18 @@ def sentiment_layers():
         layer.weights[0].assign(RNG.standard_normal((50, 1)).astype("float32"))  # a fresh one is all zeros
         return layer
 
+    def ngram():
+        from tasks.sentiment.ngram import BIGRAM_BUCKETS, PieceNgramLogit
+
+        layer = PieceNgramLogit(50)
+        layer.set_fitted({"unigram": RNG.standard_normal(50), "bigram": RNG.standard_normal(BIGRAM_BUCKETS),
+                          "bias": 0.3})
+        return layer
+
     ids = np.array([[0, 0, 0, 7, 3, 49, 12, 3]], "int32")
     outputs = np.tanh(RNG.standard_normal((1, 8, 4))).astype("float32")  # LSTM outputs lie in (-1, 1)
     return {"sentiment BagOfPieces": dict(factory=wide, inputs=ids),
+            "sentiment PieceNgramLogit": dict(factory=ngram, inputs=ids),
             "sentiment LastAndMaxPool": dict(factory=LastAndMaxPool, inputs=[outputs, ids])}
 
 
