@@ -22,7 +22,8 @@ from typing import Sequence
 
 import keras
 import numpy as np
-import tensorflow as tf
+
+from lstm_core.embedding import Embedding
 
 BIGRAM_BUCKETS = 1 << 18
 BIGRAM_MULTIPLIER = 2039  # odd; previous · 2039 + current < 2^24 for vocabularies up to 8,192
@@ -98,24 +99,26 @@ class PieceNgramLogit(keras.layers.Layer):
     """
 
     def __init__(self, vocab_size: int, **kwargs):
-        super().__init__(trainable=False, **{k: v for k, v in kwargs.items() if k != "trainable"})
+        super().__init__(**kwargs)
         if vocab_size > MAX_VOCABULARY:
             raise ValueError(f"vocab_size must be at most {MAX_VOCABULARY}, got {vocab_size}")
         self.vocab_size = int(vocab_size)
+        # lstm_core's Embedding: a plain GATHER in every export, as for the other sentiment tables
+        self.unigram = Embedding(self.vocab_size, 1, embeddings_initializer="zeros", trainable=False,
+                                 name="unigram")
+        self.bigram = Embedding(BIGRAM_BUCKETS, 1, embeddings_initializer="zeros", trainable=False, name="bigram")
 
     def build(self, input_shape):
-        self.unigram = self.add_weight(shape=(self.vocab_size, 1), initializer="zeros", name="unigram",
-                                       trainable=False)
-        self.bigram = self.add_weight(shape=(BIGRAM_BUCKETS, 1), initializer="zeros", name="bigram",
-                                      trainable=False)
+        self.unigram.build(input_shape)
+        self.bigram.build(input_shape)
         self.bias = self.add_weight(shape=(1,), initializer="zeros", name="bias", trainable=False)
 
     def set_fitted(self, fitted: dict) -> None:
         """Load :func:`fit_ngram_weights`' result."""
         if not self.built:
             self.build((None, None))
-        self.unigram.assign(np.asarray(fitted["unigram"], np.float32).reshape(-1, 1))
-        self.bigram.assign(np.asarray(fitted["bigram"], np.float32).reshape(-1, 1))
+        self.unigram.embeddings.assign(np.asarray(fitted["unigram"], np.float32).reshape(-1, 1))
+        self.bigram.embeddings.assign(np.asarray(fitted["bigram"], np.float32).reshape(-1, 1))
         self.bias.assign(np.asarray([fitted["bias"]], np.float32))
 
     def call(self, ids):
@@ -126,8 +129,8 @@ class PieceNgramLogit(keras.layers.Layer):
             bucket = bucket - keras.ops.cast(keras.ops.greater_equal(bucket, 1 << bit), "int32") * (1 << bit)
         real = keras.ops.cast(keras.ops.not_equal(ids, 0), self.compute_dtype)
         real_pairs = real[:, :-1]  # pre-padded: a real previous piece means a real current one
-        total = (keras.ops.sum(tf.gather(self.unigram, ids)[..., 0] * real, axis=1, keepdims=True)
-                 + keras.ops.sum(tf.gather(self.bigram, bucket)[..., 0] * real_pairs, axis=1, keepdims=True))
+        total = (keras.ops.sum(self.unigram(ids)[..., 0] * real, axis=1, keepdims=True)
+                 + keras.ops.sum(self.bigram(bucket)[..., 0] * real_pairs, axis=1, keepdims=True))
         count = keras.ops.sum(real, axis=1, keepdims=True) + keras.ops.sum(real_pairs, axis=1, keepdims=True)
         return total * keras.ops.rsqrt(keras.ops.maximum(count, 1.0)) + self.bias
 
@@ -135,6 +138,4 @@ class PieceNgramLogit(keras.layers.Layer):
         return (input_shape[0], 1)
 
     def get_config(self):
-        config = super().get_config()
-        config.pop("trainable", None)
-        return {**config, "vocab_size": self.vocab_size}
+        return {**super().get_config(), "vocab_size": self.vocab_size}

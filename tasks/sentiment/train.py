@@ -27,8 +27,8 @@ from tasks.sentiment.artifacts import CALIBRATION_FILE, TOKENIZER_FILE, Sentimen
 from tasks.sentiment.config import DataConfig, ModelConfig, ObjectiveConfig, given
 from tasks.sentiment.data import load_training_data, make_dataset, train_tokenizer
 from tasks.sentiment.metrics import classification_metrics
-from tasks.sentiment.ngram import MAX_VOCABULARY as NGRAM_MAX_VOCABULARY
-from tasks.sentiment.model import KerasPredictor, SentimentTrainer, average_members, build_model
+from tasks.sentiment.ngram import MAX_VOCABULARY as NGRAM_MAX_VOCABULARY, fit_ngram_weights
+from tasks.sentiment.model import KerasPredictor, SentimentTrainer, average_members, build_model, ngram_model
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,8 @@ def train(data: DataConfig, model: ModelConfig, objective: ObjectiveConfig, trai
         rating_scale = None
         if use_ratings:
             rating_scale = (float(train_examples.ratings.mean()), max(float(train_examples.ratings.std()), 1e-6))
-        lengths = np.array([len(x) for x in tokenizer.encode_many(train_examples.texts)])
+        train_ids = tokenizer.encode_many(train_examples.texts)  # deterministic segmentation
+        lengths = np.array([len(x) for x in train_ids])
         text_tokens = {"max": int(lengths.max()), "p99": int(np.percentile(lengths, 99)),
                        "mean": round(float(lengths.mean()), 1)}
         directory = SentimentModelDir(work, {"data": data, "model": model, "objective": objective, "train": train},
@@ -105,11 +106,7 @@ def train(data: DataConfig, model: ModelConfig, objective: ObjectiveConfig, trai
             summaries.append(summary)
         ngram, ngram_report = None, None
         if model.ngram_member:
-            from tasks.sentiment.model import ngram_model
-            from tasks.sentiment.ngram import fit_ngram_weights
-
-            fitted = fit_ngram_weights(tokenizer.encode_many(train_examples.texts), train_examples.labels,
-                                       tokenizer.vocab_size, seed=train.seed)
+            fitted = fit_ngram_weights(train_ids, train_examples.labels, tokenizer.vocab_size, seed=train.seed)
             ngram = ngram_model(tokenizer.vocab_size, fitted)
             ngram_report = {"C": fitted["C"], "cv_accuracy": round(fitted["cv_accuracy"], 4),
                             "examples": len(train_examples)}
