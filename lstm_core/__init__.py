@@ -1,14 +1,11 @@
-"""lstm_core: the one LSTM of lstm-suite (cell, layer, TFLite/LiteRT/TFLM export, task plumbing).
+"""lstm_core: one fast, TFLite-fusable LSTM for Keras 3 (cell, layer, native CPU kernel, cuDNN
+dispatch, streaming, LiteRT and TensorFlow Lite Micro export).
 
-``LSTM`` and ``LSTMCell`` are imported on first use, so the plumbing modules (``lstm_core.cli``,
-``lstm_core.config``, ``lstm_core.errors``) load without TensorFlow: ``--help`` stays instant.
-Code that deserialises ``.keras`` files imports ``lstm_core.layer`` (it registers the classes).
+A library: it imports nothing from the lstm-suite application (``tasks``), has no command line or
+settings, and importing it changes no process-wide state. ``LSTM`` and ``LSTMCell`` are imported
+on first use, so ``import lstm_core`` does not load TensorFlow. Code that deserialises ``.keras``
+files imports ``lstm_core.layer`` (it registers the classes).
 """
-
-import os
-
-# TensorFlow's C++ INFO/WARNING lines drown the CLI's progress output; an explicit setting wins.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __all__ = ["LSTM", "LSTMCell"]
 __version__ = "0.1.0"

@@ -1,13 +1,27 @@
-"""Errors a user can fix. The CLI prints their message on one line and exits non-zero."""
+"""Exceptions lstm_core raises about its inputs (models, files, options).
+
+They subclass the built-in exception a Python user would expect (``ValueError`` for a bad
+argument or model, ``RuntimeError`` for a check that failed), so ordinary ``except`` clauses work,
+and they share :class:`LstmCoreError`, so an application (the lstm-suite CLI, for one) can turn
+every one of them into its own error message without catching unrelated bugs.
+"""
+
+from __future__ import annotations
+
+__all__ = ["LstmCoreError", "ExportMismatchError", "InvalidModelError", "TFLMError"]
 
 
-class UserError(Exception):
-    """Bad input (file, field, flag). The message names the file/field and what was expected."""
+class LstmCoreError(Exception):
+    """Base of every exception lstm_core raises on purpose; the message says what to fix."""
 
 
-class ExportMismatchError(UserError):
+class ExportMismatchError(LstmCoreError, RuntimeError):
     """A converted model disagrees with the Keras model it came from; nothing was written."""
 
 
-class DiskFullError(UserError):
-    """No space left for a checkpoint or output; what was saved before is kept for a rerun."""
+class InvalidModelError(LstmCoreError, ValueError):
+    """A ``.tflite`` file or model that cannot be read or does not fit the requested operation."""
+
+
+class TFLMError(LstmCoreError, RuntimeError):
+    """TensorFlow Lite Micro cannot load or run a model (the message names the op and TFLM's reason)."""

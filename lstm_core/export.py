@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from lstm_core.errors import ExportMismatchError
-from lstm_core.io import atomic_path, write_bytes_atomic
+from lstm_core.atomic import atomic_path, write_bytes_atomic
 from lstm_core.layer import LSTM
 
 log = logging.getLogger(__name__)
@@ -172,10 +172,10 @@ def _convert(model, quantization, representative_dataset, batch_size, scratch_di
 
     The intermediate SavedModel goes to a temporary folder in ``scratch_dir`` (the export's own
     ``export.partial/`` when called from an exporter, so a killed export leaves nothing in
-    ``$TMPDIR``); the converter's C++ chatter is kept off the terminal unless ``--verbose``.
+    ``$TMPDIR``); the converter's C++ chatter goes to the ``lstm_core`` logger (DEBUG), or to stderr on failure.
     """
     from lstm_core.embedding import plain_gather_embeddings
-    from lstm_core.quiet import silenced_output
+    from lstm_core._capture import captured_output
     from lstm_core.tflm import align_lstm_quantization, requantize_int16x8
 
     if quantization not in QUANTIZATIONS:
@@ -217,7 +217,7 @@ def _convert(model, quantization, representative_dataset, batch_size, scratch_di
             if any(float_inputs):
                 converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
-        with silenced_output(("stdout", "stderr")):
+        with captured_output(("stdout", "stderr")):
             flatbuffer = converter.convert()
     fixes: list[str] = []
     if quantization in ("int8", "int16x8"):

@@ -11,7 +11,7 @@ Public API:
   convention: ``runner(*inputs) -> list[np.ndarray]``, float inputs quantized and outputs
   dequantized for int8/int16 models, state reset before every call (``reset()``). Inputs with a
   batch larger than the model's batch of 1 run row by row. Load or invoke failures raise
-  :class:`lstm_core.errors.UserError` naming the op TFLM could not run.
+  :class:`lstm_core.errors.TFLMError` naming the op TFLM could not run.
   ``run_quantized(*inputs)`` returns the raw int8/int16 outputs; ``input_details`` /
   ``output_details`` (TFLM's dicts, positional order), ``op_names()``.
 - ``tflm_report(model, sample_inputs, *, labels=None, reference_outputs=None, arena=True,
@@ -80,7 +80,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from lstm_core.errors import UserError
+from lstm_core.errors import InvalidModelError, TFLMError
 
 ARENA_ALIGNMENT = 16  # TFLM aligns arena allocations to 16 bytes
 HOST_ARENA_BYTES = 16 << 20  # arena of the host runner: memory is cheap off the device
@@ -144,13 +144,13 @@ def _model_bytes(model) -> tuple[bytes, str]:
     try:
         return path.read_bytes(), str(path)
     except OSError as error:
-        raise UserError(f"{path}: cannot read the .tflite file ({error.strerror})") from None
+        raise InvalidModelError(f"{path}: cannot read the .tflite file ({error.strerror})") from None
 
 
 def _parse(data: bytes, source: str):
     schema = _schema()
     if len(data) < 8 or data[4:8] != b"TFL3":
-        raise UserError(f"{source}: not a TFLite flatbuffer (no TFL3 identifier)")
+        raise InvalidModelError(f"{source}: not a TFLite flatbuffer (no TFL3 identifier)")
     return schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(data, 0))
 
 
@@ -207,12 +207,12 @@ def dynamic_inputs(model) -> list[list[int]]:
 
 
 def op_resolver_methods(ops: Sequence[str]) -> list[str]:
-    """``MicroMutableOpResolver`` method per distinct op (first-use order); UserError for an op
+    """``MicroMutableOpResolver`` method per distinct op (first-use order); TFLMError for an op
     with no TFLM kernel."""
     methods = []
     for op in dict.fromkeys(ops):
         if op not in RESOLVER_METHODS:
-            raise UserError(f"op {op}: TensorFlow Lite Micro has no kernel for it (LiteRT-only model)")
+            raise TFLMError(f"op {op}: TensorFlow Lite Micro has no kernel for it (LiteRT-only model)")
         methods.append(RESOLVER_METHODS[op])
     return methods
 
@@ -343,7 +343,7 @@ def requantize_int16x8(int8_model) -> bytes:
     ``tflite_flatbuffer_align`` (buffers on 16 bytes).
 
     Raises:
-        UserError: an op outside the recipe (the message names it), or a model that is not
+        TFLMError: an op outside the recipe (the message names it), or a model that is not
             int8-quantized.
     """
     data, source = _model_bytes(int8_model)
@@ -366,7 +366,7 @@ def requantize_int16x8(int8_model) -> bytes:
             tensor = tensors[index]
             quant = tensor.quantization
             if quant is None or quant.scale is None or len(quant.scale) != 1:
-                raise UserError(f"{source}: tensor {tensor.name.decode()} is not per-tensor int8; cannot requantize to int16")
+                raise InvalidModelError(f"{source}: tensor {tensor.name.decode()} is not per-tensor int8; cannot requantize to int16")
             scale, zero = float(quant.scale[0]), int(quant.zeroPoint[0])
             scale16 = max(abs(scale * (128 - zero)), abs(scale * (-128 - zero))) / 32767
             if has_data(index):  # a constant read as an activation (e.g. a GATHER table)
@@ -439,7 +439,7 @@ def requantize_int16x8(int8_model) -> bytes:
                         any_int8 = True
                         to_int16(index)
             else:
-                raise UserError(
+                raise TFLMError(
                     f"{source}: op {name} is not supported by the int16x8 requantizer (LSTM models: "
                     f"FULLY_CONNECTED, UNIDIRECTIONAL_SEQUENCE_LSTM, SOFTMAX, GATHER, "
                     f"{', '.join(sorted(_INT16_SIMPLE_OPS))})"
@@ -451,7 +451,7 @@ def requantize_int16x8(int8_model) -> bytes:
             if tensor.type == int8 and not has_data(index):
                 to_int16(index)
     if not any_int8:
-        raise UserError(f"{source}: not an int8-quantized model; int16x8 starts from the int8 export")
+        raise InvalidModelError(f"{source}: not an int8-quantized model; int16x8 starts from the int8 export")
     import flatbuffers
 
     builder = flatbuffers.Builder(len(data) * 2 + 1024)
@@ -497,15 +497,15 @@ def _failing_op(log_lines: Sequence[str]) -> str | None:
     return None
 
 
-def _tflm_error(source: str, stage: str, log_lines: Sequence[str], ops: Sequence[str]) -> UserError:
-    """One-line UserError naming the op TFLM failed on and its own reason."""
+def _tflm_error(source: str, stage: str, log_lines: Sequence[str], ops: Sequence[str]) -> TFLMError:
+    """One-line TFLMError naming the op TFLM failed on and its own reason."""
     op = _failing_op(log_lines)
     detail = "; ".join(l.strip() for l in log_lines if l.strip())[-400:] or "no message"
     missing = [o for o in dict.fromkeys(ops) if o not in RESOLVER_METHODS]
     if op is None and missing:
         op = missing[0]
     where = f"op {op}" if op else "the model"
-    return UserError(f"{source}: TensorFlow Lite Micro cannot {stage} {where} ({detail})")
+    return TFLMError(f"{source}: TensorFlow Lite Micro cannot {stage} {where} ({detail})")
 
 
 def _quantization(detail: dict) -> tuple[float, int] | None:
@@ -549,7 +549,7 @@ class TFLMModel:
         self.ops = [_op_name(parsed, op.opcodeIndex) for sg in parsed.subgraphs for op in (sg.operators or [])]
         hybrid = hybrid_ops(data)
         if hybrid:
-            raise UserError(
+            raise TFLMError(
                 f"{self.source}: TensorFlow Lite Micro has no hybrid (weights-only int8, "
                 f"'dynamic') kernels for {', '.join(hybrid)}; this model is LiteRT-only"
             )
@@ -617,7 +617,7 @@ class TFLMModel:
             elif shape[:1] == (1,) and value.ndim == len(shape) and value.shape[1:] == shape[1:]:
                 count = value.shape[0]
             else:
-                raise UserError(
+                raise TFLMError(
                     f"{self.source}: input {position} has shape {list(value.shape)}, the TFLM "
                     f"model takes {list(shape)} (no dynamic shapes on TFLM: pad or crop)"
                 )
@@ -701,7 +701,7 @@ def _child_main(argv: Sequence[str] | None = None) -> int:
                 "quantization": [_quantization(d) for d in runner.output_details],
                 "dtypes": [np.dtype(d["dtype"]).name for d in runner.output_details],
             }
-        except UserError as error:
+        except (InvalidModelError, TFLMError) as error:
             result["error"] = str(error)
         Path(job["result"]).write_text(json.dumps(result))
         return 0
@@ -805,7 +805,7 @@ def _probe(work: Path, job: dict) -> tuple[dict[int, bool], subprocess.Completed
     if last_try is not None and last_try not in results:
         results[last_try] = False  # the subprocess died trying it
     elif "done" not in proc.stdout.split("\n") and proc.returncode != 0:
-        raise UserError(f"TFLM arena probe {_describe_exit(proc.returncode)}: {proc.stderr.strip()[-300:]}")
+        raise TFLMError(f"TFLM arena probe {_describe_exit(proc.returncode)}: {proc.stderr.strip()[-300:]}")
     return results, proc
 
 
@@ -836,7 +836,7 @@ def measure_arena(model, *, max_bytes: int = MAX_ARENA_BYTES) -> dict:
     data, source = _model_bytes(model)
     hybrid = hybrid_ops(data)
     if hybrid:
-        raise UserError(f"{source}: TensorFlow Lite Micro has no hybrid kernels for {', '.join(hybrid)}")
+        raise TFLMError(f"{source}: TensorFlow Lite Micro has no hybrid kernels for {', '.join(hybrid)}")
     step = ARENA_ALIGNMENT
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -869,11 +869,11 @@ def measure_arena(model, *, max_bytes: int = MAX_ARENA_BYTES) -> dict:
     }
 
 
-def _load_failure(work: Path, source: str) -> UserError:
-    """The UserError a load in a subprocess gives (it names the op), or a generic one."""
+def _load_failure(work: Path, source: str) -> TFLMError:
+    """The TFLMError a load in a subprocess gives (it names the op), or a generic one."""
     result = _run_in_subprocess(work, [], MAX_ARENA_BYTES)
     message = result.get("error") or f"cannot run the model with a {MAX_ARENA_BYTES}-byte arena"
-    return UserError(message.replace("<tflite bytes>", source) if message.startswith("<") else f"{source}: {message}")
+    return TFLMError(message.replace("<tflite bytes>", source) if message.startswith("<") else f"{source}: {message}")
 
 
 def _relabel(message: str, source: str) -> str:
@@ -1066,10 +1066,10 @@ def write_c_array(tflite_path, out_dir, name: str = "g_model", *, arena_bytes: i
     Returns:
         ``{"model_data.cc": path, "model_data.h": path, "model_ops.h": path, "op_resolver": [...]}``.
     """
-    from lstm_core.io import atomic_path
+    from lstm_core.atomic import atomic_path
 
     if not _C_NAME.match(name):
-        raise UserError(f"C array name {name!r}: expected a C identifier")
+        raise InvalidModelError(f"C array name {name!r}: expected a C identifier")
     data, source = _model_bytes(tflite_path)
     ops = model_ops(data)
     methods = op_resolver_methods(ops)
@@ -1154,7 +1154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.c_array:
                 written = write_c_array(args.model, args.c_array, args.name, arena_bytes=facts["arena_recommended_bytes"])
                 facts["c_sources"] = [written[k] for k in ("model_data.cc", "model_data.h", "model_ops.h")]
-    except UserError as error:
+    except (InvalidModelError, TFLMError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(json.dumps(facts, indent=1))

@@ -146,7 +146,7 @@ def task_training(seconds_limit=1800):
     out = tempfile.mkdtemp(prefix="gpu-sentiment-")
     start = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "lstm_core.cli", "sentiment", "train", "--out", os.path.join(out, "model"),
+        [sys.executable, "-m", "tasks.common.cli", "sentiment", "train", "--out", os.path.join(out, "model"),
          "--progress", "epoch"],
         capture_output=True, text=True, timeout=seconds_limit,
     )

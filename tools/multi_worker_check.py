@@ -22,8 +22,8 @@ import numpy as np
 import tensorflow as tf
 import keras
 from lstm_core import LSTM
-from lstm_core.config import TrainConfig
-from lstm_core.training import distribution_scope
+from tasks.common.config import TrainConfig
+from tasks.common.training import distribution_scope
 
 keras.utils.set_random_seed(1)
 rng = np.random.default_rng(0)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lstm_core import cli  # noqa: E402
+from tasks.common import cli  # noqa: E402
 
 
 def run_cli(argv: list[str]) -> dict:

@@ -41,7 +41,7 @@ def main() -> int:
     parser.add_argument("models", nargs="+", help=".tflite files")
     parser.add_argument("--calls", type=int, default=300, help="timed calls per model and runtime (default: %(default)s)")
     args = parser.parse_args()
-    from lstm_core.errors import UserError
+    from lstm_core.errors import LstmCoreError
     from lstm_core.export import TFLiteModel
     from lstm_core.tflm import TFLMModel
 
@@ -52,7 +52,7 @@ def main() -> int:
                 runner = runner_class(path)
                 inputs = random_inputs(runner.input_details)
                 print(f"| {path} | {label} | {cpu_ms_per_call(runner, inputs, args.calls):.3f} |", flush=True)
-            except (UserError, ValueError) as err:
+            except (LstmCoreError, ValueError) as err:
                 print(f"| {path} | {label} | not runnable: {str(err)[:80]} |", flush=True)
     return 0
 

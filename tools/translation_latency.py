@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     parser.add_argument("--runtimes", default="tflite,tflite-int8,tflm")
     args = parser.parse_args(argv)
 
-    from lstm_core.quiet import import_tensorflow_quietly
+    from tasks.common.quiet import import_tensorflow_quietly
 
     import_tensorflow_quietly()
     from tasks.translation.artifacts import TranslationModelDir

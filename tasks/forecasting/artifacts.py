@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_core.artifacts import ModelDir
-from lstm_core.config import TrainConfig
-from lstm_core.errors import UserError
-from lstm_core.io import write_json_atomic
+from tasks.common.artifacts import ModelDir
+from tasks.common.config import TrainConfig
+from tasks.common.errors import UserError
+from tasks.common.io import write_json_atomic
 
 from tasks.forecasting.config import TRANSFORMS, DataConfig, ModelConfig
 

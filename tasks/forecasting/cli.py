@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lstm_core.cli import Task, settings_verb
+from tasks.common.cli import Task, settings_verb
 
 from tasks.forecasting.config import (
     DEFAULT_TRAIN,
@@ -21,7 +21,7 @@ from tasks.forecasting.config import (
 def _predict(args, predict, options):
     import sys
 
-    from lstm_core.io import write_bytes_atomic
+    from tasks.common.io import write_bytes_atomic
     from tasks.forecasting.evaluate import predict as run
     from tasks.forecasting.evaluate import predictions_csv
 

@@ -17,7 +17,7 @@ coarser grid; the sampling frequency is inferred and missing timestamps are inse
 ``--start/--end/--max-rows`` keep a window; missing values are then linearly interpolated
 (``--on-missing interpolate``, default) or reported as an error (``--on-missing fail``). A
 non-numeric value, an unknown column or a too-short series is a
-:class:`~lstm_core.errors.UserError` naming the column and the row.
+:class:`~tasks.common.errors.UserError` naming the column and the row.
 
 Seasons: calendar candidates of the frequency (hourly: day 24, week 168, year 8766 ...) are
 kept when the training part's autocorrelation confirms them (:func:`detect_seasons`).
@@ -38,7 +38,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from lstm_core.errors import UserError
+from tasks.common.errors import UserError
 
 from tasks.forecasting.artifacts import Scaler, apply_transform
 from tasks.forecasting.config import DataConfig, ModelConfig

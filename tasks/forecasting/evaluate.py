@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_core.artifacts import ensure_writable_dir, evaluation_result
-from lstm_core.config import EvaluateConfig, PredictConfig
-from lstm_core.errors import UserError
-from lstm_core.io import write_bytes_atomic, write_json_atomic
+from tasks.common.artifacts import ensure_writable_dir, evaluation_result
+from tasks.common.config import EvaluateConfig, PredictConfig
+from tasks.common.errors import UserError
+from tasks.common.io import write_bytes_atomic, write_json_atomic
 
 from tasks.forecasting import data as series_data
 from tasks.forecasting import metrics
@@ -302,7 +302,7 @@ def _cache_dir(directory: ForecastingModelDir) -> Path | None:
 
 def _plot(series, scored: Scored) -> bytes:
     """Forecasts of the model and the best baseline over the actual series; MASE by step below."""
-    from lstm_core.plots import _pyplot, figure_png
+    from tasks.common.plots import _pyplot, figure_png
 
     split, origins, forecasts, actual = scored.split, scored.origins, scored.forecasts, scored.actual
     quantile_forecast, result = scored.quantile_forecast, scored.result

@@ -30,11 +30,11 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from lstm_core.artifacts import write_export_report
-from lstm_core.config import ExportConfig
-from lstm_core.errors import UserError
+from tasks.common.artifacts import write_export_report
+from tasks.common.config import ExportConfig
+from tasks.common.errors import UserError
 from lstm_core.export import FLOAT_ATOL, TFLiteModel, export_saved_model, export_tflite_report
-from lstm_core.io import staged_directory, write_json_atomic
+from tasks.common.io import staged_directory, write_json_atomic
 
 from tasks.forecasting import data as series_data
 from tasks.forecasting.artifacts import PREPROCESSING_FILE, ForecastingModelDir

@@ -253,7 +253,7 @@ def _write_cache(path: Path, forecast: np.ndarray, description: str) -> None:
     """Best effort: a read-only or full model directory just means no cache."""
     import io
 
-    from lstm_core.io import write_bytes_atomic
+    from tasks.common.io import write_bytes_atomic
 
     buffer = io.BytesIO()
     np.savez(buffer, forecast=forecast, description=np.array(description))

@@ -9,10 +9,10 @@ import warnings
 
 import numpy as np
 
-from lstm_core.config import OutputConfig, TrainConfig
-from lstm_core.errors import UserError
-from lstm_core.io import write_json_atomic
-from lstm_core.training import distribution_scope, epoch_summary, fit, model_directory, set_seed
+from tasks.common.config import OutputConfig, TrainConfig
+from tasks.common.errors import UserError
+from tasks.common.io import write_json_atomic
+from tasks.common.training import distribution_scope, epoch_summary, fit, model_directory, set_seed
 
 from tasks.forecasting import data as series_data
 from tasks.forecasting import metrics

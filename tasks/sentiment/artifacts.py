@@ -13,9 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from lstm_core.artifacts import ModelDir, read_json_file
-from lstm_core.config import TrainConfig
-from lstm_core.errors import UserError
+from tasks.common.artifacts import ModelDir, read_json_file
+from tasks.common.config import TrainConfig
+from tasks.common.errors import UserError
 from tasks.sentiment.config import DataConfig, ModelConfig, ObjectiveConfig
 
 TOKENIZER_FILE = "tokenizer.model"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lstm_core.cli import Task, settings_verb
+from tasks.common.cli import Task, settings_verb
 from tasks.sentiment.config import (
     DEFAULT_TRAIN,
     EVALUATE,

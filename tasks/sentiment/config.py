@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from lstm_core.config import EvaluateConfig, ExportConfig, OutputConfig, PredictConfig, TrainConfig, setting
+from tasks.common.config import EvaluateConfig, ExportConfig, OutputConfig, PredictConfig, TrainConfig, setting
 
 LABELS = ("negative", "positive")
 TRAIN_FILE = "data/sentiment/train.tsv"

@@ -1,6 +1,6 @@
 """Sentiment data: delimited files and tfds, the sentencepiece tokenizer, pre-padded tf.data batches.
 
-A source is a delimited file with a header row (read by :mod:`lstm_core.tables`: ``.tsv`` has
+A source is a delimited file with a header row (read by :mod:`tasks.common.tables`: ``.tsv`` has
 no quoting, ``.csv`` RFC 4180 quoting) naming a text and a label column (and optionally a
 numeric ``rating``), or ``tfds:NAME[:SPLIT]`` (e.g. ``tfds:imdb_reviews:test``). Labels are
 ``negative``/``positive`` (``neg``/``pos``, any case) or ``0``/``1``.
@@ -22,8 +22,8 @@ from typing import Sequence
 
 import numpy as np
 
-from lstm_core.errors import UserError
-from lstm_core.tables import read_table
+from tasks.common.errors import UserError
+from tasks.common.tables import read_table
 from tasks.sentiment.artifacts import PAD_ID, UNK_ID
 from tasks.sentiment.config import LABELS, DataConfig, given
 
@@ -249,7 +249,7 @@ def train_tokenizer(texts: Sequence[str], path, *, vocab_size: int) -> Path:
     """Train a sentencepiece unigram model on ``texts`` (NFKC + case folding), written to ``path``."""
     import sentencepiece as spm
 
-    from lstm_core.io import write_bytes_atomic
+    from tasks.common.io import write_bytes_atomic
 
     buffer = io.BytesIO()
     try:

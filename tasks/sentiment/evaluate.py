@@ -15,10 +15,10 @@ from typing import Sequence
 
 import numpy as np
 
-from lstm_core.artifacts import evaluation_result
-from lstm_core.config import EvaluateConfig, PredictConfig
-from lstm_core.errors import UserError
-from lstm_core.io import write_bytes_atomic
+from tasks.common.artifacts import evaluation_result
+from tasks.common.config import EvaluateConfig, PredictConfig
+from tasks.common.errors import UserError
+from tasks.common.io import write_bytes_atomic
 from tasks.sentiment.artifacts import MCU_FILES, SentimentModelDir
 from tasks.sentiment.config import LABELS, BaselineConfig, given
 from tasks.sentiment.data import load_config_examples
@@ -85,7 +85,7 @@ def evaluate(config: EvaluateConfig, baseline: BaselineConfig | None = None) -> 
     ``predictions_<data>_<runtime>.tsv`` (per text: probability and the peers' labels), the same
     for the negation set.
     """
-    from lstm_core.plots import confusion_matrix_png, save_png
+    from tasks.common.plots import confusion_matrix_png, save_png
 
     baseline = baseline or BaselineConfig()
     directory = SentimentModelDir.open(config.model)

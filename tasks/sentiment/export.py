@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_core.artifacts import write_export_report
-from lstm_core.config import ExportConfig
-from lstm_core.errors import ExportMismatchError
-from lstm_core.io import staged_directory, write_bytes_atomic
+from tasks.common.artifacts import write_export_report
+from tasks.common.config import ExportConfig
+from tasks.common.errors import ExportMismatchError
+from tasks.common.io import staged_directory, write_bytes_atomic
 from tasks.sentiment.artifacts import LABELS_FILE, MCU_FILES, TOKENIZER_FILE, SentimentModelDir
 from tasks.sentiment.config import LABELS, MCU_EXPORT, SentimentExportConfig
 from tasks.sentiment.data import pre_pad

@@ -23,7 +23,7 @@ SUMMARY_KEYS = ("accuracy", "precision", "recall", "f1", "macro_f1")
 
 def classification_metrics(labels, probs, threshold: float = 0.5) -> dict:
     """Accuracy, precision/recall/F1 of the positive class, macro-F1, confusion matrix (rows = true)."""
-    from lstm_core.plots import confusion_matrix
+    from tasks.common.plots import confusion_matrix
 
     labels = np.asarray(labels, dtype=np.int64)
     pred = (np.asarray(probs) >= threshold).astype(np.int64)
@@ -118,7 +118,7 @@ class TfidfSvmPeer:
         pipeline, info = fit_tfidf_svm(examples.texts, examples.labels)
         info["train_examples"] = len(examples)
         if self.cache is not None:
-            from lstm_core.io import write_bytes_atomic
+            from tasks.common.io import write_bytes_atomic
 
             try:
                 write_bytes_atomic(self.cache, pickle.dumps(

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_core.config import OutputConfig, TrainConfig, settings_to_dict
-from lstm_core.errors import UserError
-from lstm_core.io import remove, write_json_atomic
-from lstm_core.training import distribution_scope, epoch_summary, fit, model_directory, set_seed
+from tasks.common.config import OutputConfig, TrainConfig, settings_to_dict
+from tasks.common.errors import UserError
+from tasks.common.io import remove, write_json_atomic
+from tasks.common.training import distribution_scope, epoch_summary, fit, model_directory, set_seed
 from tasks.sentiment.artifacts import CALIBRATION_FILE, TOKENIZER_FILE, SentimentModelDir, Tokenizer
 from tasks.sentiment.config import DataConfig, ModelConfig, ObjectiveConfig, given
 from tasks.sentiment.data import load_training_data, make_dataset, train_tokenizer
@@ -171,7 +171,7 @@ def _train_member(model: ModelConfig, objective: ObjectiveConfig, train: TrainCo
     """Train one LSTM in ``work`` (resumable; a finished member of an interrupted run is reused)."""
     import keras
 
-    from lstm_core.artifacts import load_keras_model
+    from tasks.common.artifacts import load_keras_model
 
     work.mkdir(parents=True, exist_ok=True)
     saved = work / MEMBER_FILE

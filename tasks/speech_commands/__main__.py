@@ -1,5 +1,5 @@
 import sys
 
-from lstm_core.cli import task_main
+from tasks.common.cli import task_main
 
 sys.exit(task_main("speech_commands"))

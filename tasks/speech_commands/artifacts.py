@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lstm_core.artifacts import ModelDir, read_json_file
-from lstm_core.config import TrainConfig
-from lstm_core.errors import UserError
-from lstm_core.io import write_bytes_atomic, write_json_atomic
+from tasks.common.artifacts import ModelDir, read_json_file
+from tasks.common.config import TrainConfig
+from tasks.common.errors import UserError
+from tasks.common.io import write_bytes_atomic, write_json_atomic
 
 from tasks.speech_commands.config import TASK_NAME, DataConfig, ModelConfig
 

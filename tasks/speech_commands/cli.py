@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from lstm_core.cli import Task, settings_verb
+from tasks.common.cli import Task, settings_verb
 
 from tasks.speech_commands.config import (
     DEFAULT_TRAIN,

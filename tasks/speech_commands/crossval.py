@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from lstm_core.io import write_bytes_atomic, write_json_atomic
+from tasks.common.io import write_bytes_atomic, write_json_atomic
 
 from tasks.speech_commands.data import scan_folder
 

@@ -33,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_core.errors import UserError
-from lstm_core.io import read_user_file
+from tasks.common.errors import UserError
+from tasks.common.io import read_user_file
 
 from tasks.speech_commands.config import DataConfig
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_core import plots
-from lstm_core.artifacts import evaluation_result
-from lstm_core.config import EvaluateConfig, PredictConfig
-from lstm_core.errors import UserError
-from lstm_core.io import write_json_atomic
+from tasks.common import plots
+from tasks.common.artifacts import evaluation_result
+from tasks.common.config import EvaluateConfig, PredictConfig
+from tasks.common.errors import UserError
+from tasks.common.io import write_json_atomic
 
 from tasks.speech_commands import data as speech_data
 from tasks.speech_commands import metrics as speech_metrics

@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from lstm_core.artifacts import EXPORT_FILES, write_export_report
-from lstm_core.config import ExportConfig
-from lstm_core.errors import UserError
+from tasks.common.artifacts import EXPORT_FILES, write_export_report
+from tasks.common.config import ExportConfig
+from tasks.common.errors import UserError
 from lstm_core.export import TFLiteModel, export_saved_model, export_tflite_report
-from lstm_core.io import staged_directory, write_bytes_atomic
+from tasks.common.io import staged_directory, write_bytes_atomic
 
 from tasks.speech_commands import data as speech_data
 from tasks.speech_commands import model as speech_model

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lstm_core import plots
+from tasks.common import plots
 
 
 def classification_metrics(labels_true, labels_predicted, words, speakers=None, max_speakers: int = 50) -> dict:

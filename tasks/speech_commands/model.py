@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 import lstm_core
-from lstm_core.errors import UserError
+from tasks.common.errors import UserError
 from lstm_core.export import FLOAT_ATOL
 
 from tasks.speech_commands.artifacts import SpeechModelDir

@@ -18,7 +18,7 @@ import threading
 
 import numpy as np
 
-from lstm_core.errors import UserError
+from tasks.common.errors import UserError
 
 # English accents of espeak-ng and its voice variants (formant sets, pitch contours, breathiness)
 ACCENTS = ("en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc", "en-gb-x-gbclan",

@@ -11,11 +11,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lstm_core.artifacts import TRAIN_REPORT_FILE
-from lstm_core.config import OutputConfig, TrainConfig
-from lstm_core.errors import UserError
-from lstm_core.io import write_json_atomic
-from lstm_core.training import distribution_scope, epoch_summary, fit, model_directory, set_seed
+from tasks.common.artifacts import TRAIN_REPORT_FILE
+from tasks.common.config import OutputConfig, TrainConfig
+from tasks.common.errors import UserError
+from tasks.common.io import write_json_atomic
+from tasks.common.training import distribution_scope, epoch_summary, fit, model_directory, set_seed
 
 from tasks.speech_commands import data as speech_data
 from tasks.speech_commands import metrics as speech_metrics

@@ -1,7 +1,7 @@
 """The translation model directory: the shared layout plus the two sentencepiece models.
 
 ```
-DIR/model.keras, config.json, train_report.json, logs/, eval/     (lstm_core.artifacts.ModelDir)
+DIR/model.keras, config.json, train_report.json, logs/, eval/     (tasks.common.artifacts.ModelDir)
 DIR/source.spm.model, DIR/target.spm.model                        sentencepiece, ids 0-3 = pad unk <s> </s>
 DIR/export/encoder_{float,int8}.tflite, decoder_step_{float,int8}.tflite   LiteRT (dynamic source length)
 DIR/export/tflm/encoder_int8.tflite, decoder_step_int8.tflite     TFLite Micro (fixed source length)
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lstm_core.artifacts import ModelDir
-from lstm_core.config import TrainConfig
+from tasks.common.artifacts import ModelDir
+from tasks.common.config import TrainConfig
 from tasks.translation.config import DataConfig, ModelConfig, MonitorConfig, ScheduleConfig, TASK_NAME
 from tasks.translation.tokenizer import Tokenizer
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lstm_core.cli import Task, settings_verb
+from tasks.common.cli import Task, settings_verb
 from tasks.translation.config import (
     DEFAULT_TRAIN,
     EVALUATE,
@@ -34,7 +34,7 @@ def _predict(args, predict, decoding):
 def _read_sentences(path: str) -> list[str]:
     from pathlib import Path
 
-    from lstm_core.errors import UserError
+    from tasks.common.errors import UserError
 
     try:
         text = Path(path).read_text(encoding="utf-8")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from lstm_core.config import (
+from tasks.common.config import (
     EvaluateConfig,
     ExportConfig,
     OutputConfig,

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from lstm_core.errors import UserError
+from tasks.common.errors import UserError
 from tasks.translation.config import DataConfig
 from tasks.translation.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer
 

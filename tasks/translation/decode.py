@@ -50,7 +50,7 @@ class LiteRTBackend:
 
     def __init__(self, encoder_path, step_path):
         from lstm_core.export import TFLiteModel
-        from lstm_core.quiet import silenced_stderr
+        from tasks.common.quiet import silenced_stderr
 
         with silenced_stderr():  # LiteRT's "Created XNNPACK delegate" lines
             self.encoder = TFLiteModel(encoder_path)

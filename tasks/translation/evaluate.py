@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import time
 
-from lstm_core.artifacts import evaluation_result
-from lstm_core.config import EvaluateConfig, PredictConfig
-from lstm_core.errors import UserError
-from lstm_core.io import write_bytes_atomic
+from tasks.common.artifacts import evaluation_result
+from tasks.common.config import EvaluateConfig, PredictConfig
+from tasks.common.errors import UserError
+from tasks.common.io import write_bytes_atomic
 from tasks.translation.artifacts import TranslationModelDir
 from tasks.translation.config import DecodeConfig
 from tasks.translation.data import held_out_pairs, load_pairs

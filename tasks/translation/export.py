@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from lstm_core.artifacts import write_export_report
-from lstm_core.config import ExportConfig
-from lstm_core.errors import UserError
+from tasks.common.artifacts import write_export_report
+from tasks.common.config import ExportConfig
+from tasks.common.errors import UserError
 from lstm_core.export import FLOAT_ATOL, export_saved_model, export_tflite_report
-from lstm_core.io import staged_directory
+from tasks.common.io import staged_directory
 from tasks.translation.artifacts import SAVED_MODEL, TranslationModelDir
 from tasks.translation.config import CheckConfig
 from tasks.translation.data import BOS_ID, EOS_ID, PAD_ID, UNK_ID, held_out_pairs, load_pairs, source_ids

@@ -9,7 +9,7 @@ import io
 from pathlib import Path
 from typing import Sequence
 
-from lstm_core.errors import UserError
+from tasks.common.errors import UserError
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 
@@ -70,7 +70,7 @@ class Tokenizer:
         return cls(path.read_bytes(), source=str(path))
 
     def save(self, path: str | Path) -> None:
-        from lstm_core.io import write_bytes_atomic
+        from tasks.common.io import write_bytes_atomic
 
         write_bytes_atomic(path, self.model_proto)
 

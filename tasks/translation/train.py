@@ -10,10 +10,10 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from lstm_core.config import OutputConfig, TrainConfig
-from lstm_core.errors import UserError
-from lstm_core.io import write_json_atomic
-from lstm_core.training import distribution_scope, epoch_summary, fit, model_directory, set_seed
+from tasks.common.config import OutputConfig, TrainConfig
+from tasks.common.errors import UserError
+from tasks.common.io import write_json_atomic
+from tasks.common.training import distribution_scope, epoch_summary, fit, model_directory, set_seed
 from tasks.translation.artifacts import SOURCE_SPM, TARGET_SPM, TranslationModelDir
 from tasks.translation.config import DataConfig, ModelConfig, MonitorConfig, ScheduleConfig
 from tasks.translation.data import Tokenizer, encode_pairs, filter_length, make_dataset, train_tokenizers, training_pairs

@@ -165,7 +165,7 @@ NO_KERNEL_PROCESS = textwrap.dedent(
     print("SAVED_MODEL:", json.dumps(np.asarray(out["output_0"]).tolist()))
 
     from lstm_core import LSTM, kernels
-    from lstm_core.cli import main
+    from tasks.common.cli import main
     for argv in (["--help"], ["sentiment", "train", "--help"]):
         try:
             main(argv)

@@ -11,7 +11,7 @@ import tensorflow as tf
 from helpers import run_layer_test
 from lstm_core import LSTM
 from lstm_core.embedding import Embedding
-from lstm_core.errors import UserError
+from lstm_core.errors import LstmCoreError
 from lstm_core.export import TFLiteModel, convert_to_tflite, export_tflite_report
 from lstm_core.tflm import (
     MIN_CELL_SCALE,
@@ -77,7 +77,7 @@ def test_runner_quantizes_resets_state_and_runs_rows(int8_lstm):
         assert np.max(np.abs(again - litert(x[i : i + 1])[0])) <= 2 * scale + 1e-7
     raw = runner.run_quantized(x[:1])[0]
     assert raw.dtype == np.int8
-    with pytest.raises(UserError, match=r"shape \[1, 5, 4\].*takes \[1, 12, 4\]"):
+    with pytest.raises(LstmCoreError, match=r"shape \[1, 5, 4\].*takes \[1, 12, 4\]"):
         runner(np.zeros((1, 5, FEATURES), "float32"))
 
 
@@ -112,7 +112,7 @@ def test_c_array_and_op_resolver(int8_lstm, tmp_path):
         assert f"resolver.{method}()" in ops_header
     code = op_resolver_code(path)
     assert code.splitlines()[0] == "tflite::MicroMutableOpResolver<4> resolver;"
-    with pytest.raises(UserError, match="C identifier"):
+    with pytest.raises(LstmCoreError, match="C identifier"):
         write_c_array(path, tmp_path / "bad", name="1model")
 
 
@@ -207,7 +207,7 @@ def test_models_tflm_cannot_run_are_reported_litert_only(tmp_path):
     dynamic = convert_to_tflite(model, quantization="dynamic")
     assert "FULLY_CONNECTED" in hybrid_ops(dynamic)
     assert tflm_report(dynamic, [[np.zeros((1, STEPS, 32), "float32")]])["loads"] is False
-    with pytest.raises(UserError, match="hybrid"):
+    with pytest.raises(LstmCoreError, match="hybrid"):
         TFLMModel(dynamic)
     report = export_tflite_report(model, tmp_path / "d.tflite", quantization="dynamic", tflm=True)
     assert report.tflm["loads"] is False and "dynamic" in report.tflm["reason"]
@@ -220,11 +220,11 @@ def test_models_tflm_cannot_run_are_reported_litert_only(tmp_path):
     assert "SELECT" in model_ops(select)
     section = tflm_report(select, [[np.ones((1, 4), "float32")]], arena=False)
     assert section["loads"] is False and section["reason"] == "TFLM has no kernel for SELECT"
-    with pytest.raises(UserError, match="op SELECT"):
+    with pytest.raises(LstmCoreError, match="op SELECT"):
         TFLMModel(select)
-    with pytest.raises(UserError, match="op GREATER is not supported by the int16x8 requantizer"):
+    with pytest.raises(LstmCoreError, match="op GREATER is not supported by the int16x8 requantizer"):
         requantize_int16x8(select)
-    with pytest.raises(UserError, match="not a TFLite flatbuffer"):
+    with pytest.raises(LstmCoreError, match="not a TFLite flatbuffer"):
         TFLMModel(b"not a model at all")
 
     variable_length = keras.Input((None, FEATURES))

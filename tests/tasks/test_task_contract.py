@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from lstm_core import cli
+from tasks.common import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 TASKS = sorted(cli.TASK_MODULES)
@@ -36,7 +36,7 @@ REQUIRED_TRAIN_FLAGS = {"forecasting": ["--data", "statsmodels:co2"]}
 
 
 def run_cli(*argv, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "lstm_core.cli", *argv], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "tasks.common.cli", *argv], capture_output=True, text=True,
                           cwd=cwd, timeout=300)
 
 
@@ -81,7 +81,7 @@ def test_help_is_fast_complete_and_has_no_tensorflow(task):
     code = f"""
 import sys, time, io, contextlib, json
 start = time.perf_counter()
-from lstm_core import cli
+from tasks.common import cli
 parser = cli.build_parser(cli.load_task({task!r}))
 report = {{}}
 for verb in cli.VERBS:

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from forecast_toy import seasonal_series, write_jena_csv, write_monthly_csv
-from lstm_core.cli import main
-from lstm_core.errors import UserError
+from tasks.common.cli import main
+from tasks.common.errors import UserError
 from tasks.forecasting import data as series_data
 from tasks.forecasting.config import TRANSFORMS, DataConfig, ModelConfig
 

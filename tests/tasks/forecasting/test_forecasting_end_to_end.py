@@ -13,8 +13,8 @@ import pytest
 import tensorflow as tf
 
 from forecast_toy import write_monthly_csv
-from lstm_core.cli import main
-from lstm_core.config import EVALUATE_KEYS
+from tasks.common.cli import main
+from tasks.common.config import EVALUATE_KEYS
 from lstm_core.export import TFLiteModel
 from tasks.forecasting.artifacts import ForecastingModelDir
 from tasks.forecasting.data import encoder_features, load_series, model_rows, window_arrays

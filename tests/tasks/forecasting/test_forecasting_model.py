@@ -7,8 +7,8 @@ import keras
 import numpy as np
 import pytest
 
-from lstm_core.config import TrainConfig
-from lstm_core.errors import UserError
+from tasks.common.config import TrainConfig
+from tasks.common.errors import UserError
 from tasks.forecasting import metrics
 from tasks.forecasting.artifacts import ForecastingModelDir, Scaler
 from tasks.forecasting.config import DataConfig, ModelConfig

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from forecast_toy import seasonal_series
-from lstm_core.cli import main
+from tasks.common.cli import main
 from tasks.forecasting import data as series_data
 from tasks.forecasting.artifacts import ForecastingModelDir
 from tasks.forecasting.config import DataConfig

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lstm_core.cli import main
-from lstm_core.errors import UserError
+from tasks.common.cli import main
+from tasks.common.errors import UserError
 from tasks.sentiment.artifacts import Tokenizer
 from tasks.sentiment.config import DataConfig, ModelConfig, ObjectiveConfig
 from tasks.sentiment.data import (
@@ -169,7 +169,7 @@ def test_cli_evaluate_bad_val_and_missing_model(tmp_path, capsys):
 
 
 def test_cli_tflite_runtime_without_export(tmp_path, capsys):
-    from lstm_core.config import TrainConfig
+    from tasks.common.config import TrainConfig
     from tasks.sentiment.artifacts import SentimentModelDir
 
     sections = {"data": DataConfig(), "model": ModelConfig(), "objective": ObjectiveConfig(), "train": TrainConfig()}
@@ -220,7 +220,7 @@ def test_load_training_data_modes(tmp_path):
 
 
 def test_config_round_trip(tmp_path):
-    from lstm_core.config import TrainConfig
+    from tasks.common.config import TrainConfig
     from tasks.sentiment.artifacts import SentimentModelDir
 
     sections = {"data": DataConfig(vocab_size=123), "model": ModelConfig(units=7, rating_head=True),
@@ -233,7 +233,7 @@ def test_config_round_trip(tmp_path):
 
 
 def test_cli_flags_reach_config():
-    from lstm_core.cli import build_parser, load_task
+    from tasks.common.cli import build_parser, load_task
 
     parser = build_parser(load_task("sentiment"))
     args = parser.parse_args(

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lstm_core.cli import main
-from lstm_core.config import EVALUATE_KEYS
+from tasks.common.cli import main
+from tasks.common.config import EVALUATE_KEYS
 
 REPO = Path(__file__).resolve().parents[3]
 DATA = REPO / "data" / "sentiment"

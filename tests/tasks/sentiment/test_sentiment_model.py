@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from lstm_core.errors import UserError
+from tasks.common.errors import UserError
 from lstm_core.export import lstm_mode
 from tasks.sentiment.config import ModelConfig
 from tasks.sentiment.model import SentimentTrainer, build_model, inference_model, probability_of

@@ -6,8 +6,8 @@ import pytest
 import tensorflow as tf
 from scipy.io import wavfile
 
-from lstm_core.cli import main
-from lstm_core.errors import UserError
+from tasks.common.cli import main
+from tasks.common.errors import UserError
 from tasks.speech_commands import data as speech_data
 
 from speech_toy import make_dataset, write_wav

@@ -6,8 +6,8 @@ import shutil
 import numpy as np
 import pytest
 
-from lstm_core.cli import main
-from lstm_core.config import EVALUATE_KEYS
+from tasks.common.cli import main
+from tasks.common.config import EVALUATE_KEYS
 from lstm_core.export import TFLiteModel
 from tasks.speech_commands import data as speech_data
 from tasks.speech_commands import model as speech_model

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from lstm_core.training import TrainConfig
+from tasks.common.training import TrainConfig
 from tasks.speech_commands import model as speech_model
 from tasks.speech_commands.artifacts import SpeechModelDir
 from tasks.speech_commands.config import DataConfig

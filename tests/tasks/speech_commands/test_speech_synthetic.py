@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lstm_core.errors import UserError
+from tasks.common.errors import UserError
 from tasks.speech_commands import data as speech_data
 from tasks.speech_commands import synthetic
 

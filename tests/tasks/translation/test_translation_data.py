@@ -6,8 +6,8 @@ import logging
 import numpy as np
 import pytest
 
-from lstm_core.cli import main
-from lstm_core.errors import UserError
+from tasks.common.cli import main
+from tasks.common.errors import UserError
 from tasks.translation import data
 from tasks.translation.artifacts import TranslationModelDir
 from tasks.translation.config import DataConfig, ModelConfig, MonitorConfig, ScheduleConfig

@@ -5,8 +5,8 @@ import json
 import pytest
 import tensorflow as tf
 
-from lstm_core.cli import main
-from lstm_core.config import EVALUATE_KEYS
+from tasks.common.cli import main
+from tasks.common.config import EVALUATE_KEYS
 from lstm_core.export import FUSED_LSTM_OP, TFLiteModel
 from tasks.translation import data
 from tasks.translation.artifacts import TranslationModelDir

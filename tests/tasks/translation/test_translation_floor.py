@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lstm_core.cli import main
+from tasks.common.cli import main
 
 DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "translation"
 

@@ -3,10 +3,11 @@
 Each task package exposes ``TASK`` (a :class:`Task`) in ``tasks/<task>/cli.py``; the registry
 below imports only the task that was asked for, and a task's ``cli.py`` imports only its
 ``config.py`` (dataclasses), so ``--help`` and argument errors never load TensorFlow. Flags are
-generated from the config dataclasses (:mod:`lstm_core.config`).
+generated from the config dataclasses (:mod:`tasks.common.config`).
 
 - ``evaluate`` returns a dict that is printed as one JSON object on the last stdout line.
-- Every error a user can fix (:class:`~lstm_core.errors.UserError`, a bad flag) is one
+- Every error a user can fix (:class:`~tasks.common.errors.UserError`, an exception of the library
+  (:class:`lstm_core.errors.LstmCoreError`), a bad flag) is one
   ``lstm-suite: error: ...`` line on stderr and exit status 2, never a traceback.
 - ``-q/--quiet`` and ``-v/--verbose`` work anywhere on the line; TensorFlow's start-up noise is
   hidden unless ``--verbose``.
@@ -23,7 +24,7 @@ import os
 import sys
 from typing import Callable, Mapping
 
-from lstm_core.errors import UserError
+from tasks.common.errors import USER_ERRORS
 
 VERBS = ("train", "evaluate", "export", "predict")
 TASK_MODULES = {
@@ -87,7 +88,7 @@ def settings_verb(
                           {"data": DataConfig(), "model": ModelConfig(), "train": DEFAULT_TRAIN, "output": OUTPUT})
     ```
     """
-    from lstm_core.config import add_settings, settings_from_args
+    from tasks.common.config import add_settings, settings_from_args
 
     def configure(parser: argparse.ArgumentParser) -> None:
         for title, defaults in sections.items():
@@ -199,7 +200,7 @@ def _run(args: argparse.Namespace, verbose: bool) -> int:
     try:
         if getattr(args, "_prepare", None) is not None:
             args._prepare(args)  # flag ranges and choices: checked before TensorFlow loads
-        from lstm_core.quiet import import_tensorflow_quietly
+        from tasks.common.quiet import import_tensorflow_quietly
 
         import_tensorflow_quietly()
         if not verbose:
@@ -207,7 +208,7 @@ def _run(args: argparse.Namespace, verbose: bool) -> int:
 
             warnings.filterwarnings("ignore", module=r"(keras|tensorflow|tf_keras|absl)")
         result = args._run(args)
-    except UserError as err:
+    except USER_ERRORS as err:
         message = " ".join(str(err).split("\n"))
         print(f"lstm-suite: error: {message}", file=sys.stderr)
         return 2

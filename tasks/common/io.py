@@ -1,46 +1,20 @@
-"""Atomic file and directory writes: write to a temporary path, then rename."""
+"""The suite's file plumbing: user files with one-line errors, JSON, directory locks, staged directories.
+
+Atomic writes come from :mod:`lstm_core.atomic` (the library writes its exports the same way)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
+from lstm_core.atomic import atomic_path, remove, replace, write_bytes_atomic
 
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike):
-    """Yield a temporary sibling path; on success rename it onto ``path`` (file or dir)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    shutil.rmtree(tmp)  # callers create a file or a directory here
-    try:
-        yield tmp
-        replace(tmp, path)
-    finally:
-        remove(tmp)
-
-
-def replace(src: Path, dst: Path) -> None:
-    """Rename ``src`` onto ``dst``, replacing what was there (a directory is swapped)."""
-    if dst.is_dir() and not dst.is_symlink():
-        old = dst.with_name(f".{dst.name}.old")
-        remove(old)
-        os.replace(dst, old)
-        os.replace(src, dst)
-        remove(old)
-    else:
-        os.replace(src, dst)
-
-
-def remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
+__all__ = [
+    "DirectoryLock", "atomic_path", "read_json", "read_user_file", "remove", "replace", "staged_directory",
+    "write_bytes_atomic", "write_json_atomic",
+]
 
 
 def read_user_file(path: str | os.PathLike, expected: str) -> bytes:
@@ -50,7 +24,7 @@ def read_user_file(path: str | os.PathLike, expected: str) -> bytes:
         path: the file.
         expected: what the file should be, for the message ("a .wav file").
     """
-    from lstm_core.errors import UserError
+    from tasks.common.errors import UserError
 
     path = Path(path)
     try:
@@ -61,12 +35,6 @@ def read_user_file(path: str | os.PathLike, expected: str) -> bytes:
         raise UserError(f"{path}: is a directory, expected {expected}") from None
     except OSError as err:
         raise UserError(f"{path}: cannot read ({err.strerror or err})") from None
-
-
-def write_bytes_atomic(path, data: bytes) -> Path:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-    return Path(path)
 
 
 def write_json_atomic(path, obj) -> Path:
@@ -94,7 +62,7 @@ class DirectoryLock:
     def __enter__(self):
         import fcntl
 
-        from lstm_core.errors import UserError
+        from tasks.common.errors import UserError
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(self.path, "a+")

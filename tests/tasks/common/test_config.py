@@ -1,4 +1,4 @@
-"""lstm_core.config: flags generated from dataclasses, ranges, config.json round trip."""
+"""tasks.common.config: flags generated from dataclasses, ranges, config.json round trip."""
 
 import argparse
 import dataclasses
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from lstm_core.config import (
+from tasks.common.config import (
     EVALUATE_KEYS,
     TrainConfig,
     add_settings,
@@ -17,7 +17,7 @@ from lstm_core.config import (
     settings_to_dict,
     validate_settings,
 )
-from lstm_core.errors import UserError
+from tasks.common.errors import UserError
 
 
 @dataclasses.dataclass
@@ -94,7 +94,7 @@ def test_train_config_ranges():
 
 def test_plumbing_imports_no_tensorflow():
     code = (
-        "import sys, lstm_core, lstm_core.config, lstm_core.cli, lstm_core.artifacts, lstm_core.errors;"
+        "import sys, lstm_core, tasks.common.config, tasks.common.cli, tasks.common.artifacts, tasks.common.errors;"
         "print('tensorflow' in sys.modules or 'keras' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -32,7 +32,7 @@ import types
 import typing
 from typing import Any, Iterable, Mapping, Sequence
 
-from lstm_core.errors import UserError
+from tasks.common.errors import UserError
 
 _MISSING = dataclasses.MISSING
 

@@ -5,7 +5,7 @@ quoting, and treating ``"`` as a quote character silently merges rows at a stray
 So ``.tsv``/``.tab`` files are split on tabs and newlines only (``csv.QUOTE_NONE`` semantics);
 ``.csv`` files keep RFC 4180 quotes (``"a, b"``, ``""`` for a quote, fields over several lines)
 and a quote that never closes is reported at the line where it **begins**. Every problem is one
-:class:`~lstm_core.errors.UserError` naming ``FILE:LINE``.
+:class:`~tasks.common.errors.UserError` naming ``FILE:LINE``.
 
 Example:
 
@@ -25,8 +25,8 @@ import io
 import sys
 from pathlib import Path
 
-from lstm_core.errors import UserError
-from lstm_core.io import read_user_file
+from tasks.common.errors import UserError
+from tasks.common.io import read_user_file
 
 TSV_SUFFIXES = (".tsv", ".tab")
 CSV_SUFFIXES = (".csv",)

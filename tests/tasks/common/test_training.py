@@ -4,9 +4,9 @@ import pytest
 import tensorflow as tf
 
 from lstm_core import LSTM
-from lstm_core.errors import UserError
-from lstm_core.io import atomic_path, write_json_atomic, read_json
-from lstm_core.training import TrainConfig, fit, model_directory, set_seed
+from tasks.common.errors import UserError
+from tasks.common.io import atomic_path, write_json_atomic, read_json
+from tasks.common.training import TrainConfig, fit, model_directory, set_seed
 
 
 def tiny_problem(seed=0):
@@ -99,7 +99,7 @@ def test_second_run_on_same_directory_is_refused_at_once(tmp_path):
 
 
 def test_epoch_summary_counts_epochs_across_resumes(tmp_path):
-    from lstm_core.training import EpochRecord, epoch_summary
+    from tasks.common.training import EpochRecord, epoch_summary
 
     record = EpochRecord(tmp_path)
     for epoch, loss in [(0, 0.9), (1, 0.5)]:  # first run, then interrupted
@@ -139,8 +139,8 @@ def test_full_disk_is_one_error_and_the_run_resumes_later(tmp_path, monkeypatch)
     import collections
     import shutil
 
-    from lstm_core.errors import DiskFullError
-    from lstm_core.training import epoch_summary
+    from tasks.common.errors import DiskFullError
+    from tasks.common.training import epoch_summary
 
     out = tmp_path / "run"
     real_usage = shutil.disk_usage

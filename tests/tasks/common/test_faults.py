@@ -9,14 +9,14 @@ import time
 
 import pytest
 
-from lstm_core.errors import UserError
-from lstm_core.io import DirectoryLock, staged_directory
+from tasks.common.errors import UserError
+from tasks.common.io import DirectoryLock, staged_directory
 
 HOLD_LOCK = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from lstm_core.io import staged_directory
+    from tasks.common.io import staged_directory
     with staged_directory(Path(sys.argv[1])) as work:
         (work / "model_float.tflite").write_bytes(b"half")
         print("ready", flush=True)

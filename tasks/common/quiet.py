@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
-import tempfile
+
+from lstm_core._capture import captured_output
 
 VERBOSE_ENV = "LSTM_SUITE_VERBOSE"
 
@@ -29,37 +29,8 @@ def silenced_output(streams=("stderr",)):
     if verbose():
         yield
         return
-    targets = []
-    for name in streams:
-        stream = getattr(sys, name)
-        try:
-            targets.append((stream, stream.fileno()))
-        except (AttributeError, ValueError, OSError):  # pytest capture, notebooks: nothing to redirect
-            continue
-    if not targets:
+    with captured_output(streams):
         yield
-        return
-    saved = []
-    with tempfile.TemporaryFile(mode="w+b") as capture:
-        for stream, fd in targets:
-            stream.flush()
-            saved.append((stream, fd, os.dup(fd)))
-            os.dup2(capture.fileno(), fd)
-        failed = False
-        try:
-            yield
-        except BaseException:
-            failed = True
-            raise
-        finally:
-            for stream, fd, copy in saved:
-                stream.flush()
-                os.dup2(copy, fd)
-                os.close(copy)
-            if failed:
-                capture.seek(0)
-                sys.stderr.write(capture.read()[-20000:].decode(errors="replace"))
-                sys.stderr.flush()
 
 
 def silenced_stderr():

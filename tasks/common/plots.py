@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_core.io import write_bytes_atomic
+from tasks.common.io import write_bytes_atomic
 
 
 def _pyplot():

@@ -23,9 +23,9 @@ import tempfile
 from pathlib import Path
 from typing import ClassVar, Mapping
 
-from lstm_core.config import settings_from_dict, settings_to_dict
-from lstm_core.errors import UserError
-from lstm_core.io import read_json, write_json_atomic
+from tasks.common.config import settings_from_dict, settings_to_dict
+from tasks.common.errors import UserError
+from tasks.common.io import read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 

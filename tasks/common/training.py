@@ -19,9 +19,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lstm_core.config import TrainConfig
-from lstm_core.errors import DiskFullError, UserError
-from lstm_core.io import DirectoryLock, remove, replace, write_json_atomic
+from tasks.common.config import TrainConfig
+from tasks.common.errors import DiskFullError, UserError
+from tasks.common.io import DirectoryLock, remove, replace, write_json_atomic
 
 __all__ = [
     "TrainConfig", "distribution_scope", "epoch_summary", "fit", "make_strategy", "model_directory", "set_seed",
@@ -215,7 +215,7 @@ class EpochRecord(keras.callbacks.Callback):
         self.path = Path(workdir) / HISTORY_FILE
 
     def on_epoch_end(self, epoch, logs=None):
-        from lstm_core.io import read_json, write_json_atomic
+        from tasks.common.io import read_json, write_json_atomic
 
         record = read_json(self.path) if self.path.is_file() else {}
         record[str(epoch + 1)] = {k: float(v) for k, v in (logs or {}).items()}
@@ -224,7 +224,7 @@ class EpochRecord(keras.callbacks.Callback):
 
 def epoch_summary(workdir: Path, config: TrainConfig) -> dict:
     """``epochs_run``, ``best_epoch`` and the monitored values over all runs into ``workdir``."""
-    from lstm_core.io import read_json
+    from tasks.common.io import read_json
 
     path = Path(workdir) / HISTORY_FILE
     record = read_json(path) if path.is_file() else {}

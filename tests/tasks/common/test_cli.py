@@ -4,8 +4,8 @@ import types
 
 import pytest
 
-from lstm_core import cli
-from lstm_core.errors import UserError
+from tasks.common import cli
+from tasks.common.errors import UserError
 
 
 def _fake_task(name="fake"):
@@ -63,7 +63,7 @@ def test_task_must_have_all_verbs():
 
 
 def _settings_task():
-    from lstm_core.config import EvaluateConfig, TrainConfig
+    from tasks.common.config import EvaluateConfig, TrainConfig
 
     seen = {}
 
@@ -139,7 +139,7 @@ def test_help_shows_every_default(settings_registry, capsys):
 
 
 def test_quiet_silences_the_progress_display(settings_registry, monkeypatch):
-    from lstm_core.config import TrainConfig
+    from tasks.common.config import TrainConfig
 
     seen = {}
     monkeypatch.setattr(cli, "_configure_logging", lambda quiet, verbose: seen.update(quiet=quiet))
@@ -161,7 +161,7 @@ def test_quiet_silences_the_progress_display(settings_registry, monkeypatch):
 
 
 def test_settings_verb_imports_a_named_function_only_when_run(monkeypatch, capsys):
-    from lstm_core.config import EvaluateConfig
+    from tasks.common.config import EvaluateConfig
 
     module = types.ModuleType("fake_verbs")
     module.evaluate = lambda evaluate: {"runtime": evaluate.runtime, "model": evaluate.model}

@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from lstm_core.config import TrainConfig
-from lstm_core.errors import UserError
-from lstm_core.training import distribution_scope
+from tasks.common.config import TrainConfig
+from tasks.common.errors import UserError
+from tasks.common.training import distribution_scope
 
 MIRRORED = r"""
 import json
@@ -18,8 +18,8 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
 from lstm_core import LSTM
-from lstm_core.config import TrainConfig
-from lstm_core.training import distribution_scope
+from tasks.common.config import TrainConfig
+from tasks.common.training import distribution_scope
 
 def train(mode):
     keras.utils.set_random_seed(1)

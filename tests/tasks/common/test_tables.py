@@ -1,11 +1,11 @@
-"""lstm_core.tables: TSV without quoting, CSV with RFC 4180 quoting, errors naming FILE:LINE."""
+"""tasks.common.tables: TSV without quoting, CSV with RFC 4180 quoting, errors naming FILE:LINE."""
 
 from __future__ import annotations
 
 import pytest
 
-from lstm_core.errors import UserError
-from lstm_core.tables import read_table
+from tasks.common.errors import UserError
+from tasks.common.tables import read_table
 
 
 def write(path, text: str | bytes):

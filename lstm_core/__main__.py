@@ -1,4 +1,0 @@
-from lstm_core.cli import main
-import sys
-
-sys.exit(main())

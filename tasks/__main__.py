@@ -1,0 +1,4 @@
+from tasks.common.cli import main
+import sys
+
+sys.exit(main())
