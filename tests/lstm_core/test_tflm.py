@@ -275,7 +275,7 @@ def test_bilstm_int8_on_real_reviews_runtimes_agree(tmp_path, monkeypatch):
     CPU time per call and dev accuracy per runtime (the figures in the README)."""
     import json
 
-    import lstm_core.tflm as micro
+    import lstm_core.export as exporter
 
     if not (SENTIMENT / "train.tsv").exists():
         pytest.skip("shared sentiment data not present")
@@ -297,11 +297,11 @@ def test_bilstm_int8_on_real_reviews_runtimes_agree(tmp_path, monkeypatch):
         return float(np.mean((np.asarray(probabilities).reshape(-1) > 0.5) == dev_labels))
 
     figures = {"keras_accuracy": accuracy(keras_probabilities)}
-    original = micro.align_lstm_quantization
-    monkeypatch.setattr(micro, "align_lstm_quantization", lambda model: (micro._model_bytes(model)[0], []))
+    original = exporter.align_lstm_quantization
+    monkeypatch.setattr(exporter, "align_lstm_quantization", lambda model: (bytes(model), []))
     path = tmp_path / "bilstm_unaligned.tflite"
     path.write_bytes(convert_to_tflite(model, quantization="int8", representative_dataset=lambda: iter(calibration)))
-    monkeypatch.setattr(micro, "align_lstm_quantization", original)
+    monkeypatch.setattr(exporter, "align_lstm_quantization", original)
     section = tflm_report(path, samples, labels="threshold", reference_outputs=reference, arena=False)
     litert = TFLiteModel(path)
     figures["int8, converter parameters"] = {
