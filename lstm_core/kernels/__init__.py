@@ -84,6 +84,20 @@ def native_inference():
     custom op cannot be loaded where the op library is not loaded. Use this only around graphs that
     are run, never exported. Inference calls traced here also skip the activations a gradient
     would need (``save_for_backward=False``), so they cannot be differentiated.
+
+    Returns:
+        A context manager (no arguments; scopes nest, per thread); inside it
+        :func:`in_native_inference_scope` is true.
+
+    Example:
+
+    ```python
+    from lstm_core.kernels import native_inference
+
+    with native_inference():
+        predict = tf.function(lambda x: model(x, training=False))
+        scores = predict(batch)        # the time loop runs in the native kernel
+    ```
     """
     depth = getattr(_inference_scope, "depth", 0)
     _inference_scope.depth = depth + 1
@@ -94,6 +108,7 @@ def native_inference():
 
 
 def in_native_inference_scope() -> bool:
+    """Whether this thread is inside :func:`native_inference`."""
     return getattr(_inference_scope, "depth", 0) > 0
 
 
@@ -186,7 +201,9 @@ def _sequence_gradient(op, d_outputs, d_h, d_c, *_unused_internal_grads):
 
 __all__ = [
     "CHOICE_ENV",
+    "CHOICES",
     "KernelBuildError",
+    "in_native_inference_scope",
     "kernel_choice",
     "lstm_sequence",
     "native_inference",

@@ -184,7 +184,8 @@ def test_int16x8_runs_in_tflm_and_is_no_worse_than_int8(tmp_path):
 
 def test_embedding_layer_config_keras_file_and_tflm(tmp_path):
     ids = np.array([[3, 1, 4, 1, 5, 9, 2, 6]], "int32")
-    reports = run_layer_test(lambda: Embedding(12, 5, mask_zero=True), ids, tmp_path, expected_output_shape=(1, 8, 5))
+    reports = run_layer_test(lambda: Embedding(12, 5, mask_zero=True), ids, tmp_path, expected_output_shape=(1, 8, 5),
+                             expected_num_trainable_weights=1, expected_num_non_trainable_weights=0)
     ops = reports["int8"].tflm["ops"]
     assert ops == ["GATHER"], ops  # no LESS / ADD / SELECT negative-index guard
     keras_layer = keras.layers.Embedding(12, 5)
@@ -196,7 +197,8 @@ def test_embedding_layer_config_keras_file_and_tflm(tmp_path):
 
 def test_lstm_layer_through_run_layer_test(tmp_path):
     x = np.random.default_rng(0).standard_normal((1, 6, 3)).astype("float32")
-    reports = run_layer_test(lambda: LSTM(4, return_sequences=True), x, tmp_path, expected_output_shape=(1, 6, 4))
+    reports = run_layer_test(lambda: LSTM(4, return_sequences=True), x, tmp_path, expected_output_shape=(1, 6, 4),
+                             expected_num_trainable_weights=3, expected_num_non_trainable_weights=0)
     assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in reports["float"].tflm["ops"]
 
 
