@@ -19,13 +19,14 @@ from typing import Sequence
 
 from lstm_core.errors import InvalidModelError, TFLMError
 from lstm_core.tflm import hybrid_ops, measure_arena, model_ops, op_resolver_code, write_c_array
-from lstm_core.tflm.flatbuffer import model_bytes
+from lstm_core.tflm.flatbuffer import model_bytes, parse
 from lstm_core.tflm.sources import missing_kernels
 
 
 def facts(model: str, c_array: str | None = None, name: str = "g_model") -> dict:
     """The facts this tool prints, for the ``.tflite`` at ``model``."""
     data, source = model_bytes(model)
+    parse(data, source)  # a file that is not a .tflite: the error names it
     ops = model_ops(data)
     result = {"model": source, "size_bytes": len(data), "ops": sorted(set(ops))}
     hybrid = hybrid_ops(data)
