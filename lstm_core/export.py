@@ -172,7 +172,19 @@ def convert_to_tflite(
     representative_dataset: Callable[[], Iterable] | None = None,
     batch_size: int = 1,
 ) -> bytes:
-    """Convert ``model`` to TFLite bytes with every ``lstm_core.LSTM`` fused."""
+    """Convert ``model`` to TFLite bytes with every ``lstm_core.LSTM`` fused, without checking
+    or writing anything (:func:`export_tflite` does both).
+
+    Args:
+        model: a built Keras model.
+        quantization: as in :func:`export_tflite_report`.
+        representative_dataset: calibration samples, for ``"int8"`` / ``"int16x8"``.
+        batch_size: the static batch size of the export.
+
+    Returns:
+        The ``.tflite`` flatbuffer (int8 exports already carry
+        :func:`lstm_core.tflm.align_lstm_quantization`'s fixes).
+    """
     return _convert(model, quantization, representative_dataset, batch_size)[0]
 
 
@@ -288,6 +300,8 @@ def export_tflite(model: keras.Model, path, **options) -> Path:
     return Path(path)
 
 
+# Over 60 lines only through its signature and Args documentation: the body is a short sequence
+# of checks, each one a helper below.
 def export_tflite_report(
     model: keras.Model,
     path,
