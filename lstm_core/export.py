@@ -13,7 +13,8 @@ hybrid kernels); ``"int8"`` (full integer; the LSTM quantization parameters are 
 :func:`lstm_core.tflm.align_lstm_quantization` so LiteRT and TFLM read them alike);
 ``"int16x8"`` (int16 activations, int8 weights, through TFLM's requantizer; TFLM-only: LiteRT's
 LSTM has no int64-bias kernel, so the Keras comparison runs in TFLM). Keras ``Embedding``
-layers are traced as a plain ``GATHER`` (:mod:`lstm_core.embedding`).
+layers are traced as a plain ``GATHER`` (:mod:`lstm_core.embedding`). The LiteRT runner,
+:class:`lstm_core.litert.TFLiteModel`, is importable from here too.
 """
 
 from __future__ import annotations
