@@ -71,6 +71,7 @@ def _tflm_error(source: str, stage: str, log_lines: Sequence[str], ops: Sequence
 
 
 def quantization_parameters(detail: dict) -> tuple[float, int] | None:
+    """``(scale, zero point)`` of a TFLM input/output detail, or ``None`` for a float tensor."""
     params = detail.get("quantization_parameters") or {}
     scales, zeros = params.get("scales", []), params.get("zero_points", [])
     if len(scales) == 0:
