@@ -19,13 +19,20 @@ cuDNN when the arguments allow it (:mod:`lstm_core.cudnn`: tanh/sigmoid, a bias,
 dropout while training, no ``unroll``, no mask or a right-padded one); exports never do.
 
 Where the native kernel (:mod:`lstm_core.kernels`) builds, ``"auto"`` runs the time loop in it
-(masks included) for eager calls, training graphs and Keras' predict/evaluate steps. Any other
-graph traced with ``training=False`` may become a SavedModel, which must load without the op
-library, so it keeps the pure-TensorFlow loop (see :func:`lstm_core.kernels.native_inference`).
+(masks included) for eager calls and every graph that is run: training graphs, Keras'
+predict/evaluate steps and a user's own ``tf.function``. Graphs traced for an export keep the
+pure-TensorFlow loop, so a SavedModel or ``.tflite`` loads where the op library is not: those
+traced while ``tf.saved_model.save`` runs (its save context), by Keras' exporters
+(``model.export``, ``ExportArchive``) or by the TFLite converter, and XLA graphs. A
+``tf.function`` that ran with the kernel is traced again by ``tf.saved_model.save`` (its save
+context is part of the trace key), so saving it is safe. A *concrete* function traced for
+running and then passed as a signature keeps the op: trace such functions inside
+:func:`lstm_core.kernels.portable_graphs`.
 """
 
 from __future__ import annotations
 
+import sys
 import uuid
 
 import keras
@@ -75,6 +82,24 @@ def _project_inputs(inputs, kernel, bias, go_backwards):
     steps, batch = tf.shape(x_tm)[0], tf.shape(x_tm)[1]
     xw = tf.matmul(tf.reshape(x_tm, [-1, tf.shape(kernel)[0]]), kernel) + bias
     return tf.reshape(xw, [steps, batch, tf.shape(kernel)[1]])
+
+
+# Modules whose frames on the stack mean "this trace is for an export, not for running".
+_EXPORT_TRACERS = (
+    "lstm_core.export", "keras.src.export", "tensorflow.lite.python", "tensorflow.python.saved_model"
+)
+
+
+def _traced_for_export() -> bool:
+    """Whether an exporter (Keras' ``export``, the TFLite converter, SavedModel save) is tracing."""
+    if save_context.in_save_context() or kernels.in_portable_scope():
+        return True
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_globals.get("__name__", "").startswith(_EXPORT_TRACERS):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _in_keras_step_graph() -> bool:
@@ -263,11 +288,8 @@ class LSTM(keras.layers.Layer):
             return False
         if tf.inside_function():
             graph = tf.compat.v1.get_default_graph()
-            # XLA cannot compile a custom op; a SavedModel must not reference one
-            if control_flow_util.GraphOrParentsInXlaContext(graph) or save_context.in_save_context():
-                return False
-            training = isinstance(training, (bool, np.bool_)) and bool(training)
-            if not (training or _in_keras_step_graph() or kernels.in_native_inference_scope()):
+            # XLA cannot compile a custom op; a SavedModel or .tflite must not reference one
+            if control_flow_util.GraphOrParentsInXlaContext(graph) or _traced_for_export():
                 return False
         return kernels.native_kernel_enabled()
 
