@@ -282,7 +282,7 @@ class LSTM(keras.layers.Layer):
             self.mode != "auto"
             or recurrent_dropout_mask is not None
             or not self._uses_standard_activations()
-            or self.compute_dtype != "float32"
+            or self.compute_dtype not in ("float32", "bfloat16", "float16")
             or kernels.kernel_choice() == "tf"
         ):
             return False
@@ -340,19 +340,7 @@ class LSTM(keras.layers.Layer):
         if self._uses_cudnn(training):
             last, outputs, h, c = self._cudnn_or_loop(sequences, h0, c0, mask, recurrent_dropout_mask)
         elif self._uses_native_kernel(training, recurrent_dropout_mask):
-            # batch-major all the way, x·W + b projected inside the kernel's loop
-            outputs, h, c = kernels.lstm_sequence(
-                sequences,
-                tf.convert_to_tensor(cell.kernel),
-                cell.zero_bias(),
-                h0,
-                c0,
-                tf.convert_to_tensor(cell.recurrent_kernel),
-                mask=mask,
-                go_backwards=self.go_backwards,
-                zero_output_for_mask=self.zero_output_for_mask,
-                save_for_backward=_gradient_possible(training),
-            )
+            outputs, h, c = self._native_kernel(sequences, h0, c0, mask, training)
             last = outputs[:, -1]
         elif mask is None and recurrent_dropout_mask is None and self._uses_standard_activations():
             last, outputs, h, c, _ = self.fusable_function(sequences)(
@@ -373,6 +361,22 @@ class LSTM(keras.layers.Layer):
         if self.return_state:
             return output, h, c
         return output
+
+    def _native_kernel(self, sequences, h0, c0, mask, training):
+        """The loop in the native kernel: batch-major all the way, x·W + b projected inside it.
+
+        The kernel computes in float32; under a mixed policy (``mixed_bfloat16``/``mixed_float16``)
+        inputs, state and the (autocast) weights are cast to float32 and the results back, so the
+        layer keeps the kernel instead of falling back to the TensorFlow loop.
+        """
+        cell = self.cell
+        as_float = lambda t: tf.cast(tf.convert_to_tensor(t), tf.float32)  # noqa: E731
+        outputs, h, c = kernels.lstm_sequence(
+            as_float(sequences), as_float(cell.kernel), as_float(cell.zero_bias()), as_float(h0), as_float(c0),
+            as_float(cell.recurrent_kernel), mask=mask, go_backwards=self.go_backwards,
+            zero_output_for_mask=self.zero_output_for_mask, save_for_backward=_gradient_possible(training),
+        )
+        return tuple(tf.cast(t, self.compute_dtype) for t in (outputs, h, c))
 
     def _tf_loop(self, sequences, h0, c0, mask, recurrent_dropout_mask):
         """The general TensorFlow loop (masks, recurrent dropout, any activation)."""

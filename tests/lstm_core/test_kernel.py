@@ -350,3 +350,28 @@ def test_inference_without_saved_activations_gives_the_same_outputs(monkeypatch)
     with tf.GradientTape() as tape:
         loss = tf.reduce_sum(layer(X))
     assert all(g is not None for g in tape.gradient(loss, layer.trainable_weights))
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_keeps_the_kernel(monkeypatch, kernel_calls, policy):
+    """Under a mixed policy the kernel runs (in float32) and agrees with keras.layers.LSTM under the
+    same policy within bf16/fp16 rounding; outputs keep the policy's dtype; gradients flow."""
+    monkeypatch.setenv(kernels.CHOICE_ENV, "native")
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        x = RNG.standard_normal((6, 9, 5)).astype("float32")
+        ref, ours = keras.layers.LSTM(8, return_sequences=True), LSTM(8, return_sequences=True)
+        ref.build(x.shape)
+        ours.build(x.shape)
+        ours.set_weights(ref.get_weights())
+        out = ours(x)
+        assert out.dtype == ours.compute_dtype and kernel_calls
+        atol = 3e-2 if policy == "mixed_bfloat16" else 5e-3
+        assert max_abs_diff(tf.cast(ref(x), tf.float32), tf.cast(out, tf.float32)) <= atol
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.cast(ours(x, training=True), tf.float32))
+        grads = tape.gradient(loss, ours.trainable_variables)
+        assert all(g is not None and np.all(np.isfinite(g)) for g in grads)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
