@@ -19,13 +19,20 @@ cuDNN when the arguments allow it (:mod:`lstm_core.cudnn`: tanh/sigmoid, a bias,
 dropout while training, no ``unroll``, no mask or a right-padded one); exports never do.
 
 Where the native kernel (:mod:`lstm_core.kernels`) builds, ``"auto"`` runs the time loop in it
-(masks included) for eager calls, training graphs and Keras' predict/evaluate steps. Any other
-graph traced with ``training=False`` may become a SavedModel, which must load without the op
-library, so it keeps the pure-TensorFlow loop (see :func:`lstm_core.kernels.native_inference`).
+(masks included) for eager calls and every graph that is run: training graphs, Keras'
+predict/evaluate steps and a user's own ``tf.function``. Graphs traced for an export keep the
+pure-TensorFlow loop, so a SavedModel or ``.tflite`` loads where the op library is not: those
+traced while ``tf.saved_model.save`` runs (its save context), by Keras' exporters
+(``model.export``, ``ExportArchive``) or by the TFLite converter, and XLA graphs. A
+``tf.function`` that ran with the kernel is traced again by ``tf.saved_model.save`` (its save
+context is part of the trace key), so saving it is safe. A *concrete* function traced for
+running and then passed as a signature keeps the op: trace such functions inside
+:func:`lstm_core.kernels.portable_graphs`.
 """
 
 from __future__ import annotations
 
+import sys
 import uuid
 
 import keras
@@ -42,12 +49,6 @@ from lstm_core.recurrence import recurrence
 __all__ = ["LSTM", "MODES", "make_fusable_lstm"]
 
 MODES = ("auto", "fused")
-
-# Graphs Keras' TensorFlow trainer traces for fit / evaluate / predict: they are run, not saved,
-# so inference inside them may use the native kernel.
-_KERAS_STEP_GRAPHS = frozenset(
-    {"one_step_on_data", "one_step_on_data_distributed", "multi_step_on_iterator", "multi_step_on_data"}
-)
 
 _CELL_ARGS = (
     "activation",
@@ -79,12 +80,21 @@ def _project_inputs(inputs, kernel, bias, go_backwards):
     return tf.reshape(xw, [steps, batch, tf.shape(kernel)[1]])
 
 
-def _in_keras_step_graph() -> bool:
-    graph = tf.compat.v1.get_default_graph()
-    while graph is not None:
-        if getattr(graph, "name", None) in _KERAS_STEP_GRAPHS:
+# Modules whose frames on the stack mean "this trace is for an export, not for running".
+_EXPORT_TRACERS = (
+    "lstm_core.export", "keras.src.export", "tensorflow.lite.python", "tensorflow.python.saved_model"
+)
+
+
+def _traced_for_export() -> bool:
+    """Whether an exporter (Keras' ``export``, the TFLite converter, SavedModel save) is tracing."""
+    if save_context.in_save_context() or kernels.in_portable_scope():
+        return True
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_globals.get("__name__", "").startswith(_EXPORT_TRACERS):
             return True
-        graph = getattr(graph, "outer_graph", None)
+        frame = frame.f_back
     return False
 
 
@@ -304,17 +314,14 @@ class LSTM(keras.layers.Layer):
             self.mode != "auto"
             or recurrent_dropout_mask is not None
             or not self._uses_standard_activations()
-            or self.compute_dtype != "float32"
+            or self.compute_dtype not in ("float32", "bfloat16", "float16")
             or kernels.kernel_choice() == "tf"
         ):
             return False
         if tf.inside_function():
             graph = tf.compat.v1.get_default_graph()
-            # XLA cannot compile a custom op; a SavedModel must not reference one
-            if control_flow_util.GraphOrParentsInXlaContext(graph) or save_context.in_save_context():
-                return False
-            training = isinstance(training, (bool, np.bool_)) and bool(training)
-            if not (training or _in_keras_step_graph() or kernels.in_native_inference_scope()):
+            # XLA cannot compile a custom op; a SavedModel or .tflite must not reference one
+            if control_flow_util.GraphOrParentsInXlaContext(graph) or _traced_for_export():
                 return False
         return kernels.native_kernel_enabled()
 
@@ -381,19 +388,7 @@ class LSTM(keras.layers.Layer):
         if self._uses_cudnn(training):
             return self._cudnn_or_loop(sequences, h0, c0, mask, recurrent_dropout_mask)
         if self._uses_native_kernel(training, recurrent_dropout_mask):
-            # batch-major all the way, x·W + b projected inside the kernel's loop
-            outputs, h, c = kernels.lstm_sequence(
-                sequences,
-                tf.convert_to_tensor(cell.kernel),
-                cell.zero_bias(),
-                h0,
-                c0,
-                tf.convert_to_tensor(cell.recurrent_kernel),
-                mask=mask,
-                go_backwards=self.go_backwards,
-                zero_output_for_mask=self.zero_output_for_mask,
-                save_for_backward=_gradient_possible(training),
-            )
+            outputs, h, c = self._native_kernel(sequences, h0, c0, mask, training)
             return outputs[:, -1], outputs, h, c
         if mask is None and recurrent_dropout_mask is None and self._uses_standard_activations():
             last, outputs, h, c, _ = self.fusable_function(sequences)(
@@ -406,6 +401,22 @@ class LSTM(keras.layers.Layer):
             )
             return last, outputs, h, c
         return self._tf_loop(sequences, h0, c0, mask, recurrent_dropout_mask)
+
+    def _native_kernel(self, sequences, h0, c0, mask, training):
+        """The loop in the native kernel: batch-major all the way, x·W + b projected inside it.
+
+        The kernel computes in float32; under a mixed policy (``mixed_bfloat16``/``mixed_float16``)
+        inputs, state and the (autocast) weights are cast to float32 and the results back, so the
+        layer keeps the kernel instead of falling back to the TensorFlow loop.
+        """
+        cell = self.cell
+        as_float = lambda t: tf.cast(tf.convert_to_tensor(t), tf.float32)  # noqa: E731
+        outputs, h, c = kernels.lstm_sequence(
+            as_float(sequences), as_float(cell.kernel), as_float(cell.zero_bias()), as_float(h0), as_float(c0),
+            as_float(cell.recurrent_kernel), mask=mask, go_backwards=self.go_backwards,
+            zero_output_for_mask=self.zero_output_for_mask, save_for_backward=_gradient_possible(training),
+        )
+        return tuple(tf.cast(t, self.compute_dtype) for t in (outputs, h, c))
 
     def _tf_loop(self, sequences, h0, c0, mask, recurrent_dropout_mask):
         """The general TensorFlow loop (masks, recurrent dropout, any activation)."""

@@ -5,8 +5,9 @@ what ``Model.fit`` uses by default on TensorFlow): forward and train-step wall t
 implementation, the ratio keras/ours (>1 means ours is faster) and GFLOP/s; then LiteRT invoke latency at batch 1 for our
 fused float/int8 export against the Keras-3 export of keras.layers.LSTM (a WHILE loop).
 
-lstm_core runs twice: with its native kernel (``LSTM_CORE_KERNEL=native``; the forward graph is
-traced inside ``lstm_core.kernels.native_inference()``, as Keras' predict step would use it) and
+lstm_core runs three times: with its native kernel (``LSTM_CORE_KERNEL=native``) with the forward
+graph traced inside ``lstm_core.kernels.native_inference()`` (no gradient buffers) and as a plain
+``tf.function`` (what a user's own inference graph gets: the kernel, activations kept), and
 with the pure-TensorFlow loop (``LSTM_CORE_KERNEL=tf``, what exports and machines without a
 compiler get).
 
@@ -21,6 +22,7 @@ processes hits every implementation alike.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import statistics
@@ -48,9 +50,10 @@ def keras_model(layer_cls, T, I, H):
     return keras.Model(inp, layer_cls(H, return_sequences=True)(inp))
 
 
-def tf_runners(layer_cls, T, B, I, H, jit=False, kernel=None):
+def tf_runners(layer_cls, T, B, I, H, jit=False, kernel=None, inference_scope=True):
     """Forward and train-step callables, traced now (``kernel``: the LSTM_CORE_KERNEL to trace
-    lstm_core under; the choice is made at trace time)."""
+    lstm_core under; the choice is made at trace time; ``inference_scope``: trace the forward
+    inside ``native_inference()`` (no gradient buffers), else as a plain user ``tf.function``)."""
     model = keras_model(layer_cls, T, I, H)
     x = tf.random.normal((B, T, I), seed=1)
     y = tf.random.normal((B, T, H), seed=2)
@@ -72,7 +75,7 @@ def tf_runners(layer_cls, T, B, I, H, jit=False, kernel=None):
     if kernel is not None:
         os.environ[kernels.CHOICE_ENV] = kernel
     try:
-        with kernels.native_inference():
+        with kernels.native_inference() if inference_scope else contextlib.nullcontext():
             forward()
         train_step()
     finally:
@@ -165,6 +168,8 @@ def bench_shape(T, B, I, H, rounds, with_torch, jit):
     impls = {}
     if not jit:  # the kernel is a graph op (XLA cannot compile a custom op)
         impls["lstm_core native kernel"] = tf_runners(LSTM, T, B, I, H, jit, kernel="native")
+        impls["lstm_core native kernel, plain tf.function"] = tf_runners(
+            LSTM, T, B, I, H, jit, kernel="native", inference_scope=False)
     impls["lstm_core TF loop"] = tf_runners(LSTM, T, B, I, H, jit, kernel="tf")
     impls["keras"] = tf_runners(keras.layers.LSTM, T, B, I, H, jit)
     if T <= 200 and not jit:  # static unroll: for short sequences only (graph grows with T)

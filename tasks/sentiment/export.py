@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lstm_core.kernels import portable_graphs
 from tasks.common.artifacts import write_export_report
 from tasks.common.config import ExportConfig
 from tasks.common.errors import ExportMismatchError
@@ -84,6 +85,7 @@ def serving_module(model, tokenizer_proto: bytes, max_tokens: int):
     return module
 
 
+@portable_graphs()  # serving functions are traced before they are saved
 def export(config: ExportConfig, mcu: SentimentExportConfig | None = None) -> dict:
     """Write ``MODEL/export/`` (see the module docstring); returns the export report."""
     import tensorflow as tf

@@ -28,6 +28,7 @@ import tensorflow as tf
 from tasks.common.artifacts import EXPORT_FILES, write_export_report
 from tasks.common.config import ExportConfig
 from tasks.common.errors import UserError
+from lstm_core.kernels import portable_graphs
 from lstm_core.export import TFLiteModel, export_saved_model, export_tflite_report
 from tasks.common.io import staged_directory, write_bytes_atomic
 
@@ -221,6 +222,7 @@ def _runner_probabilities(runner, clips):
     return np.stack([np.asarray(runner(clip[None])[0])[0] for clip in clips])
 
 
+@portable_graphs()  # serving functions are traced before they are saved
 def export(config: ExportConfig, checks: ExportChecks | None = None) -> dict:
     """Write ``MODEL/export/`` (see the module docstring); returns a summary of the report.
 

@@ -28,6 +28,7 @@ import tensorflow as tf
 from tasks.common.artifacts import write_export_report
 from tasks.common.config import ExportConfig
 from tasks.common.errors import UserError
+from lstm_core.kernels import portable_graphs
 from lstm_core.export import FLOAT_ATOL, export_saved_model, export_tflite_report
 from tasks.common.io import staged_directory
 from tasks.translation.artifacts import SAVED_MODEL, TranslationModelDir
@@ -97,6 +98,7 @@ class Translator(tf.Module):
         return tf.ragged.boolean_mask(ids, keep)
 
 
+@portable_graphs()  # serving functions are traced before they are saved
 def export_savedmodel(seq2seq, src_tok, tgt_tok, path) -> Path:
     translator = Translator(seq2seq, src_tok.model_proto, tgt_tok.model_proto)
     fn = translator.translate.get_concrete_function()
@@ -152,6 +154,7 @@ def _calibration(seq2seq, calibration_ids):
     return (lambda: encoder_samples(calibration_ids, len(calibration_ids))), (lambda: step_calibration)
 
 
+@portable_graphs()  # serving functions are traced before they are saved
 def export(config: ExportConfig, check: CheckConfig | None = None) -> dict:
     """Write ``DIR/export/`` (see the module docstring); returns a summary of the export report."""
     check = check or CheckConfig()
