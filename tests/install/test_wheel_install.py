@@ -42,10 +42,8 @@ def last_json(stdout: str) -> dict:
     return json.loads(stdout.strip().splitlines()[-1])
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
-    """``lstm_suite-*.whl`` built from a copy of the sources (building in the checkout leaves build/ behind)."""
-    tmp = tmp_path_factory.mktemp("wheel")
+def build_wheel(tmp: Path) -> Path:
+    """``lstm_suite-*.whl`` built in ``tmp`` from a copy of the sources (building in the checkout leaves build/)."""
     source = tmp / "src"
     for name in PACKAGE_SOURCES:
         path = ROOT / name
@@ -58,6 +56,11 @@ def wheel(tmp_path_factory) -> Path:
             source, "-w", tmp / "dist"], cwd=tmp))
     (built,) = (tmp / "dist").glob("lstm_suite-*.whl")
     return built
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
 
 
 def make_venv(path: Path, wheel: Path, *, system_site_packages: bool) -> Path:
