@@ -44,6 +44,27 @@ def sample_path(name: str) -> str:
     return str(samples_root().joinpath(*name.split("/")))
 
 
+def moved_sample(value):
+    """A path a model directory recorded before the samples moved from ``data/`` into the package.
+
+    ``data/<task>/...`` (the old relative defaults) and ``<repo>/data/<task>/...`` (speech_commands
+    records absolute folders) become the same sample in ``tasks/samples/`` when the recorded path is
+    gone; anything else (a user's files, ``../shared/data/...``, ``tfds:``) is returned unchanged.
+    """
+    if not isinstance(value, str) or not value or Path(value).exists():
+        return value
+    parts = Path(value).parts
+    if "data" not in parts:
+        return value
+    at = len(parts) - 1 - parts[::-1].index("data")
+    prefix, rest = Path(*parts[:at]) if at else None, parts[at + 1:]
+    if prefix is not None and not (prefix / "tasks" / SAMPLES_FOLDER).is_dir():
+        return value  # not a checkout of this repository: a data/ folder of the user's
+    root = prefix / "tasks" / SAMPLES_FOLDER if prefix is not None else samples_root()
+    candidate = root.joinpath(*rest) if rest else root
+    return str(candidate) if rest and candidate.exists() else value
+
+
 def describe(value: str) -> str:
     """``value`` for ``--help``: a shipped sample as ``built-in sample <task>/<file>``, anything else unchanged."""
     prefix = str(samples_root()) + os.sep

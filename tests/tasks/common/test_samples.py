@@ -49,3 +49,33 @@ def test_extra_requirements_follow_self_references():
     assert install.extra_requirements("suite", requires) == ["pandas", "scikit-learn", "tflite-micro"]
     assert install.extra_requirements("test", requires) == ["pytest", "pandas", "scikit-learn", "tflite-micro"]
     assert install.extra_requirements("tflm", requires) == ["tflite-micro"]
+
+
+def test_paths_recorded_before_the_move_find_the_samples(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    root = Path(samples.samples_root())
+    assert samples.moved_sample("data/sentiment/train.tsv") == str(root / "sentiment" / "train.tsv")
+    checkout = Path(samples.__file__).parents[2]  # a repository checkout: its own tasks/samples
+    assert samples.moved_sample(str(checkout / "data" / "speech_commands" / "digits")) == str(
+        checkout / "tasks" / "samples" / "speech_commands" / "digits")
+    for unchanged in ("../shared/data/translation/eng-fra.train.tsv", "data/sentiment/mine.tsv",
+                      str(tmp_path / "data" / "sentiment" / "train.tsv"), "tfds:imdb_reviews", "statsmodels:co2"):
+        assert samples.moved_sample(unchanged) == unchanged
+    (tmp_path / "data" / "sentiment").mkdir(parents=True)
+    (tmp_path / "data" / "sentiment" / "train.tsv").write_text("text\tlabel\n")
+    assert samples.moved_sample("data/sentiment/train.tsv") == "data/sentiment/train.tsv"  # it exists: the user's
+
+
+def test_model_directory_written_before_the_move_reads_the_samples(tmp_path, monkeypatch):
+    import json
+
+    from tasks.sentiment.artifacts import SentimentModelDir
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text(json.dumps(
+        {"task": "sentiment", "data": {"data": "data/sentiment/train.tsv", "val": "data/sentiment/dev.tsv"}}))
+    (tmp_path / "m" / "model.keras").write_bytes(b"")
+    directory = SentimentModelDir.open(tmp_path / "m")
+    assert Path(directory.data.data) == Path(samples.sample_path("sentiment/train.tsv"))
+    assert Path(directory.data.val) == Path(samples.sample_path("sentiment/dev.tsv"))
