@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import tomllib
 from importlib import metadata
 from pathlib import Path
 
@@ -22,6 +21,8 @@ import pytest
 from packaging.requirements import Requirement
 
 from lstm_core.export import FUSED_LSTM_OP
+
+tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "lstm-suite"
