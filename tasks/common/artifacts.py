@@ -17,6 +17,7 @@ training, foreign or corrupted ``config.json``, truncated ``model.keras``) into 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import tempfile
@@ -26,6 +27,7 @@ from typing import ClassVar, Mapping
 from tasks.common.config import settings_from_dict, settings_to_dict
 from tasks.common.errors import UserError
 from tasks.common.io import read_json, write_json_atomic
+from tasks.common.samples import moved_sample
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,14 @@ def read_json_file(path: Path, what: str = "JSON file"):
         raise UserError(f"{path}: damaged {what} ({err.__class__.__name__}: {err})") from None
     except OSError as err:
         raise UserError(f"{path}: cannot read ({err.strerror})") from None
+
+
+def _with_moved_samples(config):
+    """``config`` whose ``data``/``val`` paths recorded before the samples moved into the package
+    (``data/<task>/...``) point at them again (:func:`tasks.common.samples.moved_sample`)."""
+    changes = {name: moved_sample(getattr(config, name)) for name in ("data", "val") if hasattr(config, name)}
+    changes = {name: value for name, value in changes.items() if value != getattr(config, name)}
+    return dataclasses.replace(config, **changes) if changes else config
 
 
 class ModelDir:
@@ -137,7 +147,7 @@ class ModelDir:
         if task != cls.TASK:
             raise UserError(f"{path / CONFIG_FILE}: a {task!r} model directory, not {cls.TASK!r}")
         sections = {
-            name: settings_from_dict(kind, raw.get(name), source=f"{path / CONFIG_FILE}: {name}")
+            name: _with_moved_samples(settings_from_dict(kind, raw.get(name), source=f"{path / CONFIG_FILE}: {name}"))
             for name, kind in cls.SECTIONS.items()
         }
         extra = {k: v for k, v in raw.items() if k not in cls.SECTIONS and k != "task"}

@@ -25,6 +25,7 @@ import sys
 from typing import Callable, Mapping
 
 from tasks.common.errors import USER_ERRORS
+from tasks.common.install import suite_missing_message
 
 VERBS = ("train", "evaluate", "export", "predict")
 TASK_MODULES = {
@@ -173,6 +174,10 @@ def _configure_logging(quiet: bool, verbose: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    library_only = suite_missing_message()
+    if library_only:  # `pip install lstm-suite` is the library alone (docs/packaging.md)
+        print(f"lstm-suite: error: {library_only}", file=sys.stderr)
+        return 2
     task_name = next((a for a in argv if not a.startswith("-")), None)
     task = load_task(task_name) if task_name in TASK_MODULES else None
     parser = build_parser(task)

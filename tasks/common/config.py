@@ -33,6 +33,7 @@ import typing
 from typing import Any, Iterable, Mapping, Sequence
 
 from tasks.common.errors import UserError
+from tasks.common.samples import describe
 
 _MISSING = dataclasses.MISSING
 
@@ -215,7 +216,7 @@ def _format_default(value) -> str:
         return ",".join(map(str, value)) if value else "none"
     if isinstance(value, bool):
         return "on" if value else "off"
-    return str(value)
+    return describe(str(value))
 
 
 def add_settings(

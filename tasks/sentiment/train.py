@@ -6,7 +6,7 @@ read). Early stopping watches the validation accuracy of ``--val`` or of a held-
 ``--data``: with several members (``--member-folds``, the default) each member holds out its own
 fold, so the ensemble learns from all of ``--data``, and the reported validation figures are the
 members' out-of-fold ones. Report figures on other data (``evaluate``, default
-``data/sentiment/dev.tsv``).
+the shipped ``sentiment/dev.tsv``).
 """
 
 from __future__ import annotations

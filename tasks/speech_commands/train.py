@@ -99,7 +99,7 @@ def train(data: DataConfig, model: ModelConfig, train: TrainConfig, output: Outp
     Example:
 
     ```python
-    report = train(DataConfig(data="data/speech_commands/digits"), ModelConfig(units=32),
+    report = train(DataConfig(data="../shared/data/speech_digits"), ModelConfig(units=32),
                    DEFAULT_TRAIN, OutputConfig(out="saved_models/kws"))
     ```
     """

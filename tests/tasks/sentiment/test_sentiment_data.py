@@ -29,7 +29,7 @@ from tasks.sentiment.data import (
 )
 
 REPO = Path(__file__).resolve().parents[3]
-TRAIN_TSV = REPO / "data" / "sentiment" / "train.tsv"
+TRAIN_TSV = REPO / "tasks" / "samples" / "sentiment" / "train.tsv"
 
 
 def write(path: Path, content: str | bytes) -> Path:

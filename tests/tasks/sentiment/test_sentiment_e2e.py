@@ -12,7 +12,7 @@ from tasks.common.cli import main
 from tasks.common.config import EVALUATE_KEYS
 
 REPO = Path(__file__).resolve().parents[3]
-DATA = REPO / "data" / "sentiment"
+DATA = REPO / "tasks" / "samples" / "sentiment"
 
 
 def head(src: Path, dst: Path, n: int) -> Path:
@@ -59,6 +59,19 @@ def test_train_writes_model_directory(trained):
     assert report["ngram_member"]["C"] > 0 and report["ngram_member"]["examples"] == 240  # fitted on all texts
     assert config["model"]["ngram_member"] is True
     assert not out.with_name("model.partial").exists()
+
+
+def test_evaluate_defaults_read_the_shipped_data_from_any_directory(trained, tmp_path, monkeypatch, capsys):
+    """Default --data (dev.tsv) and --negation come from the installed package, not the current directory."""
+    from tasks.sentiment.config import DEV_FILE, NEGATION_FILE
+
+    out, _ = trained
+    monkeypatch.chdir(tmp_path)
+    assert main(["-q", "sentiment", "evaluate", "--model", str(out), "--limit", "50"]) == 0
+    result = last_json(capsys.readouterr().out)
+    assert result["data"] == DEV_FILE and result["examples"] == 50
+    assert result["negation_data"] == NEGATION_FILE and result["negation_examples"] >= 100
+    assert list(tmp_path.iterdir()) == []  # files went to MODEL/eval
 
 
 def test_export_runtimes_agree_and_evaluate(trained, capsys):
