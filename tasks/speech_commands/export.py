@@ -33,6 +33,7 @@ from tasks.common.io import staged_directory, write_bytes_atomic
 
 from tasks.speech_commands import data as speech_data
 from tasks.speech_commands import model as speech_model
+from tasks.speech_commands import streaming as speech_streaming
 from tasks.speech_commands.artifacts import STREAMING_FILES, SpeechModelDir
 from tasks.speech_commands.config import ExportChecks
 
@@ -214,7 +215,7 @@ def rewrite_for_tflm(path: Path, tflite_report: dict, samples) -> dict:
 
 
 def _stream_probabilities(step_fn, clips, initial_state, hop):
-    return np.stack([speech_model.stream_clip(step_fn, clip, list(initial_state), hop)[0][-1] for clip in clips])
+    return np.stack([speech_streaming.stream_clip(step_fn, clip, list(initial_state), hop)[0][-1] for clip in clips])
 
 
 def _runner_probabilities(runner, clips):
@@ -307,15 +308,15 @@ def export(config: ExportConfig, checks: ExportChecks | None = None) -> dict:
 
 def export_streaming(model, work: Path, check_x, keras_probs, float_probs, directory, checks, atol) -> dict:
     """``streaming_float.tflite`` (+ SavedModel), checked hop by hop against the clip model."""
-    stream = speech_model.build_streaming_model(model)
-    initial = speech_model.initial_streaming_state(model)
+    stream = speech_streaming.build_streaming_model(model)
+    initial = speech_streaming.initial_streaming_state(model)
     hop = directory.model.hop_samples
     keras_step = lambda *xs: stream(list(xs), training=False)  # noqa: E731
     count = min(checks.stream_check_examples, len(check_x))
     stream_keras = _stream_probabilities(keras_step, check_x[:count], initial, hop)
     # the exporter's LiteRT check runs on real states: the start of a clip and mid-clip
     middle = directory.model.num_frames // 2
-    _, mid_state = speech_model.stream_clip(keras_step, check_x[0][: hop * middle], list(initial), hop)
+    _, mid_state = speech_streaming.stream_clip(keras_step, check_x[0][: hop * middle], list(initial), hop)
     samples = [[check_x[0][None, hop * middle : hop * (middle + 1)], *mid_state], [check_x[0][None, :hop], *initial]]
     path = work / STREAMING_FILES["float"]
     stream_report = export_tflite_report(stream, path, sample_inputs=samples, atol=atol, require_fused=False)
@@ -336,7 +337,7 @@ def export_streaming(model, work: Path, check_x, keras_probs, float_probs, direc
         "tflite": stream_report,
         **tflm_check,
         "hop_samples": hop,
-        "state": {k: [1, n] for k, n in speech_model.streaming_state_shapes(model).items()},
+        "state": {k: [1, n] for k, n in speech_streaming.streaming_state_shapes(model).items()},
         "clips": int(count),
         "label_agreement_with_clip_model": float(np.mean(stream_tflite.argmax(-1) == float_probs[:count].argmax(-1))),
         "max_abs_diff_vs_clip_model": float(np.max(np.abs(stream_tflite - float_probs[:count]))),

@@ -11,6 +11,7 @@ from tasks.common.config import EVALUATE_KEYS
 from lstm_core.export import TFLiteModel
 from tasks.speech_commands import data as speech_data
 from tasks.speech_commands import model as speech_model
+from tasks.speech_commands import streaming as speech_streaming
 from tasks.speech_commands.artifacts import SpeechModelDir
 
 
@@ -115,7 +116,7 @@ def test_export_then_litert_agrees_with_keras(exported, tiny_data):
 
     # the streaming TFLite model, hop by hop, ends on the clip model's probabilities
     stream = TFLiteModel(export / "streaming_float.tflite")
-    probs, _ = speech_model.stream_clip(stream, clips[0], speech_model.initial_streaming_state(model),
+    probs, _ = speech_streaming.stream_clip(stream, clips[0], speech_streaming.initial_streaming_state(model),
                                         directory.model.hop_samples)
     np.testing.assert_allclose(probs[-1], keras_probs[0], atol=speech_model.FAKE_QUANT_ATOL)
     assert probs[-1].argmax() == keras_probs[0].argmax()
