@@ -20,7 +20,6 @@ TASK_NAME = "translation"
 DEFAULT_DIR = "saved_models/translation"
 # Shipped with the repository (a Tatoeba sample, see data/translation/README.md).
 SAMPLE_TRAIN = "data/translation/eng-fra.train.tsv"
-SAMPLE_DEV = "data/translation/eng-fra.dev.tsv"
 SPM_MODEL_TYPES = ("unigram", "bpe")
 
 

@@ -202,7 +202,7 @@ def test_member_folds_are_stratified_and_cover_the_data():
     assert wrapped[0][1].texts == wrapped[2][1].texts != wrapped[1][1].texts
 
 
-def test_load_training_data_modes(tmp_path):
+def test_load_training_data_modes():
     config = DataConfig(data=str(TRAIN_TSV))
     folds = load_training_data(config, seed=1, members=3)
     assert not folds.shared_val and len(folds.pool) == len(read_delimited(TRAIN_TSV))
