@@ -139,3 +139,34 @@ def test_float_export_tolerance_allows_int8_grid_flips_only_for_int8_aware_front
     assert speech_model.float_export_atol(ModelConfig(int8_aware=True)) == speech_model.FAKE_QUANT_ATOL
     assert speech_model.float_export_atol(ModelConfig(int8_aware=False)) == 1e-4 == FLOAT_ATOL
     assert 1e-4 < speech_model.FAKE_QUANT_ATOL <= 5e-3
+
+
+def test_models_saved_before_the_model_module_split_still_load(tmp_path):
+    """A ``.keras`` written when the layers lived in ``tasks/speech_commands/model.py`` (its config
+    names that module) loads through the registered names ``speech_commands>...``."""
+    import json
+    import zipfile
+
+    import keras
+
+    old_names = {"LogMelFrontend", "CausalMeanNormalization", "SpecAugment"}
+    model = speech_model.build_model(ModelConfig(units=8, num_mel_bins=24, feature_norm="causal"), 3)
+    model.save(tmp_path / "new.keras")
+    with zipfile.ZipFile(tmp_path / "new.keras") as new, zipfile.ZipFile(tmp_path / "old.keras", "w") as old:
+        for item in new.infolist():
+            data = new.read(item)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                for layer in config["config"]["layers"]:
+                    if layer["class_name"] in old_names:
+                        layer["module"] = "tasks.speech_commands.model"
+                        layer["registered_name"] = f"speech_commands>{layer['class_name']}"
+                data = json.dumps(config).encode()
+            old.writestr(item, data)
+    loaded = keras.saving.load_model(tmp_path / "old.keras", safe_mode=True)
+    assert old_names <= {type(layer).__name__ for layer in loaded.layers}
+    for layer in (speech_frontend.LogMelFrontend, feature_layers.CausalMeanNormalization, feature_layers.SpecAugment):
+        assert keras.saving.get_registered_name(layer) == f"speech_commands>{layer.__name__}"
+    audio = _audio(2)
+    np.testing.assert_allclose(speech_model.predict_proba(loaded, audio), speech_model.predict_proba(model, audio),
+                               atol=1e-6)
