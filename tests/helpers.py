@@ -186,3 +186,37 @@ def run_layer_test(
                 assert section["max_lsb_diff"] <= max_lsb_diff, section
         reports[name] = report
     return reports
+
+
+def last_json(out: str) -> dict:
+    """The JSON object on the last line of ``out`` (what ``evaluate`` prints last on stdout)."""
+    import json
+
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def run_cli(*argv, capsys=None, cwd=None):
+    """``lstm-suite ARGV`` -> ``subprocess.CompletedProcess`` (``returncode``, ``stdout``, ``stderr``).
+
+    With ``capsys`` it runs in this process (TensorFlow is loaded once for the whole test run;
+    a ``SystemExit``, as argparse raises, gives its code); without, in a fresh
+    ``python -m tasks.common.cli`` started in ``cwd`` (default: the repository root), for what
+    only a new process shows (imports, start-up time, the environment).
+    """
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    argv = [str(arg) for arg in argv]
+    if capsys is None:
+        root = Path(__file__).resolve().parents[1]
+        return subprocess.run([sys.executable, "-m", "tasks.common.cli", *argv], capture_output=True, text=True,
+                              cwd=cwd or root, timeout=300)
+    from tasks.common import cli
+
+    try:
+        code = cli.main(argv)
+    except SystemExit as exit:
+        code = exit.code
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(argv, code, captured.out, captured.err)

@@ -86,7 +86,7 @@ def tf_runners(layer_cls, T, B, I, H, jit=False, kernel=None, inference_scope=Tr
     return (lambda: forward().numpy()), (lambda: train_step().numpy())
 
 
-def recurrent_matmul_chain(T, B, I, H):
+def recurrent_matmul_chain(T, B, H):
     """Forward lower bound for any TF-op LSTM: the T dependent ``h·U`` MatMuls alone (no x·W,
     no gate math). If this alone takes 2/3 of Keras' forward, a 1.5x faster TF-op loop is out of
     reach on this machine and only a fused kernel (as torch has) could get there."""
@@ -183,7 +183,7 @@ def bench_shape(T, B, I, H, rounds, with_torch, jit):
     for phase, idx, train in (("forward", 0, False), ("train step", 1, True)):
         fns = {k: v[idx] for k, v in impls.items()}
         if not train and not jit:
-            fns["h·U MatMul chain only (bound)"] = recurrent_matmul_chain(T, B, I, H)
+            fns["h·U MatMul chain only (bound)"] = recurrent_matmul_chain(T, B, H)
         med = interleaved(fns, rounds)
         flops = lstm_flops(T, B, I, H, train)
         for name, sec in med.items():

@@ -111,10 +111,6 @@ class ModelDir:
     def export_dir(self) -> Path:
         return self.path / EXPORT_DIR
 
-    @property
-    def logs_dir(self) -> Path:
-        return self.path / LOGS_DIR
-
     def train_command(self) -> str:
         return f"lstm-suite {self.TASK} train --out {self.path}"
 

@@ -417,7 +417,7 @@ def load_training_data(config: DataConfig) -> TrainingData:
 
 
 # ----------------------------------------------------------------------------- tf.data + augmentation
-def augment_batch(audio, *, config: DataConfig, noise, seed_generator=None):
+def augment_batch(audio, *, config: DataConfig, noise):
     """Training augmentation on a batch ``[B, N]`` (TF ops, run inside ``tf.data``).
 
     Speed perturbation (linear-interpolation resampling around the clip centre), random gain,

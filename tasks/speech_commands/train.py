@@ -22,6 +22,7 @@ from tasks.speech_commands import metrics as speech_metrics
 from tasks.speech_commands import model as speech_model
 from tasks.speech_commands.artifacts import SpeechModelDir
 from tasks.speech_commands.config import DataConfig, ModelConfig
+from tasks.speech_commands.frontend import frontend_constants
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def check_front_end(config: ModelConfig) -> None:
     """Front-end settings that are each in range but do not fit together -> one error line."""
     try:
         config.decimation
-        speech_model.frontend_constants(config)
+        frontend_constants(config)
     except ValueError as err:
         raise UserError(f"front-end settings: {err}") from None
 

@@ -18,7 +18,9 @@ RNG = np.random.default_rng(0)
 
 def speech_layers():
     from tasks.speech_commands.config import ModelConfig
-    from tasks.speech_commands.model import CausalMeanNormalization, LogMelFrontend, SpecAugment, float_export_atol
+    from tasks.speech_commands.feature_layers import CausalMeanNormalization, SpecAugment
+    from tasks.speech_commands.frontend import LogMelFrontend
+    from tasks.speech_commands.model import float_export_atol
 
     config = ModelConfig()
     audio = (0.1 * RNG.standard_normal((1, 16000))).astype("float32")

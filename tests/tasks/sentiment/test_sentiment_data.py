@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks.common.cli import main
+from helpers import run_cli
 from tasks.common.errors import UserError
 from tasks.sentiment.artifacts import Tokenizer
 from tasks.sentiment.config import DataConfig, ModelConfig, ObjectiveConfig
@@ -137,12 +137,6 @@ def test_missing_file(tmp_path):
         load_examples(str(tmp_path / "nope.tsv"))
 
 
-def run_cli(capsys, argv):
-    code = main(argv)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 @pytest.mark.parametrize(
     "content, expected",
     [
@@ -155,17 +149,17 @@ def run_cli(capsys, argv):
 def test_cli_train_bad_data_exits_2_with_one_line(tmp_path, capsys, content, expected):
     data = write(tmp_path / "bad.tsv", content)
     out_dir = tmp_path / "model"
-    code, out, err = run_cli(capsys, ["sentiment", "train", "--data", str(data), "--out", str(out_dir)])
-    assert code == 2
-    lines = [l for l in err.splitlines() if l.startswith("lstm-suite: error:")]
+    result = run_cli("sentiment", "train", "--data", data, "--out", out_dir, capsys=capsys)
+    assert result.returncode == 2
+    lines = [l for l in result.stderr.splitlines() if l.startswith("lstm-suite: error:")]
     assert len(lines) == 1 and expected in lines[0] and str(data) in lines[0]
-    assert "Traceback" not in err
+    assert "Traceback" not in result.stderr
     assert not out_dir.exists() and not (tmp_path / "model.partial").exists()
 
 
 def test_cli_evaluate_bad_val_and_missing_model(tmp_path, capsys):
-    code, _, err = run_cli(capsys, ["sentiment", "evaluate", "--model", str(tmp_path / "none"), "--data", str(TRAIN_TSV)])
-    assert code == 2 and "no such model directory" in err and "Traceback" not in err
+    result = run_cli("sentiment", "evaluate", "--model", tmp_path / "none", "--data", TRAIN_TSV, capsys=capsys)
+    assert result.returncode == 2 and "no such model directory" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_cli_tflite_runtime_without_export(tmp_path, capsys):
@@ -175,8 +169,9 @@ def test_cli_tflite_runtime_without_export(tmp_path, capsys):
     sections = {"data": DataConfig(), "model": ModelConfig(), "objective": ObjectiveConfig(), "train": TrainConfig()}
     SentimentModelDir(tmp_path, sections).save_config()
     (tmp_path / "model.keras").write_bytes(b"PK")
-    code, _, err = run_cli(capsys, ["sentiment", "predict", "--model", str(tmp_path), "--runtime", "tflite-int8", "good"])
-    assert code == 2
+    result = run_cli("sentiment", "predict", "--model", tmp_path, "--runtime", "tflite-int8", "good", capsys=capsys)
+    err = result.stderr
+    assert result.returncode == 2
     assert "model_int8.tflite" in err and f"lstm-suite sentiment export --model {tmp_path}" in err
     assert err.count("\n") == 1
 
@@ -207,7 +202,7 @@ def test_member_folds_are_stratified_and_cover_the_data():
     assert wrapped[0][1].texts == wrapped[2][1].texts != wrapped[1][1].texts
 
 
-def test_load_training_data_modes(tmp_path):
+def test_load_training_data_modes():
     config = DataConfig(data=str(TRAIN_TSV))
     folds = load_training_data(config, seed=1, members=3)
     assert not folds.shared_val and len(folds.pool) == len(read_delimited(TRAIN_TSV))
