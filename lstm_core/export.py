@@ -301,8 +301,7 @@ def export_tflite(model: keras.Model, path, **options) -> Path:
     return Path(path)
 
 
-# Over 60 lines only through its signature and Args documentation: the body is a short sequence
-# of checks, each one a helper below.
+# one piece: long only through its signature and Args docs; the body is a few checks, each a helper.
 def export_tflite_report(
     model: keras.Model,
     path,

@@ -50,7 +50,7 @@ def litert_only_reason(model) -> str | None:
     return None
 
 
-# Over 60 lines only through its documentation: the body is ~35 lines, the comparison is _compare.
+# one piece: long only through its documentation; the body is ~35 lines (comparison in _compare).
 def tflm_report(
     model, sample_inputs, *, labels=None, reference_outputs=None, arena: bool = True, litert: bool = True
 ) -> dict:
