@@ -66,7 +66,7 @@ def tf_runners(layer_cls, T, B, I, H, jit=False, kernel=None, inference_scope=Tr
     @tf.function(jit_compile=jit)
     def train_step():
         with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(tf.square(model(x, training=True) - y))
+            loss = tf.reduce_mean(tf.square(tf.cast(model(x, training=True), tf.float32) - y))
         grads = tape.gradient(loss, model.trainable_variables)
         opt.apply(grads, model.trainable_variables)
         return loss
@@ -175,7 +175,7 @@ def bench_shape(T, B, I, H, rounds, with_torch, jit):
     if T <= 200 and not jit:  # static unroll: for short sequences only (graph grows with T)
         impls["lstm_core TF loop unroll=True"] = tf_runners(
             functools.partial(LSTM, unroll=True), T, B, I, H, jit, kernel="tf")
-    if not jit:
+    if not jit and keras.mixed_precision.global_policy().name == "float32":  # float32-only op
         impls["tf BlockLSTMV2 (TF's fused C++ kernel, reference)"] = tf_runners(BlockLSTMReference, T, B, I, H)
     if with_torch:
         impls["torch"] = torch_runners(T, B, I, H)
@@ -253,7 +253,11 @@ def main():
     parser.add_argument("--no-litert", action="store_true", help="skip the LiteRT latency table")
     parser.add_argument("--shape", action="append", default=None, metavar="T,B,I,H",
                         help="shape to run (repeatable); default: the three README shapes")
+    parser.add_argument("--policy", default="float32", choices=("float32", "mixed_bfloat16", "mixed_float16"),
+                        help="Keras dtype policy for lstm_core and keras.layers.LSTM (torch stays float32; "
+                             "default: %(default)s)")
     args = parser.parse_args()
+    keras.mixed_precision.set_global_policy(args.policy)
     rounds = args.rounds or (5 if args.quick else 15)
     try:
         import torch  # noqa: F401
@@ -269,7 +273,7 @@ def main():
         shapes = [tuple(int(v) for v in text.split(",")) for text in args.shape]
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPU threads"
           + (", torch " + __import__("torch").__version__ if with_torch else ", torch not installed")
-          + ", load average %.2f %.2f %.2f" % os.getloadavg())
+          + f", Keras policy {args.policy}, load average %.2f %.2f %.2f" % os.getloadavg())
     print("| shape | compile | phase | implementation | ms | GFLOP/s | speed-up vs keras.layers.LSTM |")
     print("|---|---|---|---|---:|---:|---:|")
     for shape in shapes:
