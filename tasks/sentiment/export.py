@@ -31,7 +31,7 @@ import numpy as np
 from tasks.common.artifacts import write_export_report
 from tasks.common.config import ExportConfig
 from tasks.common.errors import ExportMismatchError
-from tasks.common.io import staged_directory, write_bytes_atomic
+from tasks.common.io import write_bytes_atomic
 from tasks.sentiment.artifacts import LABELS_FILE, MCU_FILES, TOKENIZER_FILE, SentimentModelDir
 from tasks.sentiment.config import LABELS, MCU_EXPORT, SentimentExportConfig
 from tasks.sentiment.data import pre_pad
@@ -100,7 +100,7 @@ def export(config: ExportConfig, mcu: SentimentExportConfig | None = None) -> di
     atol = config.atol if config.atol is not None else FLOAT_ATOL
     report: dict = {"model": str(directory.path), "calibration_examples": len(ids),
                     "max_tokens": directory.data.max_tokens, "quantization": list(config.quantization)}
-    with staged_directory(directory.export_dir) as work:
+    with directory.staged_export() as work:
         write_bytes_atomic(work / TOKENIZER_FILE, tokenizer.proto)
         write_bytes_atomic(work / LABELS_FILE, ("\n".join(LABELS) + "\n").encode())
         module = serving_module(network, tokenizer.proto, directory.data.max_tokens)

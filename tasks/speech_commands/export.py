@@ -29,7 +29,7 @@ from tasks.common.artifacts import EXPORT_FILES, write_export_report
 from tasks.common.config import ExportConfig
 from tasks.common.errors import UserError
 from lstm_core.export import TFLiteModel, export_saved_model, export_tflite_report
-from tasks.common.io import staged_directory, write_bytes_atomic
+from tasks.common.io import write_bytes_atomic
 
 from tasks.speech_commands import data as speech_data
 from tasks.speech_commands import model as speech_model
@@ -244,7 +244,7 @@ def export(config: ExportConfig, checks: ExportChecks | None = None) -> dict:
     atol = speech_model.float_export_atol(directory.model) if config.atol is None else config.atol
     samples = [[clip[None]] for clip in check_x[:8]]
     summary = {}
-    with staged_directory(directory.export_dir) as work:
+    with directory.staged_export() as work:
         # SavedModel: raw audio in, probabilities + label out. A fresh copy of the model per
         # export: each copy's LSTM has its own fusable function, so no graph holds two traces of one
         # ``api_implements`` function (grappler may swap in the wrong one).
