@@ -372,7 +372,7 @@ def test_tfidf_svm_peer_is_fitted_once_and_cached(tmp_path):
         calls.append(1)
         return ex
 
-    cache = tmp_path / "baseline_svm.pkl"
+    cache = tmp_path / "baseline_svm.npz"
     peer = TfidfSvmPeer(cache, "train.tsv", load)
     assert cache.is_file() and peer.info["c"] in (0.1, 0.3, 1.0)
     assert (peer.predict(ex.texts) == ex.labels).mean() > 0.9  # a linear model fits its training set
@@ -380,3 +380,36 @@ def test_tfidf_svm_peer_is_fitted_once_and_cached(tmp_path):
     assert len(calls) == 1 and again.predict(ex.texts[:20]).tolist() == peer.predict(ex.texts[:20]).tolist()
     TfidfSvmPeer(cache, "other.tsv", load)  # another training file: refitted
     assert len(calls) == 2
+
+
+class _Planted:
+    """Unpickling this runs code: it writes the file named in ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (Path.write_text, (Path(self.marker), "code ran"))
+
+
+@pytest.mark.parametrize("name", ["baseline_svm.npz", "baseline_svm.pkl"])
+def test_planted_pickle_in_a_model_directory_never_runs(tmp_path, name):
+    import pickle
+
+    from tasks.sentiment.artifacts import BASELINE_FILE
+    from tasks.sentiment.metrics import TfidfSvmPeer
+
+    marker = tmp_path / "code_ran"
+    planted = pickle.dumps({"train_source": "train.tsv", "pipeline": _Planted(marker), "info": {"c": 1.0}})
+    (tmp_path / name).write_bytes(planted)
+    # a pickle object array inside an .npz is refused by np.load(allow_pickle=False) as well
+    if name.endswith(".npz"):
+        np.savez(tmp_path / "inner.npz", meta=np.array([_Planted(marker)], dtype=object))
+    ex = read_delimited(TRAIN_TSV).subset(range(120))
+    peer = TfidfSvmPeer(tmp_path / BASELINE_FILE, "train.tsv", lambda: ex)
+    assert not marker.exists()
+    assert peer.predict(ex.texts[:5]).shape == (5,)
+    if name.endswith(".npz"):
+        (tmp_path / BASELINE_FILE).write_bytes((tmp_path / "inner.npz").read_bytes())
+        TfidfSvmPeer(tmp_path / BASELINE_FILE, "train.tsv", lambda: ex)
+        assert not marker.exists()

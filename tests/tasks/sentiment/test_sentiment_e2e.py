@@ -124,7 +124,7 @@ def test_export_runtimes_agree_and_evaluate(trained, capsys):
     assert result["negation_examples"] >= 100
     assert sum(map(sum, result["confusion_matrix"])) == 40
     assert Path(result["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (out / "baseline_svm.pkl").is_file()
+    assert (out / "baseline_svm.npz").is_file()
     rows = Path(result["negation_predictions"]).read_text().splitlines()
     assert rows[0].split("\t") == ["text", "label", "probability", "tfidf_svm", "vader"]
 
