@@ -22,6 +22,7 @@ import tensorflow as tf
 from tasks.common.artifacts import check_train_out
 from tasks.common.config import TrainConfig
 from tasks.common.errors import DiskFullError, UserError
+from tasks.common.guards import DivergenceGuard
 from tasks.common.io import DirectoryLock, remove, replace, write_json_atomic
 
 __all__ = [
@@ -262,6 +263,7 @@ def fit(
             patience=config.patience,
             restore_best_weights=True,
         ),
+        DivergenceGuard(),  # NaN/inf loss or weights: one-line error, nothing renamed onto --out
         keras.callbacks.TerminateOnNaN(),
         EpochRecord(workdir),
         *(callbacks or []),
