@@ -152,10 +152,10 @@ CONTEND = textwrap.dedent(
 
 
 def test_unlink_on_release_never_lets_two_processes_hold_the_lock(tmp_path):
-    procs = [subprocess.Popen([sys.executable, "-c", CONTEND, str(tmp_path / "out"), str(tmp_path / "holder"), "3"],
+    procs = [subprocess.Popen([sys.executable, "-c", CONTEND, str(tmp_path / "out"), str(tmp_path / "holder"), "1.5"],
                               stdout=subprocess.PIPE, text=True) for _ in range(4)]
     results = [tuple(map(int, proc.communicate(timeout=60)[0].split())) for proc in procs]
     assert all(proc.returncode == 0 for proc in procs)
-    assert sum(held for held, _ in results) > 100  # they really contended
+    assert sum(held for held, _ in results) > 20  # they really took turns
     assert sum(clashes for _, clashes in results) == 0
     assert not (tmp_path / ".out.lock").exists()

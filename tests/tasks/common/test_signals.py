@@ -6,6 +6,8 @@ import sys
 import textwrap
 import time
 
+import pytest
+
 VERB = textwrap.dedent(
     """
     import argparse, sys, threading, time
@@ -51,6 +53,7 @@ def test_sigterm_cleans_up_like_ctrl_c(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]  # no export.partial, no lock file
 
 
+@pytest.mark.slow  # imports TensorFlow in a subprocess (~25 s on two busy cores)
 def test_sigterm_stops_a_process_stuck_inside_tensorflow(tmp_path):
     code, err, seconds = run_and_terminate(tmp_path / "export", "blocked")
     assert code == 143 and "still busy after 2 s, stopped without cleanup" in err[-1]  # (TF's start-up lines above)
