@@ -311,6 +311,21 @@ def test_dataset_buckets_pad_and_sampling(tokenizer):
     assert epochs[0] != epochs[1]
 
 
+def test_batch_larger_than_the_data_is_clamped_not_waited_for(tokenizer, caplog):
+    import threading
+
+    texts = read_delimited(TRAIN_TSV).texts[:40]
+    ex = Examples(texts, np.arange(40) % 2, "mem")
+    ds = make_dataset(ex, tokenizer.proto, batch_size=10**9, max_tokens=40, training=True, repeat=True)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(next(iter(ds))), daemon=True)
+    reader.start()
+    reader.join(60)
+    assert got, "a batch larger than a repeated dataset never fills: training would wait forever"
+    assert 1 <= len(got[0][0]) <= 40
+    assert "--batch-size 1000000000 is larger than the 40 examples: using batches of 40" in caplog.text
+
+
 def test_pre_pad():
     assert pre_pad([[3, 4], [5]]).tolist() == [[3, 4], [PAD_ID, 5]]
     assert pre_pad([[]]).shape == (1, 1)
