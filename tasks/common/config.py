@@ -136,7 +136,7 @@ def _check_value(field: dataclasses.Field, kind, value, where: str) -> None:
     if kind in (int, float) and not isinstance(value, bool):
         number = value if isinstance(value, int) else float(value)  # ints of any size compare exactly
         if isinstance(number, float) and not math.isfinite(number):
-            raise UserError(f"{where}: expected a finite number, got {value!r}")
+            raise UserError(f"{where}: expected {_describe(field, kind)}, got {value!r} (not a finite number)")
         bad = (
             (meta.get("minimum") is not None and number < meta["minimum"])
             or (meta.get("maximum") is not None and number > meta["maximum"])

@@ -165,7 +165,7 @@ def test_absurd_flags_and_paths_are_one_line(tmp_path, tiny_data, capsys):
     train = ["sentiment", "train", "--data", str(tiny_data)]
     assert "--seed: expected an integer >= 0 and <= 2147483647" in error_line(
         capsys, *train, "--out", str(tmp_path / "m"), "--seed", str(2**66))
-    assert "--learning-rate: expected a finite number, got inf" in error_line(
+    assert "--learning-rate: expected a number > 0, got inf (not a finite number)" in error_line(
         capsys, *train, "--out", str(tmp_path / "m"), "--learning-rate", "inf")
     assert "/proc/x" in error_line(capsys, *train, "--out", "/proc/x")
     line = error_line(capsys, "-q", *train, "--out", str(tmp_path / "m"), *TINY, "--units", "100000")
