@@ -217,12 +217,16 @@ class ModelDir:
         """Where evaluate writes its files: ``out`` (must be writable), else ``DIR/eval``.
 
         The default falls back to no files (one warning) when the model directory is read-only
-        or full, so ``evaluate`` of a read-only model still prints its metrics.
+        or full, so ``evaluate`` of a read-only model still prints its metrics, and when ``eval``
+        is a symlink out of the model directory (a stranger's directory never makes evaluate
+        write elsewhere; an explicit ``--out`` is the user's choice and is followed).
         """
         if out is not None:
             return ensure_writable_dir(Path(out), flag="--out")
         default = self.path / EVAL_DIR
         try:
+            if default.is_symlink() and not default.resolve().is_relative_to(self.path.resolve()):
+                raise UserError(f"{default}: a symbolic link out of the model directory (not followed)")
             return ensure_writable_dir(default, flag=None)
         except UserError as err:
             log.warning("%s; writing no evaluation files (pass --out DIR to keep them)", err)

@@ -66,7 +66,8 @@ class DirectoryLock:
 
     def __init__(self, directory: str | os.PathLike, what: str = "training"):
         self.directory = Path(directory)
-        self.path = self.directory.with_name(f".{self.directory.name}.lock")
+        absolute = Path(os.path.abspath(self.directory))  # "." and "x/.." have a name too
+        self.path = absolute.with_name(f".{absolute.name}.lock")
         self.what = what
         self._fd: int | None = None
         self._created: list[Path] = []

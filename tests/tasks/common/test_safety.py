@@ -177,3 +177,19 @@ def test_config_nested_too_deeply_is_one_line(tmp_path, capsys):
     model = fake_model(tmp_path / "model")
     (model / "config.json").write_text("[" * 200_000 + "]" * 200_000)
     assert "nested too deeply" in error_line(capsys, "sentiment", "evaluate", "--model", str(model))
+
+
+def test_eval_symlinked_out_of_the_model_directory_is_not_followed(tmp_path, caplog):
+    from tasks.sentiment.artifacts import SentimentModelDir
+
+    model = fake_model(tmp_path / "model")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (model / "eval").symlink_to(outside, target_is_directory=True)
+    assert SentimentModelDir.open(model).evaluation_dir(None) is None
+    assert "symbolic link out of the model directory" in caplog.text
+    assert not any(outside.iterdir())
+    (model / "eval").unlink()
+    (model / "plots").mkdir()
+    (model / "eval").symlink_to(model / "plots", target_is_directory=True)  # inside: fine
+    assert SentimentModelDir.open(model).evaluation_dir(None) == model / "eval"
