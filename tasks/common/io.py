@@ -110,7 +110,7 @@ class DirectoryLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            owner = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
+            owner = (os.pread(fd, 200, 0).decode(errors="replace").strip().splitlines() or ["unknown"])[0][:80]
             os.close(fd)
             raise UserError(
                 f"{self.directory}: another lstm-suite process (pid {owner}) is using this directory; "
