@@ -35,7 +35,7 @@ from tasks.common.config import ExportConfig
 from tasks.common.errors import UserError
 from lstm_core.kernels import portable_graphs
 from lstm_core.export import FLOAT_ATOL, TFLiteModel, export_saved_model, export_tflite_report
-from tasks.common.io import staged_directory, write_json_atomic
+from tasks.common.io import write_json_atomic
 
 from tasks.forecasting import data as series_data
 from tasks.forecasting.artifacts import PREPROCESSING_FILE, ForecastingModelDir
@@ -207,7 +207,7 @@ def export(config: ExportConfig, checks: ExportChecks | None = None) -> dict:
     def calibration():
         return ([part[i : i + 1] for part in calib] for i in range(len(calib_origins)))
 
-    with staged_directory(directory.export_dir) as work:
+    with directory.staged_export() as work:
         _saved_model(model, directory, work)
         results, tflm_sections = {}, {}
         for variant in config.quantization:

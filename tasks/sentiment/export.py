@@ -32,7 +32,7 @@ from lstm_core.kernels import portable_graphs
 from tasks.common.artifacts import write_export_report
 from tasks.common.config import ExportConfig
 from tasks.common.errors import ExportMismatchError
-from tasks.common.io import staged_directory, write_bytes_atomic
+from tasks.common.io import write_bytes_atomic
 from tasks.sentiment.artifacts import LABELS_FILE, MCU_FILES, TOKENIZER_FILE, SentimentModelDir
 from tasks.sentiment.config import LABELS, MCU_EXPORT, SentimentExportConfig
 from tasks.sentiment.data import pre_pad
@@ -99,7 +99,7 @@ def export(config: ExportConfig, mcu: SentimentExportConfig | None = None) -> di
     atol = config.atol if config.atol is not None else FLOAT_ATOL
     report: dict = {"model": str(directory.path), "calibration_examples": len(ids),
                     "max_tokens": directory.data.max_tokens, "quantization": list(config.quantization)}
-    with staged_directory(directory.export_dir) as work:
+    with directory.staged_export() as work:
         write_bytes_atomic(work / TOKENIZER_FILE, tokenizer.proto)
         write_bytes_atomic(work / LABELS_FILE, ("\n".join(LABELS) + "\n").encode())
         report["saved_model"] = _export_saved_model(network, tokenizer, directory, work, texts, keras_probs, atol)

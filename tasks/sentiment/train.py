@@ -39,7 +39,7 @@ def train(data: DataConfig, model: ModelConfig, objective: ObjectiveConfig, trai
           output: OutputConfig) -> dict:
     """Train into ``output.out``; returns the train report (also in ``train_report.json``)."""
     start = time.monotonic()
-    with model_directory(output.out, overwrite=output.overwrite, resume=output.resume) as work:
+    with model_directory(output.out, overwrite=output.overwrite, resume=output.resume, task="sentiment") as work:
         loaded = load_training_data(data, train.seed, model.members)
         train_examples = loaded.pool
         tokenizer_path = work / TOKENIZER_FILE

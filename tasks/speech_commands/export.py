@@ -30,7 +30,6 @@ from tasks.common.config import ExportConfig
 from tasks.common.errors import UserError
 from lstm_core.kernels import portable_graphs
 from lstm_core.export import TFLiteModel, export_saved_model, export_tflite_report
-from tasks.common.io import staged_directory
 
 from tasks.speech_commands import data as speech_data
 from tasks.speech_commands import model as speech_model
@@ -136,7 +135,7 @@ def export(config: ExportConfig, checks: ExportChecks | None = None) -> dict:
               "check_accuracy": {"keras": _accuracy(keras_probs, check_y)}}
     atol = speech_model.float_export_atol(directory.model) if config.atol is None else config.atol
     summary = {}
-    with staged_directory(directory.export_dir) as work:
+    with directory.staged_export() as work:
         _export_serving_model(directory, work)
         probabilities = _export_clip_models(directory, work, config, calib, check_x, atol, report, summary)
         report["check_accuracy"].update({name: _accuracy(p, check_y) for name, p in probabilities.items()})

@@ -106,7 +106,7 @@ def train(data: DataConfig, model: ModelConfig, train: TrainConfig, output: Outp
     """
     started = time.time()
     model = dataclasses.replace(model, sample_rate=data.sample_rate, clip_samples=data.clip_samples)
-    with model_directory(output.out, overwrite=output.overwrite, resume=output.resume) as work:
+    with model_directory(output.out, overwrite=output.overwrite, resume=output.resume, task="speech_commands") as work:
         check_front_end(model)
         loaded = speech_data.load_training_data(data)
         val_x, val_y = loaded.validation

@@ -306,6 +306,21 @@ def test_dataset_buckets_pad_and_sampling(tokenizer):
     assert epochs[0] != epochs[1]
 
 
+def test_batch_larger_than_the_data_is_clamped_not_waited_for(tokenizer, caplog):
+    import threading
+
+    texts = read_delimited(TRAIN_TSV).texts[:40]
+    ex = Examples(texts, np.arange(40) % 2, "mem")
+    ds = make_dataset(ex, tokenizer.proto, batch_size=10**9, max_tokens=40, training=True, repeat=True)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(next(iter(ds))), daemon=True)
+    reader.start()
+    reader.join(60)
+    assert got, "a batch larger than a repeated dataset never fills: training would wait forever"
+    assert 1 <= len(got[0][0]) <= 40
+    assert "--batch-size 1000000000 is larger than the 40 examples: using batches of 40" in caplog.text
+
+
 def test_pre_pad():
     assert pre_pad([[3, 4], [5]]).tolist() == [[3, 4], [PAD_ID, 5]]
     assert pre_pad([[]]).shape == (1, 1)
@@ -367,7 +382,7 @@ def test_tfidf_svm_peer_is_fitted_once_and_cached(tmp_path):
         calls.append(1)
         return ex
 
-    cache = tmp_path / "baseline_svm.pkl"
+    cache = tmp_path / "baseline_svm.npz"
     peer = TfidfSvmPeer(cache, "train.tsv", load)
     assert cache.is_file() and peer.info["c"] in (0.1, 0.3, 1.0)
     assert (peer.predict(ex.texts) == ex.labels).mean() > 0.9  # a linear model fits its training set
@@ -375,3 +390,36 @@ def test_tfidf_svm_peer_is_fitted_once_and_cached(tmp_path):
     assert len(calls) == 1 and again.predict(ex.texts[:20]).tolist() == peer.predict(ex.texts[:20]).tolist()
     TfidfSvmPeer(cache, "other.tsv", load)  # another training file: refitted
     assert len(calls) == 2
+
+
+class _Planted:
+    """Unpickling this runs code: it writes the file named in ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (Path.write_text, (Path(self.marker), "code ran"))
+
+
+@pytest.mark.parametrize("name", ["baseline_svm.npz", "baseline_svm.pkl"])
+def test_planted_pickle_in_a_model_directory_never_runs(tmp_path, name):
+    import pickle
+
+    from tasks.sentiment.artifacts import BASELINE_FILE
+    from tasks.sentiment.metrics import TfidfSvmPeer
+
+    marker = tmp_path / "code_ran"
+    planted = pickle.dumps({"train_source": "train.tsv", "pipeline": _Planted(marker), "info": {"c": 1.0}})
+    (tmp_path / name).write_bytes(planted)
+    # a pickle object array inside an .npz is refused by np.load(allow_pickle=False) as well
+    if name.endswith(".npz"):
+        np.savez(tmp_path / "inner.npz", meta=np.array([_Planted(marker)], dtype=object))
+    ex = read_delimited(TRAIN_TSV).subset(range(120))
+    peer = TfidfSvmPeer(tmp_path / BASELINE_FILE, "train.tsv", lambda: ex)
+    assert not marker.exists()
+    assert peer.predict(ex.texts[:5]).shape == (5,)
+    if name.endswith(".npz"):
+        (tmp_path / BASELINE_FILE).write_bytes((tmp_path / "inner.npz").read_bytes())
+        TfidfSvmPeer(tmp_path / BASELINE_FILE, "train.tsv", lambda: ex)
+        assert not marker.exists()

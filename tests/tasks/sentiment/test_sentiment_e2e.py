@@ -159,7 +159,7 @@ def test_evaluate_json_has_the_shared_keys_peers_and_negation_set(exported, caps
     assert result["negation_examples"] >= 100
     assert sum(map(sum, result["confusion_matrix"])) == 40
     assert Path(result["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (out / "baseline_svm.pkl").is_file()
+    assert (out / "baseline_svm.npz").is_file()
     rows = Path(result["negation_predictions"]).read_text().splitlines()
     assert rows[0].split("\t") == ["text", "label", "probability", "tfidf_svm", "vader"]
 
@@ -198,3 +198,26 @@ def test_damaged_export_is_refused_with_one_line(exported, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
     assert "file changed since export (sha256 mismatch)" in err[0] and "model_int8.tflite" in err[0]
+
+
+def test_predict_stdin_splits_at_newline_only_escapes_tabs_and_streams(trained, capsys, monkeypatch):
+    import sys
+    import types
+
+    out, _ = trained
+    chunks = [b"good film\xe2\x80\xa8really\n", b"bad\x0cmovie\ntab\there\n\n", b"last\\one\r\n"]
+    printed_before_read = []
+
+    class Stdin:
+        def read1(self, size):
+            printed_before_read.append(capsys.readouterr().out)
+            return chunks.pop(0) if chunks else b""
+
+    monkeypatch.setattr(sys, "stdin", types.SimpleNamespace(buffer=Stdin()))
+    assert main(["-q", "sentiment", "predict", "--model", str(out), "-", "x\ty"]) == 0
+    printed = "".join(printed_before_read) + capsys.readouterr().out
+    rows = [line.split("\t") for line in printed.split("\n")[:-1]]
+    assert [row[2] for row in rows] == ["good film\u2028really", "bad\x0cmovie", "tab\\there", "last\\\\one", "x\\ty"]
+    assert all(len(row) == 3 and row[0] in ("negative", "positive") for row in rows)
+    # streamed: each read's lines were answered before the next read
+    assert [len(text.split("\n")) - 1 for text in printed_before_read] == [0, 1, 2, 1]
