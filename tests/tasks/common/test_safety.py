@@ -23,7 +23,7 @@ TINY = ["--epochs", "1", "--vocab-size", "120", "--embedding-dim", "8", "--units
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "train.tsv"
-    lines = (REPO / "data" / "sentiment" / "train.tsv").read_text(encoding="utf-8").splitlines(True)[:161]
+    lines = (REPO / "tasks" / "samples" / "sentiment" / "train.tsv").read_text(encoding="utf-8").splitlines(True)[:161]
     path.write_text("".join(lines), encoding="utf-8")
     return path
 
