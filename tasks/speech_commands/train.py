@@ -15,7 +15,14 @@ from tasks.common.artifacts import TRAIN_REPORT_FILE
 from tasks.common.config import OutputConfig, TrainConfig
 from tasks.common.errors import UserError
 from tasks.common.io import write_json_atomic
-from tasks.common.training import distribution_scope, epoch_summary, fit, model_directory, set_seed
+from tasks.common.training import (
+    distribution_scope,
+    epoch_summary,
+    fit,
+    join_for_training,
+    model_directory,
+    set_seed,
+)
 
 from tasks.speech_commands import data as speech_data
 from tasks.speech_commands import metrics as speech_metrics
@@ -104,6 +111,7 @@ def train(data: DataConfig, model: ModelConfig, train: TrainConfig, output: Outp
     ```
     """
     started = time.time()
+    output = join_for_training(train, output, {"data": data, "model": model, "train": train})
     model = dataclasses.replace(model, sample_rate=data.sample_rate, clip_samples=data.clip_samples)
     with model_directory(output.out, overwrite=output.overwrite, resume=output.resume) as work:
         check_front_end(model)

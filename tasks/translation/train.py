@@ -13,7 +13,14 @@ import tensorflow as tf
 from tasks.common.config import OutputConfig, TrainConfig
 from tasks.common.errors import UserError
 from tasks.common.io import write_json_atomic
-from tasks.common.training import distribution_scope, epoch_summary, fit, model_directory, set_seed
+from tasks.common.training import (
+    distribution_scope,
+    epoch_summary,
+    fit,
+    join_for_training,
+    model_directory,
+    set_seed,
+)
 from tasks.translation.artifacts import SOURCE_SPM, TARGET_SPM, TranslationModelDir
 from tasks.translation.config import DataConfig, ModelConfig, MonitorConfig, ScheduleConfig
 from tasks.translation.data import Tokenizer, encode_pairs, filter_length, make_dataset, train_tokenizers, training_pairs
@@ -118,6 +125,8 @@ def train(
         monitor: the per-epoch validation BLEU (default: ``MonitorConfig()``).
     """
     schedule, monitor = schedule or ScheduleConfig(), monitor or MonitorConfig()
+    output = join_for_training(train, output, {"data": data, "model": model, "train": train, "schedule": schedule,
+                                               "monitor": monitor})
     started, cpu_started = time.time(), _cpu_seconds()
     with model_directory(output.out, overwrite=output.overwrite, resume=output.resume) as work:
         set_seed(train.seed)

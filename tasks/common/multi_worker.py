@@ -1,0 +1,479 @@
+"""Training on several machines: ``MultiWorkerMirroredStrategy`` from ``TF_CONFIG`` and a loop around
+Keras' broken reduction.
+
+Keras 3's ``Model.fit`` fails under ``MultiWorkerMirroredStrategy`` (keras-team/keras#20585): its
+step reduces every logged scalar with ``strategy.reduce(..., axis=0)``. :func:`fit_distributed`
+runs the model's own ``train_step``/``test_step`` (so custom steps, multi-output heads and the
+native LSTM kernel work as in ``fit``) per replica with ``strategy.run``; the Keras optimizer
+all-reduces the gradients in replica context; logs are reduced with ``axis=None``. Keras callbacks
+(early stopping, best-epoch restore, checkpoints, TensorBoard, progress) are driven as ``fit``
+drives them, and the chief's decisions (stop, resume epoch, restored weights) are broadcast so
+every worker runs exactly the same steps.
+
+Every worker builds the same ``tf.data`` pipeline (deterministic, seeded) and keeps its slice of
+each global batch (:func:`distribute`), so the global batch and the number of steps are those of
+one machine. A worker that waits on the others longer than ``--cluster-timeout`` (a peer never
+started, died, or is unreachable) stops with one line; TensorFlow itself would wait forever.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import socket
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from tasks.common.errors import UserError
+
+__all__ = ["Cluster", "cluster", "fit_distributed", "join_cluster", "parse_tf_config", "settings_hash"]
+
+log = logging.getLogger(__name__)
+
+THREADS_ENV = "LSTM_SUITE_CPU_THREADS"  # set by tools/local_cluster.py: one CPU thread per worker
+LOST_EXIT = 1  # a peer died mid-training (the rerun resumes); bad cluster input and unreachable peers exit 2
+
+
+def parse_tf_config(text: str | None) -> dict:
+    """``TF_CONFIG`` checked: ``{"cluster": {"worker": ["host:port", ...]}, "task": {"type", "index"}}``.
+
+    A ``chief`` job (one address) is allowed as Kubernetes TFJob writes it; it is then the chief.
+
+    Returns:
+        ``{"cluster": ..., "type": ..., "index": ..., "id": position among all workers, "size": ...}``.
+    """
+    if text is None or not text.strip():
+        raise UserError("--distribute multi-worker: TF_CONFIG is not set; set it on every worker (README "
+                        "'Training on several machines') or start local workers with tools/local_cluster.py")
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UserError(f"TF_CONFIG: not valid JSON ({err.msg} at character {err.pos})") from None
+    expected = 'expected {"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": N}}'
+    if not isinstance(config, dict) or not isinstance(config.get("cluster"), dict) \
+            or not isinstance(config.get("task"), dict):
+        raise UserError(f"TF_CONFIG: {expected}")
+    jobs = config["cluster"]
+    unknown = sorted(set(jobs) - {"chief", "worker"})
+    if unknown:
+        raise UserError(f"TF_CONFIG: cluster jobs {unknown} are not supported (only chief and worker)")
+    for job, addresses in jobs.items():
+        if not isinstance(addresses, list) or not addresses or not all(_is_address(a) for a in addresses):
+            raise UserError(f"TF_CONFIG: cluster.{job}: expected a non-empty list of 'host:port' strings")
+    if len(jobs.get("chief", [])) > 1:
+        raise UserError("TF_CONFIG: cluster.chief: expected one address")
+    task_type, index = config["task"].get("type"), config["task"].get("index")
+    if task_type not in jobs:
+        raise UserError(f"TF_CONFIG: task.type {task_type!r} is not a job of the cluster ({sorted(jobs)})")
+    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(jobs[task_type]):
+        raise UserError(f"TF_CONFIG: task.index {index!r} is out of range: cluster.{task_type} has "
+                        f"{len(jobs[task_type])} address(es), so 0..{len(jobs[task_type]) - 1}")
+    chiefs = len(jobs.get("chief", []))
+    position = index if task_type == "chief" else chiefs + index
+    return {"cluster": jobs, "type": task_type, "index": index, "id": position,
+            "size": chiefs + len(jobs.get("worker", [])), "address": jobs[task_type][index]}
+
+
+def _is_address(value) -> bool:
+    if not isinstance(value, str) or ":" not in value:
+        return False
+    host, _, port = value.rpartition(":")
+    return bool(host) and port.isdigit() and 0 < int(port) < 65536
+
+
+def check_port_free(address: str) -> None:
+    """This worker's port must be free: TensorFlow's server would otherwise fail deep inside gRPC."""
+    port = int(address.rpartition(":")[2])
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC: a port in TIME_WAIT is free
+        try:
+            sock.bind(("", port))
+        except OSError:
+            raise UserError(f"TF_CONFIG: port {port} of this worker ({address}) is already in use; "
+                            "stop what uses it or give this worker another port on every node") from None
+
+
+class Watchdog:
+    """Ends the process with one line when a collective waits longer than ``timeout`` seconds.
+
+    TensorFlow waits forever for a peer that never comes (and ignores SIGTERM meanwhile); only
+    the waits on other workers are armed, so slow local work never trips it.
+    """
+
+    def __init__(self, timeout: float):
+        self.timeout = timeout
+        self._deadline = None
+        self._message = ""
+        self._code = 2
+        self._lock = threading.Lock()
+        threading.Thread(target=self._watch, name="cluster-watchdog", daemon=True).start()
+
+    @contextlib.contextmanager
+    def armed(self, message: str, code: int = 2):
+        """Exit with ``lstm-suite: error: <message>`` if the block runs longer than the timeout."""
+        with self._lock:
+            outer = (self._deadline, self._message, self._code)
+            self._deadline, self._message, self._code = time.monotonic() + self.timeout, message, code
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._deadline, self._message, self._code = outer
+
+    def _watch(self):
+        while True:
+            time.sleep(min(0.5, self.timeout / 4))
+            with self._lock:
+                expired = self._deadline is not None and time.monotonic() > self._deadline
+                message, code = self._message, self._code
+            if expired:
+                sys.stderr.write(f"lstm-suite: error: {message}\n")
+                sys.stderr.flush()
+                os._exit(code)
+
+
+_GUARD = r"""
+import os, select, signal, sys
+parent, timeout, message = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+if not select.select([sys.stdin], [], [], timeout)[0]:
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+    os.kill(parent, signal.SIGKILL)
+"""
+
+
+@contextlib.contextmanager
+def guarded(timeout: float, message: str):
+    """Kill this process with ``lstm-suite: error: <message>`` if the block outlasts ``timeout``.
+
+    A separate (tiny) process watches: while TensorFlow connects to the cluster it holds the
+    GIL, so no thread of this process could.
+    """
+    import subprocess
+
+    guard = subprocess.Popen([sys.executable, "-S", "-c", _GUARD, str(os.getpid()), str(timeout),
+                              f"lstm-suite: error: {message}"], stdin=subprocess.PIPE)
+    try:
+        yield
+    finally:
+        guard.stdin.close()
+        guard.wait()
+
+
+@dataclasses.dataclass
+class Cluster:
+    """This process' place in a multi-worker run (see :func:`join_cluster`)."""
+
+    strategy: object
+    id: int
+    size: int
+    is_chief: bool
+    timeout: float
+    watchdog: Watchdog
+    addresses: list
+
+    @contextlib.contextmanager
+    def waiting(self, what: str):
+        """Around a wait on the other workers (``what`` names it): one line and exit if they are gone."""
+        import tensorflow as tf
+
+        lost = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
+                tf.errors.AbortedError)
+        with self.watchdog.armed(
+                f"worker {self.id}: no answer from the other workers for {self.timeout:g} s while {what} "
+                "(--cluster-timeout); a worker died or the network failed: rerun the same command on every node "
+                "to resume from the last checkpoint", code=LOST_EXIT):
+            try:
+                yield
+            except lost as err:
+                self.lost(what, err)
+
+    def lost(self, what: str, err: Exception):
+        """A collective failed (a peer went away): one line, and out without TensorFlow's shutdown barrier."""
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+        sys.stderr.write(f"lstm-suite: error: worker {self.id}: lost the other workers while {what} ({first}); "
+                         "rerun the same command on every node to resume from the last checkpoint\n")
+        sys.stderr.flush()
+        os._exit(LOST_EXIT)
+
+    def chief_value(self, value: float) -> float:
+        """The chief's ``value`` on every worker (an all-reduce where only the chief contributes)."""
+        import tensorflow as tf
+
+        strategy = self.strategy
+
+        def contribute():
+            context = tf.distribute.get_replica_context()
+            first = tf.equal(context.replica_id_in_sync_group, 0)
+            return tf.where(first, tf.constant(float(value), tf.float64), tf.constant(0.0, tf.float64))
+
+        with self.waiting("exchanging a decision"):
+            return float(strategy.reduce("SUM", strategy.run(contribute), axis=None).numpy())
+
+    def count(self, flag: bool) -> int:
+        """How many workers have ``flag`` set."""
+        import tensorflow as tf
+
+        per_replica = self.strategy.run(lambda: tf.constant(float(bool(flag)), tf.float64))
+        with self.waiting("exchanging a decision"):
+            total = float(self.strategy.reduce("SUM", per_replica, axis=None).numpy())
+        return round(total / (self.strategy.num_replicas_in_sync / self.size))
+
+    def broadcast_variables(self, variables) -> None:
+        """Give every worker the chief's values (after the chief restored a checkpoint)."""
+        import tensorflow as tf
+
+        variables = [v for v in variables if tf.as_dtype(v.dtype).is_floating or tf.as_dtype(v.dtype).is_integer]
+
+        def from_chief():
+            context = tf.distribute.get_replica_context()
+            first = tf.equal(context.replica_id_in_sync_group, 0)
+            values = [tf.cast(tf.convert_to_tensor(v), tf.float64) for v in variables]
+            return context.all_reduce("SUM", [tf.where(first, v, tf.zeros_like(v)) for v in values])
+
+        with self.waiting("receiving the chief's checkpoint"):
+            results = self.strategy.run(tf.function(from_chief))
+        for variable, value in zip(variables, results):
+            local = self.strategy.experimental_local_results(value)[0]
+            variable.assign(tf.cast(local, tf.as_dtype(variable.dtype)))
+
+    def scratch(self, out: str | Path) -> Path:
+        """Where a non-chief worker writes what the chief writes to ``out`` (removed after success)."""
+        return Path(tempfile.mkdtemp(prefix=f"lstm-suite-worker{self.id}-")) / Path(out).name
+
+
+_CLUSTER: Cluster | None = None
+
+
+def cluster() -> Cluster | None:
+    """The cluster this process joined (None when it trains alone)."""
+    return _CLUSTER
+
+
+def join_cluster(timeout: float, settings: dict | None = None) -> Cluster:
+    """Create the ``MultiWorkerMirroredStrategy`` of ``TF_CONFIG`` and check every worker has the same settings.
+
+    Must run before TensorFlow executes anything (collectives are configured at context start), so
+    every task calls it first. Waits at most ``timeout`` seconds for the other workers.
+    """
+    global _CLUSTER
+    if _CLUSTER is not None:
+        return _CLUSTER
+    spec = parse_tf_config(os.environ.get("TF_CONFIG"))
+    check_port_free(spec["address"])
+    import tensorflow as tf
+    from tensorflow.python.eager import context
+
+    if context.context()._context_handle is not None:
+        raise RuntimeError("multi-worker: TensorFlow ran before join_cluster(); collectives cannot be configured")
+    threads = os.environ.get(THREADS_ENV)
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+        tf.config.threading.set_inter_op_parallelism_threads(max(2, int(threads)))
+    watchdog = Watchdog(timeout)
+    peers = [a for job in ("chief", "worker") for a in spec["cluster"].get(job, [])]
+    with guarded(timeout, f"worker {spec['id']} ({spec['address']}): could not reach the other workers {peers} "
+                        f"within --cluster-timeout {timeout:g} s; start every worker of TF_CONFIG (same cluster "
+                        "list on each) and check the addresses are reachable"):
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        joined = Cluster(strategy, spec["id"], spec["size"], strategy.extended._is_chief, timeout, watchdog, peers)
+        joined.count(True)  # the first collective: returns once every worker is up
+    log.info("multi-worker: worker %d of %d%s, %d replicas", joined.id, joined.size,
+             " (chief)" if joined.is_chief else "", strategy.num_replicas_in_sync)
+    _CLUSTER = joined
+    if settings is not None:
+        check_same_settings(joined, settings)
+    return joined
+
+
+def settings_hash(settings: dict) -> int:
+    """A 48-bit hash of the settings (exact in a float64 all-reduce)."""
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return int(hashlib.sha256(text.encode()).hexdigest()[:12], 16)
+
+
+def check_same_settings(joined: Cluster, settings: dict) -> None:
+    """Every worker must train with the chief's settings; otherwise all of them stop with one line."""
+    mine = settings_hash(settings)
+    chief = int(joined.chief_value(mine))
+    differing = joined.count(mine != chief)
+    if differing:
+        raise UserError(f"settings differ between workers ({differing} of {joined.size} differ from the chief; "
+                        f"hash here {mine:012x}, chief {chief:012x}): start every worker with the same flags")
+
+
+def distribute(strategy, dataset):
+    """``dataset`` (global batches) as a distributed dataset: each replica keeps its slice of every batch.
+
+    Every worker builds the same pipeline; slicing (rather than ``shard``) keeps the global batch
+    and the number of steps of one machine, so workers never disagree on when an epoch ends.
+    """
+    import tensorflow as tf
+
+    replicas = strategy.num_replicas_in_sync
+
+    def dataset_fn(context: tf.distribute.InputContext):
+        local = replicas // context.num_input_pipelines
+        first = context.input_pipeline_id * local
+
+        def piece(replica, batch):
+            def cut(tensor):
+                size = tf.shape(tensor)[0]
+                return tensor[size * replica // replicas: size * (replica + 1) // replicas]
+            return tf.nest.map_structure(cut, batch)
+
+        if local == 1:
+            return dataset.map(lambda *batch: piece(first, batch if len(batch) > 1 else batch[0]))
+        return dataset.flat_map(lambda *batch: tf.data.Dataset.range(first, first + local).map(
+            lambda r: piece(r, batch if len(batch) > 1 else batch[0])))
+
+    return strategy.distribute_datasets_from_function(dataset_fn)
+
+
+def _step_functions(model, strategy):
+    import tensorflow as tf
+
+    def reduced(outputs):
+        return tf.nest.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), outputs)
+
+    @tf.function(reduce_retracing=True)
+    def train_function(iterator):
+        return reduced(strategy.run(model.train_step, args=(next(iterator),)))
+
+    @tf.function(reduce_retracing=True)
+    def test_function(iterator):
+        return reduced(strategy.run(model.test_step, args=(next(iterator),)))
+
+    return train_function, test_function
+
+
+def _run_steps(function, iterator, joined: Cluster, what: str, callbacks, hook: str, limit: int | None):
+    """Steps until the data ends (every worker at the same step) or ``limit``; the last logs."""
+    import tensorflow as tf
+
+    logs, step = {}, 0
+    while limit is None or step < limit:
+        getattr(callbacks, f"on_{hook}_batch_begin")(step)
+        try:
+            with joined.waiting(f"{what} step {step + 1}"):
+                logs = {k: float(v) for k, v in function(iterator).items()}
+        except (StopIteration, tf.errors.OutOfRangeError):
+            break
+        getattr(callbacks, f"on_{hook}_batch_end")(step, logs)
+        step += 1
+    return logs, step
+
+
+class _Epochs:
+    """The train iterator of ``fit``: fresh each epoch, or kept across epochs with ``steps_per_epoch``."""
+
+    def __init__(self, distributed, steps_per_epoch):
+        self.distributed, self.steps, self.iterator = distributed, steps_per_epoch, None
+
+    def next_epoch(self):
+        if self.iterator is None or self.steps is None:
+            self.iterator = iter(self.distributed)
+        return self.iterator
+
+
+def _evaluate(model, test_function, val_dist, joined: Cluster, callbacks, steps: int | None) -> dict:
+    model.reset_metrics()
+    callbacks.on_test_begin()
+    logs, _ = _run_steps(test_function, iter(val_dist), joined, "validating", callbacks, "test", steps)
+    callbacks.on_test_end(logs)
+    return {f"val_{k}": v for k, v in logs.items()}
+
+
+def _cardinality(dataset) -> int | None:
+    n = int(dataset.cardinality().numpy())
+    return n if n > 0 else None
+
+
+def fit_distributed(model, train_data, val_data, *, callbacks: list, epochs: int, steps_per_epoch=None,
+                    validation_steps=None, verbose: int = 0):
+    """``model.fit`` for ``MultiWorkerMirroredStrategy`` (the model compiled in the strategy's scope).
+
+    Args:
+        model: a compiled Keras model built under ``cluster().strategy.scope()``.
+        train_data: a ``tf.data.Dataset`` of global batches, the same on every worker.
+        val_data: the validation dataset (global batches) or None.
+        callbacks: Keras callbacks, called as ``fit`` calls them (progress bar on the chief only).
+        epochs / steps_per_epoch / validation_steps / verbose: as in ``fit``.
+
+    Returns:
+        The ``History`` callback (``.history``: every epoch's logs).
+    """
+    import keras
+
+    joined = cluster()
+    strategy = joined.strategy
+    with strategy.scope():
+        model._symbolic_build(data_batch=train_data.element_spec)
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+    check_same_data(joined, train_data)
+    steps = steps_per_epoch or _cardinality(train_data)
+    callback_list = keras.callbacks.CallbackList(
+        callbacks, add_history=True, add_progbar=verbose != 0 and joined.is_chief, model=model,
+        verbose=verbose if joined.is_chief else 0, epochs=epochs, steps=steps)
+    train_function, test_function = _step_functions(model, strategy)
+    val_dist = distribute(strategy, val_data) if val_data is not None else None
+    epochs_iter = _Epochs(distribute(strategy, train_data), steps_per_epoch)
+    model.stop_training = False
+    model._initial_epoch = 0
+    callback_list.on_train_begin()
+    initial_epoch = int(joined.chief_value(getattr(model, "_initial_epoch", 0) or 0))
+    if initial_epoch:
+        joined.broadcast_variables(model.weights + (model.optimizer.variables if model.optimizer else []))
+        log.info("multi-worker: every worker resumes after epoch %d (the chief's checkpoint)", initial_epoch)
+    epoch_logs = {}
+    for epoch in range(initial_epoch, epochs):
+        model.reset_metrics()
+        callback_list.on_epoch_begin(epoch)
+        epoch_logs, done = _run_steps(train_function, epochs_iter.next_epoch(), joined, f"training epoch {epoch + 1}",
+                                      callback_list, "train", steps_per_epoch)
+        if done == 0:
+            raise UserError("the training data is empty (no batch on this worker)")
+        if val_dist is not None:
+            epoch_logs.update(_evaluate(model, test_function, val_dist, joined, callback_list, validation_steps))
+        callback_list.on_epoch_end(epoch, epoch_logs)
+        model.stop_training = bool(joined.chief_value(float(bool(model.stop_training))))
+        if model.stop_training:
+            break
+    callback_list.on_train_end(epoch_logs)
+    return callback_list._history
+
+
+def finish_worker(out: str | Path) -> None:
+    """A non-chief worker's scratch model directory goes once training succeeded."""
+    from tasks.common.io import remove
+
+    out = Path(out)
+    remove(out)
+    for leftover in out.parent.glob(f".{out.name}.lock"):
+        remove(leftover)
+    with contextlib.suppress(OSError):
+        out.parent.rmdir()
+
+
+def check_same_data(joined: Cluster, dataset) -> None:
+    """Every worker must feed the same first global batch (deterministic preparation, same files)."""
+    import numpy as np
+    import tensorflow as tf
+
+    digest = hashlib.sha256()
+    for tensor in tf.nest.flatten(next(iter(dataset.take(1)))):
+        digest.update(np.asarray(tensor).tobytes())
+    mine = int(digest.hexdigest()[:12], 16)
+    chief = int(joined.chief_value(mine))
+    differing = joined.count(mine != chief)
+    if differing:
+        raise UserError(f"the training data differs between workers ({differing} of {joined.size} differ from "
+                        "the chief's first batch): give every worker the same data files and settings")
