@@ -178,6 +178,7 @@ class Cluster:
     timeout: float
     watchdog: Watchdog
     addresses: list
+    step_seconds: dict = dataclasses.field(default_factory=dict)  # "train"/"test": wall time of every step
 
     @contextlib.contextmanager
     def waiting(self, what: str):
@@ -301,12 +302,26 @@ def settings_hash(settings: dict) -> int:
 
 def check_same_settings(joined: Cluster, settings: dict) -> None:
     """Every worker must train with the chief's settings; otherwise all of them stop with one line."""
-    mine = settings_hash(settings)
+    check_same(joined, settings_hash(settings), "settings", "start every worker with the same flags")
+
+
+def check_same(joined: Cluster, mine: int, what: str, advice: str) -> None:
+    """All workers stop with one line unless every worker's ``mine`` (a 48-bit digest) is the chief's."""
     chief = int(joined.chief_value(mine))
     differing = joined.count(mine != chief)
     if differing:
-        raise UserError(f"settings differ between workers ({differing} of {joined.size} differ from the chief; "
-                        f"hash here {mine:012x}, chief {chief:012x}): start every worker with the same flags")
+        raise UserError(f"the {what} differ between workers ({differing} of {joined.size} differ from the chief; "
+                        f"{mine:012x} here, {chief:012x} on the chief): {advice}")
+
+
+def digest(*parts) -> int:
+    """A 48-bit digest of bytes/arrays (exact in a float64 all-reduce)."""
+    import numpy as np
+
+    hasher = hashlib.sha256()
+    for part in parts:
+        hasher.update(part if isinstance(part, bytes) else np.asarray(part).tobytes())
+    return int(hasher.hexdigest()[:12], 16)
 
 
 def distribute(strategy, dataset):
@@ -361,11 +376,13 @@ def _run_steps(function, iterator, joined: Cluster, what: str, callbacks, hook: 
     logs, step = {}, 0
     while limit is None or step < limit:
         getattr(callbacks, f"on_{hook}_batch_begin")(step)
+        started = time.perf_counter()
         try:
             with joined.waiting(f"{what} step {step + 1}"):
                 logs = {k: float(v) for k, v in function(iterator).items()}
         except (StopIteration, tf.errors.OutOfRangeError):
             break
+        joined.step_seconds.setdefault(hook, []).append(time.perf_counter() - started)
         getattr(callbacks, f"on_{hook}_batch_end")(step, logs)
         step += 1
     return logs, step
@@ -448,7 +465,19 @@ def fit_distributed(model, train_data, val_data, *, callbacks: list, epochs: int
         if model.stop_training:
             break
     callback_list.on_train_end(epoch_logs)
+    _log_step_cost(model, joined)
     return callback_list._history
+
+
+def _log_step_cost(model, joined: Cluster) -> None:
+    """What a step cost: the gradient bytes every step all-reduces and the median step time."""
+    import numpy as np
+
+    params = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+    steps = joined.step_seconds.get("train", [])[1:]  # the first step traces the function
+    log.info("multi-worker: %d workers, %d trainable parameters = %d bytes all-reduced per step; median train "
+             "step %.1f ms over %d steps", joined.size, params, 4 * params,
+             1000 * float(np.median(steps)) if steps else float("nan"), len(steps))
 
 
 def finish_worker(out: str | Path) -> None:
@@ -464,16 +493,14 @@ def finish_worker(out: str | Path) -> None:
 
 
 def check_same_data(joined: Cluster, dataset) -> None:
-    """Every worker must feed the same first global batch (deterministic preparation, same files)."""
-    import numpy as np
+    """Every worker must see the same targets in the first global batch (same files, same order).
+
+    Only the targets are compared: inputs may carry per-process random augmentation (subword
+    sampling, noise), which is harmless since each worker trains on its own slice.
+    """
     import tensorflow as tf
 
-    digest = hashlib.sha256()
-    for tensor in tf.nest.flatten(next(iter(dataset.take(1)))):
-        digest.update(np.asarray(tensor).tobytes())
-    mine = int(digest.hexdigest()[:12], 16)
-    chief = int(joined.chief_value(mine))
-    differing = joined.count(mine != chief)
-    if differing:
-        raise UserError(f"the training data differs between workers ({differing} of {joined.size} differ from "
-                        "the chief's first batch): give every worker the same data files and settings")
+    batch = next(iter(dataset.take(1)))
+    targets = batch[1:] if isinstance(batch, tuple) and len(batch) > 1 else ()
+    check_same(joined, digest(*tf.nest.flatten(targets)), "training data (first batch's targets)",
+               "give every worker the same data files and settings")

@@ -24,7 +24,7 @@ from tasks.common.errors import DiskFullError, UserError
 from tasks.common.io import DirectoryLock, remove, replace, write_json_atomic
 
 __all__ = [
-    "TrainConfig", "chief_says", "distribution_scope", "epoch_summary", "fit", "is_chief", "join_for_training",
+    "TrainConfig", "check_same_on_workers", "chief_says", "distribution_scope", "epoch_summary", "fit", "is_chief", "join_for_training",
     "make_strategy", "model_directory", "set_seed",
 ]
 
@@ -150,6 +150,18 @@ def is_chief() -> bool:
     from tasks.common.multi_worker import cluster
 
     return cluster() is None or cluster().is_chief
+
+
+def check_same_on_workers(what: str, *parts) -> None:
+    """Multi-worker: stop every worker with one line unless ``parts`` (bytes/arrays) agree with the chief's.
+
+    For what each worker builds itself from the data (tokenizers, scalers): deterministic code on
+    the same files must build the same, and a worker that did not would silently train another model.
+    """
+    from tasks.common.multi_worker import check_same, cluster, digest
+
+    if cluster() is not None:
+        check_same(cluster(), digest(*parts), what, "give every worker the same data files and settings")
 
 
 def chief_says(flag: bool) -> bool:

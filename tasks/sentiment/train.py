@@ -23,6 +23,7 @@ from tasks.common.config import OutputConfig, TrainConfig, settings_to_dict
 from tasks.common.errors import UserError
 from tasks.common.io import remove, write_json_atomic
 from tasks.common.training import (
+    check_same_on_workers,
     chief_says,
     distribution_scope,
     epoch_summary,
@@ -51,6 +52,7 @@ def train(data: DataConfig, model: ModelConfig, objective: ObjectiveConfig, trai
     with model_directory(output.out, overwrite=output.overwrite, resume=output.resume) as work:
         loaded = load_training_data(data, train.seed, model.members)
         tokenizer = _tokenizer(work, loaded.pool, data)
+        check_same_on_workers("tokenizers", (work / TOKENIZER_FILE).read_bytes())
         model, train, rating_scale = _resolve(loaded, tokenizer, data, model, objective, train)
         train_ids = tokenizer.encode_many(loaded.pool.texts)  # deterministic segmentation
         _save_config(work, loaded.pool, train_ids, rating_scale,
@@ -61,7 +63,8 @@ def train(data: DataConfig, model: ModelConfig, objective: ObjectiveConfig, trai
         def datasets(index):  # made after each member's seed is set (setting it drops the tokenizer resource)
             member_train, member_val = loaded.splits[index]
             return (make_dataset(member_train, training=True, sampling_alpha=data.sampling_alpha,
-                                 repeat=train.steps_per_epoch is not None, **common),
+                                 repeat=train.steps_per_epoch is not None,
+                                 same_batches_everywhere=train.distribute == "multi-worker", **common),
                     make_dataset(member_val, training=False, **common))
 
         hparams = {f"{section}.{key}": value for section, config in (("data", data), ("model", model),

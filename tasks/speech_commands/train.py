@@ -16,6 +16,7 @@ from tasks.common.config import OutputConfig, TrainConfig
 from tasks.common.errors import UserError
 from tasks.common.io import write_json_atomic
 from tasks.common.training import (
+    check_same_on_workers,
     distribution_scope,
     epoch_summary,
     fit,
@@ -135,6 +136,7 @@ def train(data: DataConfig, model: ModelConfig, train: TrainConfig, output: Outp
                 loss="sparse_categorical_crossentropy",
                 weighted_metrics=["accuracy"],  # evaluation batches carry 0-weight padding
             )
+        check_same_on_workers("front-end statistics", *[w.numpy() for w in keras_model.non_trainable_weights])
         keras_model.summary(print_fn=lambda line, **_: log.info(line))
         directory = SpeechModelDir(work, {"data": data, "model": model, "train": train})
         directory.save_config(work)

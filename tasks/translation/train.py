@@ -14,6 +14,7 @@ from tasks.common.config import OutputConfig, TrainConfig
 from tasks.common.errors import UserError
 from tasks.common.io import write_json_atomic
 from tasks.common.training import (
+    check_same_on_workers,
     distribution_scope,
     epoch_summary,
     fit,
@@ -132,6 +133,7 @@ def train(
         set_seed(train.seed)
         train_pairs, val_pairs = training_pairs(data, train.seed)
         source_tokenizer, target_tokenizer = tokenizers(work, train_pairs, data)
+        check_same_on_workers("tokenizers", (work / SOURCE_SPM).read_bytes(), (work / TARGET_SPM).read_bytes())
         model = dataclasses.replace(
             model, src_vocab_size=source_tokenizer.vocab_size, tgt_vocab_size=target_tokenizer.vocab_size
         )

@@ -5,15 +5,19 @@ TensorFlow runs anything, and a process joins one cluster only.
 """
 
 import json
+import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 from helpers import load_tool
 
 cluster_tool = load_tool("local_cluster")
+ROOT = Path(__file__).resolve().parents[3]
 
 PROGRAM = r"""
 import json, sys
@@ -55,13 +59,17 @@ def _run_cluster(tmp_path, program_args, n=2, only=None, ports=None):
 
 
 def test_two_workers_train_the_same_weights_as_one_process(tmp_path):
-    """Same global batch, SGD, no dropout: both workers end equal, and equal to one process within 1e-5."""
+    """Same global batch, SGD, no dropout: both workers end equal, and equal to one process within 1e-5.
+
+    ``LSTM_CORE_KERNEL=native``: the LSTM runs in the native kernel (and its registered gradient)
+    inside every replica, or the run fails."""
     script = tmp_path / "program.py"
     script.write_text(PROGRAM)
+    native = {"LSTM_CORE_KERNEL": "native"}
     workers = cluster_tool.start_workers([sys.executable, str(script), "multi-worker", str(tmp_path / "w")], 2,
-                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                         env=native, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     single = subprocess.run([sys.executable, str(script), "none", str(tmp_path / "one")], capture_output=True,
-                            text=True, timeout=TIMEOUT)
+                            text=True, timeout=TIMEOUT, env={**os.environ, **native})
     assert single.returncode == 0, single.stderr[-3000:]
     results = [w.communicate(timeout=TIMEOUT) + (w.returncode,) for w in workers]
     for out, err, code in results:
@@ -144,3 +152,43 @@ def test_a_worker_alone_stops_with_one_line_before_the_cluster_timeout(tmp_path)
     assert len(lines) == 1 and "could not reach the other workers" in lines[0] and "5 s" in lines[0], err[-3000:]
     assert time.monotonic() - started < TIMEOUT
     assert not (tmp_path / "model").exists()
+
+
+def _task_argv(task: str, tmp_path):
+    """Tiny training flags per task (as in each task's end-to-end test)."""
+    sys.path.insert(0, str(ROOT / "tests" / "tasks" / task))
+    if task == "sentiment":
+        lines = (ROOT / "data" / "sentiment" / "train.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
+        (tmp_path / "train.tsv").write_text("".join(lines[:241]), encoding="utf-8")
+        return ["--data", str(tmp_path / "train.tsv"), "--epochs", "2", "--vocab-size", "200", "--embedding-dim",
+                "16", "--units", "8", "--batch-size", "16", "--adversarial-epsilon", "0.5", "--members", "2"]
+    if task == "translation":
+        from translation_toy import tiny_tsv
+
+        train, dev = tiny_tsv(tmp_path)
+        return ["--data", str(train), "--val", str(dev), "--vocab-size", "40", "--embedding-dim", "16", "--units",
+                "16", "--decoder-units", "32", "--epochs", "3", "--batch-size", "16", "--learning-rate", "0.02",
+                "--warmup-steps", "1", "--bleu-every", "1", "--dropout", "0"]
+    from speech_toy import make_dataset
+
+    return ["--data", str(make_dataset(tmp_path / "speech")), "--test-speakers", "dave", "--epochs", "2", "--units",
+            "8", "--num-mel-bins", "16", "--batch-size", "8", "--synthetic-voices", "0"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["sentiment", "translation", "speech_commands"])
+def test_cli_every_task_trains_on_two_workers(task, tmp_path, capsys):
+    """The other tasks through the CLI on 2 local workers: model directory complete, evaluate works."""
+    from tasks.common import cli
+
+    out = tmp_path / "model"
+    command = [sys.executable, "-m", "tasks.common.cli", "-q", task, "train", *_task_argv(task, tmp_path),
+               "--progress", "none", "--distribute", "multi-worker", "--cluster-timeout", "120", "--out", str(out)]
+    workers = cluster_tool.start_workers(command, 2, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                         env={"PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}:{ROOT / 'tests/tasks/' / task}"})
+    for _, err, code in [w.communicate(timeout=900) + (w.returncode,) for w in workers]:
+        assert code == 0, err[-3000:]
+    assert (out / "train_report.json").is_file() and (out / "model.keras").is_file()
+    assert json.loads((out / "config.json").read_text())["train"]["distribute"] == "multi-worker"
+    assert cli.main(["-q", task, "evaluate", "--model", str(out), *(["--limit", "5"] if task == "translation" else [])]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])
