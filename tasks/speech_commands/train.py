@@ -95,6 +95,26 @@ def _statistics_clips(train_x, seed: int):
     return train_x[np.sort(pick)]
 
 
+def _report(work, train: TrainConfig, keras_model, loaded, train_y, synthetic: int) -> dict:
+    """``train_report.json`` (without the wall time); final confusion images in ``logs/evaluation``."""
+    report = {
+        **epoch_summary(work, train),
+        "training_examples": int(len(train_y)) if train_y is not None else None,
+        "synthetic_training_examples": synthetic,
+        "split": loaded.split.get("method"),
+        "speakers": loaded.split.get("speakers"),
+    }
+    writer = tf.summary.create_file_writer(str(work / "logs" / "evaluation"))
+    for name, split in (("validation", loaded.validation), ("test", loaded.test)):
+        if split is None or len(split[0]) == 0:
+            continue
+        scores = write_confusion_image(keras_model, split[0], split[1], loaded.labels, writer,
+                                       f"confusion_matrix/{name}_final", report["epochs_run"])
+        report[f"{name}_accuracy"] = scores["accuracy"]
+        report[f"{name}_examples"] = int(len(split[1]))
+    return report
+
+
 def train(data: DataConfig, model: ModelConfig, train: TrainConfig, output: OutputConfig) -> dict:
     """Train a keyword spotter into ``output.out``; returns the train report.
 
@@ -148,21 +168,7 @@ def train(data: DataConfig, model: ModelConfig, train: TrainConfig, output: Outp
         fit(keras_model, train_ds, val_ds, workdir=work, config=train, hparams=hparams, callbacks=[confusion])
         keras_model.save(work / "model.keras")
 
-        report = {
-            **epoch_summary(work, train),
-            "training_examples": int(len(train_y)) if train_y is not None else None,
-            "synthetic_training_examples": synthetic,
-            "split": loaded.split.get("method"),
-            "speakers": loaded.split.get("speakers"),
-        }
-        writer = tf.summary.create_file_writer(str(work / "logs" / "evaluation"))
-        for name, split in (("validation", loaded.validation), ("test", loaded.test)):
-            if split is None or len(split[0]) == 0:
-                continue
-            scores = write_confusion_image(keras_model, split[0], split[1], loaded.labels, writer,
-                                           f"confusion_matrix/{name}_final", report["epochs_run"])
-            report[f"{name}_accuracy"] = scores["accuracy"]
-            report[f"{name}_examples"] = int(len(split[1]))
+        report = _report(work, train, keras_model, loaded, train_y, synthetic)
         report["wall_seconds"] = round(time.time() - started, 1)
         write_json_atomic(work / TRAIN_REPORT_FILE, report)
     log.info("validation accuracy %.4f%s", report.get("validation_accuracy", float("nan")),
