@@ -5,7 +5,6 @@ TensorFlow runs anything, and a process joins one cluster only.
 """
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -23,54 +22,53 @@ PROGRAM = r"""
 import json, sys
 from pathlib import Path
 import numpy as np
-mode, out = sys.argv[1], Path(sys.argv[2])
 from tasks.common.config import OutputConfig, TrainConfig
 from tasks.common.training import distribution_scope, fit, join_for_training, is_chief
-config = TrainConfig(distribute=mode, epochs=3, patience=5, monitor="loss", histogram_freq=0, progress="none",
-                     cluster_timeout=60)
-join_for_training(config, OutputConfig(out=str(out / "model")), {"train": config})
-out = out / ("chief" if is_chief() else "worker")
-out.mkdir(parents=True)
-import keras, tensorflow as tf
-from lstm_core import LSTM
-keras.utils.set_random_seed(1)
-rng = np.random.default_rng(0)
-x = rng.standard_normal((64, 7, 3)).astype("float32")
-y = (x.sum((1, 2)) > 0).astype("float32")
-with distribution_scope(config):
-    inputs = keras.Input((7, 3))
-    model = keras.Model(inputs, keras.layers.Dense(1)(LSTM(5)(inputs)))
-    model.compile(keras.optimizers.SGD(0.1), "mse", metrics=["mae"])
-data = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
-history = fit(model, data, data.take(2), workdir=out, config=config)
-np.save(out / "weights.npy", np.concatenate([w.numpy().ravel() for w in model.weights]))
-print("RESULT " + json.dumps({"chief": is_chief(), "loss": history.history["loss"]}))
+
+
+def train_small(mode, out):
+    config = TrainConfig(distribute=mode, epochs=3, patience=5, monitor="loss", histogram_freq=0, progress="none",
+                         cluster_timeout=60)
+    join_for_training(config, OutputConfig(out=str(out / "model")), {"train": config})
+    out = out / ("chief" if is_chief() else "worker")
+    out.mkdir(parents=True)
+    import keras, tensorflow as tf
+    from lstm_core import LSTM
+    keras.utils.set_random_seed(1)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 7, 3)).astype("float32")
+    y = (x.sum((1, 2)) > 0).astype("float32")
+    with distribution_scope(config):
+        inputs = keras.Input((7, 3))
+        model = keras.Model(inputs, keras.layers.Dense(1)(LSTM(5)(inputs)))
+        model.compile(keras.optimizers.SGD(0.1), "mse", metrics=["mae"])
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    history = fit(model, data, data.take(2), workdir=out, config=config)
+    np.save(out / "weights.npy", np.concatenate([w.numpy().ravel() for w in model.weights]))
+    return {"chief": is_chief(), "loss": history.history["loss"]}
+
+
+if __name__ == "__main__":
+    print("RESULT " + json.dumps(train_small(sys.argv[1], Path(sys.argv[2]))))
 """
 
 TIMEOUT = 240
 
 
-def _run_cluster(tmp_path, program_args, n=2, only=None, ports=None):
-    script = tmp_path / "program.py"
-    script.write_text(PROGRAM)
-    workers = cluster_tool.start_workers([sys.executable, str(script), *program_args], n, only=only, ports=ports,
-                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return [w.communicate(timeout=TIMEOUT) + (w.returncode,) for w in workers]
-
-
-def test_two_workers_train_the_same_weights_as_one_process(tmp_path):
+def test_two_workers_train_the_same_weights_as_one_process(tmp_path, monkeypatch):
     """Same global batch, SGD, no dropout: both workers end equal, and equal to one process within 1e-5.
 
     ``LSTM_CORE_KERNEL=native``: the LSTM runs in the native kernel (and its registered gradient)
-    inside every replica, or the run fails."""
+    inside every replica, or the run fails. The one-process run is this test's own process."""
     script = tmp_path / "program.py"
     script.write_text(PROGRAM)
     native = {"LSTM_CORE_KERNEL": "native"}
     workers = cluster_tool.start_workers([sys.executable, str(script), "multi-worker", str(tmp_path / "w")], 2,
                                          env=native, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    single = subprocess.run([sys.executable, str(script), "none", str(tmp_path / "one")], capture_output=True,
-                            text=True, timeout=TIMEOUT, env={**os.environ, **native})
-    assert single.returncode == 0, single.stderr[-3000:]
+    monkeypatch.setenv("LSTM_CORE_KERNEL", "native")
+    program = {"__name__": "program"}
+    exec(compile(PROGRAM, str(script), "exec"), program)
+    single = program["train_small"]("none", tmp_path / "one")
     results = [w.communicate(timeout=TIMEOUT) + (w.returncode,) for w in workers]
     for out, err, code in results:
         assert code == 0, err[-3000:]
@@ -82,8 +80,7 @@ def test_two_workers_train_the_same_weights_as_one_process(tmp_path):
     worker = np.load(tmp_path / "w" / "worker" / "weights.npy")
     np.testing.assert_array_equal(chief, worker)
     assert np.abs(chief - one).max() < 1e-5
-    np.testing.assert_allclose(json.loads(single.stdout.strip().splitlines()[-1][7:])["loss"], reports[0]["loss"],
-                               rtol=1e-5)
+    np.testing.assert_allclose(single["loss"], reports[0]["loss"], rtol=1e-5)
 
 
 def _series(path, rows=1200):
@@ -192,3 +189,21 @@ def test_cli_every_task_trains_on_two_workers(task, tmp_path, capsys):
     assert json.loads((out / "config.json").read_text())["train"]["distribute"] == "multi-worker"
     assert cli.main(["-q", task, "evaluate", "--model", str(out), *(["--limit", "5"] if task == "translation" else [])]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_workers_with_different_settings_all_stop_with_one_line(tmp_path):
+    """A settings hash is compared at start: worker 1 has another --learning-rate, both exit 2."""
+    base = [sys.executable, "-m", "tasks.common.cli", "-q", "forecasting", "train", "--data",
+            str(_series(tmp_path / "series.csv", 200)), "--distribute", "multi-worker", "--cluster-timeout", "120",
+            "--out", str(tmp_path / "model")]
+    ports = cluster_tool.free_ports(2)
+    workers = [cluster_tool.start_workers(base + extra, 2, ports=ports, only=[index], stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, text=True)[0]
+               for index, extra in ((0, []), (1, ["--learning-rate", "0.5"]))]
+    for worker in workers:
+        _, err = worker.communicate(timeout=TIMEOUT)
+        assert worker.returncode == 2, err[-3000:]
+        lines = _error_lines(err)
+        assert len(lines) == 1 and "settings differ between workers (1 of 2" in lines[0], err[-3000:]
+    assert not (tmp_path / "model").exists()
