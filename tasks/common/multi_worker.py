@@ -389,15 +389,22 @@ def _run_steps(function, iterator, joined: Cluster, what: str, callbacks, hook: 
 
 
 class _Epochs:
-    """The train iterator of ``fit``: fresh each epoch, or kept across epochs with ``steps_per_epoch``."""
+    """The train iterator of ``fit``: fresh each epoch, or kept across epochs with ``steps_per_epoch``
+    (and started over when the data ran out before ``steps_per_epoch``)."""
 
     def __init__(self, distributed, steps_per_epoch):
-        self.distributed, self.steps, self.iterator = distributed, steps_per_epoch, None
+        self.distributed, self.steps, self.iterator, self.ran_out = distributed, steps_per_epoch, None, False
 
-    def next_epoch(self):
-        if self.iterator is None or self.steps is None:
+    def run(self, function, joined: Cluster, what: str, callbacks):
+        """One epoch of train steps: ``(last logs, steps done)``."""
+        if self.iterator is None or self.steps is None or self.ran_out:
             self.iterator = iter(self.distributed)
-        return self.iterator
+        logs, done = _run_steps(function, self.iterator, joined, what, callbacks, "train", self.steps)
+        if done == 0 and self.steps is not None and not self.ran_out:  # a kept iterator ended with the last epoch
+            self.iterator = iter(self.distributed)
+            logs, done = _run_steps(function, self.iterator, joined, what, callbacks, "train", self.steps)
+        self.ran_out = self.steps is not None and done < self.steps
+        return logs, done
 
 
 def _evaluate(model, test_function, val_dist, joined: Cluster, callbacks, steps: int | None) -> dict:
@@ -426,6 +433,9 @@ def fit_distributed(model, train_data, val_data, *, callbacks: list, epochs: int
 
     Returns:
         The ``History`` callback (``.history``: every epoch's logs).
+
+    ``model.stop_training`` (early stopping, NaN) takes effect at the end of the epoch, with the
+    chief's value: workers must never leave an epoch at different steps.
     """
     import keras
 
@@ -454,8 +464,7 @@ def fit_distributed(model, train_data, val_data, *, callbacks: list, epochs: int
     for epoch in range(initial_epoch, epochs):
         model.reset_metrics()
         callback_list.on_epoch_begin(epoch)
-        epoch_logs, done = _run_steps(train_function, epochs_iter.next_epoch(), joined, f"training epoch {epoch + 1}",
-                                      callback_list, "train", steps_per_epoch)
+        epoch_logs, done = epochs_iter.run(train_function, joined, f"training epoch {epoch + 1}", callback_list)
         if done == 0:
             raise UserError("the training data is empty (no batch on this worker)")
         if val_dist is not None:
