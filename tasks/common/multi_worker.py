@@ -38,7 +38,7 @@ __all__ = ["Cluster", "cluster", "fit_distributed", "join_cluster", "parse_tf_co
 log = logging.getLogger(__name__)
 
 THREADS_ENV = "LSTM_SUITE_CPU_THREADS"  # set by tools/local_cluster.py: one CPU thread per worker
-LOST_EXIT = 1  # a peer died mid-training (the rerun resumes); bad cluster input and unreachable peers exit 2
+LOST_EXIT = 1  # TensorFlow reported a lost peer (the rerun resumes); a watchdog kill is SIGKILL; bad input exits 2
 
 
 def parse_tf_config(text: str | None) -> dict:
@@ -100,71 +100,64 @@ def check_port_free(address: str) -> None:
                             "stop what uses it or give this worker another port on every node") from None
 
 
-class Watchdog:
-    """Ends the process with one line when a collective waits longer than ``timeout`` seconds.
+_GUARD = r"""
+import os, select, signal, sys, time
+parent, fd, buffer, armed = int(sys.argv[1]), sys.stdin.fileno(), b"", None
+while True:
+    wait = None if armed is None else max(0.0, armed[0] - time.monotonic())
+    if not select.select([fd], [], [], wait)[0]:
+        sys.stderr.write(armed[1] + "\n")
+        sys.stderr.flush()
+        os.kill(parent, signal.SIGKILL)
+        break
+    chunk = os.read(fd, 65536)
+    if not chunk:
+        break
+    buffer += chunk
+    while b"\n" in buffer:
+        line, buffer = buffer.split(b"\n", 1)
+        if line.startswith(b"A "):
+            seconds, message = line[2:].decode().split(" ", 1)
+            armed = (time.monotonic() + float(seconds), message)
+        else:
+            armed = None
+"""
 
-    TensorFlow waits forever for a peer that never comes (and ignores SIGTERM meanwhile); only
-    the waits on other workers are armed, so slow local work never trips it.
+
+class Watchdog:
+    """Kills this process with one line when a wait on the other workers outlasts ``timeout`` seconds.
+
+    TensorFlow waits forever for a peer that never comes, holding the GIL (so no thread of this
+    process could act, and it ignores SIGTERM): a tiny watcher process, told over a pipe when a
+    wait starts and ends, does it. Only waits on other workers are armed; slow local work never
+    trips it. The watcher exits when this process does (its pipe closes).
     """
 
     def __init__(self, timeout: float):
+        import subprocess
+
         self.timeout = timeout
-        self._deadline = None
-        self._message = ""
-        self._code = 2
+        self._stack = []
         self._lock = threading.Lock()
-        threading.Thread(target=self._watch, name="cluster-watchdog", daemon=True).start()
+        self._guard = subprocess.Popen([sys.executable, "-S", "-c", _GUARD, str(os.getpid())], stdin=subprocess.PIPE)
+
+    def _send(self, line: str) -> None:
+        self._guard.stdin.write(line.encode() + b"\n")
+        self._guard.stdin.flush()
 
     @contextlib.contextmanager
-    def armed(self, message: str, code: int = 2):
-        """Exit with ``lstm-suite: error: <message>`` if the block runs longer than the timeout."""
+    def armed(self, message: str):
+        """Killed with ``lstm-suite: error: <message>`` if the block runs longer than the timeout."""
+        text = " ".join(f"lstm-suite: error: {message}".split())
         with self._lock:
-            outer = (self._deadline, self._message, self._code)
-            self._deadline, self._message, self._code = time.monotonic() + self.timeout, message, code
+            self._stack.append(text)
+            self._send(f"A {self.timeout} {text}")
         try:
             yield
         finally:
             with self._lock:
-                self._deadline, self._message, self._code = outer
-
-    def _watch(self):
-        while True:
-            time.sleep(min(0.5, self.timeout / 4))
-            with self._lock:
-                expired = self._deadline is not None and time.monotonic() > self._deadline
-                message, code = self._message, self._code
-            if expired:
-                sys.stderr.write(f"lstm-suite: error: {message}\n")
-                sys.stderr.flush()
-                os._exit(code)
-
-
-_GUARD = r"""
-import os, select, signal, sys
-parent, timeout, message = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
-if not select.select([sys.stdin], [], [], timeout)[0]:
-    sys.stderr.write(message + "\n")
-    sys.stderr.flush()
-    os.kill(parent, signal.SIGKILL)
-"""
-
-
-@contextlib.contextmanager
-def guarded(timeout: float, message: str):
-    """Kill this process with ``lstm-suite: error: <message>`` if the block outlasts ``timeout``.
-
-    A separate (tiny) process watches: while TensorFlow connects to the cluster it holds the
-    GIL, so no thread of this process could.
-    """
-    import subprocess
-
-    guard = subprocess.Popen([sys.executable, "-S", "-c", _GUARD, str(os.getpid()), str(timeout),
-                              f"lstm-suite: error: {message}"], stdin=subprocess.PIPE)
-    try:
-        yield
-    finally:
-        guard.stdin.close()
-        guard.wait()
+                self._stack.pop()
+                self._send(f"A {self.timeout} {self._stack[-1]}" if self._stack else "D")
 
 
 @dataclasses.dataclass
@@ -190,7 +183,7 @@ class Cluster:
         with self.watchdog.armed(
                 f"worker {self.id}: no answer from the other workers for {self.timeout:g} s while {what} "
                 "(--cluster-timeout); a worker died or the network failed: rerun the same command on every node "
-                "to resume from the last checkpoint", code=LOST_EXIT):
+                "to resume from the last checkpoint"):
             try:
                 yield
             except lost as err:
@@ -280,7 +273,7 @@ def join_cluster(timeout: float, settings: dict | None = None) -> Cluster:
         tf.config.threading.set_inter_op_parallelism_threads(max(2, int(threads)))
     watchdog = Watchdog(timeout)
     peers = [a for job in ("chief", "worker") for a in spec["cluster"].get(job, [])]
-    with guarded(timeout, f"worker {spec['id']} ({spec['address']}): could not reach the other workers {peers} "
+    with watchdog.armed(f"worker {spec['id']} ({spec['address']}): could not reach the other workers {peers} "
                         f"within --cluster-timeout {timeout:g} s; start every worker of TF_CONFIG (same cluster "
                         "list on each) and check the addresses are reachable"):
         strategy = tf.distribute.MultiWorkerMirroredStrategy()

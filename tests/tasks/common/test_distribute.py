@@ -115,3 +115,13 @@ def test_multi_worker_without_tf_config_is_one_line_through_the_cli(tmp_path, ca
 def test_no_strategy_by_default():
     with distribution_scope(TrainConfig()) as strategy:
         assert strategy is None
+
+
+def test_watchdog_kills_only_a_wait_that_outlasts_its_timeout():
+    """The watcher process ends a stuck wait with one line (TensorFlow would hang holding the GIL)."""
+    code = ("import time\nfrom tasks.common.multi_worker import Watchdog\nw = Watchdog(1.0)\n"
+            "with w.armed('quick'):\n    time.sleep(0.1)\ntime.sleep(1.5)\nprint('alive', flush=True)\n"
+            "with w.armed('stuck waiting'):\n    time.sleep(30)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == -9 and out.stdout.strip() == "alive"
+    assert out.stderr.strip().splitlines()[-1] == "lstm-suite: error: stuck waiting"
