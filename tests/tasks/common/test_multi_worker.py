@@ -105,8 +105,9 @@ def test_cli_two_workers_survive_a_killed_worker_and_resume(tmp_path, capsys):
                "--patience", "9", "--progress", "none", "--distribute", "multi-worker", "--cluster-timeout", "20",
                "--out", str(out)]
     ports = cluster_tool.free_ports(2)
-    workers = cluster_tool.start_workers(command, 2, ports=ports, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                         text=True)
+    scratch = {"TMPDIR": str(tmp_path)}  # worker 1's scratch model directory
+    workers = cluster_tool.start_workers(command, 2, ports=ports, env=scratch, stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, text=True)
     metadata = out.with_name("model.partial") / "backup" / "training_metadata.json"
     deadline = time.monotonic() + TIMEOUT
     while not metadata.exists() and workers[0].poll() is None and time.monotonic() < deadline:
@@ -119,8 +120,9 @@ def test_cli_two_workers_survive_a_killed_worker_and_resume(tmp_path, capsys):
     assert len(_error_lines(err)) == 1 and "rerun the same command" in _error_lines(err)[0], err[-3000:]
     workers[1].communicate(timeout=TIMEOUT)
 
-    workers = cluster_tool.start_workers(command, 2, ports=ports, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                         text=True)
+    killed_scratch = set(tmp_path.glob("lstm-suite-worker*"))  # SIGKILL leaves no time to clean up
+    workers = cluster_tool.start_workers(command, 2, ports=ports, env=scratch, stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, text=True)
     results = [w.communicate(timeout=TIMEOUT) + (w.returncode,) for w in workers]
     for _, err, code in results:
         assert code == 0, err[-3000:]
@@ -128,7 +130,7 @@ def test_cli_two_workers_survive_a_killed_worker_and_resume(tmp_path, capsys):
     assert report["epochs_run"] == 4
     assert sorted(json.loads((out / "history.json").read_text()), key=int) == ["1", "2", "3", "4"]
     assert json.loads((out / "config.json").read_text())["train"]["distribute"] == "multi-worker"
-    assert list(tmp_path.glob("lstm-suite-worker*")) == []
+    assert set(tmp_path.glob("lstm-suite-worker*")) == killed_scratch  # the rerun's scratch is gone
     assert cli.main(["-q", "forecasting", "evaluate", "--model", str(out)]) == 0
     assert "mase" in json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert cli.main(["-q", "forecasting", "export", "--model", str(out), "--quantization", "float"]) == 0
