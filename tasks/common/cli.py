@@ -297,7 +297,7 @@ def _run_verb(args: argparse.Namespace, verbose: bool) -> int:
             args._prepare(args)  # flag ranges and choices: checked before TensorFlow loads
         from tasks.common.quiet import import_tensorflow_quietly
 
-        import_tensorflow_quietly()
+        import_tensorflow_quietly(first_op=getattr(args, "distribute", None) != "multi-worker")
         if not verbose:
             import warnings
 

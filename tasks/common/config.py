@@ -367,7 +367,12 @@ class TrainConfig:
     )
     distribute: str = setting(
         "none", "tf.distribute strategy: mirrored = all devices of this machine (GPUs, else the CPU); "
-        "multi-worker is refused until Keras 3 supports it (keras#20585)", choices=DISTRIBUTE_MODES
+        "multi-worker = several machines from TF_CONFIG (README 'Training on several machines')",
+        choices=DISTRIBUTE_MODES
+    )
+    cluster_timeout: float = setting(
+        300.0, "multi-worker: seconds a worker waits for the others (to join, or at any step) before it stops "
+        "with one line", above=0,
     )
     monitor: str = setting("val_loss", "metric watched by early stopping and best-epoch restore", cli=False)
     monitor_mode: str = setting("auto", "min, max or auto for --monitor", cli=False)

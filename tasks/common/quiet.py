@@ -38,8 +38,11 @@ def silenced_stderr():
     return silenced_output(("stderr",))
 
 
-def import_tensorflow_quietly() -> None:
-    """Import TensorFlow and Keras with their start-up lines hidden (unless verbose)."""
+def import_tensorflow_quietly(first_op: bool = True) -> None:
+    """Import TensorFlow and Keras with their start-up lines hidden (unless verbose).
+
+    ``first_op=False`` leaves TensorFlow's context unstarted (``--distribute multi-worker`` must
+    configure its collectives before anything runs)."""
     if not verbose():
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
@@ -47,7 +50,8 @@ def import_tensorflow_quietly() -> None:
         import tensorflow as tf  # noqa: F401
         import keras  # noqa: F401
 
-        tf.constant(0.0) + 1.0  # the CPU-feature and oneDNN lines come with the first op
+        if first_op:
+            tf.constant(0.0) + 1.0  # the CPU-feature and oneDNN lines come with the first op
     if not verbose():
         import logging as std_logging
 

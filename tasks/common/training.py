@@ -26,7 +26,8 @@ from tasks.common.guards import DivergenceGuard
 from tasks.common.io import DirectoryLock, remove, replace, write_json_atomic
 
 __all__ = [
-    "TrainConfig", "distribution_scope", "epoch_summary", "fit", "make_strategy", "model_directory", "set_seed",
+    "TrainConfig", "check_same_on_workers", "chief_says", "distribution_scope", "epoch_summary", "fit", "is_chief", "join_for_training",
+    "make_strategy", "model_directory", "set_seed",
 ]
 
 log = logging.getLogger(__name__)
@@ -87,35 +88,93 @@ def model_directory(out: str | Path, *, overwrite: bool = False, resume: bool = 
 MULTI_WORKER_UPSTREAM = "keras-team/keras#20585, tensorflow/tensorflow#72388"
 
 
-def make_strategy(mode: str, *, allow_multi_worker: bool = False):
+def make_strategy(mode: str):
     """The ``tf.distribute`` strategy for ``--distribute`` (None for ``none``).
 
-    ``multi-worker`` is refused: Keras 3's ``fit`` under ``MultiWorkerMirroredStrategy`` fails
-    with "Attempt to convert a value (PerReplica ...)" (measured with this layer on 2 local
-    workers, TF 2.21 / Keras 3.15; ``tools/multi_worker_check.py`` repeats the trial).
+    ``multi-worker`` is the ``MultiWorkerMirroredStrategy`` this process joined with
+    :func:`join_for_training` (``TF_CONFIG``); :func:`fit` then trains with
+    :func:`tasks.common.multi_worker.fit_distributed`, because Keras 3's ``fit`` fails under it
+    (keras-team/keras#20585).
     """
     if mode == "none":
         return None
     if mode == "mirrored":
         return tf.distribute.MirroredStrategy()
     if mode == "multi-worker":
-        if not allow_multi_worker:
-            raise UserError(
-                "--distribute multi-worker: Keras 3 model.fit fails under MultiWorkerMirroredStrategy "
-                f"({MULTI_WORKER_UPSTREAM}); use --distribute mirrored on one machine with several devices"
-            )
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        from tasks.common.multi_worker import cluster
+
+        if cluster() is None:
+            raise RuntimeError("--distribute multi-worker: join_for_training() must run before TensorFlow does")
+        return cluster().strategy
     raise UserError(f"--distribute: expected none, mirrored or multi-worker, got {mode!r}")
 
 
+def join_for_training(config: TrainConfig, output, settings: dict):
+    """Join the ``TF_CONFIG`` cluster (``--distribute multi-worker``); the output this worker writes.
+
+    Call first in a task's ``train``: collectives must be configured before TensorFlow runs.
+    Every worker checks the others have the same ``settings`` (hash). The chief writes
+    ``output.out``; the other workers write a scratch directory that is removed when they exit.
+    Without ``multi-worker`` this returns ``output`` unchanged.
+    """
+    if config.distribute != "multi-worker":
+        return output
+    import atexit
+
+    from tasks.common.multi_worker import join_cluster
+
+    joined = join_cluster(config.cluster_timeout, _comparable(settings))
+    if joined.is_chief:
+        return output
+    scratch = joined.scratch(output.out)
+    atexit.register(remove, scratch.parent)
+    return dataclasses.replace(output, out=str(scratch), overwrite=False, resume=False)
+
+
+def _comparable(settings: dict) -> dict:
+    """Settings every worker must share: not the display, the timeout or where this node writes."""
+    local = {"progress", "cluster_timeout", "out", "overwrite", "resume"}
+    flat = {}
+    for section, values in settings.items():
+        values = dataclasses.asdict(values) if dataclasses.is_dataclass(values) else dict(values or {})
+        flat.update({f"{section}.{k}": v for k, v in values.items() if k not in local})
+    return flat
+
+
+def is_chief() -> bool:
+    """False only on a non-chief worker of a multi-worker run (it writes nothing that is kept)."""
+    from tasks.common.multi_worker import cluster
+
+    return cluster() is None or cluster().is_chief
+
+
+def check_same_on_workers(what: str, *parts) -> None:
+    """Multi-worker: stop every worker with one line unless ``parts`` (bytes/arrays) agree with the chief's.
+
+    For what each worker builds itself from the data (tokenizers, scalers): deterministic code on
+    the same files must build the same, and a worker that did not would silently train another model.
+    """
+    from tasks.common.multi_worker import check_same, cluster, digest
+
+    if cluster() is not None:
+        check_same(cluster(), digest(*parts), what, "give every worker the same data files and settings")
+
+
+def chief_says(flag: bool) -> bool:
+    """The chief's ``flag`` on every worker (``flag`` itself when training alone)."""
+    from tasks.common.multi_worker import cluster
+
+    return bool(flag) if cluster() is None else bool(cluster().chief_value(float(bool(flag))))
+
+
 @contextlib.contextmanager
-def distribution_scope(config: TrainConfig, *, allow_multi_worker: bool = False):
+def distribution_scope(config: TrainConfig):
     """``strategy.scope()`` for ``--distribute`` (a no-op for ``none``); yields the strategy or None.
 
     Build and compile the model inside it; ``fit`` then splits each (global) batch across the
     replicas, and TensorBoard and checkpoints work as on one device.
     """
-    strategy = make_strategy(config.distribute, allow_multi_worker=allow_multi_worker)
+    strategy = make_strategy(config.distribute)
     if strategy is None:
         yield None
         return
@@ -268,6 +327,12 @@ def fit(
         EpochRecord(workdir),
         *(callbacks or []),
     ]
+    if config.distribute == "multi-worker":
+        from tasks.common.multi_worker import fit_distributed
+
+        return fit_distributed(model, train_data, val_data, callbacks=cbs, epochs=config.epochs,
+                               steps_per_epoch=config.steps_per_epoch, validation_steps=config.validation_steps,
+                               verbose=config.keras_verbose)
     return model.fit(
         train_data,
         validation_data=val_data,

@@ -12,7 +12,14 @@ import numpy as np
 from tasks.common.config import OutputConfig, TrainConfig
 from tasks.common.errors import UserError
 from tasks.common.io import write_json_atomic
-from tasks.common.training import distribution_scope, epoch_summary, fit, model_directory, set_seed
+from tasks.common.training import (
+    distribution_scope,
+    epoch_summary,
+    fit,
+    join_for_training,
+    model_directory,
+    set_seed,
+)
 
 from tasks.forecasting import data as series_data
 from tasks.forecasting import metrics
@@ -234,6 +241,7 @@ def train(data: DataConfig, model: ModelConfig, train: TrainConfig, output: Outp
     """
     if data.data is None:
         raise UserError("--data: required (a CSV file or statsmodels:NAME, see --help)")
+    output = join_for_training(train, output, {"data": data, "model": model, "train": train})
     if data.id_col is not None:
         return _train_panel(data, model, train, output)
     started = time.time()

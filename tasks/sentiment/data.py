@@ -281,6 +281,19 @@ def bucket_boundaries(max_tokens: int) -> list[int]:
     return [b for b in edges if b < max_tokens]
 
 
+def _targets(examples: Examples, rating_scale):
+    """``{"probability": labels}`` plus standardised ``"rating"`` given ``rating_scale``."""
+    import tensorflow as tf
+
+    targets = {"probability": tf.constant(examples.labels, tf.float32)}
+    if rating_scale is not None:
+        if examples.ratings is None:
+            raise ValueError("rating_scale needs examples with ratings")
+        mean, std = rating_scale
+        targets["rating"] = tf.constant((examples.ratings - mean) / std, tf.float32)
+    return targets
+
+
 def make_dataset(
     examples: Examples,
     tokenizer_proto: bytes,
@@ -292,6 +305,7 @@ def make_dataset(
     sampling_alpha: float = 0.0,
     repeat: bool = False,
     rating_scale: tuple[float, float] | None = None,
+    same_batches_everywhere: bool = False,
 ):
     """``(token_ids [B, T] int32 pre-padded with 0, targets)`` batches.
 
@@ -299,7 +313,9 @@ def make_dataset(
     ``rating_scale`` (``(mean, std)`` of the training ratings, which standardises them).
     Tokenizes in-graph (tensorflow-text); in training with ``sampling_alpha > 0`` every epoch
     sees a fresh segmentation (subword regularisation, Kudo 2018). Batches group texts of
-    similar length so little padding is processed.
+    similar length so little padding is processed. ``same_batches_everywhere`` (multi-worker
+    training) groups by the length of the plain segmentation, so every worker builds the same batches
+    although each samples its own segmentations.
     """
     import tensorflow as tf
     import tensorflow_text as tf_text
@@ -311,12 +327,7 @@ def make_dataset(
         model=tokenizer_proto, out_type=tf.int32, nbest_size=-1 if sample else 0,
         alpha=sampling_alpha if sample else 1.0,
     )
-    targets = {"probability": tf.constant(examples.labels, tf.float32)}
-    if rating_scale is not None:
-        if examples.ratings is None:
-            raise ValueError("rating_scale needs examples with ratings")
-        mean, std = rating_scale
-        targets["rating"] = tf.constant((examples.ratings - mean) / std, tf.float32)
+    targets = _targets(examples, rating_scale)
     ds = tf.data.Dataset.from_tensor_slices((tf.constant(examples.texts, tf.string), targets))
     if training:  # a batch larger than the data never fills from a repeated dataset: it would wait forever
         batch_size = bounded_batch_size(batch_size, len(examples))
@@ -324,20 +335,32 @@ def make_dataset(
     if repeat:
         ds = ds.repeat()
 
+    plain = tf_text.SentencepieceTokenizer(model=tokenizer_proto, out_type=tf.int32) \
+        if sample and same_batches_everywhere else None
+
     def tokenize(text, target):
         ids = tokenizer.tokenize(text)[-max_tokens:]
         ids = tf.cond(tf.size(ids) > 0, lambda: ids, lambda: tf.constant([UNK_ID], tf.int32))
-        return tf.reverse(ids, [0]), target  # padded at the end, then reversed back: zeros first
+        length = tf.shape(ids)[0] if plain is None else tf.maximum(1, tf.minimum(tf.size(plain.tokenize(text)),
+                                                                                  max_tokens))
+        return tf.reverse(ids, [0]), target, length  # padded at the end, then reversed back: zeros first
 
     ds = ds.map(tokenize, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return _length_bucketed(ds, batch_size, max_tokens, list(targets))
+
+
+def _length_bucketed(ds, batch_size: int, max_tokens: int, target_names):
+    """Batches of similar-length ``(reversed ids, target, length)``, ids pre-padded with 0."""
+    import tensorflow as tf
+
     boundaries = bucket_boundaries(max_tokens)
     ds = ds.bucket_by_sequence_length(
-        lambda ids, target: tf.shape(ids)[0],
+        lambda ids, target, length: length,
         bucket_boundaries=[b + 1 for b in boundaries],
         bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
-        padded_shapes=([None], {name: [] for name in targets}),
-        padding_values=(PAD_ID, {name: 0.0 for name in targets}),
+        padded_shapes=([None], {name: [] for name in target_names}, []),
+        padding_values=(PAD_ID, {name: 0.0 for name in target_names}, 0),
         drop_remainder=False,
     )
-    ds = ds.map(lambda ids, target: (tf.reverse(ids, [1]), target))
+    ds = ds.map(lambda ids, target, length: (tf.reverse(ids, [1]), target))
     return ds.prefetch(tf.data.AUTOTUNE)

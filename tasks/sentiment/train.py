@@ -22,7 +22,16 @@ import numpy as np
 from tasks.common.config import OutputConfig, TrainConfig, settings_to_dict
 from tasks.common.errors import UserError
 from tasks.common.io import remove, write_json_atomic
-from tasks.common.training import distribution_scope, epoch_summary, fit, model_directory, set_seed
+from tasks.common.training import (
+    check_same_on_workers,
+    chief_says,
+    distribution_scope,
+    epoch_summary,
+    fit,
+    join_for_training,
+    model_directory,
+    set_seed,
+)
 from tasks.sentiment.artifacts import CALIBRATION_FILE, TOKENIZER_FILE, SentimentModelDir, Tokenizer
 from tasks.sentiment.config import DataConfig, ModelConfig, ObjectiveConfig, given
 from tasks.sentiment.data import load_training_data, make_dataset, train_tokenizer
@@ -39,108 +48,148 @@ def train(data: DataConfig, model: ModelConfig, objective: ObjectiveConfig, trai
           output: OutputConfig) -> dict:
     """Train into ``output.out``; returns the train report (also in ``train_report.json``)."""
     start = time.monotonic()
+    output = join_for_training(train, output, {"data": data, "model": model, "objective": objective, "train": train})
     with model_directory(output.out, overwrite=output.overwrite, resume=output.resume, task="sentiment") as work:
         loaded = load_training_data(data, train.seed, model.members)
-        train_examples = loaded.pool
-        tokenizer_path = work / TOKENIZER_FILE
-        if tokenizer_path.exists():
-            log.info("reusing tokenizer %s", tokenizer_path)
-        else:
-            log.info("training sentencepiece (vocab %d) on %d texts", data.vocab_size, len(train_examples))
-            train_tokenizer(train_examples.texts, tokenizer_path, vocab_size=data.vocab_size)
-        tokenizer = Tokenizer(tokenizer_path, data.max_tokens)
-        use_ratings = objective.rating_weight > 0 and all(
-            part.ratings is not None for split in loaded.splits for part in split)
-        if objective.rating_weight > 0 and not use_ratings:
-            log.info("no '%s' column in both training and validation data: rating head off", data.rating_column)
-        model = dataclasses.replace(model, vocab_size=tokenizer.vocab_size, rating_head=use_ratings)
-        if model.ngram_member and tokenizer.vocab_size > NGRAM_MAX_VOCABULARY:
-            raise UserError(f"--vocab-size: the n-gram member hashes with int32 arithmetic that allows at most "
-                            f"{NGRAM_MAX_VOCABULARY} pieces, the tokenizer has {tokenizer.vocab_size} "
-                            "(pass --no-ngram-member or a smaller --vocab-size)")
-        monitor = "val_probability_accuracy" if use_ratings else "val_accuracy"
-        train = dataclasses.replace(train, monitor=monitor, monitor_mode="max")
-        rating_scale = None
-        if use_ratings:
-            rating_scale = (float(train_examples.ratings.mean()), max(float(train_examples.ratings.std()), 1e-6))
-        train_ids = tokenizer.encode_many(train_examples.texts)  # deterministic segmentation
-        lengths = np.array([len(x) for x in train_ids])
-        text_tokens = {"max": int(lengths.max()), "p99": int(np.percentile(lengths, 99)),
-                       "mean": round(float(lengths.mean()), 1)}
-        directory = SentimentModelDir(work, {"data": data, "model": model, "objective": objective, "train": train},
-                                      {"rating_scale": list(rating_scale) if rating_scale else None,
-                                       "text_tokens": text_tokens})
-        directory.save_config(work)
-        rng = np.random.default_rng(train.seed)
-        pick = rng.choice(len(train_examples), size=min(CALIBRATION_TEXTS, len(train_examples)), replace=False)
-        write_json_atomic(work / CALIBRATION_FILE, [train_examples.texts[i] for i in sorted(pick)])
-
+        tokenizer = _tokenizer(work, loaded.pool, data)
+        check_same_on_workers("tokenizers", (work / TOKENIZER_FILE).read_bytes())
+        model, train, rating_scale = _resolve(loaded, tokenizer, data, model, objective, train)
+        train_ids = tokenizer.encode_many(loaded.pool.texts)  # deterministic segmentation
+        _save_config(work, loaded.pool, train_ids, rating_scale,
+                     {"data": data, "model": model, "objective": objective, "train": train})
         common = dict(tokenizer_proto=tokenizer.proto, batch_size=data.batch_size, max_tokens=data.max_tokens,
                       seed=train.seed, rating_scale=rating_scale)
 
         def datasets(index):  # made after each member's seed is set (setting it drops the tokenizer resource)
             member_train, member_val = loaded.splits[index]
             return (make_dataset(member_train, training=True, sampling_alpha=data.sampling_alpha,
-                                 repeat=train.steps_per_epoch is not None, **common),
+                                 repeat=train.steps_per_epoch is not None,
+                                 same_batches_everywhere=train.distribute == "multi-worker", **common),
                     make_dataset(member_val, training=False, **common))
 
-        prior = None
-        if model.lexicon:
-            from tasks.sentiment.lexicon import prior_table
-
-            prior = prior_table([tokenizer.sp.id_to_piece(i) for i in range(tokenizer.vocab_size)], model.lexicon)
-            log.info("lexicon %s: %d of %d pieces have a prior", model.lexicon, int((prior != 0).any(1).sum()),
-                     tokenizer.vocab_size)
         hparams = {f"{section}.{key}": value for section, config in (("data", data), ("model", model),
                                                                       ("objective", objective))
                    for key, value in settings_to_dict(config).items()}
-        members, summaries = [], []
-        for index in range(model.members):
-            member_work = work if model.members == 1 else work / "logs" / f"member{index}"
-            member_train = dataclasses.replace(train, seed=train.seed + 1000 * index)
-            member, summary = _train_member(model, objective, member_train, member_work,
-                                            lambda index=index: datasets(index), hparams,
-                                            name="sentiment_lstm" if model.members == 1 else f"member{index}",
-                                            prior=prior, member=index)
-            members.append(member)
-            summaries.append(summary)
-        ngram, ngram_report = None, None
-        if model.ngram_member:
-            fitted = fit_ngram_weights(train_ids, train_examples.labels, tokenizer.vocab_size, seed=train.seed)
-            ngram = ngram_model(tokenizer.vocab_size, fitted)
-            ngram_report = {"C": fitted["C"], "cv_accuracy": round(fitted["cv_accuracy"], 4),
-                            "examples": len(train_examples)}
-            log.info("n-gram member: C %g, 5-fold CV accuracy %.4f", fitted["C"], fitted["cv_accuracy"])
+        members, summaries = _train_members(work, model, objective, train, datasets, hparams,
+                                            _prior(model, tokenizer))
+        ngram, ngram_report = _ngram_member(model, train_ids, loaded.pool, tokenizer, train.seed)
         lstm_network = average_members(members)
         network = average_members(members, ngram)
         network.save(work / "model.keras")
         for index in range(model.members):
-            remove((work if model.members == 1 else work / "logs" / f"member{index}") / MEMBER_FILE)
-
-        # the n-gram member saw every example, so validation figures are the LSTMs' alone
-        val_metrics, val_scope = _validation_metrics(lstm_network, members, summaries, loaded, tokenizer)
-        val_source = loaded.splits[0][1].source
-        if not given(data.val):
-            val_source += " (held out)" if loaded.shared_val else " (a held-out fold per member)"
-        report = {
-            "train_data": train_examples.source,
-            "train_examples": len(train_examples),
-            "val_data": val_source,
-            "val_examples": val_metrics.pop("examples"),
-            "val_scope": val_scope,
-            "vocab_size": tokenizer.vocab_size,
-            "parameters": int(network.count_params()),
-            **(summaries[0] if len(summaries) == 1 else {
-                "epochs_run": sum(m["epochs_run"] for m in summaries),
-                "best_epoch": [m["best_epoch"] for m in summaries], "members": summaries}),
-            **({"ngram_member": ngram_report} if ngram_report else {}),
-            "wall_seconds": round(time.monotonic() - start, 1),
-            **{f"val_{key}": value for key, value in val_metrics.items()},
-        }
+            remove(_member_work(work, model, index) / MEMBER_FILE)
+        report = _report(loaded, data, tokenizer, network, lstm_network, members, summaries, ngram_report)
+        report["wall_seconds"] = round(time.monotonic() - start, 1)
         write_json_atomic(work / "train_report.json", report)
     log.info("val accuracy %.4f after %s epochs (best %s) in %.0f s", report["val_accuracy"],
              report["epochs_run"], report["best_epoch"], report["wall_seconds"])
     return {"model": str(output.out), **report}
+
+
+def _tokenizer(work: Path, pool, data: DataConfig) -> Tokenizer:
+    """The sentencepiece model of an interrupted run, or a new one trained on the training texts."""
+    tokenizer_path = work / TOKENIZER_FILE
+    if tokenizer_path.exists():
+        log.info("reusing tokenizer %s", tokenizer_path)
+    else:
+        log.info("training sentencepiece (vocab %d) on %d texts", data.vocab_size, len(pool))
+        train_tokenizer(pool.texts, tokenizer_path, vocab_size=data.vocab_size)
+    return Tokenizer(tokenizer_path, data.max_tokens)
+
+
+def _resolve(loaded, tokenizer, data: DataConfig, model: ModelConfig, objective: ObjectiveConfig,
+             train: TrainConfig):
+    """Settings measured on the data: vocabulary, rating head, monitored metric, rating scale."""
+    pool = loaded.pool
+    use_ratings = objective.rating_weight > 0 and all(
+        part.ratings is not None for split in loaded.splits for part in split)
+    if objective.rating_weight > 0 and not use_ratings:
+        log.info("no '%s' column in both training and validation data: rating head off", data.rating_column)
+    model = dataclasses.replace(model, vocab_size=tokenizer.vocab_size, rating_head=use_ratings)
+    if model.ngram_member and tokenizer.vocab_size > NGRAM_MAX_VOCABULARY:
+        raise UserError(f"--vocab-size: the n-gram member hashes with int32 arithmetic that allows at most "
+                        f"{NGRAM_MAX_VOCABULARY} pieces, the tokenizer has {tokenizer.vocab_size} "
+                        "(pass --no-ngram-member or a smaller --vocab-size)")
+    monitor = "val_probability_accuracy" if use_ratings else "val_accuracy"
+    train = dataclasses.replace(train, monitor=monitor, monitor_mode="max")
+    rating_scale = (float(pool.ratings.mean()), max(float(pool.ratings.std()), 1e-6)) if use_ratings else None
+    return model, train, rating_scale
+
+
+def _save_config(work: Path, pool, train_ids, rating_scale, sections: dict) -> None:
+    """``config.json`` (with the measured text lengths) and the calibration texts for int8 export."""
+    lengths = np.array([len(x) for x in train_ids])
+    text_tokens = {"max": int(lengths.max()), "p99": int(np.percentile(lengths, 99)),
+                   "mean": round(float(lengths.mean()), 1)}
+    directory = SentimentModelDir(work, sections, {"rating_scale": list(rating_scale) if rating_scale else None,
+                                                   "text_tokens": text_tokens})
+    directory.save_config(work)
+    rng = np.random.default_rng(sections["train"].seed)
+    pick = rng.choice(len(pool), size=min(CALIBRATION_TEXTS, len(pool)), replace=False)
+    write_json_atomic(work / CALIBRATION_FILE, [pool.texts[i] for i in sorted(pick)])
+
+
+def _prior(model: ModelConfig, tokenizer):
+    """The lexicon's per-piece prior table (``--lexicon``), or None."""
+    if not model.lexicon:
+        return None
+    from tasks.sentiment.lexicon import prior_table
+
+    prior = prior_table([tokenizer.sp.id_to_piece(i) for i in range(tokenizer.vocab_size)], model.lexicon)
+    log.info("lexicon %s: %d of %d pieces have a prior", model.lexicon, int((prior != 0).any(1).sum()),
+             tokenizer.vocab_size)
+    return prior
+
+
+def _member_work(work: Path, model: ModelConfig, index: int) -> Path:
+    return work if model.members == 1 else work / "logs" / f"member{index}"
+
+
+def _train_members(work, model, objective, train, datasets, hparams, prior):
+    """Every LSTM member, each with its own seed and held-out fold; their summaries."""
+    members, summaries = [], []
+    for index in range(model.members):
+        member_train = dataclasses.replace(train, seed=train.seed + 1000 * index)
+        member, summary = _train_member(model, objective, member_train, _member_work(work, model, index),
+                                        lambda index=index: datasets(index), hparams,
+                                        name="sentiment_lstm" if model.members == 1 else f"member{index}",
+                                        prior=prior, member=index)
+        members.append(member)
+        summaries.append(summary)
+    return members, summaries
+
+
+def _ngram_member(model: ModelConfig, train_ids, pool, tokenizer, seed: int):
+    """The linear n-gram member (``--ngram-member``) and its report entry, or (None, None)."""
+    if not model.ngram_member:
+        return None, None
+    fitted = fit_ngram_weights(train_ids, pool.labels, tokenizer.vocab_size, seed=seed)
+    log.info("n-gram member: C %g, 5-fold CV accuracy %.4f", fitted["C"], fitted["cv_accuracy"])
+    report = {"C": fitted["C"], "cv_accuracy": round(fitted["cv_accuracy"], 4), "examples": len(pool)}
+    return ngram_model(tokenizer.vocab_size, fitted), report
+
+
+def _report(loaded, data, tokenizer, network, lstm_network, members, summaries, ngram_report) -> dict:
+    """``train_report.json`` (without the wall time)."""
+    # the n-gram member saw every example, so validation figures are the LSTMs' alone
+    val_metrics, val_scope = _validation_metrics(lstm_network, members, summaries, loaded, tokenizer)
+    val_source = loaded.splits[0][1].source
+    if not given(data.val):
+        val_source += " (held out)" if loaded.shared_val else " (a held-out fold per member)"
+    return {
+        "train_data": loaded.pool.source,
+        "train_examples": len(loaded.pool),
+        "val_data": val_source,
+        "val_examples": val_metrics.pop("examples"),
+        "val_scope": val_scope,
+        "vocab_size": tokenizer.vocab_size,
+        "parameters": int(network.count_params()),
+        **(summaries[0] if len(summaries) == 1 else {
+            "epochs_run": sum(m["epochs_run"] for m in summaries),
+            "best_epoch": [m["best_epoch"] for m in summaries], "members": summaries}),
+        **({"ngram_member": ngram_report} if ngram_report else {}),
+        **{f"val_{key}": value for key, value in val_metrics.items()},
+    }
 
 
 MEMBER_FILE = "member.keras"
@@ -175,9 +224,11 @@ def _train_member(model: ModelConfig, objective: ObjectiveConfig, train: TrainCo
 
     work.mkdir(parents=True, exist_ok=True)
     saved = work / MEMBER_FILE
-    if saved.is_file():
-        log.info("reusing the finished member %s", saved)
-        return load_keras_model(saved), epoch_summary(work, train)
+    if chief_says(saved.is_file()):  # every worker of a cluster follows the chief
+        if saved.is_file():
+            log.info("reusing the finished member %s", saved)
+            return load_keras_model(saved), epoch_summary(work, train)
+        return build_model(model, seed=train.seed, name=name, prior=prior, member=member), epoch_summary(work, train)
     set_seed(train.seed)
     train_ds, val_ds = datasets()
     with distribution_scope(train):

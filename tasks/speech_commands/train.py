@@ -15,7 +15,15 @@ from tasks.common.artifacts import TRAIN_REPORT_FILE
 from tasks.common.config import OutputConfig, TrainConfig
 from tasks.common.errors import UserError
 from tasks.common.io import write_json_atomic
-from tasks.common.training import distribution_scope, epoch_summary, fit, model_directory, set_seed
+from tasks.common.training import (
+    check_same_on_workers,
+    distribution_scope,
+    epoch_summary,
+    fit,
+    join_for_training,
+    model_directory,
+    set_seed,
+)
 
 from tasks.speech_commands import data as speech_data
 from tasks.speech_commands import metrics as speech_metrics
@@ -88,6 +96,26 @@ def _statistics_clips(train_x, seed: int):
     return train_x[np.sort(pick)]
 
 
+def _report(work, train: TrainConfig, keras_model, loaded, train_y, synthetic: int) -> dict:
+    """``train_report.json`` (without the wall time); final confusion images in ``logs/evaluation``."""
+    report = {
+        **epoch_summary(work, train),
+        "training_examples": int(len(train_y)) if train_y is not None else None,
+        "synthetic_training_examples": synthetic,
+        "split": loaded.split.get("method"),
+        "speakers": loaded.split.get("speakers"),
+    }
+    writer = tf.summary.create_file_writer(str(work / "logs" / "evaluation"))
+    for name, split in (("validation", loaded.validation), ("test", loaded.test)):
+        if split is None or len(split[0]) == 0:
+            continue
+        scores = write_confusion_image(keras_model, split[0], split[1], loaded.labels, writer,
+                                       f"confusion_matrix/{name}_final", report["epochs_run"])
+        report[f"{name}_accuracy"] = scores["accuracy"]
+        report[f"{name}_examples"] = int(len(split[1]))
+    return report
+
+
 def train(data: DataConfig, model: ModelConfig, train: TrainConfig, output: OutputConfig) -> dict:
     """Train a keyword spotter into ``output.out``; returns the train report.
 
@@ -105,6 +133,7 @@ def train(data: DataConfig, model: ModelConfig, train: TrainConfig, output: Outp
     ```
     """
     started = time.time()
+    output = join_for_training(train, output, {"data": data, "model": model, "train": train})
     model = dataclasses.replace(model, sample_rate=data.sample_rate, clip_samples=data.clip_samples)
     with model_directory(output.out, overwrite=output.overwrite, resume=output.resume, task="speech_commands") as work:
         check_front_end(model)
@@ -128,6 +157,7 @@ def train(data: DataConfig, model: ModelConfig, train: TrainConfig, output: Outp
                 loss="sparse_categorical_crossentropy",
                 weighted_metrics=["accuracy"],  # evaluation batches carry 0-weight padding
             )
+        check_same_on_workers("front-end statistics", *[w.numpy() for w in keras_model.non_trainable_weights])
         keras_model.summary(print_fn=lambda line, **_: log.info(line))
         directory = SpeechModelDir(work, {"data": data, "model": model, "train": train})
         directory.save_config(work)
@@ -139,21 +169,7 @@ def train(data: DataConfig, model: ModelConfig, train: TrainConfig, output: Outp
         fit(keras_model, train_ds, val_ds, workdir=work, config=train, hparams=hparams, callbacks=[confusion])
         keras_model.save(work / "model.keras")
 
-        report = {
-            **epoch_summary(work, train),
-            "training_examples": int(len(train_y)) if train_y is not None else None,
-            "synthetic_training_examples": synthetic,
-            "split": loaded.split.get("method"),
-            "speakers": loaded.split.get("speakers"),
-        }
-        writer = tf.summary.create_file_writer(str(work / "logs" / "evaluation"))
-        for name, split in (("validation", loaded.validation), ("test", loaded.test)):
-            if split is None or len(split[0]) == 0:
-                continue
-            scores = write_confusion_image(keras_model, split[0], split[1], loaded.labels, writer,
-                                           f"confusion_matrix/{name}_final", report["epochs_run"])
-            report[f"{name}_accuracy"] = scores["accuracy"]
-            report[f"{name}_examples"] = int(len(split[1]))
+        report = _report(work, train, keras_model, loaded, train_y, synthetic)
         report["wall_seconds"] = round(time.time() - started, 1)
         write_json_atomic(work / TRAIN_REPORT_FILE, report)
     log.info("validation accuracy %.4f%s", report.get("validation_accuracy", float("nan")),

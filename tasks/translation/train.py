@@ -13,7 +13,15 @@ import tensorflow as tf
 from tasks.common.config import OutputConfig, TrainConfig
 from tasks.common.errors import UserError
 from tasks.common.io import write_json_atomic
-from tasks.common.training import distribution_scope, epoch_summary, fit, model_directory, set_seed
+from tasks.common.training import (
+    check_same_on_workers,
+    distribution_scope,
+    epoch_summary,
+    fit,
+    join_for_training,
+    model_directory,
+    set_seed,
+)
 from tasks.translation.artifacts import SOURCE_SPM, TARGET_SPM, TranslationModelDir
 from tasks.translation.config import DataConfig, ModelConfig, MonitorConfig, ScheduleConfig
 from tasks.translation.data import Tokenizer, encode_pairs, filter_length, make_dataset, train_tokenizers, training_pairs
@@ -118,32 +126,19 @@ def train(
         monitor: the per-epoch validation BLEU (default: ``MonitorConfig()``).
     """
     schedule, monitor = schedule or ScheduleConfig(), monitor or MonitorConfig()
+    output = join_for_training(train, output, {"data": data, "model": model, "train": train, "schedule": schedule,
+                                               "monitor": monitor})
     started, cpu_started = time.time(), _cpu_seconds()
     with model_directory(output.out, overwrite=output.overwrite, resume=output.resume, task="translation") as work:
         set_seed(train.seed)
         train_pairs, val_pairs = training_pairs(data, train.seed)
         source_tokenizer, target_tokenizer = tokenizers(work, train_pairs, data)
+        check_same_on_workers("tokenizers", (work / SOURCE_SPM).read_bytes(), (work / TARGET_SPM).read_bytes())
         model = dataclasses.replace(
             model, src_vocab_size=source_tokenizer.vocab_size, tgt_vocab_size=target_tokenizer.vocab_size
         )
-        source, target = encode_pairs(train_pairs, source_tokenizer, target_tokenizer)
-        source, target, kept = filter_length(source, target, data.max_length)
-        if not kept:
-            raise UserError(f"{data.data}: no training pair is within --max-length {data.max_length} tokens")
-        log.info("training pairs: %d (dropped %d longer than %d tokens), validation pairs: %d",
-                 len(kept), len(train_pairs) - len(kept), data.max_length, len(val_pairs))
-        val_source, val_target = encode_pairs(val_pairs, source_tokenizer, target_tokenizer)
-        val_source_kept, val_target_kept, _ = filter_length(val_source, val_target, data.max_length)
-        if not val_source_kept:  # every validation pair is long: score truncated ones rather than none
-            val_source_kept = [s[: data.max_length] for s in val_source]
-            val_target_kept = [t[: data.max_length - 1] for t in val_target]
-        train_data = make_dataset(source, target, data, shuffle=True, seed=train.seed)
-        val_data = make_dataset(val_source_kept, val_target_kept, data, shuffle=False)
-        # bucketing hides the dataset length from Keras (no ETA); the batch count is fixed, so state it
-        n_train, n_val = _count_batches(train_data), _count_batches(val_data)
-        train_data = train_data.apply(tf.data.experimental.assert_cardinality(n_train))
-        val_data = val_data.apply(tf.data.experimental.assert_cardinality(n_val))
-
+        train_data, val_data, val_source, n_train, kept = _datasets(
+            data, train.seed, train_pairs, val_pairs, source_tokenizer, target_tokenizer)
         with distribution_scope(train):
             seq2seq = build(model)
             compile_model(seq2seq.training, model, make_optimizer(train, schedule, train.steps_per_epoch or n_train))
@@ -151,13 +146,7 @@ def train(
             work, {"data": data, "model": model, "train": train, "schedule": schedule, "monitor": monitor}
         )
         directory.save_config(work)
-        callbacks = []
-        if monitor.bleu_every:
-            n = min(len(val_pairs), monitor.bleu_sentences)
-            callbacks.append(BleuCallback(
-                seq2seq, val_source[:n], [p[1] for p in val_pairs[:n]], target_tokenizer, monitor.bleu_every,
-                work / "logs" / "validation", announce=train.keras_verbose == 0,
-            ))
+        callbacks = _bleu_callbacks(monitor, seq2seq, val_source, val_pairs, target_tokenizer, work, train)
         history = fit(
             seq2seq.training, train_data, val_data, workdir=work, config=train,
             hparams={**_flat("data", data), **_flat("model", model), **_flat("schedule", schedule)},
@@ -181,6 +170,42 @@ def train(
         write_json_atomic(work / TRAIN_REPORT, report)
         log.info("validation BLEU %.2f chrF %.2f (greedy), %.0fs", scores["bleu"], scores["chrf"], report["wall_seconds"])
     return {k: v for k, v in report.items() if k != "history"}
+
+
+def _bleu_callbacks(monitor: MonitorConfig, seq2seq, val_source, val_pairs, target_tokenizer, work: Path,
+                    train: TrainConfig) -> list:
+    """The per-epoch validation BLEU (``--bleu-every``), or none."""
+    if not monitor.bleu_every:
+        return []
+    n = min(len(val_pairs), monitor.bleu_sentences)
+    return [BleuCallback(seq2seq, val_source[:n], [p[1] for p in val_pairs[:n]], target_tokenizer,
+                         monitor.bleu_every, work / "logs" / "validation", announce=train.keras_verbose == 0)]
+
+
+def _datasets(data: DataConfig, seed: int, train_pairs, val_pairs, source_tokenizer, target_tokenizer):
+    """Encoded, length-filtered, bucketed datasets with their batch counts stated.
+
+    Returns ``(train_data, val_data, val_source, n_train, kept)``: ``val_source`` holds every
+    validation sentence's ids (for BLEU), ``kept`` the training pairs within ``--max-length``.
+    """
+    source, target = encode_pairs(train_pairs, source_tokenizer, target_tokenizer)
+    source, target, kept = filter_length(source, target, data.max_length)
+    if not kept:
+        raise UserError(f"{data.data}: no training pair is within --max-length {data.max_length} tokens")
+    log.info("training pairs: %d (dropped %d longer than %d tokens), validation pairs: %d",
+             len(kept), len(train_pairs) - len(kept), data.max_length, len(val_pairs))
+    val_source, val_target = encode_pairs(val_pairs, source_tokenizer, target_tokenizer)
+    val_source_kept, val_target_kept, _ = filter_length(val_source, val_target, data.max_length)
+    if not val_source_kept:  # every validation pair is long: score truncated ones rather than none
+        val_source_kept = [s[: data.max_length] for s in val_source]
+        val_target_kept = [t[: data.max_length - 1] for t in val_target]
+    train_data = make_dataset(source, target, data, shuffle=True, seed=seed)
+    val_data = make_dataset(val_source_kept, val_target_kept, data, shuffle=False)
+    # bucketing hides the dataset length from Keras (no ETA); the batch count is fixed, so state it
+    n_train, n_val = _count_batches(train_data), _count_batches(val_data)
+    train_data = train_data.apply(tf.data.experimental.assert_cardinality(n_train))
+    val_data = val_data.apply(tf.data.experimental.assert_cardinality(n_val))
+    return train_data, val_data, val_source, n_train, kept
 
 
 def _cpu_seconds() -> float:
