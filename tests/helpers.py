@@ -97,6 +97,7 @@ def _assert_one_fit_step_trains(layer_factory, arrays, apply):
     assert not still, f"one fit step left these trainable weights unchanged: {still}"
 
 
+# one piece: long through its numbered docstring; the body runs the steps in order (exports in _check_exports).
 def run_layer_test(
     layer_factory,
     inputs,
@@ -130,8 +131,6 @@ def run_layer_test(
     TFLite/TFLM exports have a static batch of 1). ``positional=True`` passes a list of inputs as
     separate arguments (``call(self, query, keys, ...)``) instead of one list.
     """
-    from lstm_core.export import export_tflite_report
-
     layer = layer_factory()
     arrays = [np.asarray(x) for x in as_list(inputs)]
     call_input = arrays if len(arrays) > 1 else arrays[0]
@@ -160,6 +159,13 @@ def run_layer_test(
     loaded = keras.saving.load_model(path, custom_objects=custom_objects)
     assert max_abs_diff(model(call_input), loaded(call_input)) <= 1e-6
     _assert_one_fit_step_trains(layer_factory, arrays, apply)
+
+    return _check_exports(model, arrays, tmp_path, quantizations, atol, tflm, max_lsb_diff)
+
+
+def _check_exports(model, arrays, tmp_path, quantizations, atol, tflm, max_lsb_diff):
+    """Steps 6 and 7 of :func:`run_layer_test`: each quantization through LiteRT (and TFLM)."""
+    from lstm_core.export import export_tflite_report
 
     reports = {}
     representative = _representative_like(arrays)

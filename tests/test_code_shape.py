@@ -28,8 +28,6 @@ ALLOWED_LONG_FILES = {
 ALLOWED_LONG_FUNCTIONS = {
     "tasks/forecasting/evaluate.py::_score_series",
     "tasks/forecasting/export.py::export",
-    "tasks/translation/train.py::train",
-    "tests/helpers.py::run_layer_test",
     "tests/lstm_core/test_tflm.py::test_bilstm_int8_on_real_reviews_runtimes_agree",
 }
 # -------------------------------------------------------------------------------------------------

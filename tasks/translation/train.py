@@ -107,6 +107,28 @@ def _count_batches(dataset) -> int:
     return int(dataset.reduce(0, lambda n, _: n + 1).numpy())
 
 
+def _final_report(work, train, data, seq2seq, val_source, val_pairs, target_tokenizer, history, n_kept,
+                  started, cpu_started) -> dict:
+    """Greedy validation BLEU/chrF of the trained model and the run's figures, written to train_report.json."""
+    hypotheses = target_tokenizer.decode(greedy_decode(KerasBackend(seq2seq), val_source))
+    scores = corpus_scores(hypotheses, [p[1] for p in val_pairs])
+    report = {
+        **epoch_summary(work, train),
+        "val_bleu_greedy": scores["bleu"],
+        "val_chrf_greedy": scores["chrf"],
+        "val_data": str(data.val or f"{data.data} (held-out {data.val_fraction:g})"),
+        "wall_seconds": round(time.time() - started, 1),
+        "cpu_seconds": round(_cpu_seconds() - cpu_started, 1),
+        "train_pairs": n_kept,
+        "val_pairs": len(val_pairs),
+        "params": int(seq2seq.training.count_params()),
+        "history": {k: [float(v) for v in values] for k, values in history.history.items()},
+    }
+    write_json_atomic(work / TRAIN_REPORT, report)
+    log.info("validation BLEU %.2f chrF %.2f (greedy), %.0fs", scores["bleu"], scores["chrf"], report["wall_seconds"])
+    return report
+
+
 def train(
     data: DataConfig,
     model: ModelConfig,
@@ -153,22 +175,8 @@ def train(
             callbacks=callbacks,
         )
         seq2seq.training.save(work / "model.keras")
-        hypotheses = target_tokenizer.decode(greedy_decode(KerasBackend(seq2seq), val_source))
-        scores = corpus_scores(hypotheses, [p[1] for p in val_pairs])
-        report = {
-            **epoch_summary(work, train),
-            "val_bleu_greedy": scores["bleu"],
-            "val_chrf_greedy": scores["chrf"],
-            "val_data": str(data.val or f"{data.data} (held-out {data.val_fraction:g})"),
-            "wall_seconds": round(time.time() - started, 1),
-            "cpu_seconds": round(_cpu_seconds() - cpu_started, 1),
-            "train_pairs": len(kept),
-            "val_pairs": len(val_pairs),
-            "params": int(seq2seq.training.count_params()),
-            "history": {k: [float(v) for v in values] for k, values in history.history.items()},
-        }
-        write_json_atomic(work / TRAIN_REPORT, report)
-        log.info("validation BLEU %.2f chrF %.2f (greedy), %.0fs", scores["bleu"], scores["chrf"], report["wall_seconds"])
+        report = _final_report(work, train, data, seq2seq, val_source, val_pairs, target_tokenizer, history,
+                               len(kept), started, cpu_started)
     return {k: v for k, v in report.items() if k != "history"}
 
 
