@@ -377,7 +377,10 @@ class TrainConfig:
     monitor: str = setting("val_loss", "metric watched by early stopping and best-epoch restore", cli=False)
     monitor_mode: str = setting("auto", "min, max or auto for --monitor", cli=False)
     histogram_freq: int = setting(1, "TensorBoard weight histograms every N epochs (0: none)", minimum=0, cli=False)
-    validation_steps: int | None = setting(None, "cap on validation batches", minimum=1, cli=False)
+    validation_steps: int | None = setting(
+        None, "cap on validation batches per epoch (none: the whole validation set); --steps-per-epoch caps "
+        "training only, so a huge validation file wants this too", minimum=1,
+    )
 
     @property
     def keras_verbose(self) -> int:

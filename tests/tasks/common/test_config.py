@@ -85,9 +85,14 @@ def test_config_round_trip_and_bad_config_files():
 
 def test_train_config_ranges():
     validate_settings(TrainConfig())
-    for bad in (dict(epochs=0), dict(epochs=-1), dict(learning_rate=0.0), dict(steps_per_epoch=0)):
+    for bad in (dict(epochs=0), dict(epochs=-1), dict(learning_rate=0.0), dict(steps_per_epoch=0),
+                dict(validation_steps=0)):
         with pytest.raises(UserError):
             validate_settings(TrainConfig(**bad))
+    parser = argparse.ArgumentParser()
+    add_settings(parser, TrainConfig)
+    assert settings_from_args(TrainConfig, parser.parse_args(["--validation-steps", "3"])).validation_steps == 3
+    assert settings_from_args(TrainConfig, parser.parse_args([])).validation_steps is None
     assert TrainConfig(progress="bar").keras_verbose == 1
     assert TrainConfig(progress="epoch").keras_verbose == 2
 
