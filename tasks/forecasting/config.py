@@ -60,6 +60,11 @@ class DataConfig:
     )
     test_fraction: float = setting(0.2, "last part of the series held out for evaluate", above=0, below=1)
     val_fraction: float = setting(0.1, "part before the test part, for early stopping", minimum=0, below=1)
+    test_rows: int | None = setting(
+        None, "hold out exactly the last N rows of each series instead of --test-fraction (e.g. a competition's "
+        "horizon)", minimum=1,
+    )
+    val_rows: int | None = setting(None, "validation rows before the test part instead of --val-fraction", minimum=0)
     country: str | None = setting(
         None, "ISO country code: add public-holiday flags from the holidays package to the calendar inputs (e.g. US)"
     )
@@ -85,6 +90,18 @@ class ModelConfig:
         "auto", "future-known calendar inputs (sin/cos of hour of day, day of week, day of year) and "
         "seasonal-lag inputs; auto: on for daily and finer data", choices=SWITCHES,
     )
+    hybrid: str = setting(
+        "auto", "ES-RNN-style normalisation inside the model: each window deseasonalised (multiplicative when "
+        "positive, else additive; profile from the window) and normalised by its level and spread, the LSTM "
+        "forecasts the normalised path, level and season restored; auto: on without calendar inputs",
+        choices=SWITCHES,
+    )
+    combine: str = setting(
+        "auto", "what the exported forecast is: the LSTM (none), the LSTM and an in-graph baseline "
+        "(seasonal naive, or Theta-style SES with drift on the deseasonalised window) averaged (mean), or "
+        "whichever of the three won on the validation origins (best); auto: best",
+        choices=("auto", "none", "mean", "best"),
+    )
     units: int = setting(32, "LSTM units", minimum=1)
     hidden: int = setting(64, "ReLU layer between the encoder and the head (0: none)", minimum=0)
     dropout: float = setting(0.0, "input dropout of the LSTM", minimum=0, below=1)
@@ -100,6 +117,10 @@ class ModelConfig:
     future_features: tuple[str, ...] = setting((), "names of the per-step inputs of the forecast horizon", cli=False)
     row_calendar: tuple[str, ...] = setting((), "calendar inputs added to every encoder row", cli=False)
     lags: tuple[int, ...] = setting((), "seasonal lags (steps) whose values enter the head", cli=False)
+    min_history: int | None = setting(
+        None, "real rows a window needs; shorter history is padded by repeating the first season", cli=False,
+    )
+    member: str = setting("lstm", "the forecast the model outputs (set by --combine at train time)", cli=False)
 
     @property
     def num_outputs(self) -> int:

@@ -683,12 +683,18 @@ def default_horizon(freq: str | None) -> int:
     return max(1, int(pd.Timedelta(hours=6) / step))
 
 
-def default_lookback(seasons, horizon: int, train_rows: int) -> int:
-    """Two of the shortest season (and at least two horizons, 16 steps), capped so the train part keeps windows."""
+def default_lookback(seasons, horizon: int, train_rows: int, padded: bool = False) -> int:
+    """Two of the shortest season (and at least two horizons, 16 steps), capped so the train part
+    keeps windows (``padded``: not capped by the data, short histories are padded instead)."""
     season = min(seasons) if seasons else 1
     lookback = max(2 * season, 2 * horizon, 16)
-    cap = max(4, (train_rows - horizon) // 4)
+    cap = 512 if padded else max(4, (train_rows - horizon) // 4)
     return int(min(lookback, cap, 512))
+
+
+def default_min_history(seasons, lookback: int) -> int:
+    """Real rows a hybrid model's window needs: one season (at least 4), the rest padded."""
+    return int(min(lookback, max(hybrid_season(seasons, lookback), 4)))
 
 
 def _acf(y: np.ndarray, max_lag: int) -> np.ndarray:
@@ -744,6 +750,12 @@ def detect_seasons(y: np.ndarray, freq: str | None) -> tuple[tuple[int, ...], st
     if first and first <= max_lag:
         return (first,), "frequency"
     return (1,), "none"
+
+
+def hybrid_season(seasons, lookback: int) -> int:
+    """The hybrid model's profile period: the shortest season > 1 that fits twice in the window, else 1."""
+    fitting = [m for m in sorted(seasons) if 1 < m and 2 * m <= lookback]
+    return fitting[0] if fitting else 1
 
 
 def seasonal_lags(seasons, horizon: int, train_rows: int) -> tuple[int, ...]:
@@ -823,14 +835,20 @@ class Split:
     val_end: int
 
     @classmethod
-    def of(cls, n: int, test_fraction: float, val_fraction: float) -> "Split":
+    def of(cls, n: int, test_fraction: float, val_fraction: float, test_rows: int | None = None,
+           val_rows: int | None = None) -> "Split":
+        """Fractions of ``n`` rows, or (``test_rows`` / ``val_rows``) exact row counts."""
         if not 0 < test_fraction < 1 or not 0 <= val_fraction < 1 or test_fraction + val_fraction >= 1:
             raise UserError(
                 f"--test-fraction {test_fraction} and --val-fraction {val_fraction} must be in (0, 1) with sum < 1"
             )
-        n_test = int(round(test_fraction * n))
-        n_val = int(round(val_fraction * n))
+        n_test = test_rows if test_rows is not None else int(round(test_fraction * n))
+        n_val = val_rows if val_rows is not None else int(round(val_fraction * n))
         return cls(n, n - n_test - n_val, n - n_test)
+
+    @classmethod
+    def for_data(cls, n: int, data: DataConfig) -> "Split":
+        return cls.of(n, data.test_fraction, data.val_fraction, data.test_rows, data.val_rows)
 
     def origins(self, part: str, lookback: int, horizon: int) -> tuple[int, int]:
         """Inclusive range ``(first, last)`` of forecast origins whose H targets lie in ``part``.
@@ -849,13 +867,31 @@ class Split:
 
 
 def history(model: ModelConfig) -> int:
-    """Rows an origin needs before it: the lookback, or the longest seasonal lag."""
-    return max([model.lookback, *model.lags])
+    """Real rows an origin needs before it: the lookback (or ``min_history`` when short windows
+    are padded), or the longest seasonal lag."""
+    return max([model.min_history or model.lookback, *model.lags])
 
 
-def check_length(series: Series, split: Split, reach: int, horizon: int, val_fraction: float) -> None:
-    """A clear error if the series cannot give training/validation/test windows."""
-    need = {"train": MIN_TRAIN_WINDOWS, "val": 1 if val_fraction > 0 else 0, "test": 1}
+def padding(model: ModelConfig) -> int:
+    """Rows put before the first row so that a window may start before the series (:func:`pad_rows`)."""
+    return max(0, model.lookback - history(model))
+
+
+def pad_rows(rows: np.ndarray, count: int, season: int) -> np.ndarray:
+    """``count`` rows before ``rows``, repeating its first season backwards (its first row if the
+    season is 1), so a short series' windows carry its own seasonal shape, not zeros."""
+    if count <= 0:
+        return rows
+    season = max(1, min(season, len(rows)))
+    return np.concatenate([rows[np.arange(-count, 0) % season], rows])
+
+
+def check_length(series: Series, split: Split, reach: int, horizon: int, val_fraction: float,
+                 train_windows: int = MIN_TRAIN_WINDOWS) -> None:
+    """A clear error if the series cannot give training/validation/test windows (``train_windows``:
+    0 for the series of a panel, whose model learns from the others too)."""
+    need = {"train": train_windows, "val": 1 if val_fraction > 0 and split.val_end > split.train_end else 0,
+            "test": 1}
     short = [p for p, k in need.items() if split.count(p, reach, horizon) < k]
     if not short:
         return
@@ -909,8 +945,10 @@ def encoder_features(series: Series, scaler: Scaler, model: ModelConfig, country
     """Encoder inputs for every row ``[N, F]``: target difference (row 0: 0), covariates, calendar."""
     values = np.asarray(series.values, np.float64)
     ty = apply_transform(values[:, 0], scaler.transform)
-    diff = np.concatenate([[0.0], np.diff(ty)]) / scaler.diff_scale
-    cols = [diff[:, None]]
+    if model.hybrid == "on":  # the model normalises the level path itself
+        cols = [(ty / scaler.target_scale)[:, None]]
+    else:
+        cols = [(np.concatenate([[0.0], np.diff(ty)]) / scaler.diff_scale)[:, None]]
     if values.shape[1] > 1:
         cols.append((values[:, 1:] - np.array(scaler.feature_mean)) / np.array(scaler.feature_std))
     if model.row_calendar:
@@ -934,7 +972,8 @@ def model_rows(series: Series, scaler: Scaler, model: ModelConfig, country: str 
         lagged[lag:] = level[:-lag]
         columns.append(lagged[:, None])
     columns.append(level[:, None])
-    return np.nan_to_num(np.concatenate(columns, axis=1).astype(np.float32))
+    rows = np.nan_to_num(np.concatenate(columns, axis=1).astype(np.float32))
+    return pad_rows(rows, padding(model), hybrid_season(model.seasons, model.lookback))
 
 
 def _cut(window, model: ModelConfig, lookback: int):
@@ -971,8 +1010,8 @@ def window_dataset(rows: np.ndarray, first: int, last: int, model: ModelConfig, 
 
     if last < first:
         raise ValueError(f"no origins in [{first}, {last}]")
-    lookback, horizon = model.lookback, model.horizon
-    data = rows[first - lookback : last + horizon]
+    lookback, horizon, pad = model.lookback, model.horizon, padding(model)
+    data = rows[first + pad - lookback : last + pad + horizon]
     ds = keras.utils.timeseries_dataset_from_array(
         data, None, sequence_length=lookback + horizon, batch_size=batch_size, shuffle=shuffle, seed=seed
     )
@@ -981,7 +1020,7 @@ def window_dataset(rows: np.ndarray, first: int, last: int, model: ModelConfig, 
 
 def window_arrays(rows: np.ndarray, origins, model: ModelConfig):
     """``(inputs, y)`` of :func:`window_dataset` as numpy arrays for the given origins."""
-    origins = np.asarray(origins)
+    origins = np.asarray(origins) + padding(model)
     span = np.arange(-model.lookback, model.horizon)
     windows = rows[origins[:, None] + span[None, :]]
     return _cut(windows, model, model.lookback)

@@ -150,7 +150,7 @@ def _score_series(directory: ForecastingModelDir, series, scaler, run, config: E
     """Model and baselines on the rolling test origins of one series (scaled by ``scaler``)."""
     model = directory.model
     horizon, seasons = model.horizon, directory.seasons
-    split = series_data.Split.of(len(series), directory.data.test_fraction, directory.data.val_fraction)
+    split = series_data.Split.for_data(len(series), directory.data)
     reach = series_data.history(model)
     if split.count("test", reach, horizon) < 1:
         raise UserError(
