@@ -111,8 +111,10 @@ def train_global(series: list, m: int, work: Path, args) -> tuple[Path, dict]:
     h = series[0].h
     csv = write_panel_csv(series, work / "panel.csv")
     out = work / "model"
-    data = DataConfig(data=str(csv), id_col="id", target="y", test_rows=h, val_rows=h, batch_size=args.batch_size)
-    model = ModelConfig(horizon=h, seasons=(m,), hybrid=args.hybrid, combine=args.combine, units=args.units)
+    data = DataConfig(data=str(csv), id_col="id", target="y", test_rows=h, val_rows=h, batch_size=args.batch_size,
+                      scale=args.scale, refit_epochs=args.refit_epochs)
+    model = ModelConfig(horizon=h, seasons=(m,), hybrid=args.hybrid, combine=args.combine, units=args.units,
+                        ensemble=args.ensemble)
     train_config = TrainConfig(epochs=args.epochs, patience=args.patience, seed=args.seed, progress="none",
                                steps_per_epoch=args.steps_per_epoch)
     report = train(data, model, train_config, OutputConfig(out=str(out), overwrite=True))
@@ -161,6 +163,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--hybrid", default="auto", choices=("auto", "on", "off"))
     parser.add_argument("--combine", default="auto", choices=("auto", "none", "mean", "best"))
+    parser.add_argument("--scale", default="auto", choices=("auto", "std", "mase"))
+    parser.add_argument("--refit-epochs", type=int, default=0)
+    parser.add_argument("--ensemble", type=int, default=None)
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -185,7 +190,8 @@ def main(argv=None) -> int:
             trained = time.time() - started
             row["lstm"] = {**scores(series, global_forecasts(model_dir), m), "seconds": round(time.time() - started, 1),
                            "train_seconds": round(trained, 1), "epochs": report.get("epochs_run"),
-                           "train_windows": report.get("train_windows"), "member": report.get("member")}
+                           "train_windows": report.get("train_windows"), "member": report.get("member"),
+                           **{k: v for k, v in report.items() if k.startswith("val_") and k.endswith("mase")}}
             print(json.dumps({"category": category, "model": "lstm", **row["lstm"]}), flush=True)
         rows.append(row)
     if args.json:

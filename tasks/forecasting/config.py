@@ -69,6 +69,15 @@ class DataConfig:
         None, "ISO country code: add public-holiday flags from the holidays package to the calendar inputs (e.g. US)"
     )
     batch_size: int = setting(32, "training windows per batch", minimum=1)
+    scale: str = setting(
+        "auto", "per-series scale of the target: the std of its training rows, or their in-sample seasonal-naive "
+        "MAE (mase: the MAE loss is then the MASE); auto: mase with --hybrid on, else std",
+        choices=("auto", "std", "mase"),
+    )
+    refit_epochs: int = setting(
+        0, "after early stopping, this many more epochs over the training and validation windows together "
+        "(the latest rows of short series matter most)", minimum=0,
+    )
 
 
 @dataclasses.dataclass

@@ -26,7 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tasks.forecasting.data import hybrid_season  # noqa: F401 - re-exported for the model
+from tasks.forecasting.seasons import hybrid_season  # noqa: F401 - re-exported for the model
 
 EPS = 1e-6
 SES_ALPHAS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0)

@@ -105,7 +105,9 @@ def prepare(data: DataConfig, model: ModelConfig, series: series_data.Series | N
         num_features=1 + len(series.features) + len(row_calendar), hybrid=hybrid, min_history=min_history,
     )
     series_data.check_length(series, split, series_data.history(model), horizon, data.val_fraction)
-    scaler = series_data.fit_scaler(series, split.train_end, data.transform)
+    scale = data.scale if data.scale != "auto" else "mase" if hybrid == "on" else "std"
+    data = dataclasses.replace(data, scale=scale)
+    scaler = series_data.fit_scaler(series, split.train_end, data.transform, scale, max(seasons))
     if np.std(series.y[: split.train_end]) == 0:
         log.warning(
             "%s: column %r is constant over the %d training rows: the model can only learn that constant "
@@ -174,7 +176,8 @@ def prepare_panel(data: DataConfig, model: ModelConfig) -> PreparedPanel:
         split = series_data.Split.for_data(len(series), data)
         series_data.check_length(series, split, series_data.history(resolved), resolved.horizon, data.val_fraction,
                                  train_windows=0)
-        scaler = series_data.fit_scaler(series, split.train_end, reference.data.transform)
+        scaler = series_data.fit_scaler(series, split.train_end, reference.data.transform, reference.data.scale,
+                                        max(resolved.seasons))
         members[name] = Prepared(series, reference.data, resolved, split, reference.season_source, scaler)
     if model.ensemble is None:
         windows = sum(p.split.count("train", series_data.history(resolved), resolved.horizon) for p in members.values())
@@ -254,7 +257,7 @@ def train(data: DataConfig, model: ModelConfig, train: TrainConfig, output: Outp
         log.info("windows: %d train, %d val", split.count("train", reach, model.horizon),
                  split.count("val", reach, model.horizon))
         ForecastingModelDir.create(work, p.data, model, train, p.series_info(), p.scaler)
-        keras_model, report = _fit_and_save(
+        keras_model, training_model, report = _fit_and_save(
             work, model, train, output, train_ds, val_ds,
             {"data.source": p.series.source, "data.transform": p.data.transform},
         )
@@ -266,6 +269,7 @@ def train(data: DataConfig, model: ModelConfig, train: TrainConfig, output: Outp
         })
         if has_val:
             report.update(_check_and_combine(keras_model, {p.series.source: p}, model, work))
+            report.update(_refit(keras_model, training_model, train_ds, val_ds, p.data.refit_epochs, work))
         report["wall_seconds"] = round(time.time() - started, 1)
         write_json_atomic(work / "train_report.json", report)
     log.info("trained in %.0fs; evaluate with: lstm-suite forecasting evaluate --model %s",
@@ -287,7 +291,7 @@ def _train_panel(data: DataConfig, model: ModelConfig, train: TrainConfig, outpu
         log.info("windows: %d train, %d val over %d series", counts["train"], counts["val"], len(panel.members))
         ForecastingModelDir.create(work, panel.data, model, train, panel.series_info(), panel.reference.scaler)
         write_json_atomic(work / SERIES_SCALERS_FILE, {name: p.scaler.as_dict() for name, p in panel.members.items()})
-        keras_model, report = _fit_and_save(
+        keras_model, training_model, report = _fit_and_save(
             work, model, train, output, train_ds, val_ds,
             {"data.source": panel.data.data, "data.transform": panel.data.transform, "data.id_col": panel.data.id_col},
         )
@@ -301,6 +305,7 @@ def _train_panel(data: DataConfig, model: ModelConfig, train: TrainConfig, outpu
         })
         if val_ds is not None:
             report.update(_check_and_combine(keras_model, panel.members, model, work))
+            report.update(_refit(keras_model, training_model, train_ds, val_ds, panel.data.refit_epochs, work))
         report["wall_seconds"] = round(time.time() - started, 1)
         write_json_atomic(work / "train_report.json", report)
     log.info("trained in %.0fs; evaluate with: lstm-suite forecasting evaluate --model %s",
@@ -323,7 +328,7 @@ def _fit_and_save(work, model: ModelConfig, train: TrainConfig, output: OutputCo
         history = fit(training_model, train_ds, val_ds, workdir=work, config=train, hparams=hparams)
     keras_model.save(work / "model.keras")
     val_losses = history.history.get("val_loss") if val_ds is not None else None
-    return keras_model, {
+    return keras_model, training_model, {
         "model_dir": str(output.out),
         **epoch_summary(work, train),
         "best_val_loss": float(min(val_losses)) if val_losses else None,
@@ -345,3 +350,19 @@ def _check_and_combine(keras_model, members: dict, model: ModelConfig, work) -> 
     if report.get("member", "lstm") != "lstm":
         keras_model.save(work / "model.keras")
     return report
+
+
+def _refit(keras_model, training_model, train_ds, val_ds, epochs: int, work) -> dict:
+    """``--refit-epochs``: more epochs over the training and validation windows shuffled together,
+    after early stopping and the validation check (their figures stay held-out ones)."""
+    if not epochs or val_ds is None:
+        return {}
+    started = time.time()
+    both = train_ds.unbatch().concatenate(val_ds.unbatch()).shuffle(20000, seed=0)
+    batch = next(iter(train_ds))[1].shape[0]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*shuffle=True.*was passed")
+        training_model.fit(both.batch(batch), epochs=epochs, verbose=0)
+    keras_model.save(work / "model.keras")
+    log.info("refit %d epochs on the training + validation windows in %.0fs", epochs, time.time() - started)
+    return {"refit_epochs": epochs}
