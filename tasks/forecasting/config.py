@@ -102,7 +102,8 @@ class ModelConfig:
     hybrid: str = setting(
         "auto", "ES-RNN-style normalisation inside the model: each window deseasonalised (multiplicative when "
         "positive, else additive; profile from the window) and normalised by its level and spread, the LSTM "
-        "forecasts the normalised path, level and season restored; auto: on without calendar inputs",
+        "forecasts the normalised path, level and season restored; auto: on without calendar inputs for "
+        "--id-col panels and series whose training part is under max(200 rows, 16 seasons)",
         choices=SWITCHES,
     )
     combine: str = setting(

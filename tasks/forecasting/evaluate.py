@@ -114,6 +114,7 @@ def evaluate(config: EvaluateConfig, options: EvaluateOptions | None = None) -> 
     series = load_for_model(directory, config.data)
     scored = _score_series(directory, series, directory.scaler, run, config, options)
     result = scored.result
+    _warn_if_losing(result)
     out_dir = directory.evaluation_dir(config.out)
     plot = None
     if out_dir is not None:
@@ -124,7 +125,6 @@ def evaluate(config: EvaluateConfig, options: EvaluateOptions | None = None) -> 
                              examples=len(scored.origins), plot=plot, **result)
     if out_dir is not None:
         write_json_atomic(out_dir / f"metrics_{config.runtime}.json", full)
-    _warn_if_losing(result)
     best = result["best_baseline"]
     log.info(
         "MASE %.3f | best baseline %s %.3f | seasonal naive %.3f over %d origins%s",

@@ -22,6 +22,8 @@ gathers and matmuls, arithmetic), so the LiteRT/TFLM exports carry it:
 
 from __future__ import annotations
 
+import os
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -29,6 +31,7 @@ import tensorflow as tf
 from tasks.forecasting.seasons import hybrid_season  # noqa: F401 - re-exported for the model
 
 EPS = 1e-6
+SHRINK = os.environ.get("FC_SHRINK", "1") == "1"  # experiment switch, removed once measured
 SES_ALPHAS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0)
 MIXES = {"lstm": (1.0, 0.0, 0.0), "theta": (0.0, 1.0, 0.0), "seasonal_naive": (0.0, 0.0, 1.0),
          "mean_theta": (0.5, 0.5, 0.0), "mean_all": (1 / 3, 1 / 3, 1 / 3)}
@@ -40,16 +43,33 @@ def profile_indices(lookback: int, horizon: int, season: int) -> np.ndarray:
     return (np.arange(lookback + horizon) - start) % season
 
 
-def seasonal_profiles(v, lookback: int, season: int):
+def _shrunk_profile(per_season, neutral: float):
+    """Mean over seasons ``[B, k, m] -> [B, m]``, shrunk towards ``neutral`` by how much of its spread
+    the season-to-season noise explains (0: none of it, a clear season; 1: all, no season): the
+    profile of a series without a season is noise that would be added to every forecast."""
+    k = per_season.shape[1]
+    profile = tf.reduce_mean(per_season, axis=1)
+    profile = profile - tf.reduce_mean(profile, axis=1, keepdims=True) + neutral
+    if k < 2:
+        return profile
+    noise = tf.reduce_mean(tf.square(per_season - profile[:, None, :]), axis=[1, 2], keepdims=False) / (k - 1)
+    signal = tf.reduce_mean(tf.square(profile - neutral), axis=1)
+    keep = tf.nn.relu(1.0 - noise / (signal + EPS))[:, None]
+    return neutral + keep * (profile - neutral)
+
+
+def seasonal_profiles(v, lookback: int, season: int, shrink: bool = True):
     """``(multiplicative [B, m], additive [B, m])`` profiles from the last full seasons of ``v``."""
     k = lookback // season
     seg = tf.reshape(v[:, lookback - k * season :], [-1, k, season])
     seg_mean = tf.reduce_mean(seg, axis=2, keepdims=True)
-    mult = tf.reduce_mean(seg / tf.maximum(seg_mean, EPS), axis=1)
+    ratios, offsets = seg / tf.maximum(seg_mean, EPS), seg - seg_mean
+    if shrink:
+        return _shrunk_profile(ratios, 1.0), _shrunk_profile(offsets, 0.0)
+    mult = tf.reduce_mean(ratios, axis=1)
     mult = mult / tf.maximum(tf.reduce_mean(mult, axis=1, keepdims=True), EPS)
-    add = tf.reduce_mean(seg - seg_mean, axis=1)
-    add = add - tf.reduce_mean(add, axis=1, keepdims=True)
-    return mult, add
+    add = tf.reduce_mean(offsets, axis=1)
+    return mult, add - tf.reduce_mean(add, axis=1, keepdims=True)
 
 
 def deseasonalise(v, lookback: int, horizon: int, season: int, seasonality: str):
@@ -61,7 +81,7 @@ def deseasonalise(v, lookback: int, horizon: int, season: int, seasonality: str)
     if season <= 1 or seasonality == "none":
         ones = tf.ones([batch, lookback + horizon], v.dtype)
         return v, (tf.ones([batch, 1], v.dtype), ones, ones * 0.0)
-    mult, add = seasonal_profiles(v, lookback, season)
+    mult, add = seasonal_profiles(v, lookback, season, SHRINK)
     idx = profile_indices(lookback, horizon, season)
     mult_all, add_all = tf.gather(mult, idx, axis=1), tf.gather(add, idx, axis=1)
     positive = tf.cast(tf.reduce_min(v, axis=1, keepdims=True) > 0, v.dtype)

@@ -67,6 +67,17 @@ def _wants_calendar(switch: str, series: series_data.Series) -> bool:
     return len(series_data.calendar_seasons(series.freq)) >= 2
 
 
+SHORT_SERIES_ROWS = 200
+SHORT_SERIES_SEASONS = 16
+
+
+def _wants_hybrid(data: DataConfig, seasons, split) -> bool:
+    """``--hybrid auto``: on for ``--id-col`` panels and for short series — a training part under
+    max(200 rows, 16 seasons) — where a model of differences sees each seasonal phase too few
+    times; off for long single series (co2, sunspots: measured better without it)."""
+    return data.id_col is not None or split.train_end < max(SHORT_SERIES_ROWS, SHORT_SERIES_SEASONS * max(seasons))
+
+
 def prepare(data: DataConfig, model: ModelConfig, series: series_data.Series | None = None) -> Prepared:
     """Load and clean the series, resolve the defaults (transform, seasons, horizon, lookback,
     calendar and lag inputs), check the length, fit the scaler on the training rows.
@@ -85,6 +96,9 @@ def prepare(data: DataConfig, model: ModelConfig, series: series_data.Series | N
     else:
         seasons, season_source = series_data.detect_seasons(series.y[: split.train_end], series.freq)
     horizon = model.horizon or series_data.default_horizon(series.freq)
+    if data.val_rows is None and data.val_fraction > 0 and split.val_end - split.train_end < horizon:
+        data = dataclasses.replace(data, val_rows=horizon)  # short series: one validation window at least
+        split = series_data.Split.for_data(len(series), data)
     calendar = _wants_calendar(model.calendar, series)
     if calendar and not series.has_dates:
         if model.calendar == "on":
@@ -92,7 +106,8 @@ def prepare(data: DataConfig, model: ModelConfig, series: series_data.Series | N
         calendar = False
     if data.country and not calendar:
         raise UserError("--country: holiday inputs need the calendar inputs (daily or finer data, --calendar on)")
-    hybrid = "on" if model.hybrid == "on" or (model.hybrid == "auto" and not calendar) else "off"
+    hybrid = "on" if model.hybrid == "on" or (model.hybrid == "auto" and _wants_hybrid(data, seasons, split)
+                                                and not calendar) else "off"
     lookback = model.lookback or series_data.default_lookback(seasons, horizon, split.train_end, hybrid == "on")
     covers_a_year = series.has_dates and (series.index[split.train_end - 1] - series.index[0]).days >= 365
     row_calendar = series_data.calendar_names(series.freq, data.country, yearly=covers_a_year) if calendar else ()
