@@ -114,7 +114,8 @@ def train_global(series: list, m: int, work: Path, args) -> tuple[Path, dict]:
     data = DataConfig(data=str(csv), id_col="id", target="y", test_rows=h, val_rows=h, batch_size=args.batch_size,
                       scale=args.scale, refit_epochs=args.refit_epochs)
     model = ModelConfig(horizon=h, seasons=(m,), hybrid=args.hybrid, combine=args.combine, units=args.units,
-                        ensemble=args.ensemble, lookback=args.lookback)
+                        ensemble=args.ensemble, lookback=args.lookback,
+                        encoder_steps=args.encoder_steps)
     train_config = TrainConfig(epochs=args.epochs, patience=args.patience, seed=args.seed, progress="none",
                                steps_per_epoch=args.steps_per_epoch)
     report = train(data, model, train_config, OutputConfig(out=str(out), overwrite=True))
@@ -164,9 +165,10 @@ def main(argv=None) -> int:
     parser.add_argument("--hybrid", default="auto", choices=("auto", "on", "off"))
     parser.add_argument("--combine", default="auto", choices=("auto", "none", "mean", "best"))
     parser.add_argument("--scale", default="auto", choices=("auto", "std", "mase"))
-    parser.add_argument("--refit-epochs", type=int, default=0)
+    parser.add_argument("--refit-epochs", type=int, default=None)
     parser.add_argument("--ensemble", type=int, default=None)
     parser.add_argument("--lookback", type=int, default=None)
+    parser.add_argument("--encoder-steps", type=int, default=None)
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -74,9 +74,9 @@ class DataConfig:
         "MAE (mase: the MAE loss is then the MASE); auto: mase with --hybrid on, else std",
         choices=("auto", "std", "mase"),
     )
-    refit_epochs: int = setting(
-        0, "after early stopping, this many more epochs over the training and validation windows together "
-        "(the latest rows of short series matter most)", minimum=0,
+    refit_epochs: int | None = setting(
+        None, "after early stopping, this many more epochs over the training and validation windows together "
+        "(the latest rows of short series matter most; none: 3 for --id-col models, else 0)", minimum=0,
     )
 
 
@@ -111,6 +111,11 @@ class ModelConfig:
         "(seasonal naive, or Theta-style SES with drift on the deseasonalised window) averaged (mean), or "
         "whichever of the three won on the validation origins (best); auto: best",
         choices=("auto", "none", "mean", "best"),
+    )
+    encoder_steps: int | None = setting(
+        None, "hybrid: the last N rows of the normalised window that the LSTM reads; the whole --lookback "
+        "still sets the season profile, level, spread and the in-graph Theta (none: half the hybrid's default "
+        "lookback, i.e. max(2*season, 2*horizon, 16); without the hybrid: the whole window)", minimum=1,
     )
     units: int = setting(32, "LSTM units", minimum=1)
     hidden: int = setting(64, "ReLU layer between the encoder and the head (0: none)", minimum=0)

@@ -22,8 +22,6 @@ gathers and matmuls, arithmetic), so the LiteRT/TFLM exports carry it:
 
 from __future__ import annotations
 
-import os
-
 import keras
 import numpy as np
 import tensorflow as tf
@@ -31,7 +29,6 @@ import tensorflow as tf
 from tasks.forecasting.seasons import hybrid_season  # noqa: F401 - re-exported for the model
 
 EPS = 1e-6
-SHRINK = os.environ.get("FC_SHRINK", "1") == "1"  # experiment switch, removed once measured
 SES_ALPHAS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0)
 MIXES = {"lstm": (1.0, 0.0, 0.0), "theta": (0.0, 1.0, 0.0), "seasonal_naive": (0.0, 0.0, 1.0),
          "mean_theta": (0.5, 0.5, 0.0), "mean_all": (1 / 3, 1 / 3, 1 / 3)}
@@ -40,7 +37,7 @@ MIXES = {"lstm": (1.0, 0.0, 0.0), "theta": (0.0, 1.0, 0.0), "seasonal_naive": (0
 def profile_indices(lookback: int, horizon: int, season: int) -> np.ndarray:
     """Phase of every window position and forecast step, counted from the first full season."""
     start = lookback - (lookback // season) * season
-    return (np.arange(lookback + horizon) - start) % season
+    return ((np.arange(lookback + horizon) - start) % season).astype(np.int32)  # TFLM GATHER: int32
 
 
 def _shrunk_profile(per_season, neutral: float):
@@ -81,7 +78,7 @@ def deseasonalise(v, lookback: int, horizon: int, season: int, seasonality: str)
     if season <= 1 or seasonality == "none":
         ones = tf.ones([batch, lookback + horizon], v.dtype)
         return v, (tf.ones([batch, 1], v.dtype), ones, ones * 0.0)
-    mult, add = seasonal_profiles(v, lookback, season, SHRINK)
+    mult, add = seasonal_profiles(v, lookback, season)
     idx = profile_indices(lookback, horizon, season)
     mult_all, add_all = tf.gather(mult, idx, axis=1), tf.gather(add, idx, axis=1)
     positive = tf.cast(tf.reduce_min(v, axis=1, keepdims=True) > 0, v.dtype)
@@ -137,6 +134,24 @@ class SeasonalNormalize(keras.layers.Layer):
                 "seasonality": self.seasonality}
 
 
+@keras.saving.register_keras_serializable(package="forecasting")
+class LastSteps(keras.layers.Layer):
+    """``[B, L, F] -> [B, N, F]``: the last ``N`` rows (the LSTM reads fewer rows than the statistics)."""
+
+    def __init__(self, steps, **kwargs):
+        super().__init__(**kwargs)
+        self.steps = int(steps)
+
+    def call(self, x):
+        return x[:, -self.steps :, :]
+
+    def compute_output_shape(self, shape):
+        return (shape[0], self.steps, shape[2])
+
+    def get_config(self):
+        return {**super().get_config(), "steps": self.steps}
+
+
 def unpack_stats(stats, lookback: int, horizon: int):
     span = lookback + horizon
     level, spread, is_mult = stats[:, 0:1], stats[:, 1:2], stats[:, 2:3]
@@ -183,20 +198,23 @@ def theta_forecast(d, lookback: int, horizon: int, alphas=SES_ALPHAS):
     mats = ses_matrices(lookback, alphas)
     levels = tf.stack([tf.matmul(d, tf.constant(m)) for m in mats], axis=1)  # [B, A, L]
     errors = tf.reduce_mean(tf.square(d[:, None, 1:] - levels[:, :, :-1]), axis=2)  # [B, A]
-    pick = tf.one_hot(tf.argmin(errors, axis=1), len(alphas), dtype=d.dtype)  # [B, A]
+    # the weight with the least error, as a mask (EQUAL, not ONE_HOT: TFLM has no ONE_HOT kernel)
+    pick = tf.cast(tf.equal(errors, tf.reduce_min(errors, axis=1, keepdims=True)), d.dtype)  # [B, A]
+    pick = pick / tf.reduce_sum(pick, axis=1, keepdims=True)
     last_level = tf.reduce_sum(pick * levels[:, :, -1], axis=1, keepdims=True)
     t = np.arange(lookback, dtype=np.float64)
     slope_weights = ((t - t.mean()) / np.sum((t - t.mean()) ** 2)).astype(np.float32)
     slope = tf.reduce_sum(d * tf.constant(slope_weights), axis=1, keepdims=True)
-    alpha = tf.reduce_sum(pick * tf.constant(np.asarray(alphas, np.float32)), axis=1, keepdims=True)
+    a = np.asarray(alphas, np.float64)
+    decays = ((1.0 - (1.0 - a) ** lookback) / a).astype(np.float32)  # per grid weight: no POW in the graph
+    decay = tf.reduce_sum(pick * tf.constant(decays), axis=1, keepdims=True)
     h = tf.constant(np.arange(horizon, dtype=np.float32)[None])  # steps 1..H -> h - 1 = 0..H-1
-    decay = (1.0 - tf.pow(1.0 - alpha, float(lookback))) / alpha
     return last_level + 0.5 * slope * (h + decay)
 
 
 def seasonal_naive_indices(lookback: int, horizon: int, season: int) -> np.ndarray:
     h = np.arange(horizon)
-    return lookback - season * (h // season + 1) + h
+    return (lookback - season * (h // season + 1) + h).astype(np.int32)
 
 
 @keras.saving.register_keras_serializable(package="forecasting")

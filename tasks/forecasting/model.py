@@ -120,6 +120,9 @@ def _member(cfg: ModelConfig, window, future_flat, k: int):
         return head_output(cfg, lstm(window), future_flat, k, _Layers())
     season = hybrid.hybrid_season(cfg.seasons, cfg.lookback)
     normalised, stats = hybrid.SeasonalNormalize(cfg.lookback, cfg.horizon, season, name=f"normalise_{k}")(window)
+    steps = cfg.encoder_steps or cfg.lookback
+    if steps < cfg.lookback:
+        normalised = hybrid.LastSteps(steps, name=f"last_steps_{k}")(normalised)
     out = head_output(cfg, lstm(normalised), future_flat, k, _Layers())
     return hybrid.SeasonalRestore(cfg.lookback, cfg.horizon, name=f"restore_{k}")(out, stats)
 

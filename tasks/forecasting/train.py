@@ -109,6 +109,10 @@ def prepare(data: DataConfig, model: ModelConfig, series: series_data.Series | N
     hybrid = "on" if model.hybrid == "on" or (model.hybrid == "auto" and _wants_hybrid(data, seasons, split)
                                                 and not calendar) else "off"
     lookback = model.lookback or series_data.default_lookback(seasons, horizon, split.train_end, hybrid == "on")
+    encoder_steps = None
+    if hybrid == "on":  # the statistics see twice the rows the LSTM reads
+        encoder_steps = min(model.encoder_steps or lookback, lookback)
+        lookback = model.lookback or min(2 * lookback, 512)
     covers_a_year = series.has_dates and (series.index[split.train_end - 1] - series.index[0]).days >= 365
     row_calendar = series_data.calendar_names(series.freq, data.country, yearly=covers_a_year) if calendar else ()
     lags = series_data.seasonal_lags(seasons, horizon, split.train_end) if calendar else ()
@@ -118,6 +122,7 @@ def prepare(data: DataConfig, model: ModelConfig, series: series_data.Series | N
         model, seasons=seasons, horizon=horizon, lookback=lookback, quantiles=with_median(model.quantiles),
         row_calendar=row_calendar, lags=lags, future_features=future_features,
         num_features=1 + len(series.features) + len(row_calendar), hybrid=hybrid, min_history=min_history,
+        encoder_steps=encoder_steps,
     )
     series_data.check_length(series, split, series_data.history(model), horizon, data.val_fraction)
     scale = data.scale if data.scale != "auto" else "mase" if hybrid == "on" else "std"
@@ -284,7 +289,7 @@ def train(data: DataConfig, model: ModelConfig, train: TrainConfig, output: Outp
         })
         if has_val:
             report.update(_check_and_combine(keras_model, {p.series.source: p}, model, work))
-            report.update(_refit(keras_model, training_model, train_ds, val_ds, p.data.refit_epochs, work))
+            report.update(_refit(keras_model, training_model, train_ds, val_ds, p.data.refit_epochs, work, {0: p}))
         report["wall_seconds"] = round(time.time() - started, 1)
         write_json_atomic(work / "train_report.json", report)
     log.info("trained in %.0fs; evaluate with: lstm-suite forecasting evaluate --model %s",
@@ -320,7 +325,8 @@ def _train_panel(data: DataConfig, model: ModelConfig, train: TrainConfig, outpu
         })
         if val_ds is not None:
             report.update(_check_and_combine(keras_model, panel.members, model, work))
-            report.update(_refit(keras_model, training_model, train_ds, val_ds, panel.data.refit_epochs, work))
+            report.update(_refit(keras_model, training_model, train_ds, val_ds, panel.data.refit_epochs, work,
+                                  panel.members))
         report["wall_seconds"] = round(time.time() - started, 1)
         write_json_atomic(work / "train_report.json", report)
     log.info("trained in %.0fs; evaluate with: lstm-suite forecasting evaluate --model %s",
@@ -367,9 +373,14 @@ def _check_and_combine(keras_model, members: dict, model: ModelConfig, work) -> 
     return report
 
 
-def _refit(keras_model, training_model, train_ds, val_ds, epochs: int, work) -> dict:
+PANEL_REFIT_EPOCHS = 3
+
+
+def _refit(keras_model, training_model, train_ds, val_ds, epochs: int | None, work, members: dict) -> dict:
     """``--refit-epochs``: more epochs over the training and validation windows shuffled together,
     after early stopping and the validation check (their figures stay held-out ones)."""
+    if epochs is None:
+        epochs = PANEL_REFIT_EPOCHS if len(members) > 1 else 0
     if not epochs or val_ds is None:
         return {}
     started = time.time()

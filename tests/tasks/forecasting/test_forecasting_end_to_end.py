@@ -272,7 +272,8 @@ def hybrid_model(tmp_path_factory):
 def test_hybrid_is_the_default_and_train_picks_a_mix_on_validation(hybrid_model):
     md = ForecastingModelDir.open(hybrid_model).check_trained()
     assert md.model.hybrid == "on" and md.data.scale == "mase" and md.model.horizon == 18
-    assert md.model.lookback == 36 and md.model.min_history == 12  # short series: padded windows
+    # the statistics see 72 rows, the LSTM the last 36; a short series: padded windows (one real season)
+    assert md.model.lookback == 72 and md.model.encoder_steps == 36 and md.model.min_history == 12
     report = json.loads((hybrid_model / "train_report.json").read_text())
     mixes = {name: report[f"val_{name}_mase"] for name in ("lstm", "theta", "seasonal_naive", "mean_theta")}
     assert report["member"] == min(mixes, key=mixes.get) and report["val_mase"] == mixes[report["member"]]
@@ -298,7 +299,8 @@ def test_hybrid_float_export_carries_the_model_and_says_what_it_skips(hybrid_mod
     s = load_series(md.data)
     loaded = tf.saved_model.load(str(hybrid_model / "export" / "saved_model"))
     t = len(s) - 18
-    got = loaded.signatures["forecast"](history=tf.constant(s.y[None, t - 37 : t], tf.float32))["forecast"].numpy()
+    history = s.y[None, t - md.model.lookback - 1 : t]
+    got = loaded.signatures["forecast"](history=tf.constant(history, tf.float32))["forecast"].numpy()
     rows = model_rows(s, md.scaler, md.model, None)
     window, _ = window_arrays(rows, np.array([t]), md.model)
     expected = md.scaler.forecast(md.keras_model().predict(window, verbose=0), md.scaler.level(s.y[t - 1 : t]))
