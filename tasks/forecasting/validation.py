@@ -67,7 +67,7 @@ class ValidationSet:
             start += len(origins)
             forecast = p.scaler.forecast(out, p.scaler.level(p.series.y)[origins - 1])
             scores.append(self._mase(p, origins, forecast))
-        return float(np.nanmean(scores))
+        return _mean(scores)
 
     def baseline_mase(self, name: str, cache_dir) -> float:
         """Mean MASE of a statsforecast baseline (or ``seasonal_naive``) fit on each series' training rows."""
@@ -83,7 +83,7 @@ class ValidationSet:
                     return float("nan")
                 forecast = found[name]
             scores.append(self._mase(p, origins, forecast))
-        return float(np.nanmean(scores))
+        return _mean(scores)
 
     @staticmethod
     def _mase(p, origins, forecast) -> float:
@@ -92,6 +92,12 @@ class ValidationSet:
         scale = metrics.mase_scale(y[: p.split.train_end], max(model.seasons))
         with np.errstate(invalid="ignore", divide="ignore"):
             return float(np.mean(np.abs(forecast - actual)) / scale)
+
+
+def _mean(scores) -> float:
+    """Mean over the series with a finite MASE (NaN when none: a constant training part)."""
+    finite = [v for v in scores if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
 
 
 def _mix_outputs(keras_model, inputs) -> dict:
