@@ -13,6 +13,8 @@ import os
 import sys
 import tempfile
 
+__all__ = ["captured_output"]
+
 logger = logging.getLogger("lstm_core")
 
 

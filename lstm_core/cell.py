@@ -11,6 +11,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+__all__ = ["LSTMCell", "lstm_step"]
+
 
 def lstm_step(z, c_prev, activation, recurrent_activation):
     """Gate math for one step given the pre-activations ``z = x·W + h·U + b``.
@@ -31,8 +33,37 @@ def lstm_step(z, c_prev, activation, recurrent_activation):
 class LSTMCell(keras.layers.Layer):
     """A single LSTM step: ``call(x_t, [h, c]) -> (h_t, [h_t, c_t])``.
 
-    Use it directly for step-by-step decoding (seq2seq decoders, streaming
-    inference) and through :class:`lstm_core.LSTM` for whole sequences.
+    Use it directly for step-by-step decoding (seq2seq decoders, streaming inference) and
+    through :class:`lstm_core.LSTM` for whole sequences. Weights and config are those of
+    ``keras.layers.LSTMCell`` (``kernel (I, 4H)``, ``recurrent_kernel (H, 4H)``, ``bias
+    (4H,)``, gates i, f, c, o), so weights move between the two with ``set_weights``.
+
+    Args:
+        units: size of ``h`` and ``c`` (H).
+        activation: for the candidate and the cell output (default ``"tanh"``).
+        recurrent_activation: for the input, forget and output gates (default ``"sigmoid"``).
+        use_bias: add a bias to the gate pre-activations.
+        kernel_initializer, recurrent_initializer, bias_initializer: initializers of the
+            three weights.
+        unit_forget_bias: start the forget-gate bias at 1 (Jozefowicz et al., 2015).
+        kernel_regularizer, recurrent_regularizer, bias_regularizer: weight regularizers.
+        kernel_constraint, recurrent_constraint, bias_constraint: weight constraints.
+        dropout: fraction of the inputs dropped while training.
+        recurrent_dropout: fraction of ``h`` dropped while training.
+        seed: seed of the dropout masks.
+        **kwargs: base ``keras.layers.Layer`` arguments.
+
+    Returns:
+        ``cell(x_t, [h, c], training=False)`` returns ``(h_t, [h_t, c_t])``, each ``(B, H)``.
+
+    Example:
+
+    ```python
+    cell = lstm_core.LSTMCell(16)
+    h = c = tf.zeros((1, 16))
+    for x_t in frames:                      # each (1, I)
+        y, (h, c) = cell(x_t, [h, c])
+    ```
     """
 
     def __init__(

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import functools
 
+__all__ = ["gpu_available", "cudnn_fallback_reason", "mask_allows_cudnn", "cudnn_lstm"]
+
 
 @functools.lru_cache(maxsize=1)
 def gpu_available() -> bool:

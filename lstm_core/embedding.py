@@ -18,6 +18,10 @@ import contextlib
 import keras
 from keras import ops
 
+from lstm_core._walk import all_layers
+
+__all__ = ["Embedding", "plain_gather_embeddings"]
+
 
 def _gather(embeddings, inputs):
     if keras.backend.backend() == "tensorflow":
@@ -72,11 +76,9 @@ class Embedding(keras.layers.Embedding):
 def plain_gather_embeddings(model: keras.layers.Layer):
     """Within the block, every ``keras.layers.Embedding`` inside ``model`` looks up with a
     plain ``GATHER`` (no negative-index guard), as :class:`Embedding` always does."""
-    from lstm_core.export import _all_layers
-
     patched = [
         layer
-        for layer in _all_layers(model)
+        for layer in all_layers(model)
         if isinstance(layer, keras.layers.Embedding) and not isinstance(layer, Embedding)
         and layer.quantization_mode is None
     ]

@@ -19,13 +19,20 @@ cuDNN when the arguments allow it (:mod:`lstm_core.cudnn`: tanh/sigmoid, a bias,
 dropout while training, no ``unroll``, no mask or a right-padded one); exports never do.
 
 Where the native kernel (:mod:`lstm_core.kernels`) builds, ``"auto"`` runs the time loop in it
-(masks included) for eager calls, training graphs and Keras' predict/evaluate steps. Any other
-graph traced with ``training=False`` may become a SavedModel, which must load without the op
-library, so it keeps the pure-TensorFlow loop (see :func:`lstm_core.kernels.native_inference`).
+(masks included) for eager calls and every graph that is run: training graphs, Keras'
+predict/evaluate steps and a user's own ``tf.function``. Graphs traced for an export keep the
+pure-TensorFlow loop, so a SavedModel or ``.tflite`` loads where the op library is not: those
+traced while ``tf.saved_model.save`` runs (its save context), by Keras' exporters
+(``model.export``, ``ExportArchive``) or by the TFLite converter, and XLA graphs. A
+``tf.function`` that ran with the kernel is traced again by ``tf.saved_model.save`` (its save
+context is part of the trace key), so saving it is safe. A *concrete* function traced for
+running and then passed as a signature keeps the op: trace such functions inside
+:func:`lstm_core.kernels.portable_graphs`.
 """
 
 from __future__ import annotations
 
+import sys
 import uuid
 
 import keras
@@ -39,13 +46,9 @@ from lstm_core import cudnn, kernels
 from lstm_core.cell import LSTMCell
 from lstm_core.recurrence import recurrence
 
-MODES = ("auto", "fused")
+__all__ = ["LSTM", "MODES", "make_fusable_lstm"]
 
-# Graphs Keras' TensorFlow trainer traces for fit / evaluate / predict: they are run, not saved,
-# so inference inside them may use the native kernel.
-_KERAS_STEP_GRAPHS = frozenset(
-    {"one_step_on_data", "one_step_on_data_distributed", "multi_step_on_iterator", "multi_step_on_data"}
-)
+MODES = ("auto", "fused")
 
 _CELL_ARGS = (
     "activation",
@@ -77,12 +80,21 @@ def _project_inputs(inputs, kernel, bias, go_backwards):
     return tf.reshape(xw, [steps, batch, tf.shape(kernel)[1]])
 
 
-def _in_keras_step_graph() -> bool:
-    graph = tf.compat.v1.get_default_graph()
-    while graph is not None:
-        if getattr(graph, "name", None) in _KERAS_STEP_GRAPHS:
+# Modules whose frames on the stack mean "this trace is for an export, not for running".
+_EXPORT_TRACERS = (
+    "lstm_core.export", "keras.src.export", "tensorflow.lite.python", "tensorflow.python.saved_model"
+)
+
+
+def _traced_for_export() -> bool:
+    """Whether an exporter (Keras' ``export``, the TFLite converter, SavedModel save) is tracing."""
+    if save_context.in_save_context() or kernels.in_portable_scope():
+        return True
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_globals.get("__name__", "").startswith(_EXPORT_TRACERS):
             return True
-        graph = getattr(graph, "outer_graph", None)
+        frame = frame.f_back
     return False
 
 
@@ -130,13 +142,75 @@ def _gradient_possible(training) -> bool:
     return not kernels.in_native_inference_scope()
 
 
+def _check_choices(mode, use_cudnn) -> None:
+    if mode not in MODES:
+        raise ValueError(f"`mode` must be one of {MODES}, got {mode!r}.")
+    if use_cudnn not in ("auto", True, False):
+        raise ValueError(f"`use_cudnn` must be 'auto', True or False, got {use_cudnn!r}.")
+
+
 @keras.saving.register_keras_serializable(package="lstm_core")
 class LSTM(keras.layers.Layer):
     """Long Short-Term Memory layer with the arguments and weights of ``keras.layers.LSTM``.
 
-    Call: ``layer(sequences, initial_state=None, mask=None, training=None)``.
-    Weights: ``cell.kernel (I, 4H)``, ``cell.recurrent_kernel (H, 4H)``, ``cell.bias (4H,)``,
-    gate order i, f, c, o.
+    A drop-in replacement that runs faster on CPU (one input projection for all steps, a native
+    C++ time loop where it builds, cuDNN on a GPU) and exports to TFLite/LiteRT and TFLM as the
+    builtin fused ``UNIDIRECTIONAL_SEQUENCE_LSTM`` op instead of a ``WHILE`` loop. Weights:
+    ``cell.kernel (I, 4H)``, ``cell.recurrent_kernel (H, 4H)``, ``cell.bias (4H,)``, gate order
+    i, f, c, o, so ``set_weights(keras_lstm.get_weights())`` works both ways.
+
+    Args:
+        units: dimensionality of the output space (H).
+        activation, recurrent_activation, use_bias, kernel_initializer,
+            recurrent_initializer, bias_initializer, unit_forget_bias, kernel_regularizer,
+            recurrent_regularizer, bias_regularizer, activity_regularizer, kernel_constraint,
+            recurrent_constraint, bias_constraint, dropout, recurrent_dropout, seed: as in
+            ``keras.layers.LSTM`` (the cell's arguments; see :class:`lstm_core.LSTMCell`).
+        return_sequences: return the output of every step ``(B, T, H)`` instead of the last
+            ``(B, H)``.
+        return_state: also return the final ``h`` and ``c``.
+        go_backwards: process the sequence backwards (and return it reversed, as Keras does).
+        stateful: keep the final state of batch ``i`` as the initial state of batch ``i`` of the
+            next call (needs a fixed batch size; ``reset_states()`` zeroes it).
+        zero_output_for_mask: masked steps output zeros instead of the previous output.
+        unroll: unroll the time loop (short fixed-length sequences only).
+        mode: ``"auto"`` (default): calls with a mask, recurrent dropout or non-standard
+            activations take the general TensorFlow loop, the others the fusable function
+            (or the native kernel / cuDNN where available). ``"fused"``: always the fusable
+            function, masks ignored; exporters set it while tracing (it assumes inputs without
+            padding: batch 1 at its true length, or full windows) and it needs ``tanh`` /
+            ``sigmoid`` activations.
+        use_cudnn: ``"auto"`` (default): on a visible GPU, run the whole sequence in cuDNN when
+            the arguments allow it (tanh/sigmoid, a bias, no recurrent dropout while training,
+            no ``unroll``, no mask or a right-padded one; :mod:`lstm_core.cudnn`), otherwise
+            the other paths. ``True``: require cuDNN (ValueError, naming the reason, when it
+            cannot run). ``False``: never. Exports never use cuDNN.
+        **kwargs: base ``keras.layers.Layer`` arguments (``name``, ``dtype`` ...).
+
+    Call arguments:
+        sequences: ``(B, T, I)`` float tensor.
+        initial_state: optional ``[h0, c0]``, each ``(B, H)``.
+        mask: optional ``(B, T)`` boolean mask (e.g. from ``Embedding(mask_zero=True)``).
+        training: whether dropout applies.
+
+    Returns:
+        ``(B, H)`` (or ``(B, T, H)`` with ``return_sequences``); with ``return_state`` the list
+        ``[output, h, c]``.
+
+    Example:
+
+    ```python
+    import keras
+    import lstm_core
+
+    inputs = keras.Input((None, 8))
+    x = lstm_core.LSTM(32, return_sequences=True)(inputs)
+    x = lstm_core.LSTM(16)(x)
+    model = keras.Model(inputs, keras.layers.Dense(1)(x))
+
+    from lstm_core.export import export_tflite
+    export_tflite(model, "model.tflite")   # one UNIDIRECTIONAL_SEQUENCE_LSTM per layer
+    ```
     """
 
     def __init__(
@@ -170,28 +244,11 @@ class LSTM(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
-        if mode not in MODES:
-            raise ValueError(f"`mode` must be one of {MODES}, got {mode!r}.")
-        if use_cudnn not in ("auto", True, False):
-            raise ValueError(f"`use_cudnn` must be 'auto', True or False, got {use_cudnn!r}.")
+        _check_choices(mode, use_cudnn)
+        arguments = locals()  # the cell's arguments are named once, in _CELL_ARGS (get_config too)
         self.cell = LSTMCell(
             units,
-            activation=activation,
-            recurrent_activation=recurrent_activation,
-            use_bias=use_bias,
-            kernel_initializer=kernel_initializer,
-            recurrent_initializer=recurrent_initializer,
-            bias_initializer=bias_initializer,
-            unit_forget_bias=unit_forget_bias,
-            kernel_regularizer=kernel_regularizer,
-            recurrent_regularizer=recurrent_regularizer,
-            bias_regularizer=bias_regularizer,
-            kernel_constraint=kernel_constraint,
-            recurrent_constraint=recurrent_constraint,
-            bias_constraint=bias_constraint,
-            dropout=dropout,
-            recurrent_dropout=recurrent_dropout,
-            seed=seed,
+            **{name: arguments[name] for name in _CELL_ARGS},
             dtype=kwargs.get("dtype"),
             # unique per layer (Keras uses "lstm_cell" for all): ``step`` called on two layers
             # inside one functional model would otherwise create two operations of one name
@@ -257,17 +314,14 @@ class LSTM(keras.layers.Layer):
             self.mode != "auto"
             or recurrent_dropout_mask is not None
             or not self._uses_standard_activations()
-            or self.compute_dtype != "float32"
+            or self.compute_dtype not in ("float32", "bfloat16", "float16")
             or kernels.kernel_choice() == "tf"
         ):
             return False
         if tf.inside_function():
             graph = tf.compat.v1.get_default_graph()
-            # XLA cannot compile a custom op; a SavedModel must not reference one
-            if control_flow_util.GraphOrParentsInXlaContext(graph) or save_context.in_save_context():
-                return False
-            training = isinstance(training, (bool, np.bool_)) and bool(training)
-            if not (training or _in_keras_step_graph() or kernels.in_native_inference_scope()):
+            # XLA cannot compile a custom op; a SavedModel or .tflite must not reference one
+            if control_flow_util.GraphOrParentsInXlaContext(graph) or _traced_for_export():
                 return False
         return kernels.native_kernel_enabled()
 
@@ -286,15 +340,35 @@ class LSTM(keras.layers.Layer):
         return self._eager_fusable_fns[key]
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
-        cell = self.cell
         sequences = tf.convert_to_tensor(sequences, dtype=self.compute_dtype)
         if initial_state is None:
             if self.stateful:
                 initial_state = self.states
             else:
-                initial_state = cell.get_initial_state(tf.shape(sequences)[0])
+                initial_state = self.cell.get_initial_state(tf.shape(sequences)[0])
         h0, c0 = (tf.convert_to_tensor(s, dtype=self.compute_dtype) for s in initial_state)
+        sequences, recurrent_dropout_mask = self._dropout(sequences, h0, training)
+        if self.mode == "fused":
+            if not self._uses_standard_activations():
+                raise ValueError(
+                    "mode='fused' (TFLite UNIDIRECTIONAL_SEQUENCE_LSTM) needs activation='tanh' "
+                    "and recurrent_activation='sigmoid'."
+                )
+            mask = None
+            recurrent_dropout_mask = None
+        last, outputs, h, c = self._run(sequences, h0, c0, mask, recurrent_dropout_mask, training)
+        if self.stateful:
+            self.states[0].assign(h)
+            self.states[1].assign(c)
+        output = outputs if self.return_sequences else last
+        if self.return_state:
+            return output, h, c
+        return output
 
+    def _dropout(self, sequences, h0, training):
+        """``(sequences with input dropout, recurrent dropout mask or None)``; one mask per
+        sequence, shared by all its steps (as in Keras)."""
+        cell = self.cell
         if training and 0.0 < cell.dropout < 1.0:
             keep = keras.random.dropout(
                 tf.ones_like(sequences[:, :1, :]), cell.dropout, seed=cell.seed_generator
@@ -305,34 +379,18 @@ class LSTM(keras.layers.Layer):
             recurrent_dropout_mask = keras.random.dropout(
                 tf.ones_like(h0), cell.recurrent_dropout, seed=cell.seed_generator
             )
+        return sequences, recurrent_dropout_mask
 
-        if self.mode == "fused":
-            if not self._uses_standard_activations():
-                raise ValueError(
-                    "mode='fused' (TFLite UNIDIRECTIONAL_SEQUENCE_LSTM) needs activation='tanh' "
-                    "and recurrent_activation='sigmoid'."
-                )
-            mask = None
-            recurrent_dropout_mask = None
-
+    def _run(self, sequences, h0, c0, mask, recurrent_dropout_mask, training):
+        """``(last output, outputs, h, c)`` from the first path that can run this call: cuDNN,
+        the native kernel, the fusable function, the general TensorFlow loop."""
+        cell = self.cell
         if self._uses_cudnn(training):
-            last, outputs, h, c = self._cudnn_or_loop(sequences, h0, c0, mask, recurrent_dropout_mask)
-        elif self._uses_native_kernel(training, recurrent_dropout_mask):
-            # batch-major all the way, x·W + b projected inside the kernel's loop
-            outputs, h, c = kernels.lstm_sequence(
-                sequences,
-                tf.convert_to_tensor(cell.kernel),
-                cell.zero_bias(),
-                h0,
-                c0,
-                tf.convert_to_tensor(cell.recurrent_kernel),
-                mask=mask,
-                go_backwards=self.go_backwards,
-                zero_output_for_mask=self.zero_output_for_mask,
-                save_for_backward=_gradient_possible(training),
-            )
-            last = outputs[:, -1]
-        elif mask is None and recurrent_dropout_mask is None and self._uses_standard_activations():
+            return self._cudnn_or_loop(sequences, h0, c0, mask, recurrent_dropout_mask)
+        if self._uses_native_kernel(training, recurrent_dropout_mask):
+            outputs, h, c = self._native_kernel(sequences, h0, c0, mask, training)
+            return outputs[:, -1], outputs, h, c
+        if mask is None and recurrent_dropout_mask is None and self._uses_standard_activations():
             last, outputs, h, c, _ = self.fusable_function(sequences)(
                 sequences,
                 h0,
@@ -341,16 +399,24 @@ class LSTM(keras.layers.Layer):
                 tf.convert_to_tensor(cell.recurrent_kernel),
                 cell.zero_bias(),
             )
-        else:
-            last, outputs, h, c = self._tf_loop(sequences, h0, c0, mask, recurrent_dropout_mask)
+            return last, outputs, h, c
+        return self._tf_loop(sequences, h0, c0, mask, recurrent_dropout_mask)
 
-        if self.stateful:
-            self.states[0].assign(h)
-            self.states[1].assign(c)
-        output = outputs if self.return_sequences else last
-        if self.return_state:
-            return output, h, c
-        return output
+    def _native_kernel(self, sequences, h0, c0, mask, training):
+        """The loop in the native kernel: batch-major all the way, x·W + b projected inside it.
+
+        The kernel computes in float32; under a mixed policy (``mixed_bfloat16``/``mixed_float16``)
+        inputs, state and the (autocast) weights are cast to float32 and the results back, so the
+        layer keeps the kernel instead of falling back to the TensorFlow loop.
+        """
+        cell = self.cell
+        as_float = lambda t: tf.cast(tf.convert_to_tensor(t), tf.float32)  # noqa: E731
+        outputs, h, c = kernels.lstm_sequence(
+            as_float(sequences), as_float(cell.kernel), as_float(cell.zero_bias()), as_float(h0), as_float(c0),
+            as_float(cell.recurrent_kernel), mask=mask, go_backwards=self.go_backwards,
+            zero_output_for_mask=self.zero_output_for_mask, save_for_backward=_gradient_possible(training),
+        )
+        return tuple(tf.cast(t, self.compute_dtype) for t in (outputs, h, c))
 
     def _tf_loop(self, sequences, h0, c0, mask, recurrent_dropout_mask):
         """The general TensorFlow loop (masks, recurrent dropout, any activation)."""

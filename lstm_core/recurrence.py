@@ -17,6 +17,8 @@ import tensorflow as tf
 
 from lstm_core.cell import lstm_step
 
+__all__ = ["recurrence"]
+
 
 def _while(steps, body, loop_vars):
     """``tf.while_loop`` over ``steps`` iterations with the settings Keras uses for RNNs."""

@@ -78,11 +78,32 @@ def _representative_like(inputs, count=16, seed=0):
     return lambda: iter(samples)
 
 
+def _assert_one_fit_step_trains(layer_factory, arrays, apply):
+    """One SGD ``fit`` step on a model ``inputs -> layer -> Dense(1)``: the loss is finite and
+    every trainable weight of the layer moves (so gradients reach all of them)."""
+    keras.utils.set_random_seed(0)
+    symbolic = [keras.Input(x.shape[1:], dtype=str(x.dtype), batch_size=x.shape[0]) for x in arrays]
+    layer = layer_factory()
+    outputs = as_list(apply(layer, symbolic if len(arrays) > 1 else symbolic[0]))
+    flat = [keras.layers.Flatten()(keras.ops.cast(o, "float32")) for o in outputs]
+    head = keras.layers.Dense(1)(flat[0] if len(flat) == 1 else keras.layers.Concatenate()(flat))
+    model = keras.Model(symbolic if len(arrays) > 1 else symbolic[0], head)
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    before = [np.array(w) for w in layer.trainable_weights]
+    target = np.random.default_rng(0).standard_normal((arrays[0].shape[0], 1)).astype("float32")
+    history = model.fit(arrays if len(arrays) > 1 else arrays[0], target, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0]), history.history
+    still = [w.path for w, old in zip(layer.trainable_weights, before) if np.array_equal(np.array(w), old)]
+    assert not still, f"one fit step left these trainable weights unchanged: {still}"
+
+
 def run_layer_test(
     layer_factory,
     inputs,
     tmp_path,
     *,
+    expected_num_trainable_weights,
+    expected_num_non_trainable_weights,
     expected_output_shape=None,
     quantizations=(None, "int8"),
     atol=1e-4,
@@ -94,11 +115,15 @@ def run_layer_test(
     """keras-hub style checks of one layer (issue 12 item 8), returns the export reports.
 
     1. ``get_config`` / ``from_config`` give an equal config;
-    2. the symbolic call's output shape equals the eager output's (and ``expected_output_shape``);
-    3. a ``.keras`` round trip of a model around the layer keeps the outputs;
-    4. TFLite export (every ``quantizations`` entry, through ``lstm_core.export``): float within
+    2. the built layer has ``expected_num_trainable_weights`` trainable and
+       ``expected_num_non_trainable_weights`` non-trainable weights (as keras-hub's harness checks);
+    3. the symbolic call's output shape equals the eager output's (and ``expected_output_shape``);
+    4. a ``.keras`` round trip of a model around the layer keeps the outputs;
+    5. one ``fit`` step of a tiny model around a fresh layer (its outputs flattened into a
+       ``Dense(1)``) runs, gives a finite loss and changes every trainable weight of the layer;
+    6. TFLite export (every ``quantizations`` entry, through ``lstm_core.export``): float within
        ``atol`` of Keras under LiteRT; quantized exports load and run;
-    5. with ``tflm``: every export also runs in TFLite Micro, float within ``atol`` of LiteRT and
+    7. with ``tflm``: every export also runs in TFLite Micro, float within ``atol`` of LiteRT and
        int8 within ``max_lsb_diff`` LSB.
 
     ``layer_factory()`` returns a fresh layer; ``inputs`` is one array or a list (batch 1: the
@@ -116,6 +141,11 @@ def run_layer_test(
 
     eager = apply(layer, call_input)
     assert_config_round_trip(layer)
+    counts = (len(layer.trainable_weights), len(layer.non_trainable_weights))
+    assert counts == (expected_num_trainable_weights, expected_num_non_trainable_weights), (
+        f"{type(layer).__name__}: (trainable, non-trainable) weights {counts}, expected "
+        f"{(expected_num_trainable_weights, expected_num_non_trainable_weights)}"
+    )
 
     symbolic_inputs = [keras.Input(x.shape[1:], dtype=str(x.dtype), batch_size=x.shape[0]) for x in arrays]
     model_layer = layer_factory()
@@ -129,6 +159,7 @@ def run_layer_test(
     model.save(path)
     loaded = keras.saving.load_model(path, custom_objects=custom_objects)
     assert max_abs_diff(model(call_input), loaded(call_input)) <= 1e-6
+    _assert_one_fit_step_trains(layer_factory, arrays, apply)
 
     reports = {}
     representative = _representative_like(arrays)
@@ -155,3 +186,37 @@ def run_layer_test(
                 assert section["max_lsb_diff"] <= max_lsb_diff, section
         reports[name] = report
     return reports
+
+
+def last_json(out: str) -> dict:
+    """The JSON object on the last line of ``out`` (what ``evaluate`` prints last on stdout)."""
+    import json
+
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def run_cli(*argv, capsys=None, cwd=None):
+    """``lstm-suite ARGV`` -> ``subprocess.CompletedProcess`` (``returncode``, ``stdout``, ``stderr``).
+
+    With ``capsys`` it runs in this process (TensorFlow is loaded once for the whole test run;
+    a ``SystemExit``, as argparse raises, gives its code); without, in a fresh
+    ``python -m tasks.common.cli`` started in ``cwd`` (default: the repository root), for what
+    only a new process shows (imports, start-up time, the environment).
+    """
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    argv = [str(arg) for arg in argv]
+    if capsys is None:
+        root = Path(__file__).resolve().parents[1]
+        return subprocess.run([sys.executable, "-m", "tasks.common.cli", *argv], capture_output=True, text=True,
+                              cwd=cwd or root, timeout=300)
+    from tasks.common import cli
+
+    try:
+        code = cli.main(argv)
+    except SystemExit as exit:
+        code = exit.code
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(argv, code, captured.out, captured.err)

@@ -5,8 +5,9 @@ what ``Model.fit`` uses by default on TensorFlow): forward and train-step wall t
 implementation, the ratio keras/ours (>1 means ours is faster) and GFLOP/s; then LiteRT invoke latency at batch 1 for our
 fused float/int8 export against the Keras-3 export of keras.layers.LSTM (a WHILE loop).
 
-lstm_core runs twice: with its native kernel (``LSTM_CORE_KERNEL=native``; the forward graph is
-traced inside ``lstm_core.kernels.native_inference()``, as Keras' predict step would use it) and
+lstm_core runs three times: with its native kernel (``LSTM_CORE_KERNEL=native``) with the forward
+graph traced inside ``lstm_core.kernels.native_inference()`` (no gradient buffers) and as a plain
+``tf.function`` (what a user's own inference graph gets: the kernel, activations kept), and
 with the pure-TensorFlow loop (``LSTM_CORE_KERNEL=tf``, what exports and machines without a
 compiler get).
 
@@ -21,6 +22,7 @@ processes hits every implementation alike.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import statistics
@@ -48,9 +50,10 @@ def keras_model(layer_cls, T, I, H):
     return keras.Model(inp, layer_cls(H, return_sequences=True)(inp))
 
 
-def tf_runners(layer_cls, T, B, I, H, jit=False, kernel=None):
+def tf_runners(layer_cls, T, B, I, H, jit=False, kernel=None, inference_scope=True):
     """Forward and train-step callables, traced now (``kernel``: the LSTM_CORE_KERNEL to trace
-    lstm_core under; the choice is made at trace time)."""
+    lstm_core under; the choice is made at trace time; ``inference_scope``: trace the forward
+    inside ``native_inference()`` (no gradient buffers), else as a plain user ``tf.function``)."""
     model = keras_model(layer_cls, T, I, H)
     x = tf.random.normal((B, T, I), seed=1)
     y = tf.random.normal((B, T, H), seed=2)
@@ -63,7 +66,7 @@ def tf_runners(layer_cls, T, B, I, H, jit=False, kernel=None):
     @tf.function(jit_compile=jit)
     def train_step():
         with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(tf.square(model(x, training=True) - y))
+            loss = tf.reduce_mean(tf.square(tf.cast(model(x, training=True), tf.float32) - y))
         grads = tape.gradient(loss, model.trainable_variables)
         opt.apply(grads, model.trainable_variables)
         return loss
@@ -72,7 +75,7 @@ def tf_runners(layer_cls, T, B, I, H, jit=False, kernel=None):
     if kernel is not None:
         os.environ[kernels.CHOICE_ENV] = kernel
     try:
-        with kernels.native_inference():
+        with kernels.native_inference() if inference_scope else contextlib.nullcontext():
             forward()
         train_step()
     finally:
@@ -83,7 +86,7 @@ def tf_runners(layer_cls, T, B, I, H, jit=False, kernel=None):
     return (lambda: forward().numpy()), (lambda: train_step().numpy())
 
 
-def recurrent_matmul_chain(T, B, I, H):
+def recurrent_matmul_chain(T, B, H):
     """Forward lower bound for any TF-op LSTM: the T dependent ``h·U`` MatMuls alone (no x·W,
     no gate math). If this alone takes 2/3 of Keras' forward, a 1.5x faster TF-op loop is out of
     reach on this machine and only a fused kernel (as torch has) could get there."""
@@ -165,12 +168,14 @@ def bench_shape(T, B, I, H, rounds, with_torch, jit):
     impls = {}
     if not jit:  # the kernel is a graph op (XLA cannot compile a custom op)
         impls["lstm_core native kernel"] = tf_runners(LSTM, T, B, I, H, jit, kernel="native")
+        impls["lstm_core native kernel, plain tf.function"] = tf_runners(
+            LSTM, T, B, I, H, jit, kernel="native", inference_scope=False)
     impls["lstm_core TF loop"] = tf_runners(LSTM, T, B, I, H, jit, kernel="tf")
     impls["keras"] = tf_runners(keras.layers.LSTM, T, B, I, H, jit)
     if T <= 200 and not jit:  # static unroll: for short sequences only (graph grows with T)
         impls["lstm_core TF loop unroll=True"] = tf_runners(
             functools.partial(LSTM, unroll=True), T, B, I, H, jit, kernel="tf")
-    if not jit:
+    if not jit and keras.mixed_precision.global_policy().name == "float32":  # float32-only op
         impls["tf BlockLSTMV2 (TF's fused C++ kernel, reference)"] = tf_runners(BlockLSTMReference, T, B, I, H)
     if with_torch:
         impls["torch"] = torch_runners(T, B, I, H)
@@ -178,7 +183,7 @@ def bench_shape(T, B, I, H, rounds, with_torch, jit):
     for phase, idx, train in (("forward", 0, False), ("train step", 1, True)):
         fns = {k: v[idx] for k, v in impls.items()}
         if not train and not jit:
-            fns["h·U MatMul chain only (bound)"] = recurrent_matmul_chain(T, B, I, H)
+            fns["h·U MatMul chain only (bound)"] = recurrent_matmul_chain(T, B, H)
         med = interleaved(fns, rounds)
         flops = lstm_flops(T, B, I, H, train)
         for name, sec in med.items():
@@ -248,7 +253,11 @@ def main():
     parser.add_argument("--no-litert", action="store_true", help="skip the LiteRT latency table")
     parser.add_argument("--shape", action="append", default=None, metavar="T,B,I,H",
                         help="shape to run (repeatable); default: the three README shapes")
+    parser.add_argument("--policy", default="float32", choices=("float32", "mixed_bfloat16", "mixed_float16"),
+                        help="Keras dtype policy for lstm_core and keras.layers.LSTM (torch stays float32; "
+                             "default: %(default)s)")
     args = parser.parse_args()
+    keras.mixed_precision.set_global_policy(args.policy)
     rounds = args.rounds or (5 if args.quick else 15)
     try:
         import torch  # noqa: F401
@@ -264,7 +273,7 @@ def main():
         shapes = [tuple(int(v) for v in text.split(",")) for text in args.shape]
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPU threads"
           + (", torch " + __import__("torch").__version__ if with_torch else ", torch not installed")
-          + ", load average %.2f %.2f %.2f" % os.getloadavg())
+          + f", Keras policy {args.policy}, load average %.2f %.2f %.2f" % os.getloadavg())
     print("| shape | compile | phase | implementation | ms | GFLOP/s | speed-up vs keras.layers.LSTM |")
     print("|---|---|---|---|---:|---:|---:|")
     for shape in shapes:

@@ -148,7 +148,7 @@ def global_forecasts(model_dir: Path) -> dict:
             for i, (name, (scaler, last)) in enumerate(zip(names, lasts))}
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="M3", choices=("M3", "M1"))
     parser.add_argument("--categories", default=",".join(CATEGORIES), help="comma-separated, from " + ",".join(CATEGORIES))
@@ -171,7 +171,11 @@ def main(argv=None) -> int:
     parser.add_argument("--lookback", type=int, default=None)
     parser.add_argument("--encoder-steps", type=int, default=None)
     parser.add_argument("--json", help="also write the rows to this file")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import logging
 

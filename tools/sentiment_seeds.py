@@ -2,7 +2,7 @@
 
 Every run trains with the CLI's defaults plus the given train flags (early stopping on a
 held-out share of the training file unless ``--val`` is among them), then evaluates the Keras
-model on ``--eval`` (default ``data/sentiment/dev.tsv``, which the default training never sees).
+model on ``--eval`` (default: the shipped ``sentiment/dev.tsv``, which the default training never sees).
 Prints one JSON line per run and a summary line (mean, standard deviation, min, max).
 
 Example:
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (default: %(default)s)")
     parser.add_argument("--root", required=True, help="folder for the model directories (one per seed)")
-    parser.add_argument("--eval", default="data/sentiment/dev.tsv", help="held-out data (default: %(default)s)")
+    parser.add_argument("--eval", default="tasks/samples/sentiment/dev.tsv", help="held-out data (default: %(default)s)")
     parser.add_argument("--baseline", action="store_true", help="also score the peers and the negation set")
     parser.add_argument("train_flags", nargs="*", help="flags passed to `lstm-suite sentiment train` (after --)")
     args = parser.parse_args(argv)

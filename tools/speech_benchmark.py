@@ -22,6 +22,7 @@ from lstm_core.export import TFLiteModel
 from lstm_core.tflm import TFLMModel
 from tasks.speech_commands import data as speech_data
 from tasks.speech_commands import model as speech_model
+from tasks.speech_commands import streaming as speech_streaming
 from tasks.speech_commands.artifacts import STREAMING_FILES, SpeechModelDir
 
 
@@ -57,12 +58,12 @@ def main(argv=None):
         results[f"{runtime}/tflm_arena_bytes"] = report[section]["tflm"]["arena_bytes"]
     stream_path = directory.export_file(STREAMING_FILES["float"])
     model = speech_model.load_trained_model(directory)
-    initial = speech_model.initial_streaming_state(model)
+    initial = speech_streaming.initial_streaming_state(model)
     hop = directory.model.hop_samples
     hops = len(clips) * directory.model.num_frames
     for engine, runner in (("litert", TFLiteModel(stream_path, num_threads=1)), ("tflm", TFLMModel(stream_path))):
         seconds = cpu_seconds(
-            lambda: [speech_model.stream_clip(runner, c, list(initial), hop) for c in clips], args.repeats)
+            lambda: [speech_streaming.stream_clip(runner, c, list(initial), hop) for c in clips], args.repeats)
         results[f"streaming/{engine}_ms_per_hop"] = round(1000 * seconds / hops, 4)
     results["streaming/bytes"] = report["sizes"][STREAMING_FILES["float"]]
     results["streaming/tflm_arena_bytes"] = report["streaming"]["tflite"]["tflm"]["arena_bytes"]

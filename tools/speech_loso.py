@@ -32,12 +32,14 @@ import tensorflow as tf  # noqa: E402
 
 import lstm_core.layer  # noqa: E402,F401  (registers the layer classes)
 from tasks.speech_commands import data as speech_data  # noqa: E402
-from tasks.speech_commands import model as speech_model  # noqa: E402
+from tasks.speech_commands.config import ModelConfig  # noqa: E402
+from tasks.speech_commands import frontend as speech_frontend  # noqa: E402
+from tasks.speech_commands import feature_layers  # noqa: E402
 
 NORMS = ("global", "utterance", "causal", "causal-var", "frame")
 
 
-def load_spectra(data_dir, cfg: speech_model.ModelConfig, synthetic_voices: int = 0):
+def load_spectra(data_dir, cfg: ModelConfig, synthetic_voices: int = 0):
     """``(spectra [N, T, bins], labels [N], speakers [N], words, mel [bins, mels])``.
 
     ``synthetic_voices`` > 0 appends the task's espeak-ng clips (speakers ``tts-...``).
@@ -53,7 +55,7 @@ def load_spectra(data_dir, cfg: speech_model.ModelConfig, synthetic_voices: int 
         more, more_labels, more_speakers = synthetic_clips(words, synthetic_voices, speech_data.DataConfig())
         clips, labels = np.concatenate([clips, more]), np.concatenate([labels, more_labels])
         speakers = np.concatenate([speakers, np.array(more_speakers, dtype=object)])
-    frontend = speech_model.LogMelFrontend(dataclasses.asdict(cfg))
+    frontend = speech_frontend.LogMelFrontend(dataclasses.asdict(cfg))
     frontend.build((None, clips.shape[1]))
     spectra = np.concatenate([
         frontend.intermediates(frontend.frames(tf.constant(clips[i : i + 100])))[1].numpy()
@@ -102,9 +104,9 @@ def normalise(x, norm, decay):
         mean, var = tf.nn.moments(x, axes=[1], keepdims=True)
         return (x - mean) / (tf.sqrt(var) + 1e-3)
     if norm == "causal":
-        return speech_model.CausalMeanNormalization(decay)(x)
+        return feature_layers.CausalMeanNormalization(decay)(x)
     if norm == "causal-var":  # running mean and running variance
-        layer = speech_model.CausalMeanNormalization(decay)
+        layer = feature_layers.CausalMeanNormalization(decay)
         weights = tf.constant(layer.running_mean_matrix(x.shape[1]))
         by_band = tf.transpose(x, [0, 2, 1])
         mean = tf.matmul(by_band, weights)
@@ -123,7 +125,7 @@ def build(args, num_frames, bins, classes, mel, dct, mean, var):
     x = SpectralAugment(args.gain, args.warp, args.noise, args.shift)(spectra)
     x = keras.layers.Lambda(lambda s: (log_mel(s, mel, args.log_offset, dct) - mean) / np.sqrt(var))(x)
     x = keras.layers.Lambda(lambda f: normalise(f, args.norm, args.decay))(x)
-    x = speech_model.SpecAugment(
+    x = feature_layers.SpecAugment(
         freq_masks=2 if args.spec_augment else 0, time_masks=2 if args.spec_augment else 0,
         time_stretch=args.stretch,
     )(x)
@@ -192,7 +194,7 @@ def main(argv=None):
                    help="add every word spoken by N espeak-ng voices to each fold's training set")
     args = p.parse_args(argv)
 
-    cfg = speech_model.ModelConfig(int8_aware=False, num_mel_bins=args.mels)
+    cfg = ModelConfig(int8_aware=False, num_mel_bins=args.mels)
     spectra, labels, speakers, words, mel = load_spectra(args.data, cfg, args.synthetic_voices)
     dct = tf.signal.mfccs_from_log_mel_spectrograms(tf.eye(args.mels))[:, : args.mfcc] if args.mfcc else None
     real = sorted({s for s in speakers if not s.startswith("tts-")})

@@ -31,9 +31,9 @@ TASKS = ("sentiment", "translation", "speech_commands", "forecasting")
 # each task's README command (its shipped sample data); the rest are the task's defaults
 README_FLAGS = {
     "sentiment": [],
-    "translation": ["--val", "data/translation/eng-fra.dev.tsv"],
+    "translation": ["--val", "tasks/samples/translation/eng-fra.dev.tsv"],
     "speech_commands": [],
-    "forecasting": ["--data", "data/forecasting/PJME_hourly_2018.csv", "--country", "US"],
+    "forecasting": ["--data", "tasks/samples/forecasting/PJME_hourly_2018.csv", "--country", "US"],
 }
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def train_seconds(task: str, kernel: str, epochs: int, extra: list[str], workdir: Path) -> float:
     """Seconds of one ``lstm-suite TASK train`` run with ``LSTM_CORE_KERNEL=kernel``."""
     out = workdir / f"{task}-{kernel}"
-    command = [sys.executable, "-m", "lstm_core", "-q", task, "train", "--out", str(out), "--overwrite",
+    command = [sys.executable, "-m", "tasks", "-q", task, "train", "--out", str(out), "--overwrite",
                "--epochs", str(epochs), "--progress", "none", *README_FLAGS[task], *extra]
     env = {**os.environ, "LSTM_CORE_KERNEL": kernel, "TF_CPP_MIN_LOG_LEVEL": "2"}
     start = time.monotonic()

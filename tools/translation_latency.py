@@ -1,7 +1,7 @@
 """CPU time per encoder call and per decoder step of a translation export, per runtime (batch 1).
 
 ```sh
-python tools/translation_latency.py --model saved_models/translation --data data/translation/eng-fra.dev.tsv
+python tools/translation_latency.py --model saved_models/translation --data tasks/samples/translation/eng-fra.dev.tsv
 ```
 
 Prints one JSON object: for each runtime (``tflite``, ``tflite-int8``, ``tflm``) the mean CPU
@@ -51,7 +51,7 @@ def measure(backend, source_ids) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--model", default="saved_models/translation")
-    parser.add_argument("--data", default="data/translation/eng-fra.dev.tsv")
+    parser.add_argument("--data", default="tasks/samples/translation/eng-fra.dev.tsv")
     parser.add_argument("--sentences", type=int, default=100)
     parser.add_argument("--runtimes", default="tflite,tflite-int8,tflm")
     args = parser.parse_args(argv)

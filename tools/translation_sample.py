@@ -1,10 +1,10 @@
-"""Write the small Tatoeba eng-fra sample shipped in ``data/translation/`` (fresh clones lack ../shared/data).
+"""Write the small Tatoeba eng-fra sample shipped in ``tasks/samples/translation/`` (fresh clones lack ../shared/data).
 
 The sample is a seeded random subset of the shared train and dev files, in their original
 order, so ``lstm-suite translation train`` works on a clone without the shared data:
 
 ```sh
-python tools/translation_sample.py --shared ../shared/data/translation --out data/translation
+python tools/translation_sample.py --shared ../shared/data/translation --out tasks/samples/translation
 ```
 """
 
@@ -25,7 +25,7 @@ def sample_lines(path: Path, count: int, seed: int) -> list[str]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--shared", type=Path, default=Path("../shared/data/translation"))
-    parser.add_argument("--out", type=Path, default=Path("data/translation"))
+    parser.add_argument("--out", type=Path, default=Path("tasks/samples/translation"))
     parser.add_argument("--train-pairs", type=int, default=3000)
     parser.add_argument("--dev-pairs", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)

@@ -12,6 +12,9 @@ The op library is compiled on first use (:mod:`lstm_core.kernels.build`), never 
 that fails the layer logs one warning and keeps the pure-TensorFlow loop. ``LSTM_CORE_KERNEL``
 chooses: ``native`` (fail loudly if the kernel cannot be built), ``tf`` (never use it), unset or
 ``auto`` (use it when it builds).
+
+Every graph that is run uses the op; graphs traced for export never do (see
+:func:`portable_graphs`), so a SavedModel or ``.tflite`` loads where the op library is not.
 """
 
 from __future__ import annotations
@@ -28,12 +31,14 @@ from lstm_core.kernels.build import KernelBuildError
 log = logging.getLogger(__name__)
 
 CHOICE_ENV = "LSTM_CORE_KERNEL"
+SEQUENCE_OP = "LstmCoreSequence"
 CHOICES = ("auto", "native", "tf")
 
 _lock = threading.Lock()
 _ops = None
 _failure: str | None = None
 _inference_scope = threading.local()
+_portable_scope = threading.local()
 
 
 def kernel_choice() -> str:
@@ -76,25 +81,59 @@ def native_kernel_enabled() -> bool:
 
 
 @contextlib.contextmanager
-def native_inference():
-    """Let graphs traced inside this block run inference (``training=False``) in the kernel.
-
-    Graphs traced with ``training=False`` outside Keras' own predict/evaluate steps otherwise get
-    the pure-TensorFlow loop, because such a graph may be saved: a SavedModel that references the
-    custom op cannot be loaded where the op library is not loaded. Use this only around graphs that
-    are run, never exported. Inference calls traced here also skip the activations a gradient
-    would need (``save_for_backward=False``), so they cannot be differentiated.
-    """
-    depth = getattr(_inference_scope, "depth", 0)
-    _inference_scope.depth = depth + 1
+def _deeper(scope):
+    depth = getattr(scope, "depth", 0)
+    scope.depth = depth + 1
     try:
         yield
     finally:
-        _inference_scope.depth = depth
+        scope.depth = depth
+
+
+def native_inference():
+    """Let inference graphs (``training=False``) traced in this block skip the gradient's activations.
+
+    Every graph that is run uses the kernel; by default it keeps the ``[B, T, 4H]`` activations a
+    gradient needs, because a ``tf.function`` may later be called under a ``GradientTape``. Graphs
+    traced here with ``training=False`` keep them in small per-thread buffers instead (faster), and
+    then cannot be differentiated.
+
+    Example:
+
+    ```python
+    with lstm_core.kernels.native_inference():
+        serve = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+    ```
+    """
+    return _deeper(_inference_scope)
 
 
 def in_native_inference_scope() -> bool:
+    """Whether this thread is inside :func:`native_inference`."""
     return getattr(_inference_scope, "depth", 0) > 0
+
+
+def portable_graphs():
+    """Graphs traced in this block (or by a function decorated with it) never use the native op.
+
+    For exporters that trace a serving function before they save it: the SavedModel must load in
+    a process without the op library. ``tf.saved_model.save``, Keras' ``model.export`` and the
+    TFLite converter are recognised on their own.
+
+    Example:
+
+    ```python
+    with lstm_core.kernels.portable_graphs():
+        serve = tf.function(model, input_signature=[spec]).get_concrete_function()
+    tf.saved_model.save(module, path, signatures={"serving_default": serve})
+    ```
+    """
+    return _deeper(_portable_scope)
+
+
+def in_portable_scope() -> bool:
+    """Whether this thread is inside :func:`portable_graphs`."""
+    return getattr(_portable_scope, "depth", 0) > 0
 
 
 def lstm_sequence(
@@ -146,7 +185,7 @@ def lstm_sequence(
 def _register_gradient():
     """Register the BPTT op as the gradient of ``LstmCoreSequence`` (once per process)."""
     try:
-        tf.RegisterGradient("LstmCoreSequence")(_sequence_gradient)
+        tf.RegisterGradient(SEQUENCE_OP)(_sequence_gradient)
     except KeyError:  # already registered: the module was reloaded
         pass
 
@@ -186,10 +225,15 @@ def _sequence_gradient(op, d_outputs, d_h, d_c, *_unused_internal_grads):
 
 __all__ = [
     "CHOICE_ENV",
+    "CHOICES",
     "KernelBuildError",
+    "in_native_inference_scope",
+    "in_portable_scope",
     "kernel_choice",
     "lstm_sequence",
     "native_inference",
     "native_kernel_enabled",
     "native_ops",
+    "portable_graphs",
+    "SEQUENCE_OP",
 ]

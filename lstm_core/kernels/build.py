@@ -21,6 +21,19 @@ from pathlib import Path
 
 import tensorflow as tf
 
+__all__ = [
+    "SOURCE",
+    "CACHE_ENV",
+    "COMPILE_TIMEOUT_S",
+    "KernelBuildError",
+    "cache_root",
+    "compiler",
+    "cpu_flags",
+    "compile_command",
+    "library_path",
+    "build",
+]
+
 SOURCE = Path(__file__).with_name("lstm_sequence.cc")
 CACHE_ENV = "LSTM_CORE_KERNEL_CACHE"
 COMPILE_TIMEOUT_S = 300

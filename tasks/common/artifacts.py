@@ -17,15 +17,19 @@ training, foreign or corrupted ``config.json``, truncated ``model.keras``) into 
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import logging
+import os
 import tempfile
 from pathlib import Path
 from typing import ClassVar, Mapping
 
 from tasks.common.config import settings_from_dict, settings_to_dict
 from tasks.common.errors import UserError
-from tasks.common.io import read_json, write_json_atomic
+from tasks.common.io import DirectoryLock, read_json, staged_directory, write_json_atomic
+from tasks.common.samples import moved_sample
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +57,18 @@ def read_json_file(path: Path, what: str = "JSON file"):
         raise UserError(f"{path}: missing {what}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise UserError(f"{path}: damaged {what} ({err.__class__.__name__}: {err})") from None
+    except RecursionError:
+        raise UserError(f"{path}: damaged {what} (nested too deeply to be a file this suite wrote)") from None
     except OSError as err:
         raise UserError(f"{path}: cannot read ({err.strerror})") from None
+
+
+def _with_moved_samples(config):
+    """``config`` whose ``data``/``val`` paths recorded before the samples moved into the package
+    (``data/<task>/...``) point at them again (:func:`tasks.common.samples.moved_sample`)."""
+    changes = {name: moved_sample(getattr(config, name)) for name in ("data", "val") if hasattr(config, name)}
+    changes = {name: value for name, value in changes.items() if value != getattr(config, name)}
+    return dataclasses.replace(config, **changes) if changes else config
 
 
 class ModelDir:
@@ -101,10 +115,6 @@ class ModelDir:
     def export_dir(self) -> Path:
         return self.path / EXPORT_DIR
 
-    @property
-    def logs_dir(self) -> Path:
-        return self.path / LOGS_DIR
-
     def train_command(self) -> str:
         return f"lstm-suite {self.TASK} train --out {self.path}"
 
@@ -137,11 +147,38 @@ class ModelDir:
         if task != cls.TASK:
             raise UserError(f"{path / CONFIG_FILE}: a {task!r} model directory, not {cls.TASK!r}")
         sections = {
-            name: settings_from_dict(kind, raw.get(name), source=f"{path / CONFIG_FILE}: {name}")
+            name: _with_moved_samples(settings_from_dict(kind, raw.get(name), source=f"{path / CONFIG_FILE}: {name}"))
             for name, kind in cls.SECTIONS.items()
         }
         extra = {k: v for k, v in raw.items() if k not in cls.SECTIONS and k != "task"}
-        return cls(path, sections, extra)
+        directory = cls(path, sections, extra)
+        directory._opened_as = directory._identity()
+        return directory
+
+    def _identity(self) -> tuple:
+        """Which files ``open`` read: a ``train --overwrite`` that replaced them changes this."""
+        def one(path):
+            try:
+                info = os.stat(path)
+            except OSError:
+                return None
+            return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
+        return one(self.config_file), one(self.model_file)
+
+    @contextlib.contextmanager
+    def staged_export(self):
+        """Build ``export/`` in ``export.partial`` holding this model directory's lock.
+
+        It is the lock ``train --out`` takes, so an export and a ``train --overwrite`` of one model
+        exclude each other, and a model replaced between ``open`` and this call is refused
+        instead of getting the old model's files.
+        """
+        with DirectoryLock(self.path, "export"):
+            if getattr(self, "_opened_as", None) is not None and self._identity() != self._opened_as:
+                raise UserError(f"{self.path}: the model was replaced while export read it "
+                                f"(a train --overwrite finished); rerun `{self.export_command()}`")
+            with staged_directory(self.export_dir, lock=False) as work:
+                yield work
 
     def config_dict(self) -> dict:
         out = {"task": self.TASK}
@@ -186,16 +223,58 @@ class ModelDir:
         """Where evaluate writes its files: ``out`` (must be writable), else ``DIR/eval``.
 
         The default falls back to no files (one warning) when the model directory is read-only
-        or full, so ``evaluate`` of a read-only model still prints its metrics.
+        or full, so ``evaluate`` of a read-only model still prints its metrics, and when ``eval``
+        is a symlink out of the model directory (a stranger's directory never makes evaluate
+        write elsewhere; an explicit ``--out`` is the user's choice and is followed).
         """
         if out is not None:
             return ensure_writable_dir(Path(out), flag="--out")
         default = self.path / EVAL_DIR
         try:
+            if default.is_symlink() and not default.resolve().is_relative_to(self.path.resolve()):
+                raise UserError(f"{default}: a symbolic link out of the model directory (not followed)")
             return ensure_writable_dir(default, flag=None)
         except UserError as err:
             log.warning("%s; writing no evaluation files (pass --out DIR to keep them)", err)
             return None
+
+
+def model_directory_task(path: Path) -> str | None:
+    """The ``task`` a directory's ``config.json`` names (a model directory this suite wrote), else None."""
+    try:
+        raw = read_json(Path(path) / CONFIG_FILE)
+    except (OSError, ValueError, RecursionError):
+        return None
+    task = raw.get("task") if isinstance(raw, dict) else None
+    return task if isinstance(task, str) and task else None
+
+
+def check_train_out(out: Path, *, task: str | None, overwrite: bool) -> None:
+    """Refuse a ``train --out`` that exists, unless ``--overwrite`` and it is a model directory of ``task``.
+
+    ``--overwrite`` replaces only what this suite made: an empty directory or a model directory
+    whose ``config.json`` names ``task`` (any suite task when ``task`` is None). Anything else (a
+    file, a symlink, a folder of the user's, another task's model) is refused with one line, and
+    ``--overwrite`` is suggested only where it would be accepted.
+    """
+    out = Path(out)
+    if out.is_symlink():
+        raise UserError(f"--out {out}: is a symbolic link; pass the directory it points to, or another --out")
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        return
+    if not out.is_dir():
+        raise UserError(f"--out {out}: already exists and is a file, not a model directory; choose another --out")
+    found = model_directory_task(out)
+    name = f"a {task} model directory" if task else "a model directory of this suite"
+    if found is None:
+        raise UserError(f"--out {out}: already exists and is not a model directory (no config.json written by "
+                        "train); nothing was changed; choose another --out or an empty directory")
+    if task is not None and found != task:
+        raise UserError(f"--out {out}: already exists and is a {found!r} model directory, not {name}; "
+                        "nothing was changed; choose another --out")
+    if not overwrite:
+        raise UserError(f"--out {out}: already exists ({name}); pass --overwrite to replace it once the new "
+                        "training succeeds, or choose another --out")
 
 
 def ensure_writable_dir(path: Path, flag: str | None) -> Path:
@@ -241,18 +320,26 @@ def file_sha256(path) -> str:
 
 
 def verify_export_file(model_dir: ModelDir, path: Path) -> None:
-    """Refuse an exported file whose SHA-256 differs from the one export recorded."""
+    """Refuse an exported file whose SHA-256 differs from the one export recorded, or has none recorded.
+
+    A file without a recorded hash (no ``export_report.json``, no ``sha256`` key, a name not in
+    it) is refused too: it cannot be told from a damaged or planted one.
+    """
     report_path = model_dir.export_dir / EXPORT_REPORT_FILE
+    rerun = f"re-run `{model_dir.export_command()}`"
     if not report_path.is_file():
-        return
+        raise UserError(f"{path}: no {EXPORT_REPORT_FILE} beside it to check it against; {rerun}")
     report = read_json_file(report_path, EXPORT_REPORT_FILE)
     try:
         name = Path(path).resolve().relative_to(model_dir.export_dir.resolve()).as_posix()
     except ValueError:
         name = Path(path).name
-    expected = (report.get("sha256") or {}).get(name) if isinstance(report, dict) else None
-    if expected and file_sha256(path) != expected:
-        raise UserError(f"{path}: file changed since export (sha256 mismatch); re-run `{model_dir.export_command()}`")
+    hashes = report.get("sha256") if isinstance(report, dict) else None
+    expected = hashes.get(name) if isinstance(hashes, dict) else None
+    if not isinstance(expected, str):
+        raise UserError(f"{path}: no SHA-256 recorded for it in {report_path}; {rerun}")
+    if file_sha256(path) != expected:
+        raise UserError(f"{path}: file changed since export (sha256 mismatch); {rerun}")
 
 
 

@@ -9,6 +9,9 @@ generated from the config dataclasses (:mod:`tasks.common.config`).
 - Every error a user can fix (:class:`~tasks.common.errors.UserError`, an exception of the library
   (:class:`lstm_core.errors.LstmCoreError`), a bad flag) is one
   ``lstm-suite: error: ...`` line on stderr and exit status 2, never a traceback.
+- Ctrl-C exits 130 and SIGTERM 143, each with one line, after the same cleanup (a half-built
+  ``export.partial`` is removed, a training keeps its checkpoint to resume from); running out of
+  memory and file-system errors on a given path are one line too.
 - ``-q/--quiet`` and ``-v/--verbose`` work anywhere on the line; TensorFlow's start-up noise is
   hidden unless ``--verbose``.
 """
@@ -16,15 +19,19 @@ generated from the config dataclasses (:mod:`tasks.common.config`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from typing import Callable, Mapping
 
 from tasks.common.errors import USER_ERRORS
+from tasks.common.install import suite_missing_message
 
 VERBS = ("train", "evaluate", "export", "predict")
 TASK_MODULES = {
@@ -173,6 +180,10 @@ def _configure_logging(quiet: bool, verbose: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    library_only = suite_missing_message()
+    if library_only:  # `pip install lstm-suite` is the library alone (docs/packaging.md)
+        print(f"lstm-suite: error: {library_only}", file=sys.stderr)
+        return 2
     task_name = next((a for a in argv if not a.startswith("-")), None)
     task = load_task(task_name) if task_name in TASK_MODULES else None
     parser = build_parser(task)
@@ -196,7 +207,91 @@ def main(argv: list[str] | None = None) -> int:
                 os.environ[name] = value
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``docker stop``, Kubernetes, ``kill``): unwinds like Ctrl-C, so the same cleanup runs."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+SIGTERM_GRACE_SECONDS = 8.0
+
+
+def _watchdog(read_fd: int, grace: float, done: threading.Event) -> None:
+    """Exit 143 if the verb has not stopped ``grace`` seconds after a SIGTERM.
+
+    Python runs its signal handler only between bytecodes of the main thread; one blocked inside
+    TensorFlow (a tf.data pipeline waiting for input) would otherwise ignore SIGTERM forever.
+    """
+    try:
+        while not done.is_set():
+            data = os.read(read_fd, 64)
+            if not data:
+                return
+            if signal.SIGTERM in data and not done.wait(grace):
+                print(f"lstm-suite: terminated (SIGTERM; still busy after {grace:g} s, stopped without cleanup)",
+                      file=sys.stderr, flush=True)
+                os._exit(143)
+    except OSError:
+        return
+    finally:
+        os.close(read_fd)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """Turn SIGTERM into :class:`Terminated` while a verb runs (main thread only; restored after).
+
+    A watchdog thread (woken through ``signal.set_wakeup_fd``) ends the process if the handler
+    cannot run within :data:`SIGTERM_GRACE_SECONDS`, so SIGTERM always stops it.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    previous_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    done = threading.Event()
+    threading.Thread(target=_watchdog, args=(read_fd, SIGTERM_GRACE_SECONDS, done), daemon=True,
+                     name="sigterm-watchdog").start()
+    try:
+        yield
+    finally:
+        done.set()
+        signal.signal(signal.SIGTERM, previous)
+        signal.set_wakeup_fd(previous_fd)
+        os.close(write_fd)  # the watchdog's read returns b"" and it ends
+
+
+OOM_HINT = "lower --units, --batch-size or the other size flags of this task (see --help)"
+_PATH_ERRNOS = {"EACCES", "EPERM", "EROFS", "ENOTDIR", "EISDIR", "ENAMETOOLONG", "ELOOP", "EDQUOT", "ENOSPC"}
+
+
+def _os_error_line(err: OSError) -> str | None:
+    """One line for a file-system error on a path the user gave (full disk, read-only, /proc, ...)."""
+    import errno
+
+    if err.errno == errno.ENOSPC:
+        return f"no space left on {err.filename or 'the device'}"
+    if err.filename is None or errno.errorcode.get(err.errno) not in _PATH_ERRNOS:
+        return None
+    return f"{err.filename}: {err.strerror or err}"
+
+
+def _is_out_of_memory(err: BaseException) -> bool:
+    """``MemoryError`` or TensorFlow's ``ResourceExhaustedError`` (an allocation that failed)."""
+    return isinstance(err, MemoryError) or any(
+        kind.__name__ == "ResourceExhaustedError" for kind in type(err).__mro__)
+
+
 def _run(args: argparse.Namespace, verbose: bool) -> int:
+    with _sigterm_as_interrupt():
+        return _run_verb(args, verbose)
+
+
+def _run_verb(args: argparse.Namespace, verbose: bool) -> int:
     try:
         if getattr(args, "_prepare", None) is not None:
             args._prepare(args)  # flag ranges and choices: checked before TensorFlow loads
@@ -212,16 +307,23 @@ def _run(args: argparse.Namespace, verbose: bool) -> int:
         message = " ".join(str(err).split("\n"))
         print(f"lstm-suite: error: {message}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("lstm-suite: terminated (SIGTERM)", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("lstm-suite: interrupted", file=sys.stderr)
         return 130
     except OSError as err:
-        import errno
-
-        if err.errno == errno.ENOSPC:
-            print(f"lstm-suite: error: no space left on {err.filename or 'the device'}", file=sys.stderr)
-            return 2
-        raise
+        line = _os_error_line(err)
+        if line is None:
+            raise
+        print(f"lstm-suite: error: {line}", file=sys.stderr)
+        return 2
+    except Exception as err:  # noqa: BLE001 - only out-of-memory is mapped; anything else is re-raised
+        if not _is_out_of_memory(err):
+            raise
+        print(f"lstm-suite: error: out of memory ({type(err).__name__}); {OOM_HINT}", file=sys.stderr)
+        return 2
     if result is not None:
         sys.stdout.flush()
         print(json.dumps(result, sort_keys=True, default=float))

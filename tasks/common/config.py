@@ -33,6 +33,7 @@ import typing
 from typing import Any, Iterable, Mapping, Sequence
 
 from tasks.common.errors import UserError
+from tasks.common.samples import describe
 
 _MISSING = dataclasses.MISSING
 
@@ -107,18 +108,22 @@ def _sequence_item(annotation):
     return None
 
 
+def _number(x) -> str:
+    return str(x) if isinstance(x, int) else f"{x:g}"
+
+
 def _describe(field: dataclasses.Field, kind) -> str:
     meta = field.metadata
     name = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(kind, "a value")
     bounds = []
     if meta.get("minimum") is not None:
-        bounds.append(f">= {meta['minimum']:g}")
+        bounds.append(f">= {_number(meta['minimum'])}")
     if meta.get("above") is not None:
-        bounds.append(f"> {meta['above']:g}")
+        bounds.append(f"> {_number(meta['above'])}")
     if meta.get("below") is not None:
-        bounds.append(f"< {meta['below']:g}")
+        bounds.append(f"< {_number(meta['below'])}")
     if meta.get("maximum") is not None:
-        bounds.append(f"<= {meta['maximum']:g}")
+        bounds.append(f"<= {_number(meta['maximum'])}")
     if meta.get("choices"):
         return "one of " + ", ".join(map(str, meta["choices"]))
     return name + (" " + " and ".join(bounds) if bounds else "")
@@ -130,8 +135,10 @@ def _check_value(field: dataclasses.Field, kind, value, where: str) -> None:
     if choices and value not in choices:
         raise UserError(f"{where}: expected {_describe(field, kind)}, got {value!r}")
     if kind in (int, float) and not isinstance(value, bool):
-        number = float(value)
-        bad = math.isnan(number) or (
+        number = value if isinstance(value, int) else float(value)  # ints of any size compare exactly
+        if isinstance(number, float) and not math.isfinite(number):
+            raise UserError(f"{where}: expected {_describe(field, kind)}, got {value!r} (not a finite number)")
+        bad = (
             (meta.get("minimum") is not None and number < meta["minimum"])
             or (meta.get("maximum") is not None and number > meta["maximum"])
             or (meta.get("below") is not None and number >= meta["below"])
@@ -215,7 +222,7 @@ def _format_default(value) -> str:
         return ",".join(map(str, value)) if value else "none"
     if isinstance(value, bool):
         return "on" if value else "off"
-    return str(value)
+    return describe(str(value))
 
 
 def add_settings(
@@ -352,7 +359,7 @@ class TrainConfig:
     epochs: int = setting(20, "maximum number of training epochs", minimum=1)
     learning_rate: float = setting(1e-3, "peak learning rate (Adam)", above=0)
     patience: int = setting(4, "early stopping: epochs without improvement of the monitored metric", minimum=0)
-    seed: int = setting(1234, "random seed (weights, shuffling, augmentation)", minimum=0)
+    seed: int = setting(1234, "random seed (weights, shuffling, augmentation)", minimum=0, maximum=2**31 - 1)
     steps_per_epoch: int | None = setting(None, "cap on batches per epoch, for quick runs (none: the whole data)", minimum=1)
     progress: str = setting(
         "auto", "progress display: auto = a bar with ETA on a terminal, one line per epoch otherwise",

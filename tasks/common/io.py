@@ -5,11 +5,14 @@ Atomic writes come from :mod:`lstm_core.atomic` (the library writes its exports 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import stat
 from pathlib import Path
 
 from lstm_core.atomic import atomic_path, remove, replace, write_bytes_atomic
+from tasks.common.errors import UserError
 
 __all__ = [
     "DirectoryLock", "atomic_path", "read_json", "read_user_file", "remove", "replace", "staged_directory",
@@ -24,8 +27,6 @@ def read_user_file(path: str | os.PathLike, expected: str) -> bytes:
         path: the file.
         expected: what the file should be, for the message ("a .wav file").
     """
-    from tasks.common.errors import UserError
-
     path = Path(path)
     try:
         return path.read_bytes()
@@ -46,63 +47,143 @@ def read_json(path):
 
 
 class DirectoryLock:
-    """An exclusive ``fcntl`` lock on ``.<dir>.lock`` so two runs never build the same directory.
+    """An exclusive ``flock`` on ``.<dir>.lock`` (beside ``dir``) so two runs never use one directory.
 
-    The hidden lock file holds the owner's pid for the error message. The kernel drops the lock
-    when its owner dies, so a stale file (a killed run) is simply taken over. The file is kept
-    (emptied) on release: unlinking a lock file races with a process that just opened it.
+    One lock per directory, whatever the verb: ``train`` takes it on ``--out`` and ``export`` on
+    ``--model``, so they exclude each other (see ``docs/task_contract.md``). The lock file holds the
+    owner's pid for the error message; the kernel drops the lock when its owner dies, so a stale
+    file (a killed run) is simply taken over.
+
+    The file is never followed nor truncated before it is ours: it is opened with ``O_NOFOLLOW``
+    and without ``O_TRUNC``, and a symlink, a hard-linked or non-regular file is refused with one
+    line (a planted ``.x.lock -> ~/.bashrc`` is never written to). It is removed on release, so no
+    lock files stay behind. Unlinking races with a process that opened the same file just before:
+    the owner unlinks while it still holds the lock, and every process, once it holds the lock,
+    checks that the path still names the inode it locked; if not (unlinked or replaced), it drops
+    it and starts over on the new file. Parent directories it had to create are removed again when
+    the locked directory was never created (a failed command leaves nothing).
     """
 
     def __init__(self, directory: str | os.PathLike, what: str = "training"):
         self.directory = Path(directory)
-        self.path = self.directory.with_name(f".{self.directory.name}.lock")
+        absolute = Path(os.path.abspath(self.directory))  # "." and "x/.." have a name too
+        self.path = absolute.with_name(f".{absolute.name}.lock")
         self.what = what
-        self._handle = None
+        self._fd: int | None = None
+        self._created: list[Path] = []
 
     def __enter__(self):
+        self._created = _make_parents(self.path.parent, self.directory)
+        try:
+            for _ in range(100):  # each retry means another process released the file meanwhile
+                if self._try_acquire():
+                    self._write_owner()
+                    return self
+        except BaseException:
+            self._remove_created_parents()
+            raise
+        self._remove_created_parents()
+        raise UserError(f"{self.path}: lock file keeps changing; is another lstm-suite process looping?")
+
+    def _open(self) -> int:
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(self.path, flags, 0o644)
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                raise UserError(f"{self.path}: the lock file is a symbolic link; refusing to follow it "
+                                "(remove it if you did not make it)") from None
+            raise UserError(f"{self.directory}: cannot create the lock file {self.path} "
+                            f"({err.strerror or err})") from None
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
+            os.close(fd)
+            kind = "is not a regular file" if not stat.S_ISREG(info.st_mode) else "has other hard links"
+            raise UserError(f"{self.path}: the lock file {kind}; refusing to use it (remove it if you did not make it)")
+        return fd
+
+    def _try_acquire(self) -> bool:
+        """Lock the file now at ``self.path``; False when it was replaced meanwhile (retry)."""
         import fcntl
 
-        from tasks.common.errors import UserError
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+")
+        fd = self._open()
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            handle.seek(0)
-            owner = handle.read().strip() or "unknown"
-            handle.close()
+            owner = (os.pread(fd, 200, 0).decode(errors="replace").strip().splitlines() or ["unknown"])[0][:80]
+            os.close(fd)
             raise UserError(
                 f"{self.directory}: another lstm-suite process (pid {owner}) is using this directory; "
                 "wait for it to finish or choose another directory"
             ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()} {self.what}\n")
-        handle.flush()
-        self._handle = handle
-        return self
+        mine = os.fstat(fd)
+        try:
+            now = os.stat(self.path, follow_symlinks=False)
+        except FileNotFoundError:
+            now = None
+        if now is None or (now.st_dev, now.st_ino) != (mine.st_dev, mine.st_ino):
+            os.close(fd)  # its owner unlinked it on release: lock the file that is there now
+            return False
+        self._fd = fd
+        return True
+
+    def _write_owner(self) -> None:
+        os.ftruncate(self._fd, 0)  # our own regular file (checked above), never a link's target
+        os.pwrite(self._fd, f"{os.getpid()} {self.what}\n".encode(), 0)
 
     def __exit__(self, *exc):
-        import fcntl
-
-        if self._handle is not None:
-            self._handle.truncate(0)
-            fcntl.flock(self._handle, fcntl.LOCK_UN)
-            self._handle.close()
-            self._handle = None
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)  # still ours: every other process re-checks the inode after locking
+            os.close(self._fd)
+            self._fd = None
+        self._remove_created_parents()
         return False
+
+    def _remove_created_parents(self) -> None:
+        if self.directory.exists():
+            return
+        for parent in self._created:  # deepest first
+            with contextlib.suppress(OSError):
+                parent.rmdir()
+        self._created = []
+
+
+def _make_parents(parent: Path, target: Path) -> list[Path]:
+    """``mkdir -p parent``; returns the directories it created, deepest first (for cleanup)."""
+    missing = []
+    while not parent.exists() and parent != parent.parent:
+        missing.append(parent)
+        parent = parent.parent
+    for path in reversed(missing):
+        try:
+            path.mkdir()
+        except FileExistsError:
+            pass
+        except OSError as err:
+            for made in missing[missing.index(path) + 1:]:
+                with contextlib.suppress(OSError):
+                    made.rmdir()
+            raise UserError(f"{target}: cannot create {path} ({err.strerror or err})") from None
+    return missing
 
 
 @contextlib.contextmanager
-def staged_directory(final: str | os.PathLike, what: str = "export"):
+def staged_directory(final: str | os.PathLike, what: str = "export", *, lock: str | os.PathLike | None = None):
     """Build a directory in ``<final>.partial`` under a lock; rename it onto ``final`` on success.
 
-    Whatever happens before the rename (error, Ctrl-C, full disk) leaves ``final`` as it was and
-    removes the half-built ``.partial``.
+    Whatever happens before the rename (error, Ctrl-C, SIGTERM, full disk) leaves ``final`` as it
+    was and removes the half-built ``.partial``.
+
+    Args:
+        final: the directory to (re)build.
+        what: the verb, for another process' error message.
+        lock: the directory whose :class:`DirectoryLock` to take (default ``final``); ``False``
+            when the caller already holds the right lock (an export holds its model's).
     """
     final = Path(final)
-    with DirectoryLock(final, what):
+    guard = contextlib.nullcontext() if lock is False else DirectoryLock(final if lock is None else lock, what)
+    with guard:
         work = final.with_name(final.name + ".partial")
         remove(work)
         work.mkdir(parents=True)

@@ -10,7 +10,7 @@ and a quote that never closes is reported at the line where it **begins**. Every
 Example:
 
 ```python
-table = read_table("data/sentiment/train.tsv")
+table = read_table("tasks/samples/sentiment/train.tsv")
 text, label = table.column("text"), table.column("label")
 for line, fields in table.rows:
     print(line, fields[text], fields[label])

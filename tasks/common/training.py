@@ -19,8 +19,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tasks.common.artifacts import check_train_out
 from tasks.common.config import TrainConfig
 from tasks.common.errors import DiskFullError, UserError
+from tasks.common.guards import DivergenceGuard
 from tasks.common.io import DirectoryLock, remove, replace, write_json_atomic
 
 __all__ = [
@@ -35,32 +37,26 @@ def set_seed(seed: int) -> None:
     keras.utils.set_random_seed(seed)
 
 
-def _is_empty_dir(path: Path) -> bool:
-    return path.is_dir() and not any(path.iterdir())
-
-
 @contextlib.contextmanager
-def model_directory(out: str | Path, *, overwrite: bool = False, resume: bool = False):
+def model_directory(out: str | Path, *, overwrite: bool = False, resume: bool = False,
+                    task: str | None = None):
     """Yield the work directory ``<out>.partial``; rename it onto ``out`` on success.
 
     Args:
         out: the model directory to create.
         overwrite: allow replacing an existing ``out`` (swapped in only after success).
         resume: require an interrupted run (``<out>.partial``) to continue from.
+        task: the task writing it; ``overwrite`` replaces only a model directory of this task.
 
-    Without ``overwrite`` an existing non-empty ``out`` is refused with one line: nothing a user
-    made is deleted without being asked. Bad input (:class:`UserError`) removes a work directory
+    An existing non-empty ``out`` is refused with one line unless ``overwrite`` and it is a model
+    directory of ``task`` (:func:`~tasks.common.artifacts.check_train_out`): nothing a user made
+    is deleted without being asked. Bad input (:class:`UserError`) removes a work directory
     this call created; any other interruption keeps it so the same command resumes from ``backup/``.
     """
     out = Path(out)
     work = out.with_name(out.name + ".partial")
     with DirectoryLock(out, "train"):
-        if out.exists() and not overwrite and not _is_empty_dir(out):
-            kind = "a model directory" if (out / "config.json").exists() else "a non-empty path"
-            raise UserError(
-                f"--out {out}: already exists ({kind}); pass --overwrite to replace it once the new "
-                "training succeeds, or choose another --out"
-            )
+        check_train_out(out, task=task, overwrite=overwrite)
         resuming = work.exists()
         if resume and not resuming:
             raise UserError(f"--resume: {work} does not exist, so there is no interrupted training to continue")
@@ -267,6 +263,7 @@ def fit(
             patience=config.patience,
             restore_best_weights=True,
         ),
+        DivergenceGuard(),  # NaN/inf loss or weights: one-line error, nothing renamed onto --out
         keras.callbacks.TerminateOnNaN(),
         EpochRecord(workdir),
         *(callbacks or []),

@@ -33,8 +33,9 @@ import tensorflow as tf
 from tasks.common.artifacts import write_export_report
 from tasks.common.config import ExportConfig
 from tasks.common.errors import UserError
+from lstm_core.kernels import portable_graphs
 from lstm_core.export import FLOAT_ATOL, TFLiteModel, export_saved_model, export_tflite_report
-from tasks.common.io import staged_directory, write_json_atomic
+from tasks.common.io import write_json_atomic
 
 from tasks.forecasting import data as series_data
 from tasks.forecasting import transforms
@@ -166,6 +167,7 @@ def _check_inputs(rows, origins, model):
     return [part.astype(np.float32) for part in series_data.as_list(inputs)]
 
 
+@portable_graphs()  # serving functions are traced before they are saved
 def export(config: ExportConfig, checks: ExportChecks | None = None) -> dict:
     """Write ``MODEL/export/`` (see the module docstring); returns a summary with sizes and differences.
 
@@ -199,7 +201,7 @@ def export(config: ExportConfig, checks: ExportChecks | None = None) -> dict:
     report["skipped"] = skipped
     for variant, reason in skipped.items():
         log.warning("export: %s skipped: %s", variant, reason)
-    with staged_directory(directory.export_dir) as work:
+    with directory.staged_export() as work:
         _saved_model(model, directory, work)
         results, tflm_sections = {}, {}
         for variant in variants:

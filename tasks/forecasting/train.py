@@ -260,7 +260,7 @@ def train(data: DataConfig, model: ModelConfig, train: TrainConfig, output: Outp
     if data.id_col is not None:
         return _train_panel(data, model, train, output)
     started = time.time()
-    with model_directory(output.out, overwrite=output.overwrite, resume=output.resume) as work:
+    with model_directory(output.out, overwrite=output.overwrite, resume=output.resume, task="forecasting") as work:
         p = prepare(data, model)
         model, split = p.model, p.split
         rows = series_data.model_rows(p.series, p.scaler, model, p.data.country)
@@ -301,7 +301,7 @@ def _train_panel(data: DataConfig, model: ModelConfig, train: TrainConfig, outpu
     """``--id-col``: one model over the windows of every series, each series scaled by its own
     training rows (``series_scalers.json``; ``scaler.json`` holds the reference series')."""
     started = time.time()
-    with model_directory(output.out, overwrite=output.overwrite, resume=output.resume) as work:
+    with model_directory(output.out, overwrite=output.overwrite, resume=output.resume, task="forecasting") as work:
         panel = prepare_panel(data, model)
         model = panel.model
         set_seed(train.seed)

@@ -4,7 +4,8 @@
 DIR/model.keras          token ids [B, T] (pre-padded with 0) -> P(positive) [B, 1] (+ rating [B, 1])
 DIR/tokenizer.model      sentencepiece model (pad 0, unk 1, no BOS/EOS)
 DIR/calibration.json     training texts for int8 calibration
-DIR/baseline_svm.pkl     the TF-IDF + LinearSVC peer, cached by ``evaluate --baseline``
+DIR/baseline_svm.npz     the TF-IDF + LinearSVC peer's terms and coefficients (arrays, no pickle),
+                         cached by ``evaluate --baseline``
 ```
 """
 
@@ -20,7 +21,7 @@ from tasks.sentiment.config import DataConfig, ModelConfig, ObjectiveConfig
 
 TOKENIZER_FILE = "tokenizer.model"
 CALIBRATION_FILE = "calibration.json"
-BASELINE_FILE = "baseline_svm.pkl"
+BASELINE_FILE = "baseline_svm.npz"
 LABELS_FILE = "labels.txt"
 MCU_FILES = {"float": "model_mcu_float.tflite", "int8": "model_mcu_int8.tflite"}
 PAD_ID, UNK_ID = 0, 1

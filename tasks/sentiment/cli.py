@@ -18,18 +18,44 @@ from tasks.sentiment.config import (
 
 
 def _predict_inputs(parser):
-    parser.add_argument("texts", nargs="+", metavar="TEXT", help="text(s) to classify; '-' reads lines from stdin")
+    parser.add_argument("texts", nargs="+", metavar="TEXT",
+                        help="text(s) to classify; '-' reads one text per stdin line (split at \\n only) and "
+                             "answers each line as it arrives. Output: LABEL<TAB>PROBABILITY<TAB>TEXT per text, "
+                             "with backslash, tab, newline and CR in TEXT written as \\\\, \\t, \\n, \\r")
+
+
+def _input_batches(texts):
+    """The command line's texts in order, ``-`` replaced by stdin's lines as they arrive."""
+    from tasks.sentiment.evaluate import stdin_batches
+
+    given = []
+    for text in texts:
+        if text != "-":
+            given.append(text)
+            continue
+        if given:
+            yield given
+            given = []
+        yield from stdin_batches()
+    if given:
+        yield given
 
 
 def _predict(args, predict):
-    from tasks.sentiment.evaluate import predict as run
-    from tasks.sentiment.evaluate import read_stdin_texts
+    import sys
 
-    texts = []
-    for text in args.texts:
-        texts.extend(read_stdin_texts() if text == "-" else [text])
-    for text, (label, probability) in zip(texts, run(predict, texts)):
-        print(f"{label}\t{probability:.4f}\t{text}")
+    from tasks.common.errors import UserError
+    from tasks.sentiment.evaluate import check_texts, escape_text, predict_batches
+
+    check_texts([text for text in args.texts if text != "-"])
+    answered = 0
+    for batch in predict_batches(predict, _input_batches(args.texts)):
+        for text, label, probability in batch:
+            sys.stdout.write(f"{label}\t{probability:.4f}\t{escape_text(text)}\n")
+        sys.stdout.flush()
+        answered += len(batch)
+    if not answered:
+        raise UserError("no text given; pass one or more texts (or '-' to read lines from stdin)")
     return None
 
 

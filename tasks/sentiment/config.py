@@ -8,11 +8,13 @@ from __future__ import annotations
 import dataclasses
 
 from tasks.common.config import EvaluateConfig, ExportConfig, OutputConfig, PredictConfig, TrainConfig, setting
+from tasks.common.samples import sample_path
 
 LABELS = ("negative", "positive")
-TRAIN_FILE = "data/sentiment/train.tsv"
-DEV_FILE = "data/sentiment/dev.tsv"
-NEGATION_FILE = "data/sentiment/negation.tsv"
+# Shipped in tasks/samples/sentiment/ (see its README), read from the installed package.
+TRAIN_FILE = sample_path("sentiment/train.tsv")
+DEV_FILE = sample_path("sentiment/dev.tsv")
+NEGATION_FILE = sample_path("sentiment/negation.tsv")
 MODEL_DIR = "saved_models/sentiment"
 
 

@@ -304,6 +304,8 @@ def make_dataset(
     import tensorflow as tf
     import tensorflow_text as tf_text
 
+    from tasks.common.guards import bounded_batch_size
+
     sample = training and sampling_alpha > 0
     tokenizer = tf_text.SentencepieceTokenizer(
         model=tokenizer_proto, out_type=tf.int32, nbest_size=-1 if sample else 0,
@@ -316,7 +318,8 @@ def make_dataset(
         mean, std = rating_scale
         targets["rating"] = tf.constant((examples.ratings - mean) / std, tf.float32)
     ds = tf.data.Dataset.from_tensor_slices((tf.constant(examples.texts, tf.string), targets))
-    if training:
+    if training:  # a batch larger than the data never fills from a repeated dataset: it would wait forever
+        batch_size = bounded_batch_size(batch_size, len(examples))
         ds = ds.shuffle(len(examples), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()

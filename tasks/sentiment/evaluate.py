@@ -11,7 +11,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -129,19 +129,80 @@ def predict(config: PredictConfig, texts: Sequence[str], threshold: float = 0.5)
     """``(label, probability of that label)`` per text."""
     if not texts:
         raise UserError("no text given; pass one or more texts (or '-' to read lines from stdin)")
+    check_texts(texts)
+    return [(label, p) for _, label, p in next(predict_batches(config, [list(texts)], threshold))]
+
+
+def check_texts(texts: Sequence[str]) -> None:
     for i, text in enumerate(texts, 1):
         if not text.strip():
             raise UserError(f"text {i} is empty")
+
+
+def predict_batches(config: PredictConfig, batches: Iterable[list[str]],
+                    threshold: float = 0.5) -> Iterator[list[tuple[str, str, float]]]:
+    """``[(text, label, probability of that label)]`` per batch of texts, as each batch arrives.
+
+    The model is loaded once; ``batches`` may be a stream (:func:`stdin_batches`), so a pipeline
+    gets each answer as soon as its line was read.
+    """
     directory = SentimentModelDir.open(config.model)
-    probs = load_predictor(directory, config.runtime).predict_proba(list(texts))
-    return [(LABELS[int(p >= threshold)], float(p if p >= threshold else 1.0 - p)) for p in probs]
+    predictor = load_predictor(directory, config.runtime)
+    for batch in batches:
+        if batch:
+            probs = predictor.predict_proba(list(batch))
+            yield [(text, LABELS[int(p >= threshold)], float(p if p >= threshold else 1.0 - p))
+                   for text, p in zip(batch, probs)]
+
+
+STDIN_BATCH = 256
+
+
+def stdin_batches(stream=None, max_batch: int = STDIN_BATCH) -> Iterator[list[str]]:
+    """Non-blank lines of stdin in batches of what has arrived (at most ``max_batch``).
+
+    Lines end at ``\n`` only (a trailing ``\r`` is dropped; U+2028, form feeds and other
+    Unicode line breaks stay inside the text), so every input line is one text. Each batch is
+    what one read returned, so interactive input is answered line by line and a file in large
+    batches. Bytes that are not UTF-8 → ``<stdin>:LINE: not UTF-8``.
+    """
+    stream = stream if stream is not None else sys.stdin.buffer
+    read = getattr(stream, "read1", None) or stream.read
+    pending, line_number = b"", 0
+    while True:
+        chunk = read(1 << 16)
+        lines = (pending + chunk).split(b"\n")
+        pending = lines.pop() if chunk else b""
+        batch = []
+        for raw in lines:
+            line_number += 1
+            text = _decode_line(raw, line_number)
+            if text.strip():
+                batch.append(text)
+            if len(batch) == max_batch:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+        if not chunk:
+            return
+
+
+def _decode_line(raw: bytes, line_number: int) -> str:
+    try:
+        return raw.removesuffix(b"\r").decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"<stdin>:{line_number}: not UTF-8") from None
 
 
 def read_stdin_texts() -> list[str]:
-    data = sys.stdin.buffer.read()
-    try:
-        content = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        raise UserError(f"<stdin>:{line}: not UTF-8") from None
-    return [line for line in content.splitlines() if line.strip()]
+    """Every non-blank stdin line (see :func:`stdin_batches`)."""
+    return [text for batch in stdin_batches() for text in batch]
+
+
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def escape_text(text: str) -> str:
+    r"""The text as one TSV field: backslash, tab, newline and CR written as ``\\``, ``\t``, ``\n``, ``\r``."""
+    return text.translate(_ESCAPES)

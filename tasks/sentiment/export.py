@@ -28,10 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
+from lstm_core.kernels import portable_graphs
 from tasks.common.artifacts import write_export_report
 from tasks.common.config import ExportConfig
 from tasks.common.errors import ExportMismatchError
-from tasks.common.io import staged_directory, write_bytes_atomic
+from tasks.common.io import write_bytes_atomic
 from tasks.sentiment.artifacts import LABELS_FILE, MCU_FILES, TOKENIZER_FILE, SentimentModelDir
 from tasks.sentiment.config import LABELS, MCU_EXPORT, SentimentExportConfig
 from tasks.sentiment.data import pre_pad
@@ -84,12 +85,10 @@ def serving_module(model, tokenizer_proto: bytes, max_tokens: int):
     return module
 
 
+@portable_graphs()  # serving functions are traced before they are saved
 def export(config: ExportConfig, mcu: SentimentExportConfig | None = None) -> dict:
     """Write ``MODEL/export/`` (see the module docstring); returns the export report."""
-    import tensorflow as tf
-    import tensorflow_text  # noqa: F401  registers the sentencepiece ops for the reload check
-
-    from lstm_core.export import FLOAT_ATOL, export_saved_model, export_tflite_report
+    from lstm_core.export import FLOAT_ATOL
 
     directory = SentimentModelDir.open(config.model)
     network = inference_model(directory.keras_model())
@@ -100,51 +99,67 @@ def export(config: ExportConfig, mcu: SentimentExportConfig | None = None) -> di
     atol = config.atol if config.atol is not None else FLOAT_ATOL
     report: dict = {"model": str(directory.path), "calibration_examples": len(ids),
                     "max_tokens": directory.data.max_tokens, "quantization": list(config.quantization)}
-    with staged_directory(directory.export_dir) as work:
+    with directory.staged_export() as work:
         write_bytes_atomic(work / TOKENIZER_FILE, tokenizer.proto)
         write_bytes_atomic(work / LABELS_FILE, ("\n".join(LABELS) + "\n").encode())
-        module = serving_module(network, tokenizer.proto, directory.data.max_tokens)
-        saved = export_saved_model(network, work / "saved_model", module=module, signatures={
-            "serving_default": module.serve_text, "serve_text": module.serve_text, "serve_ids": module.serve_ids})
-        reloaded = tf.saved_model.load(str(saved))
-        served = reloaded.signatures["serving_default"](text=tf.constant(texts[:64]))
-        saved_diff = float(np.max(np.abs(served["probability"].numpy() - keras_probs[:64])))
-        if saved_diff > atol:
-            raise ExportMismatchError(f"{saved}: SavedModel disagrees with Keras by {saved_diff:.3g}; not written")
-        report["saved_model"] = {"max_abs_diff": saved_diff, "signatures": sorted(reloaded.signatures)}
-        log.info("SavedModel %s (max |saved - keras| = %.2g)", saved, saved_diff)
-
-        samples = [[np.asarray([x], dtype=np.int32)] for x in ids[:CHECK_EXAMPLES]]
-
-        def representative():
-            for x in ids:
-                yield [np.asarray([x], dtype=np.int32)]
-
+        report["saved_model"] = _export_saved_model(network, tokenizer, directory, work, texts, keras_probs, atol)
         for quantization in config.quantization:
             if quantization not in VARIABLE_LENGTH_FILES:
                 log.warning("--quantization %s: not available for sentiment (float and int8 are); skipped",
                             quantization)
                 continue
-            path = work / VARIABLE_LENGTH_FILES[quantization]
             runtime = "tflite" if quantization == "float" else "tflite-int8"
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=r"\s*Warning: tf.lite.Interpreter is deprecated")
-                tflite = export_tflite_report(
-                    network, path, quantization=None if quantization == "float" else "int8",
-                    representative_dataset=representative if quantization == "int8" else None,
-                    sample_inputs=samples, atol=atol,
-                ).as_dict()
-            tflite["path"] = path.name
-            probs = TFLitePredictor(path, tokenizer).predict_ids(ids)
-            tflite["calibration_max_abs_diff"] = float(np.max(np.abs(probs - keras_probs)))
-            tflite["calibration_label_agreement"] = float(np.mean((probs >= 0.5) == (keras_probs >= 0.5)))
-            report[runtime] = tflite
-            log.info("%s: %d bytes, label agreement with Keras %.3f", path.name, tflite["size_bytes"],
-                     tflite["calibration_label_agreement"])
+            report[runtime] = _export_variable_length(network, tokenizer, quantization, work, ids, keras_probs, atol)
         report.update(_mcu_exports(directory, network, tokenizer, ids, keras_probs, config, mcu or MCU_EXPORT, work))
         report["keras_size_bytes"] = Path(directory.model_file).stat().st_size
         write_export_report(work, report)
     return report
+
+
+def _export_saved_model(network, tokenizer, directory, work: Path, texts, keras_probs, atol) -> dict:
+    """``saved_model/`` (see :func:`serving_module`), reloaded and checked against Keras on ``texts``."""
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  registers the sentencepiece ops for the reload check
+
+    from lstm_core.export import export_saved_model
+
+    module = serving_module(network, tokenizer.proto, directory.data.max_tokens)
+    saved = export_saved_model(network, work / "saved_model", module=module, signatures={
+        "serving_default": module.serve_text, "serve_text": module.serve_text, "serve_ids": module.serve_ids})
+    reloaded = tf.saved_model.load(str(saved))
+    served = reloaded.signatures["serving_default"](text=tf.constant(texts[:64]))
+    saved_diff = float(np.max(np.abs(served["probability"].numpy() - keras_probs[:64])))
+    if saved_diff > atol:
+        raise ExportMismatchError(f"{saved}: SavedModel disagrees with Keras by {saved_diff:.3g}; not written")
+    log.info("SavedModel %s (max |saved - keras| = %.2g)", saved, saved_diff)
+    return {"max_abs_diff": saved_diff, "signatures": sorted(reloaded.signatures)}
+
+
+def _export_variable_length(network, tokenizer, quantization: str, work: Path, ids, keras_probs, atol) -> dict:
+    """``model_{float,int8}.tflite`` over ids of any length, checked against Keras on ``ids``."""
+    from lstm_core.export import export_tflite_report
+
+    samples = [[np.asarray([x], dtype=np.int32)] for x in ids[:CHECK_EXAMPLES]]
+
+    def representative():
+        for x in ids:
+            yield [np.asarray([x], dtype=np.int32)]
+
+    path = work / VARIABLE_LENGTH_FILES[quantization]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"\s*Warning: tf.lite.Interpreter is deprecated")
+        tflite = export_tflite_report(
+            network, path, quantization=None if quantization == "float" else "int8",
+            representative_dataset=representative if quantization == "int8" else None,
+            sample_inputs=samples, atol=atol,
+        ).as_dict()
+    tflite["path"] = path.name
+    probs = TFLitePredictor(path, tokenizer).predict_ids(ids)
+    tflite["calibration_max_abs_diff"] = float(np.max(np.abs(probs - keras_probs)))
+    tflite["calibration_label_agreement"] = float(np.mean((probs >= 0.5) == (keras_probs >= 0.5)))
+    log.info("%s: %d bytes, label agreement with Keras %.3f", path.name, tflite["size_bytes"],
+             tflite["calibration_label_agreement"])
+    return tflite
 
 
 def mcu_width(directory: SentimentModelDir, requested: int | None) -> int:

@@ -2,14 +2,15 @@
 
 - ``tfidf_svm``: TF-IDF of word 1–2-grams + character 2–5-grams, ``LinearSVC`` (scikit-learn),
   trained on the model's own training file (the peer of issue 16); ``C`` is chosen by 5-fold
-  cross-validation on that file, never on the evaluated data. Cached in the model directory.
+  cross-validation on that file, never on the evaluated data. Cached in the model directory as
+  arrays (``baseline_svm.npz``: terms, idf, coefficients), never as a pickle.
 - ``vader``: the VADER lexicon + rules (Hutto & Gilbert 2014), compound ≥ 0 → positive.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import pickle
 from pathlib import Path
 from typing import Sequence
 
@@ -87,46 +88,112 @@ def fit_tfidf_svm(texts: Sequence[str], labels, seed: int = 0):
     return tfidf_svm_pipeline(best).fit(list(texts), labels), {"c": best, "cv_accuracy": scores[best]}
 
 
-class TfidfSvmPeer:
-    """The peer of one model directory, fitted once on its training file and pickled there.
+CACHE_FORMAT = 1
+
+
+def svm_parameters(pipeline) -> dict:
+    """The fitted peer as plain arrays: each TF-IDF's terms (by column) and idf, the SVM's coefficients."""
+    features, svm = pipeline.steps[0][1], pipeline.steps[-1][1]
+    arrays = {"coef": svm.coef_.astype(np.float64), "intercept": svm.intercept_.astype(np.float64),
+              "classes": np.asarray(svm.classes_, np.float64)}
+    for i, (_, vectorizer) in enumerate(features.transformer_list):
+        terms = sorted(vectorizer.vocabulary_, key=vectorizer.vocabulary_.get)
+        arrays[f"terms{i}"] = np.frombuffer(json.dumps(terms).encode(), np.uint8)
+        arrays[f"idf{i}"] = vectorizer.idf_.astype(np.float64)
+    return arrays
+
+
+class LinearTextPeer:
+    """The TF-IDF + linear SVM peer rebuilt from :func:`svm_parameters`: no pickle, nothing runs.
 
     Args:
-        cache: the pickle file (``MODEL/baseline_svm.pkl``); ``None`` never caches.
-        train_source: the training file's name, recorded with the cache.
-        load_training: returns the training ``Examples`` (called only when the cache is missing
-            or was fitted on another file).
+        arrays: ``terms{i}`` (UTF-8 JSON list of terms), ``idf{i}``, ``coef``, ``intercept``, ``classes``.
+    """
 
-    The cache is a pickle: like ``model.keras``, only open model directories you trust.
+    def __init__(self, arrays: dict):
+        from sklearn.base import clone
+
+        template = tfidf_svm_pipeline(1.0).steps[0][1]
+        self.vectorizers = []
+        for i, (_, vectorizer) in enumerate(template.transformer_list):
+            terms = json.loads(bytes(np.asarray(arrays[f"terms{i}"], np.uint8)).decode())
+            idf = np.asarray(arrays[f"idf{i}"], np.float64)
+            if not (isinstance(terms, list) and all(isinstance(t, str) for t in terms) and len(terms) == len(idf)
+                    and len(set(terms)) == len(terms)):
+                raise ValueError(f"vectorizer {i}: terms and idf disagree")
+            vectorizer = clone(vectorizer).set_params(vocabulary={t: j for j, t in enumerate(terms)})
+            vectorizer.idf_ = idf
+            self.vectorizers.append(vectorizer)
+        width = sum(len(v.vocabulary) for v in self.vectorizers)
+        self.coef = np.asarray(arrays["coef"], np.float64).reshape(-1)
+        self.intercept = float(np.asarray(arrays["intercept"], np.float64).reshape(-1)[0])
+        self.classes = np.asarray(arrays["classes"], np.float64).reshape(-1)
+        if self.coef.shape != (width,) or self.classes.shape != (2,):
+            raise ValueError(f"coefficients {self.coef.shape} do not fit {width} features")
+
+    def predict(self, texts: Sequence[str]) -> np.ndarray:
+        """LinearSVC's rule: ``classes[1]`` where ``x·coef + intercept > 0``."""
+        from scipy.sparse import hstack
+
+        features = hstack([v.transform(list(texts)) for v in self.vectorizers]).tocsr()
+        return self.classes[(features @ self.coef + self.intercept > 0).astype(int)].astype(np.float32)
+
+
+class TfidfSvmPeer:
+    """The peer of one model directory, fitted once on its training file and cached there.
+
+    Args:
+        cache: the cache file (``MODEL/baseline_svm.npz``); ``None`` never caches.
+        train_source: the training file's name, recorded with the cache.
+        load_training: returns the training ``Examples`` (called only when the cache is missing,
+            unreadable or was fitted on another file).
+
+    The cache holds only arrays (terms, idf, coefficients) read with ``np.load(allow_pickle=False)``,
+    so a planted cache can give wrong peer figures at worst, never run code (older model
+    directories' ``baseline_svm.pkl`` is never opened).
     """
 
     def __init__(self, cache: Path | None, train_source: str, load_training):
         self.cache = Path(cache) if cache is not None else None
         self.train_source = str(train_source)
         self._load_training = load_training
-        self.pipeline, self.info = self._load_or_fit()
+        self.model, self.info = self._load() or self._fit()
 
-    def _load_or_fit(self):
-        if self.cache is not None and self.cache.is_file():
-            try:
-                with open(self.cache, "rb") as handle:
-                    saved = pickle.load(handle)
-                if saved.get("train_source") == self.train_source:
-                    return saved["pipeline"], saved["info"]
-            except Exception:  # noqa: BLE001 - a damaged or foreign cache is simply refitted
-                log.warning("%s: unreadable baseline cache, refitting", self.cache)
+    def _load(self):
+        if self.cache is None or not self.cache.is_file():
+            return None
+        try:
+            with np.load(self.cache, allow_pickle=False) as saved:
+                arrays = {name: saved[name] for name in saved.files}
+            meta = json.loads(bytes(arrays.pop("meta")).decode())
+            if meta.get("format") != CACHE_FORMAT or meta.get("train_source") != self.train_source:
+                return None
+            return LinearTextPeer(arrays), dict(meta["info"])
+        except Exception as err:  # noqa: BLE001 - a damaged or foreign cache is simply refitted
+            log.warning("%s: unreadable baseline cache (%s), refitting", self.cache, str(err)[:120] or type(err).__name__)
+            return None
+
+    def _fit(self):
         examples = self._load_training()
         pipeline, info = fit_tfidf_svm(examples.texts, examples.labels)
         info["train_examples"] = len(examples)
+        arrays = svm_parameters(pipeline)
         if self.cache is not None:
-            from tasks.common.io import write_bytes_atomic
+            self._save(arrays, info)
+        return LinearTextPeer(arrays), info
 
-            try:
-                write_bytes_atomic(self.cache, pickle.dumps(
-                    {"train_source": self.train_source, "pipeline": pipeline, "info": info}))
-            except OSError as err:
-                log.warning("%s: cannot cache the baseline (%s)", self.cache, err.strerror or err)
-        return pipeline, info
+    def _save(self, arrays: dict, info: dict) -> None:
+        import io
+
+        from tasks.common.io import write_bytes_atomic
+
+        meta = {"format": CACHE_FORMAT, "train_source": self.train_source, "info": info}
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
+        try:
+            write_bytes_atomic(self.cache, buffer.getvalue())
+        except OSError as err:
+            log.warning("%s: cannot cache the baseline (%s)", self.cache, err.strerror or err)
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
-        return self.pipeline.predict(list(texts)).astype(np.float32)
-
+        return self.model.predict(texts)

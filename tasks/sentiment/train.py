@@ -6,7 +6,7 @@ read). Early stopping watches the validation accuracy of ``--val`` or of a held-
 ``--data``: with several members (``--member-folds``, the default) each member holds out its own
 fold, so the ensemble learns from all of ``--data``, and the reported validation figures are the
 members' out-of-fold ones. Report figures on other data (``evaluate``, default
-``data/sentiment/dev.tsv``).
+the shipped ``sentiment/dev.tsv``).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def train(data: DataConfig, model: ModelConfig, objective: ObjectiveConfig, trai
           output: OutputConfig) -> dict:
     """Train into ``output.out``; returns the train report (also in ``train_report.json``)."""
     start = time.monotonic()
-    with model_directory(output.out, overwrite=output.overwrite, resume=output.resume) as work:
+    with model_directory(output.out, overwrite=output.overwrite, resume=output.resume, task="sentiment") as work:
         loaded = load_training_data(data, train.seed, model.members)
         train_examples = loaded.pool
         tokenizer_path = work / TOKENIZER_FILE

@@ -18,6 +18,7 @@ from tasks.common.artifacts import ModelDir, read_json_file
 from tasks.common.config import TrainConfig
 from tasks.common.errors import UserError
 from tasks.common.io import write_bytes_atomic, write_json_atomic
+from tasks.common.samples import moved_sample
 
 from tasks.speech_commands.config import TASK_NAME, DataConfig, ModelConfig
 
@@ -60,6 +61,8 @@ class SpeechModelDir(ModelDir):
         split = read_json_file(path, SPLIT_FILE)
         if not isinstance(split, dict):
             raise UserError(f"{path}: expected a JSON object")
+        if "data" in split:  # recorded before the samples moved from data/ into the package
+            split["data"] = moved_sample(split["data"])
         return split
 
     @staticmethod

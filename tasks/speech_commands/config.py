@@ -8,12 +8,13 @@ from __future__ import annotations
 import dataclasses
 
 from tasks.common.config import EvaluateConfig, ExportConfig, OutputConfig, PredictConfig, TrainConfig, setting
+from tasks.common.samples import sample_path
 
 TASK_NAME = "speech_commands"
 DEFAULT_MODEL_DIR = "saved_models/speech_commands"
-# A 120-clip sample of the Free Spoken Digit Dataset shipped with the repository (see its README);
-# the whole corpus (2,000 clips) is ../shared/data/speech_digits where that folder exists.
-SAMPLE_DATA = "data/speech_commands/digits"
+# A 120-clip sample of the Free Spoken Digit Dataset shipped in the package (tasks/samples/speech_commands/,
+# see its README); the whole corpus (2,000 clips) is ../shared/data/speech_digits where that folder exists.
+SAMPLE_DATA = sample_path("speech_commands/digits")
 TFDS_PREFIX = "tfds:"
 
 

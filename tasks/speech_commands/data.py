@@ -417,7 +417,7 @@ def load_training_data(config: DataConfig) -> TrainingData:
 
 
 # ----------------------------------------------------------------------------- tf.data + augmentation
-def augment_batch(audio, *, config: DataConfig, noise, seed_generator=None):
+def augment_batch(audio, *, config: DataConfig, noise):
     """Training augmentation on a batch ``[B, N]`` (TF ops, run inside ``tf.data``).
 
     Speed perturbation (linear-interpolation resampling around the clip centre), random gain,
@@ -478,7 +478,9 @@ def make_dataset(x, y, config: DataConfig, *, training: bool, noise=None, seed: 
         ds = ds.batch(config.batch_size, drop_remainder=len(x) >= config.batch_size)
     else:
         # evaluation: pad the last batch with zero-weight clips (weighted metrics ignore them)
-        b = config.batch_size
+        from tasks.common.guards import bounded_batch_size
+
+        b = bounded_batch_size(config.batch_size, len(x))  # never pad a few clips up to a huge batch
         pad = (-len(x)) % b
         w = np.concatenate([np.ones(len(x), np.float32), np.zeros(pad, np.float32)])
         x = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)])

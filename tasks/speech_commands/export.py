@@ -28,13 +28,15 @@ import tensorflow as tf
 from tasks.common.artifacts import EXPORT_FILES, write_export_report
 from tasks.common.config import ExportConfig
 from tasks.common.errors import UserError
+from lstm_core.kernels import portable_graphs
 from lstm_core.export import TFLiteModel, export_saved_model, export_tflite_report
-from tasks.common.io import staged_directory, write_bytes_atomic
 
 from tasks.speech_commands import data as speech_data
 from tasks.speech_commands import model as speech_model
+from tasks.speech_commands import streaming as speech_streaming
 from tasks.speech_commands.artifacts import STREAMING_FILES, SpeechModelDir
 from tasks.speech_commands.config import ExportChecks
+from tasks.speech_commands.tflm_rewrite import rewrite_for_tflm
 
 log = logging.getLogger(__name__)
 
@@ -94,133 +96,26 @@ def calibration_and_check_clips(directory: SpeechModelDir, checks: ExportChecks,
     return np.concatenate([augmented, calib[half:]]).astype(np.float32), check_x, check_y
 
 
-# ----------------------------------------------------------------------------- TFLM compatibility
-# Two rewrites make the converter's output run on TensorFlow Lite Micro without changing a
-# single number LiteRT computes:
-# 1. FakeQuant over [0, top] converts to QUANTIZE float -> uint8 (+ DEQUANTIZE) in float models;
-#    TFLM quantizes float only to int8/int16. A uint8 activation with zero point z holds exactly
-#    the values of an int8 one with zero point z - 128, so such tensors become int8.
-# 2. TFLM's LOG is float-only; the int8 model's LOG becomes DEQUANTIZE -> MAXIMUM (the output's
-#    floor) -> LOG (float) -> QUANTIZE, which is how LiteRT's int8 LOG computes its table anyway
-#    (dequantize, log, saturate, requantize): 32 logs per 20 ms frame in float, the rest int8.
-
-
-class _AlignedBuilder:
-    """``flatbuffers.Builder`` whose byte vectors (the weight buffers) start 4-byte aligned (as the
-    TFLite converter writes them): TFLM reads int32 biases and float weights in place."""
-
-    def __new__(cls, size: int):
-        import flatbuffers
-        from flatbuffers.number_types import UOffsetTFlags
-
-        class Builder(flatbuffers.Builder):
-            def CreateNumpyVector(self, x):  # noqa: N802 - flatbuffers' method name
-                x = np.ascontiguousarray(x)
-                self.StartVector(x.itemsize, x.size, max(4, x.dtype.alignment))
-                length = UOffsetTFlags.py_type(x.itemsize * x.size)
-                self.head = self.head - length
-                self.Bytes[self.Head() : self.Head() + length] = x.astype(x.dtype.newbyteorder("<")).tobytes()
-                self.vectorNumElems = x.size
-                return self.EndVector()
-
-        return Builder(size)
-
-
-def tflm_compatible(flatbuffer: bytes) -> tuple[bytes, list[str]]:
-    """``(flatbuffer, what was rewritten)``: the two rewrites above; unchanged if neither applies."""
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
-
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(flatbuffer, 0))
-    names = {value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
-
-    def opcode(builtin: int, version: int) -> int:
-        for index, code in enumerate(model.operatorCodes):
-            if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
-                return index
-        model.operatorCodes.append(schema.OperatorCodeT(
-            deprecatedBuiltinCode=min(builtin, 127), builtinCode=builtin, version=version))
-        return len(model.operatorCodes) - 1
-
-    def float_copy(subgraph, tensor, suffix: str) -> int:
-        model.buffers.append(schema.BufferT())
-        subgraph.tensors.append(schema.TensorT(
-            shape=tensor.shape, shapeSignature=tensor.shapeSignature, type=schema.TensorType.FLOAT32,
-            buffer=len(model.buffers) - 1, name=(tensor.name or b"") + suffix.encode(), hasRank=tensor.hasRank))
-        return len(subgraph.tensors) - 1
-
-    def floor_constant(subgraph, target) -> int:
-        # exp(lowest int8 output): LiteRT's int8 LOG saturates log(0) = -inf there, while TFLM's
-        # QUANTIZE of -inf is undefined (seen: +127); the floor makes both give -128
-        scale, zero = target.quantization.scale[0], target.quantization.zeroPoint[0]
-        value = np.array([np.exp((-128 - int(zero)) * float(scale))], np.float32)
-        model.buffers.append(schema.BufferT(data=np.frombuffer(value.tobytes(), np.uint8)))
-        subgraph.tensors.append(schema.TensorT(shape=[1], type=schema.TensorType.FLOAT32,
-                                               buffer=len(model.buffers) - 1, name=b"log_floor", hasRank=True))
-        return len(subgraph.tensors) - 1
-
-    changes = []
-    for subgraph in model.subgraphs:
-        for tensor in subgraph.tensors:
-            data = model.buffers[tensor.buffer].data if tensor.buffer < len(model.buffers) else None
-            if tensor.type == schema.TensorType.UINT8 and tensor.quantization is not None and data is None:
-                tensor.type = schema.TensorType.INT8
-                tensor.quantization.zeroPoint = [int(z) - 128 for z in tensor.quantization.zeroPoint]
-                changes.append(f"uint8 tensor {tensor.name.decode()} -> int8")
-        operators = []
-        for op in subgraph.operators or []:
-            source = subgraph.tensors[op.inputs[0]]
-            if names.get(model.operatorCodes[op.opcodeIndex].builtinCode) == "LOG" and source.type == schema.TensorType.INT8:
-                target = subgraph.tensors[op.outputs[0]]
-                float_in = float_copy(subgraph, source, "/dequantized")
-                floored = float_copy(subgraph, source, "/floored")
-                float_out = float_copy(subgraph, target, "/float")
-                floor = floor_constant(subgraph, target)
-                operators.append(schema.OperatorT(opcodeIndex=opcode(schema.BuiltinOperator.DEQUANTIZE, 2),
-                                                  inputs=[op.inputs[0]], outputs=[float_in]))
-                operators.append(schema.OperatorT(opcodeIndex=opcode(schema.BuiltinOperator.MAXIMUM, 1),
-                                                  inputs=[float_in, floor], outputs=[floored]))
-                op.inputs, original_output, op.outputs = [floored], op.outputs[0], [float_out]
-                operators.append(op)
-                operators.append(schema.OperatorT(opcodeIndex=opcode(schema.BuiltinOperator.QUANTIZE, 1),
-                                                  inputs=[float_out], outputs=[original_output]))
-                changes.append(f"int8 LOG {target.name.decode()} -> DEQUANTIZE, MAXIMUM, float LOG, QUANTIZE")
-            else:
-                operators.append(op)
-        subgraph.operators = operators
-    if not changes:
-        return flatbuffer, []
-    builder = _AlignedBuilder(len(flatbuffer) + 4096)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output()), changes
-
-
-def rewrite_for_tflm(path: Path, tflite_report: dict, samples) -> dict:
-    """Apply :func:`tflm_compatible` to the exported ``path`` (LiteRT's outputs must not move),
-    then add TFLM's report (loads, arena, ops, agreement with LiteRT) to ``tflite_report``."""
-    from lstm_core.tflm import model_ops, tflm_report
-
-    original = path.read_bytes()
-    rewritten, changes = tflm_compatible(original)
-    if changes:
-        before, after = TFLiteModel(original), TFLiteModel(rewritten)
-        for sample in samples:
-            moved = max(float(np.max(np.abs(a - b))) for a, b in zip(before(*sample), after(*sample)))
-            if moved > 1e-6:
-                raise RuntimeError(f"{path.name}: the TFLM rewrite changed LiteRT's outputs by {moved:.3g}")
-        write_bytes_atomic(path, rewritten)
-        tflite_report.update(size_bytes=len(rewritten), ops=sorted(set(model_ops(rewritten))), tflm_rewrites=changes)
-    tflite_report["tflm"] = tflm_report(path, samples, labels="argmax")
-    return tflite_report
-
-
 def _stream_probabilities(step_fn, clips, initial_state, hop):
-    return np.stack([speech_model.stream_clip(step_fn, clip, list(initial_state), hop)[0][-1] for clip in clips])
+    return np.stack([speech_streaming.stream_clip(step_fn, clip, list(initial_state), hop)[0][-1] for clip in clips])
 
 
 def _runner_probabilities(runner, clips):
     return np.stack([np.asarray(runner(clip[None])[0])[0] for clip in clips])
 
 
+def _check_quantizations(quantization) -> None:
+    unsupported = sorted(set(quantization) - set(SUPPORTED_QUANTIZATIONS))
+    if unsupported:
+        raise UserError(f"--quantization: {', '.join(unsupported)} is not available for speech_commands "
+                        f"(expected {', '.join(SUPPORTED_QUANTIZATIONS)})")
+
+
+def _accuracy(probs, labels) -> float:
+    return float(np.mean(probs.argmax(-1) == labels))
+
+
+@portable_graphs()  # serving functions are traced before they are saved
 def export(config: ExportConfig, checks: ExportChecks | None = None) -> dict:
     """Write ``MODEL/export/`` (see the module docstring); returns a summary of the report.
 
@@ -230,65 +125,20 @@ def export(config: ExportConfig, checks: ExportChecks | None = None) -> dict:
     """
     checks = checks or ExportChecks()
     started = time.time()
-    unsupported = sorted(set(config.quantization) - set(SUPPORTED_QUANTIZATIONS))
-    if unsupported:
-        raise UserError(f"--quantization: {', '.join(unsupported)} is not available for speech_commands "
-                        f"(expected {', '.join(SUPPORTED_QUANTIZATIONS)})")
+    _check_quantizations(config.quantization)
     directory = SpeechModelDir.open(config.model)
     model = speech_model.load_trained_model(directory)  # before any data is read
     words = directory.labels
     calib, check_x, check_y = calibration_and_check_clips(directory, checks, config.calibration_examples)
     keras_probs = speech_model.predict_proba(model, check_x)  # Keras first, at its fixed batch size
-    accuracy = lambda probs: float(np.mean(probs.argmax(-1) == check_y))  # noqa: E731
-    report = {"labels": words, "check_examples": int(len(check_x)), "check_accuracy": {"keras": accuracy(keras_probs)}}
+    report = {"labels": words, "check_examples": int(len(check_x)),
+              "check_accuracy": {"keras": _accuracy(keras_probs, check_y)}}
     atol = speech_model.float_export_atol(directory.model) if config.atol is None else config.atol
-    samples = [[clip[None]] for clip in check_x[:8]]
     summary = {}
-    with staged_directory(directory.export_dir) as work:
-        # SavedModel: raw audio in, probabilities + label out. A fresh copy of the model per
-        # export: each copy's LSTM has its own fusable function, so no graph holds two traces of one
-        # ``api_implements`` function (grappler may swap in the wrong one).
-        serving_model = speech_model.load_trained_model(directory)
-        label_names = tf.constant(words)
-        spec = tf.TensorSpec([None, directory.model.clip_samples], tf.float32, name="audio")
-
-        @tf.function(input_signature=[spec], autograph=False)
-        def serve(audio):
-            probs = serving_model(audio, training=False)
-            best = tf.argmax(probs, axis=-1)
-            return {"probabilities": probs, "label": tf.gather(label_names, best), "score": tf.reduce_max(probs, -1)}
-
-        export_saved_model(serving_model, work / "saved_model", signatures={"serving_default": serve.get_concrete_function()})
-        lite_model = speech_model.load_trained_model(directory)
-        probabilities = {}
-        if "float" in config.quantization:
-            float_report = export_tflite_report(lite_model, work / EXPORT_FILES["tflite"], sample_inputs=samples,
-                                                atol=atol)
-            report["float_check_atol"] = atol
-            report["tflite_float"] = rewrite_for_tflm(work / EXPORT_FILES["tflite"], float_report.as_dict(), samples)
-            probabilities["tflite"] = _runner_probabilities(TFLiteModel(work / EXPORT_FILES["tflite"]), check_x)
-            summary["float_bytes"] = float_report.size_bytes
-        if "int8" in config.quantization:
-            int8_report = export_tflite_report(
-                lite_model, work / EXPORT_FILES["tflite-int8"], quantization="int8",
-                representative_dataset=lambda: ([clip[None]] for clip in calib), sample_inputs=samples,
-            )
-            int8_path = work / EXPORT_FILES["tflite-int8"]
-            report["tflite_int8"] = int8 = rewrite_for_tflm(int8_path, int8_report.as_dict(), samples)
-            probabilities["tflite-int8"] = _runner_probabilities(TFLiteModel(int8_path), check_x)
-            summary["int8_bytes"] = int8["size_bytes"]
-            if int8["size_bytes"] > INT8_BUDGET_BYTES:
-                log.warning("int8 model is %d bytes (> %d budget)", int8["size_bytes"], INT8_BUDGET_BYTES)
-            if int8["tflm"]["loads"]:
-                from lstm_core.tflm import TFLMModel, write_c_array
-
-                probabilities["tflm"] = _runner_probabilities(TFLMModel(int8_path), check_x)
-                written = write_c_array(int8_path, work / MCU_DIR, name="g_speech_commands_model",
-                                        arena_bytes=int8["tflm"]["arena_recommended_bytes"])
-                report["mcu"] = {"files": [f"{MCU_DIR}/{name}" for name in written if name.endswith((".cc", ".h"))],
-                                 "op_resolver": written["op_resolver"]}
-                summary["int8_tflm_arena_bytes"] = int8["tflm"]["arena_bytes"]
-        report["check_accuracy"].update({name: accuracy(p) for name, p in probabilities.items()})
+    with directory.staged_export() as work:
+        _export_serving_model(directory, work)
+        probabilities = _export_clip_models(directory, work, config, calib, check_x, atol, report, summary)
+        report["check_accuracy"].update({name: _accuracy(p, check_y) for name, p in probabilities.items()})
         if "tflite" in probabilities and "tflite-int8" in probabilities:
             report["int8_label_agreement_with_float"] = float(
                 np.mean(probabilities["tflite-int8"].argmax(-1) == probabilities["tflite"].argmax(-1)))
@@ -305,17 +155,78 @@ def export(config: ExportConfig, checks: ExportChecks | None = None) -> dict:
             "streaming_label_agreement": report.get("streaming", {}).get("label_agreement_with_clip_model")}
 
 
+def _export_serving_model(directory: SpeechModelDir, work: Path) -> None:
+    """``saved_model``: raw audio in, probabilities + label out.
+
+    A fresh copy of the model per export: each copy's LSTM has its own fusable function, so no
+    graph holds two traces of one ``api_implements`` function (grappler may swap in the wrong one).
+    """
+    serving_model = speech_model.load_trained_model(directory)
+    label_names = tf.constant(directory.labels)
+    spec = tf.TensorSpec([None, directory.model.clip_samples], tf.float32, name="audio")
+
+    @tf.function(input_signature=[spec], autograph=False)
+    def serve(audio):
+        probs = serving_model(audio, training=False)
+        best = tf.argmax(probs, axis=-1)
+        return {"probabilities": probs, "label": tf.gather(label_names, best), "score": tf.reduce_max(probs, -1)}
+
+    export_saved_model(serving_model, work / "saved_model", signatures={"serving_default": serve.get_concrete_function()})
+
+
+def _export_clip_models(directory, work: Path, config: ExportConfig, calib, check_x, atol, report, summary) -> dict:
+    """The float and/or int8 clip models (their sections go into ``report``, sizes into
+    ``summary``); returns each exported runtime's probabilities on ``check_x``."""
+    lite_model = speech_model.load_trained_model(directory)
+    samples = [[clip[None]] for clip in check_x[:8]]
+    probabilities = {}
+    if "float" in config.quantization:
+        float_report = export_tflite_report(lite_model, work / EXPORT_FILES["tflite"], sample_inputs=samples,
+                                            atol=atol)
+        report["float_check_atol"] = atol
+        report["tflite_float"] = rewrite_for_tflm(work / EXPORT_FILES["tflite"], float_report.as_dict(), samples)
+        probabilities["tflite"] = _runner_probabilities(TFLiteModel(work / EXPORT_FILES["tflite"]), check_x)
+        summary["float_bytes"] = float_report.size_bytes
+    if "int8" in config.quantization:
+        probabilities.update(_export_int8(lite_model, work, calib, samples, check_x, report, summary))
+    return probabilities
+
+
+def _export_int8(lite_model, work: Path, calib, samples, check_x, report, summary) -> dict:
+    """``model_int8.tflite`` calibrated on ``calib`` and, where TFLM runs it, the ``mcu/`` sources."""
+    int8_report = export_tflite_report(
+        lite_model, work / EXPORT_FILES["tflite-int8"], quantization="int8",
+        representative_dataset=lambda: ([clip[None]] for clip in calib), sample_inputs=samples,
+    )
+    int8_path = work / EXPORT_FILES["tflite-int8"]
+    report["tflite_int8"] = int8 = rewrite_for_tflm(int8_path, int8_report.as_dict(), samples)
+    probabilities = {"tflite-int8": _runner_probabilities(TFLiteModel(int8_path), check_x)}
+    summary["int8_bytes"] = int8["size_bytes"]
+    if int8["size_bytes"] > INT8_BUDGET_BYTES:
+        log.warning("int8 model is %d bytes (> %d budget)", int8["size_bytes"], INT8_BUDGET_BYTES)
+    if int8["tflm"]["loads"]:
+        from lstm_core.tflm import TFLMModel, write_c_array
+
+        probabilities["tflm"] = _runner_probabilities(TFLMModel(int8_path), check_x)
+        written = write_c_array(int8_path, work / MCU_DIR, name="g_speech_commands_model",
+                                arena_bytes=int8["tflm"]["arena_recommended_bytes"])
+        report["mcu"] = {"files": [f"{MCU_DIR}/{name}" for name in written if name.endswith((".cc", ".h"))],
+                         "op_resolver": written["op_resolver"]}
+        summary["int8_tflm_arena_bytes"] = int8["tflm"]["arena_bytes"]
+    return probabilities
+
+
 def export_streaming(model, work: Path, check_x, keras_probs, float_probs, directory, checks, atol) -> dict:
     """``streaming_float.tflite`` (+ SavedModel), checked hop by hop against the clip model."""
-    stream = speech_model.build_streaming_model(model)
-    initial = speech_model.initial_streaming_state(model)
+    stream = speech_streaming.build_streaming_model(model)
+    initial = speech_streaming.initial_streaming_state(model)
     hop = directory.model.hop_samples
     keras_step = lambda *xs: stream(list(xs), training=False)  # noqa: E731
     count = min(checks.stream_check_examples, len(check_x))
     stream_keras = _stream_probabilities(keras_step, check_x[:count], initial, hop)
     # the exporter's LiteRT check runs on real states: the start of a clip and mid-clip
     middle = directory.model.num_frames // 2
-    _, mid_state = speech_model.stream_clip(keras_step, check_x[0][: hop * middle], list(initial), hop)
+    _, mid_state = speech_streaming.stream_clip(keras_step, check_x[0][: hop * middle], list(initial), hop)
     samples = [[check_x[0][None, hop * middle : hop * (middle + 1)], *mid_state], [check_x[0][None, :hop], *initial]]
     path = work / STREAMING_FILES["float"]
     stream_report = export_tflite_report(stream, path, sample_inputs=samples, atol=atol, require_fused=False)
@@ -336,7 +247,7 @@ def export_streaming(model, work: Path, check_x, keras_probs, float_probs, direc
         "tflite": stream_report,
         **tflm_check,
         "hop_samples": hop,
-        "state": {k: [1, n] for k, n in speech_model.streaming_state_shapes(model).items()},
+        "state": {k: [1, n] for k, n in speech_streaming.streaming_state_shapes(model).items()},
         "clips": int(count),
         "label_agreement_with_clip_model": float(np.mean(stream_tflite.argmax(-1) == float_probs[:count].argmax(-1))),
         "max_abs_diff_vs_clip_model": float(np.max(np.abs(stream_tflite - float_probs[:count]))),

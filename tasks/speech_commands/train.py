@@ -22,6 +22,7 @@ from tasks.speech_commands import metrics as speech_metrics
 from tasks.speech_commands import model as speech_model
 from tasks.speech_commands.artifacts import SpeechModelDir
 from tasks.speech_commands.config import DataConfig, ModelConfig
+from tasks.speech_commands.frontend import frontend_constants
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def check_front_end(config: ModelConfig) -> None:
     """Front-end settings that are each in range but do not fit together -> one error line."""
     try:
         config.decimation
-        speech_model.frontend_constants(config)
+        frontend_constants(config)
     except ValueError as err:
         raise UserError(f"front-end settings: {err}") from None
 
@@ -99,13 +100,13 @@ def train(data: DataConfig, model: ModelConfig, train: TrainConfig, output: Outp
     Example:
 
     ```python
-    report = train(DataConfig(data="data/speech_commands/digits"), ModelConfig(units=32),
+    report = train(DataConfig(data="../shared/data/speech_digits"), ModelConfig(units=32),
                    DEFAULT_TRAIN, OutputConfig(out="saved_models/kws"))
     ```
     """
     started = time.time()
     model = dataclasses.replace(model, sample_rate=data.sample_rate, clip_samples=data.clip_samples)
-    with model_directory(output.out, overwrite=output.overwrite, resume=output.resume) as work:
+    with model_directory(output.out, overwrite=output.overwrite, resume=output.resume, task="speech_commands") as work:
         check_front_end(model)
         loaded = speech_data.load_training_data(data)
         val_x, val_y = loaded.validation

@@ -42,7 +42,8 @@ def _read_sentences(path: str) -> list[str]:
         raise UserError(f"--input {path}: no such file (expected one source sentence per line)") from None
     except UnicodeDecodeError:
         raise UserError(f"--input {path}: not valid UTF-8") from None
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    # one sentence per \n-terminated line: str.splitlines would also split at U+2028, form feeds, ...
+    return [line.strip() for line in text.split("\n") if line.strip()]
 
 
 def _predict_inputs(parser: argparse.ArgumentParser) -> None:

@@ -15,12 +15,12 @@ from tasks.common.config import (
     TrainConfig,
     setting,
 )
+from tasks.common.samples import sample_path
 
 TASK_NAME = "translation"
 DEFAULT_DIR = "saved_models/translation"
-# Shipped with the repository (a Tatoeba sample, see data/translation/README.md).
-SAMPLE_TRAIN = "data/translation/eng-fra.train.tsv"
-SAMPLE_DEV = "data/translation/eng-fra.dev.tsv"
+# Shipped in the package (a Tatoeba sample, see tasks/samples/translation/README.md).
+SAMPLE_TRAIN = sample_path("translation/eng-fra.train.tsv")
 SPM_MODEL_TYPES = ("unigram", "bpe")
 
 

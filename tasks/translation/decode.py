@@ -193,69 +193,97 @@ def beam_decode(
     if beam.width <= 1:
         return greedy_decode(backend, src_ids, batch_size=batch_size, max_length=max_length)
     batch_size = getattr(backend, "batch_size", batch_size)
-    K, alpha = beam.width, beam.length_penalty
     stepper = _per_row_step(backend) if getattr(backend, "batch_size", None) == 1 else backend.step
     results: list[list[int]] = [None] * len(src_ids)  # type: ignore[list-item]
     for idx in _batches(src_ids, batch_size):
-        B = len(idx)
-        src = pad([src_ids[i] for i in idx])
-        limits = _limits([src_ids[i] for i in idx], max_length)
-        memory, keys, h, c = backend.encode(src)
-        mask = (src != PAD_ID).astype(np.float32)
-        rep = lambda a: np.repeat(a, K, axis=0)  # noqa: E731
-        memory, keys, mask, h, c = rep(memory), rep(keys), rep(mask), rep(h), rep(c)
-        scores = np.full((B, K), -np.inf)
-        scores[:, 0] = 0.0  # one live hypothesis (<s>) per sentence at t=0
-        tokens = np.full((B * K,), BOS_ID, np.int32)
-        history = np.zeros((B, K, 0), np.int32)
-        finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(B)]
-        active = np.ones(B, bool)
-        for t in range(int(limits.max())):
-            logits, h, c = stepper(tokens, h, c, memory, keys, mask)
-            logp = _log_softmax(logits.astype(np.float64)).reshape(B, K, -1)
-            V = logp.shape[-1]
-            cand = (scores[:, :, None] + logp).reshape(B, K * V)
-            top = np.argsort(-cand, axis=1)[:, : 2 * K]
-            new_scores = np.full((B, K), -np.inf)
-            new_beams = np.zeros((B, K), np.int64)
-            new_tokens = np.full((B, K), PAD_ID, np.int32)
-            for b in np.flatnonzero(active):
-                filled = 0
-                for flat in top[b]:
-                    score = cand[b, flat]
-                    if not np.isfinite(score):
-                        break
-                    k, tok = divmod(int(flat), V)
-                    if tok == EOS_ID:
-                        hyp = [int(x) for x in history[b, k]]
-                        finished[b].append((score / _lp(len(hyp) + 1, alpha), hyp))
-                        continue
-                    new_scores[b, filled], new_beams[b, filled], new_tokens[b, filled] = score, k, tok
-                    filled += 1
-                    if filled == K:
-                        break
-            sel = (np.arange(B)[:, None] * K + new_beams).reshape(-1)
-            h, c = h[sel], c[sel]
-            history = np.concatenate([history[np.arange(B)[:, None], new_beams], new_tokens[:, :, None]], axis=2)
-            scores, tokens = new_scores, new_tokens.reshape(-1)
-            for b in np.flatnonzero(active):
-                if t + 1 >= limits[b]:  # out of budget: live hypotheses end here
-                    for k in range(K):
-                        if np.isfinite(scores[b, k]):
-                            finished[b].append((scores[b, k] / _lp(t + 1, alpha), [int(x) for x in history[b, k]]))
-                    active[b] = False
-                elif len(finished[b]) >= K:
-                    # live scores only decrease; the best they can reach is score / lp(limit)
-                    bound = scores[b].max() / _lp(int(limits[b]), alpha)
-                    if bound <= max(f[0] for f in finished[b]):
-                        active[b] = False
-                if not active[b]:
-                    scores[b] = -np.inf
-            if not active.any():
-                break
+        batch = [src_ids[i] for i in idx]
+        finished = _Beams(backend, stepper, batch, beam, _limits(batch, max_length)).search()
         for b, i in enumerate(idx):
             results[i] = max(finished[b], key=lambda f: f[0])[1] if finished[b] else []
     return results
+
+
+class _Beams:
+    """The beam search state of one batch: ``K`` live hypotheses per sentence (scores, last
+    tokens, histories, LSTM states) and each sentence's finished ``(score / lp, tokens)``."""
+
+    def __init__(self, backend, stepper, sources, beam: BeamConfig, limits):
+        self.stepper, self.limits = stepper, limits
+        self.K, self.alpha, self.B = beam.width, beam.length_penalty, len(sources)
+        src = pad(sources)
+        memory, keys, h, c = backend.encode(src)
+        mask = (src != PAD_ID).astype(np.float32)
+        rep = lambda a: np.repeat(a, self.K, axis=0)  # noqa: E731
+        self.memory, self.keys, self.mask, self.h, self.c = rep(memory), rep(keys), rep(mask), rep(h), rep(c)
+        self.scores = np.full((self.B, self.K), -np.inf)
+        self.scores[:, 0] = 0.0  # one live hypothesis (<s>) per sentence at t=0
+        self.tokens = np.full((self.B * self.K,), BOS_ID, np.int32)
+        self.history = np.zeros((self.B, self.K, 0), np.int32)
+        self.finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(self.B)]
+        self.active = np.ones(self.B, bool)
+
+    def search(self) -> list[list[tuple[float, list[int]]]]:
+        for t in range(int(self.limits.max())):
+            self.advance()
+            self.retire(t)
+            if not self.active.any():
+                break
+        return self.finished
+
+    def advance(self) -> None:
+        """One decoder step: every live hypothesis grows by its best tokens; ``</s>`` finishes one."""
+        B, K = self.B, self.K
+        logits, h, c = self.stepper(self.tokens, self.h, self.c, self.memory, self.keys, self.mask)
+        logp = _log_softmax(logits.astype(np.float64)).reshape(B, K, -1)
+        cand = (self.scores[:, :, None] + logp).reshape(B, K * logp.shape[-1])
+        new_scores, new_beams, new_tokens = self._best_continuations(cand, logp.shape[-1])
+        sel = (np.arange(B)[:, None] * K + new_beams).reshape(-1)
+        self.h, self.c = h[sel], c[sel]
+        self.history = np.concatenate(
+            [self.history[np.arange(B)[:, None], new_beams], new_tokens[:, :, None]], axis=2)
+        self.scores, self.tokens = new_scores, new_tokens.reshape(-1)
+
+    def _best_continuations(self, cand, V):
+        """``(scores, parent beam, token)`` of the ``K`` best non-``</s>`` candidates per active
+        sentence; candidates ending in ``</s>`` on the way are added to ``finished``."""
+        B, K = self.B, self.K
+        top = np.argsort(-cand, axis=1)[:, : 2 * K]
+        new_scores = np.full((B, K), -np.inf)
+        new_beams = np.zeros((B, K), np.int64)
+        new_tokens = np.full((B, K), PAD_ID, np.int32)
+        for b in np.flatnonzero(self.active):
+            filled = 0
+            for flat in top[b]:
+                score = cand[b, flat]
+                if not np.isfinite(score):
+                    break
+                k, tok = divmod(int(flat), V)
+                if tok == EOS_ID:
+                    hyp = [int(x) for x in self.history[b, k]]
+                    self.finished[b].append((score / _lp(len(hyp) + 1, self.alpha), hyp))
+                    continue
+                new_scores[b, filled], new_beams[b, filled], new_tokens[b, filled] = score, k, tok
+                filled += 1
+                if filled == K:
+                    break
+        return new_scores, new_beams, new_tokens
+
+    def retire(self, t: int) -> None:
+        """Stop the sentences that are out of budget after step ``t`` or cannot improve any more."""
+        for b in np.flatnonzero(self.active):
+            if t + 1 >= self.limits[b]:  # out of budget: live hypotheses end here
+                for k in range(self.K):
+                    if np.isfinite(self.scores[b, k]):
+                        hyp = [int(x) for x in self.history[b, k]]
+                        self.finished[b].append((self.scores[b, k] / _lp(t + 1, self.alpha), hyp))
+                self.active[b] = False
+            elif len(self.finished[b]) >= self.K:
+                # live scores only decrease; the best they can reach is score / lp(limit)
+                bound = self.scores[b].max() / _lp(int(self.limits[b]), self.alpha)
+                if bound <= max(f[0] for f in self.finished[b]):
+                    self.active[b] = False
+            if not self.active[b]:
+                self.scores[b] = -np.inf
 
 
 def _per_row_step(backend):

@@ -28,8 +28,8 @@ import tensorflow as tf
 from tasks.common.artifacts import write_export_report
 from tasks.common.config import ExportConfig
 from tasks.common.errors import UserError
+from lstm_core.kernels import portable_graphs
 from lstm_core.export import FLOAT_ATOL, export_saved_model, export_tflite_report
-from tasks.common.io import staged_directory
 from tasks.translation.artifacts import SAVED_MODEL, TranslationModelDir
 from tasks.translation.config import CheckConfig
 from tasks.translation.data import BOS_ID, EOS_ID, PAD_ID, UNK_ID, held_out_pairs, load_pairs, source_ids
@@ -97,6 +97,7 @@ class Translator(tf.Module):
         return tf.ragged.boolean_mask(ids, keep)
 
 
+@portable_graphs()  # serving functions are traced before they are saved
 def export_savedmodel(seq2seq, src_tok, tgt_tok, path) -> Path:
     translator = Translator(seq2seq, src_tok.model_proto, tgt_tok.model_proto)
     fn = translator.translate.get_concrete_function()
@@ -152,6 +153,7 @@ def _calibration(seq2seq, calibration_ids):
     return (lambda: encoder_samples(calibration_ids, len(calibration_ids))), (lambda: step_calibration)
 
 
+@portable_graphs()  # serving functions are traced before they are saved
 def export(config: ExportConfig, check: CheckConfig | None = None) -> dict:
     """Write ``DIR/export/`` (see the module docstring); returns a summary of the export report."""
     check = check or CheckConfig()
@@ -167,7 +169,7 @@ def export(config: ExportConfig, check: CheckConfig | None = None) -> dict:
     ids, references = check_pairs(directory, check, wanted)
     atol = config.atol if config.atol is not None else FLOAT_ATOL
     report: dict = {"quantization": list(config.quantization), "parts": {}}
-    with staged_directory(directory.export_dir) as work:
+    with directory.staged_export() as work:
         started = time.time()
         saved_model = export_savedmodel(seq2seq, *directory.tokenizers(), work / SAVED_MODEL)
         report["saved_model"] = {"signatures": ["serving_default", "translate"], "bytes": _dir_size(saved_model)}

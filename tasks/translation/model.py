@@ -167,10 +167,6 @@ class Seq2Seq:
     encoder: keras.Model
     step: keras.Model
 
-    @property
-    def decoder_lstm(self) -> LSTM:
-        return self.training.get_layer("decoder_lstm")
-
 
 def build_training_model(config: ModelConfig) -> keras.Model:
     src = keras.Input((None,), dtype="int32", name="source_ids")

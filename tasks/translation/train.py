@@ -119,7 +119,7 @@ def train(
     """
     schedule, monitor = schedule or ScheduleConfig(), monitor or MonitorConfig()
     started, cpu_started = time.time(), _cpu_seconds()
-    with model_directory(output.out, overwrite=output.overwrite, resume=output.resume) as work:
+    with model_directory(output.out, overwrite=output.overwrite, resume=output.resume, task="translation") as work:
         set_seed(train.seed)
         train_pairs, val_pairs = training_pairs(data, train.seed)
         source_tokenizer, target_tokenizer = tokenizers(work, train_pairs, data)

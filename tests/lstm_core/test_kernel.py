@@ -102,18 +102,54 @@ def _op_types(concrete):
 
 
 def test_which_graphs_use_the_kernel(monkeypatch):
-    """Training graphs and Keras' predict use it; other inference graphs (exportable) do not."""
+    """Every graph that is run uses it (training, a user's inference tf.function); graphs traced
+    for export (portable_graphs, SavedModel save, Keras export) do not."""
     monkeypatch.setenv(kernels.CHOICE_ENV, "native")
     layer = LSTM(4)
     spec = tf.TensorSpec((None, 7, 3))
     training = tf.function(lambda x: layer(x, training=True)).get_concrete_function(spec)
     inference = tf.function(lambda x: layer(x, training=False)).get_concrete_function(spec)
+    with kernels.portable_graphs():
+        portable = tf.function(lambda x: layer(x, training=False)).get_concrete_function(spec)
+    assert kernels.SEQUENCE_OP in _op_types(training)
+    assert kernels.SEQUENCE_OP in _op_types(inference)
+    assert not any(op.startswith("LstmCore") for op in _op_types(portable))
+    np.testing.assert_allclose(inference(X), portable(X), atol=1e-6)
+
+
+def test_inference_graph_without_the_gradient_buffers(monkeypatch):
+    """native_inference() graphs skip the saved activations and refuse a gradient clearly."""
+    monkeypatch.setenv(kernels.CHOICE_ENV, "native")
+    layer = LSTM(4)
     with kernels.native_inference():
-        opted_in = tf.function(lambda x: layer(x, training=False)).get_concrete_function(spec)
-    assert "LstmCoreSequence" in _op_types(training)
-    assert not any(op.startswith("LstmCore") for op in _op_types(inference))
-    assert "LstmCoreSequence" in _op_types(opted_in)
-    np.testing.assert_allclose(inference(X), opted_in(X), atol=1e-6)
+        fast = tf.function(lambda x: layer(x, training=False))
+        expected = fast(X)
+    plain = tf.function(lambda x: layer(x, training=False))
+    np.testing.assert_allclose(plain(X), expected, atol=1e-6)
+    x = tf.constant(X)
+    with tf.GradientTape() as tape:  # the plain graph keeps the activations: differentiable
+        tape.watch(x)
+        loss = tf.reduce_sum(plain(x))
+    assert tape.gradient(loss, x) is not None
+
+
+def test_a_served_function_that_ran_the_kernel_saves_without_it(monkeypatch, tmp_path):
+    """tf.saved_model.save traces a tf.function again in its save context: the SavedModel is pure
+    even though the same function ran with the kernel; a concrete function needs portable_graphs."""
+    monkeypatch.setenv(kernels.CHOICE_ENV, "native")
+    inp = keras.Input((7, 3))
+    model = keras.Model(inp, LSTM(4)(inp))
+    module = tf.Module()
+    module.model = model
+    module.serve = tf.function(lambda x: model(x, training=False), input_signature=[tf.TensorSpec((None, 7, 3))])
+    module.serve(X)
+    assert kernels.SEQUENCE_OP in _op_types(module.serve.get_concrete_function())
+    tf.saved_model.save(module, str(tmp_path / "saved"), signatures={"serving_default": module.serve})
+    assert b"LstmCore" not in (tmp_path / "saved" / "saved_model.pb").read_bytes()
+    with kernels.portable_graphs():
+        concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(tf.TensorSpec((None, 7, 3)))
+    tf.saved_model.save(module, str(tmp_path / "concrete"), signatures={"serving_default": concrete})
+    assert b"LstmCore" not in (tmp_path / "concrete" / "saved_model.pb").read_bytes()
 
 
 def test_xla_graphs_keep_the_loop(monkeypatch, kernel_calls):
@@ -210,7 +246,10 @@ def no_kernel_process(tmp_path_factory):
         model.compile("sgd", "mse")
         model.fit(IDS, np.zeros((2, 2)), epochs=1, verbose=0)
         expected = np.asarray(model(IDS))
+        served = tf.function(lambda ids: model(ids, training=False))
+        np.testing.assert_allclose(served(IDS), expected, atol=1e-5)  # a user's inference graph: the kernel
         export_saved_model(model, tmp / "saved")
+        model.export(str(tmp / "keras_export"), verbose=False)  # Keras' own exporter traces anew
     np.save(tmp / "ids.npy", IDS)
     env = {**os.environ, "LSTM_CORE_KERNEL_CACHE": str(tmp / "empty_cache"),
            "CXX": str(tmp / "no-such-compiler"), "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -226,6 +265,7 @@ def test_saved_model_loads_where_the_op_library_never_was(no_kernel_process):
     saved, expected, result, calls = no_kernel_process
     assert calls  # trained (and predicted) with the kernel
     assert b"LstmCore" not in (saved / "saved_model.pb").read_bytes()
+    assert b"LstmCore" not in (saved.parent / "keras_export" / "saved_model.pb").read_bytes()
     line = next((l for l in result.stdout.splitlines() if l.startswith("SAVED_MODEL:")), None)
     assert line is not None, result.stderr[-3000:]
     np.testing.assert_allclose(np.array(json.loads(line.split(":", 1)[1])), expected, atol=1e-5)
@@ -310,3 +350,28 @@ def test_inference_without_saved_activations_gives_the_same_outputs(monkeypatch)
     with tf.GradientTape() as tape:
         loss = tf.reduce_sum(layer(X))
     assert all(g is not None for g in tape.gradient(loss, layer.trainable_weights))
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_keeps_the_kernel(monkeypatch, kernel_calls, policy):
+    """Under a mixed policy the kernel runs (in float32) and agrees with keras.layers.LSTM under the
+    same policy within bf16/fp16 rounding; outputs keep the policy's dtype; gradients flow."""
+    monkeypatch.setenv(kernels.CHOICE_ENV, "native")
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        x = RNG.standard_normal((6, 9, 5)).astype("float32")
+        ref, ours = keras.layers.LSTM(8, return_sequences=True), LSTM(8, return_sequences=True)
+        ref.build(x.shape)
+        ours.build(x.shape)
+        ours.set_weights(ref.get_weights())
+        out = ours(x)
+        assert out.dtype == ours.compute_dtype and kernel_calls
+        atol = 3e-2 if policy == "mixed_bfloat16" else 5e-3
+        assert max_abs_diff(tf.cast(ref(x), tf.float32), tf.cast(out, tf.float32)) <= atol
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.cast(ours(x, training=True), tf.float32))
+        grads = tape.gradient(loss, ours.trainable_variables)
+        assert all(g is not None and np.all(np.isfinite(g)) for g in grads)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)

@@ -184,7 +184,8 @@ def test_int16x8_runs_in_tflm_and_is_no_worse_than_int8(tmp_path):
 
 def test_embedding_layer_config_keras_file_and_tflm(tmp_path):
     ids = np.array([[3, 1, 4, 1, 5, 9, 2, 6]], "int32")
-    reports = run_layer_test(lambda: Embedding(12, 5, mask_zero=True), ids, tmp_path, expected_output_shape=(1, 8, 5))
+    reports = run_layer_test(lambda: Embedding(12, 5, mask_zero=True), ids, tmp_path, expected_output_shape=(1, 8, 5),
+                             expected_num_trainable_weights=1, expected_num_non_trainable_weights=0)
     ops = reports["int8"].tflm["ops"]
     assert ops == ["GATHER"], ops  # no LESS / ADD / SELECT negative-index guard
     keras_layer = keras.layers.Embedding(12, 5)
@@ -196,7 +197,8 @@ def test_embedding_layer_config_keras_file_and_tflm(tmp_path):
 
 def test_lstm_layer_through_run_layer_test(tmp_path):
     x = np.random.default_rng(0).standard_normal((1, 6, 3)).astype("float32")
-    reports = run_layer_test(lambda: LSTM(4, return_sequences=True), x, tmp_path, expected_output_shape=(1, 6, 4))
+    reports = run_layer_test(lambda: LSTM(4, return_sequences=True), x, tmp_path, expected_output_shape=(1, 6, 4),
+                             expected_num_trainable_weights=3, expected_num_non_trainable_weights=0)
     assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in reports["float"].tflm["ops"]
 
 
@@ -275,7 +277,7 @@ def test_bilstm_int8_on_real_reviews_runtimes_agree(tmp_path, monkeypatch):
     CPU time per call and dev accuracy per runtime (the figures in the README)."""
     import json
 
-    import lstm_core.tflm as micro
+    import lstm_core.export as exporter
 
     if not (SENTIMENT / "train.tsv").exists():
         pytest.skip("shared sentiment data not present")
@@ -297,11 +299,11 @@ def test_bilstm_int8_on_real_reviews_runtimes_agree(tmp_path, monkeypatch):
         return float(np.mean((np.asarray(probabilities).reshape(-1) > 0.5) == dev_labels))
 
     figures = {"keras_accuracy": accuracy(keras_probabilities)}
-    original = micro.align_lstm_quantization
-    monkeypatch.setattr(micro, "align_lstm_quantization", lambda model: (micro._model_bytes(model)[0], []))
+    original = exporter.align_lstm_quantization
+    monkeypatch.setattr(exporter, "align_lstm_quantization", lambda model: (bytes(model), []))
     path = tmp_path / "bilstm_unaligned.tflite"
     path.write_bytes(convert_to_tflite(model, quantization="int8", representative_dataset=lambda: iter(calibration)))
-    monkeypatch.setattr(micro, "align_lstm_quantization", original)
+    monkeypatch.setattr(exporter, "align_lstm_quantization", original)
     section = tflm_report(path, samples, labels="threshold", reference_outputs=reference, arena=False)
     litert = TFLiteModel(path)
     figures["int8, converter parameters"] = {

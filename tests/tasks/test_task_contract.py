@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import last_json, run_cli
 from tasks.common import cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,21 +34,6 @@ SHARED_FLAGS = {
 }
 # Flags a train run needs beyond the defaults to get past argument parsing.
 REQUIRED_TRAIN_FLAGS = {"forecasting": ["--data", "statsmodels:co2"]}
-
-
-def run_cli(*argv, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "tasks.common.cli", *argv], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
-
-
-def main_in_process(capsys, *argv):
-    """``lstm-suite ARGV`` in this process (TensorFlow is loaded once for the whole run)."""
-    try:
-        code = cli.main(list(argv))
-    except SystemExit as exit:
-        code = exit.code
-    captured = capsys.readouterr()
-    return subprocess.CompletedProcess(argv, code, captured.out, captured.err)
 
 
 def one_error_line(result):
@@ -107,7 +93,7 @@ print(json.dumps(report))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
-    report = json.loads(out.stdout.strip().splitlines()[-1])
+    report = last_json(out.stdout)
     assert not report["tensorflow"], "--help imported TensorFlow"
     assert report["seconds"] < 2.0, report["seconds"]
     for verb in cli.VERBS:
@@ -136,7 +122,7 @@ def fake_model_dir(path: Path, task: str, config: str | None = None) -> Path:
 def test_train_never_replaces_an_existing_model(task, tmp_path, capsys):
     out = fake_model_dir(tmp_path / "model", task)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    line = one_error_line(main_in_process(capsys, task, "train", *REQUIRED_TRAIN_FLAGS.get(task, []), "--out", str(out)))
+    line = one_error_line(run_cli(task, "train", *REQUIRED_TRAIN_FLAGS.get(task, []), "--out", str(out), capsys=capsys))
     assert "--overwrite" in line
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert not (tmp_path / "model.partial").exists()
@@ -145,7 +131,7 @@ def test_train_never_replaces_an_existing_model(task, tmp_path, capsys):
 @pytest.mark.parametrize("task", TASKS)
 def test_damaged_model_directories_are_one_line(task, tmp_path, capsys):
     def export(path):
-        return one_error_line(main_in_process(capsys, task, "export", "--model", str(path)))
+        return one_error_line(run_cli(task, "export", "--model", str(path), capsys=capsys))
 
     assert "model.keras" in export(fake_model_dir(tmp_path / "truncated", task))
     assert "config.json" in export(fake_model_dir(tmp_path / "bad_json", task, config="{not json"))
@@ -168,6 +154,6 @@ def test_distribute_mirrored_on_a_tiny_training(tmp_path, capsys):
     assert cli.main(argv) == 0, capsys.readouterr().err[-2000:]
     config = json.loads((out / "config.json").read_text())
     assert config["train"]["distribute"] == "mirrored"
-    refused = main_in_process(capsys, *argv[:-4], "--distribute", "multi-worker", "--out", str(tmp_path / "other"))
+    refused = run_cli(*argv[:-4], "--distribute", "multi-worker", "--out", str(tmp_path / "other"), capsys=capsys)
     assert "keras-team/keras#20585" in one_error_line(refused)
     assert not (tmp_path / "other").exists() and not (tmp_path / "other.partial").exists()

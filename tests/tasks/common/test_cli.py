@@ -6,6 +6,7 @@ import pytest
 
 from tasks.common import cli
 from tasks.common.errors import UserError
+from helpers import last_json
 
 
 def _fake_task(name="fake"):
@@ -91,7 +92,7 @@ def test_settings_verb_builds_validated_configs(settings_registry, capsys):
     assert cli.main(["fake", "evaluate", "--runtime", "tflite", "--epochs", "5"]) == 0
     assert settings_registry["evaluate"].runtime == "tflite" and settings_registry["evaluate"].model == "m"
     assert settings_registry["train"].epochs == 5
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == {"runtime": "tflite"}
+    assert last_json(capsys.readouterr().out) == {"runtime": "tflite"}
 
 
 @pytest.mark.parametrize(
@@ -174,4 +175,4 @@ def test_settings_verb_imports_a_named_function_only_when_run(monkeypatch, capsy
     assert "fake_verbs" not in sys.modules
     monkeypatch.setitem(sys.modules, "fake_verbs", module)
     assert cli.main(["fake", "evaluate", "--runtime", "tflm"]) == 0
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == {"runtime": "tflm", "model": "m"}
+    assert last_json(capsys.readouterr().out) == {"runtime": "tflm", "model": "m"}

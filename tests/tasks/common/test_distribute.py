@@ -1,11 +1,11 @@
 """tf.distribute with lstm_core.LSTM: MirroredStrategy over two logical CPUs (as Keras' own tests do)."""
 
-import json
 import subprocess
 import sys
 
 import pytest
 
+from helpers import last_json
 from tasks.common.config import TrainConfig
 from tasks.common.errors import UserError
 from tasks.common.training import distribution_scope
@@ -44,7 +44,7 @@ print(json.dumps({"replicas": replicas, "kinds": kinds, "max_diff": diff}))
 def test_mirrored_training_matches_single_device():
     out = subprocess.run([sys.executable, "-c", MIRRORED], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = last_json(out.stdout)
     assert result["replicas"] == 2
     assert result["kinds"] == ["MirroredVariable"], result
     assert result["max_diff"] < 1e-5, result

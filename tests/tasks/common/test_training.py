@@ -61,7 +61,7 @@ def test_interrupted_run_keeps_backup_for_resume(tmp_path):
 def test_existing_directory_is_refused_without_overwrite(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
-    (out / "config.json").write_text("{}")
+    (out / "config.json").write_text('{"task": "sentiment"}')
     with pytest.raises(UserError, match="already exists.*--overwrite"):
         with model_directory(out):
             raise AssertionError("must not start")
@@ -72,15 +72,42 @@ def test_existing_directory_is_refused_without_overwrite(tmp_path):
 def test_overwrite_replaces_whole_directory_only_after_success(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
+    (out / "config.json").write_text('{"task": "sentiment"}')
     (out / "old.txt").write_text("old")
     with pytest.raises(RuntimeError):
-        with model_directory(out, overwrite=True) as work:
+        with model_directory(out, overwrite=True, task="sentiment") as work:
             (work / "new.txt").write_text("new")
             raise RuntimeError("training failed")
-    assert sorted(p.name for p in out.iterdir()) == ["old.txt"]
-    with model_directory(out, overwrite=True) as work:
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "old.txt"]
+    with model_directory(out, overwrite=True, task="sentiment") as work:
         (work / "new.txt").write_text("new")
     assert sorted(p.name for p in out.iterdir()) == ["new.txt"]
+
+
+@pytest.mark.parametrize("content, task, expected", [
+    ({"notes.txt": "mine"}, "sentiment", "is not a model directory"),
+    ({"config.json": "{\"name\": \"my app\"}"}, "sentiment", "is not a model directory"),
+    ({"config.json": "{\"task\": \"forecasting\"}"}, "sentiment", "is a 'forecasting' model directory, not a "
+                                                                    "sentiment model directory"),
+])
+def test_overwrite_never_replaces_what_the_suite_did_not_make(tmp_path, content, task, expected):
+    out = tmp_path / "home"
+    out.mkdir()
+    for name, text in content.items():
+        (out / name).write_text(text)
+    for overwrite in (True, False):
+        with pytest.raises(UserError, match=expected) as err:
+            with model_directory(out, overwrite=overwrite, task=task):
+                raise AssertionError("must not start")
+        assert "--overwrite" not in str(err.value)  # never suggested where it would be refused
+        assert {p.name: p.read_text() for p in out.iterdir()} == content
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]
+    (out / "notes.txt").unlink(missing_ok=True)
+    link = tmp_path / "link"
+    link.symlink_to(out, target_is_directory=True)
+    with pytest.raises(UserError, match="is a symbolic link"):
+        with model_directory(link, overwrite=True, task=task):
+            raise AssertionError("must not start")
 
 
 def test_resume_needs_an_interrupted_run(tmp_path):

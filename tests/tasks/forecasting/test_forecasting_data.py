@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from forecast_toy import seasonal_series, write_jena_csv, write_monthly_csv
-from tasks.common.cli import main
+from helpers import run_cli
 from tasks.common.errors import UserError
 from tasks.forecasting import data as series_data
 from tasks.forecasting.config import TRANSFORMS, DataConfig, ModelConfig
@@ -22,13 +22,8 @@ def cfg(path, **kw):
 
 
 
-def run_cli(capsys, *argv):
-    code = main(["forecasting", *map(str, argv)])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def assert_one_line_error(code, err, *needles):
+def assert_one_line_error(result, *needles):
+    code, err = result.returncode, result.stderr
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
@@ -108,38 +103,42 @@ def test_non_numeric_target_names_column_row_and_value(tmp_path, capsys):
     parts[1] = "twelve"
     lines[7] = ",".join(parts)
     path.write_text("\n".join(lines) + "\n")
-    code, _, err = run_cli(capsys, "train", "--data", path, "--target", "sales", "--out", tmp_path / "m")
-    assert_one_line_error(code, err, "'sales'", "row 7", "line 8", "'twelve'", "not a number")
+    result = run_cli("forecasting", "train", "--data", path, "--target", "sales", "--out", tmp_path / "m",
+                     capsys=capsys)
+    assert_one_line_error(result, "'sales'", "row 7", "line 8", "'twelve'", "not a number")
     assert not (tmp_path / "m").exists() and not (tmp_path / "m.partial").exists()
 
 
 def test_unknown_columns(monthly_csv, capsys, tmp_path):
-    code, _, err = run_cli(capsys, "train", "--data", monthly_csv, "--target", "profit", "--out", tmp_path / "m")
-    assert_one_line_error(code, err, "unknown target column 'profit'", "date, sales, temp")
-    code, _, err = run_cli(capsys, "train", "--data", monthly_csv, "--target", "sales", "--features", "rain",
-                           "--out", tmp_path / "m")
-    assert_one_line_error(code, err, "unknown feature column 'rain'")
-    code, _, err = run_cli(capsys, "train", "--data", monthly_csv, "--target", "sales", "--time-col", "when",
-                           "--out", tmp_path / "m")
-    assert_one_line_error(code, err, "unknown time column 'when'")
+    result = run_cli("forecasting", "train", "--data", monthly_csv, "--target", "profit", "--out", tmp_path / "m",
+                     capsys=capsys)
+    assert_one_line_error(result, "unknown target column 'profit'", "date, sales, temp")
+    result = run_cli("forecasting", "train", "--data", monthly_csv, "--target", "sales", "--features", "rain",
+                     "--out", tmp_path / "m", capsys=capsys)
+    assert_one_line_error(result, "unknown feature column 'rain'")
+    result = run_cli("forecasting", "train", "--data", monthly_csv, "--target", "sales", "--time-col", "when",
+                     "--out", tmp_path / "m", capsys=capsys)
+    assert_one_line_error(result, "unknown time column 'when'")
 
 
 def test_too_short_series_names_column_and_rows(tmp_path, capsys):
     path = write_monthly_csv(tmp_path / "short.csv", n=40)
-    code, _, err = run_cli(capsys, "train", "--data", path, "--target", "sales", "--out", tmp_path / "m")
-    assert_one_line_error(code, err, "'sales' is too short", "40 rows", "horizon 18", "need about")
+    result = run_cli("forecasting", "train", "--data", path, "--target", "sales", "--out", tmp_path / "m",
+                     capsys=capsys)
+    assert_one_line_error(result, "'sales' is too short", "40 rows", "horizon 18", "need about")
 
 
 def test_bad_timestamp_and_missing_file(tmp_path, capsys):
     path = write_monthly_csv(tmp_path / "t.csv", n=60)
     text = path.read_text().replace("1991-03-01", "1991-13-45")
     path.write_text(text)
-    code, _, err = run_cli(capsys, "train", "--data", path, "--target", "sales", "--out", tmp_path / "m")
-    assert_one_line_error(code, err, "'date'", "row 15", "line 16", "'1991-13-45'", "not a date/time")
-    code, _, err = run_cli(capsys, "train", "--data", tmp_path / "nope.csv", "--out", tmp_path / "m")
-    assert_one_line_error(code, err, "nope.csv: no such file")
-    code, _, err = run_cli(capsys, "train", "--data", "statsmodels:nosuch", "--out", tmp_path / "m")
-    assert_one_line_error(code, err, "unknown dataset", "statsmodels:co2")
+    result = run_cli("forecasting", "train", "--data", path, "--target", "sales", "--out", tmp_path / "m",
+                     capsys=capsys)
+    assert_one_line_error(result, "'date'", "row 15", "line 16", "'1991-13-45'", "not a date/time")
+    result = run_cli("forecasting", "train", "--data", tmp_path / "nope.csv", "--out", tmp_path / "m", capsys=capsys)
+    assert_one_line_error(result, "nope.csv: no such file")
+    result = run_cli("forecasting", "train", "--data", "statsmodels:nosuch", "--out", tmp_path / "m", capsys=capsys)
+    assert_one_line_error(result, "unknown dataset", "statsmodels:co2")
 
 
 def test_transform_needs_positive_values(tmp_path):

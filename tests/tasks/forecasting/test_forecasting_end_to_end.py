@@ -21,10 +21,7 @@ from lstm_core.export import TFLiteModel
 from tasks.forecasting.artifacts import ForecastingModelDir
 from tasks.forecasting.data import encoder_features, load_series, model_rows, window_arrays
 from tasks.forecasting.model import stream_window
-
-
-def _last_json(out: str) -> dict:
-    return json.loads(out.strip().splitlines()[-1])
+from helpers import last_json
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +105,7 @@ def test_saved_model_forecast_signature_takes_raw_values(exported, trained):
 @pytest.mark.parametrize("runtime", ["tflite", "tflite-int8", "tflm"])
 def test_evaluate_runtimes(exported, trained, runtime, capsys):
     assert main(["-q", "forecasting", "evaluate", "--model", str(trained), "--runtime", runtime]) == 0
-    result = _last_json(capsys.readouterr().out)
+    result = last_json(capsys.readouterr().out)
     assert set(EVALUATE_KEYS) <= set(result)
     for key in ("mae", "rmse", "smape", "mase", "last_value_mase", "seasonal_naive_mase", "auto_ets_mase",
                 "auto_theta_mase", "mstl_mase", "auto_arima_mase", "interval_coverage", "mase_by_step"):
@@ -118,7 +115,7 @@ def test_evaluate_runtimes(exported, trained, runtime, capsys):
     assert (trained / "eval" / f"forecast_{runtime}.png").read_bytes()[:4] == b"\x89PNG"
     assert list((trained / "baselines").glob("mstl-*.npz"))  # cached for the next call
     assert main(["-q", "forecasting", "evaluate", "--model", str(trained), "--baselines", "seasonal_naive"]) == 0
-    keras = _last_json(capsys.readouterr().out)
+    keras = last_json(capsys.readouterr().out)
     assert keras["seasonal_naive_mase"] == result["seasonal_naive_mase"] and "mstl_mase" not in keras
     tolerance = {"tflite": 1e-4, "tflite-int8": 0.2, "tflm": 0.2}[runtime]
     assert result["mae"] == pytest.approx(keras["mae"], rel=tolerance)
@@ -148,7 +145,7 @@ def test_damaged_tflite_is_refused_with_the_sha256_line(exported, trained, capsy
 def test_evaluate_keras_and_predict(trained, series_csv, capsys, tmp_path):
     assert main(["-q", "forecasting", "evaluate", "--model", str(trained), "--stride", "2", "--baselines",
                  "seasonal_naive,auto_ets", "--out", str(tmp_path / "ev")]) == 0
-    result = _last_json(capsys.readouterr().out)
+    result = last_json(capsys.readouterr().out)
     assert result["runtime"] == "keras" and result["examples"] == 15 and "mstl_mase" not in result
     assert result["plot"] == str(tmp_path / "ev" / "forecast_keras.png")
     out_csv = tmp_path / "next.csv"
@@ -291,9 +288,9 @@ def test_hybrid_float_export_carries_the_model_and_says_what_it_skips(hybrid_mod
     assert report["tflm"]["float"]["loads"]
     assert main(["-q", "forecasting", "evaluate", "--model", str(hybrid_model), "--runtime", "tflite",
                  "--baselines", "seasonal_naive"]) == 0
-    tflite = _last_json(capsys.readouterr().out)
+    tflite = last_json(capsys.readouterr().out)
     assert main(["-q", "forecasting", "evaluate", "--model", str(hybrid_model), "--baselines", "seasonal_naive"]) == 0
-    keras = _last_json(capsys.readouterr().out)
+    keras = last_json(capsys.readouterr().out)
     assert tflite["mase"] == pytest.approx(keras["mase"], rel=1e-4)
     md = ForecastingModelDir.open(hybrid_model).check_trained()
     s = load_series(md.data)

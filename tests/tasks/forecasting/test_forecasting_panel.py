@@ -14,6 +14,7 @@ from tasks.common.cli import main
 from tasks.forecasting import data as series_data
 from tasks.forecasting.artifacts import ForecastingModelDir
 from tasks.forecasting.config import DataConfig
+from helpers import last_json
 
 # id -> (rows, level multiplier): different lengths and scales 1 .. 1000
 SERIES = {"north": (120, 1.0), "south": (100, 30.0), "east": (90, 1000.0)}
@@ -30,10 +31,6 @@ def write_panel_csv(path):
         }))
     pd.concat(frames).sample(frac=1.0, random_state=0).to_csv(path, index=False)
     return path
-
-
-def _last_json(out: str) -> dict:
-    return json.loads(out.strip().splitlines()[-1])
 
 
 def _one_error_line(code, err, *needles):
@@ -93,7 +90,7 @@ def test_train_scales_every_series_by_its_own_training_rows(panel_model):
 def test_evaluate_reports_per_series_and_aggregate_metrics(panel_model, capsys):
     capsys.readouterr()
     assert main(["forecasting", "evaluate", "--model", str(panel_model), "--baselines", "seasonal_naive"]) == 0
-    result = _last_json(capsys.readouterr().out)
+    result = last_json(capsys.readouterr().out)
     assert result["series"] == 3 and set(result["per_series"]) == set(SERIES)
     for name, scores in result["per_series"].items():
         for key in ("mase", "mae", "rmse", "smape", "seasonal_naive_mase", "last_value_mase", "examples"):

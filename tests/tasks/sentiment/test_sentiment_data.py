@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks.common.cli import main
+from helpers import run_cli
 from tasks.common.errors import UserError
 from tasks.sentiment.artifacts import Tokenizer
 from tasks.sentiment.config import DataConfig, ModelConfig, ObjectiveConfig
@@ -29,7 +29,7 @@ from tasks.sentiment.data import (
 )
 
 REPO = Path(__file__).resolve().parents[3]
-TRAIN_TSV = REPO / "data" / "sentiment" / "train.tsv"
+TRAIN_TSV = REPO / "tasks" / "samples" / "sentiment" / "train.tsv"
 
 
 def write(path: Path, content: str | bytes) -> Path:
@@ -137,12 +137,6 @@ def test_missing_file(tmp_path):
         load_examples(str(tmp_path / "nope.tsv"))
 
 
-def run_cli(capsys, argv):
-    code = main(argv)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 @pytest.mark.parametrize(
     "content, expected",
     [
@@ -155,17 +149,17 @@ def run_cli(capsys, argv):
 def test_cli_train_bad_data_exits_2_with_one_line(tmp_path, capsys, content, expected):
     data = write(tmp_path / "bad.tsv", content)
     out_dir = tmp_path / "model"
-    code, out, err = run_cli(capsys, ["sentiment", "train", "--data", str(data), "--out", str(out_dir)])
-    assert code == 2
-    lines = [l for l in err.splitlines() if l.startswith("lstm-suite: error:")]
+    result = run_cli("sentiment", "train", "--data", data, "--out", out_dir, capsys=capsys)
+    assert result.returncode == 2
+    lines = [l for l in result.stderr.splitlines() if l.startswith("lstm-suite: error:")]
     assert len(lines) == 1 and expected in lines[0] and str(data) in lines[0]
-    assert "Traceback" not in err
+    assert "Traceback" not in result.stderr
     assert not out_dir.exists() and not (tmp_path / "model.partial").exists()
 
 
 def test_cli_evaluate_bad_val_and_missing_model(tmp_path, capsys):
-    code, _, err = run_cli(capsys, ["sentiment", "evaluate", "--model", str(tmp_path / "none"), "--data", str(TRAIN_TSV)])
-    assert code == 2 and "no such model directory" in err and "Traceback" not in err
+    result = run_cli("sentiment", "evaluate", "--model", tmp_path / "none", "--data", TRAIN_TSV, capsys=capsys)
+    assert result.returncode == 2 and "no such model directory" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_cli_tflite_runtime_without_export(tmp_path, capsys):
@@ -175,8 +169,9 @@ def test_cli_tflite_runtime_without_export(tmp_path, capsys):
     sections = {"data": DataConfig(), "model": ModelConfig(), "objective": ObjectiveConfig(), "train": TrainConfig()}
     SentimentModelDir(tmp_path, sections).save_config()
     (tmp_path / "model.keras").write_bytes(b"PK")
-    code, _, err = run_cli(capsys, ["sentiment", "predict", "--model", str(tmp_path), "--runtime", "tflite-int8", "good"])
-    assert code == 2
+    result = run_cli("sentiment", "predict", "--model", tmp_path, "--runtime", "tflite-int8", "good", capsys=capsys)
+    err = result.stderr
+    assert result.returncode == 2
     assert "model_int8.tflite" in err and f"lstm-suite sentiment export --model {tmp_path}" in err
     assert err.count("\n") == 1
 
@@ -207,7 +202,7 @@ def test_member_folds_are_stratified_and_cover_the_data():
     assert wrapped[0][1].texts == wrapped[2][1].texts != wrapped[1][1].texts
 
 
-def test_load_training_data_modes(tmp_path):
+def test_load_training_data_modes():
     config = DataConfig(data=str(TRAIN_TSV))
     folds = load_training_data(config, seed=1, members=3)
     assert not folds.shared_val and len(folds.pool) == len(read_delimited(TRAIN_TSV))
@@ -311,6 +306,21 @@ def test_dataset_buckets_pad_and_sampling(tokenizer):
     assert epochs[0] != epochs[1]
 
 
+def test_batch_larger_than_the_data_is_clamped_not_waited_for(tokenizer, caplog):
+    import threading
+
+    texts = read_delimited(TRAIN_TSV).texts[:40]
+    ex = Examples(texts, np.arange(40) % 2, "mem")
+    ds = make_dataset(ex, tokenizer.proto, batch_size=10**9, max_tokens=40, training=True, repeat=True)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(next(iter(ds))), daemon=True)
+    reader.start()
+    reader.join(60)
+    assert got, "a batch larger than a repeated dataset never fills: training would wait forever"
+    assert 1 <= len(got[0][0]) <= 40
+    assert "--batch-size 1000000000 is larger than the 40 examples: using batches of 40" in caplog.text
+
+
 def test_pre_pad():
     assert pre_pad([[3, 4], [5]]).tolist() == [[3, 4], [PAD_ID, 5]]
     assert pre_pad([[]]).shape == (1, 1)
@@ -372,7 +382,7 @@ def test_tfidf_svm_peer_is_fitted_once_and_cached(tmp_path):
         calls.append(1)
         return ex
 
-    cache = tmp_path / "baseline_svm.pkl"
+    cache = tmp_path / "baseline_svm.npz"
     peer = TfidfSvmPeer(cache, "train.tsv", load)
     assert cache.is_file() and peer.info["c"] in (0.1, 0.3, 1.0)
     assert (peer.predict(ex.texts) == ex.labels).mean() > 0.9  # a linear model fits its training set
@@ -380,3 +390,36 @@ def test_tfidf_svm_peer_is_fitted_once_and_cached(tmp_path):
     assert len(calls) == 1 and again.predict(ex.texts[:20]).tolist() == peer.predict(ex.texts[:20]).tolist()
     TfidfSvmPeer(cache, "other.tsv", load)  # another training file: refitted
     assert len(calls) == 2
+
+
+class _Planted:
+    """Unpickling this runs code: it writes the file named in ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (Path.write_text, (Path(self.marker), "code ran"))
+
+
+@pytest.mark.parametrize("name", ["baseline_svm.npz", "baseline_svm.pkl"])
+def test_planted_pickle_in_a_model_directory_never_runs(tmp_path, name):
+    import pickle
+
+    from tasks.sentiment.artifacts import BASELINE_FILE
+    from tasks.sentiment.metrics import TfidfSvmPeer
+
+    marker = tmp_path / "code_ran"
+    planted = pickle.dumps({"train_source": "train.tsv", "pipeline": _Planted(marker), "info": {"c": 1.0}})
+    (tmp_path / name).write_bytes(planted)
+    # a pickle object array inside an .npz is refused by np.load(allow_pickle=False) as well
+    if name.endswith(".npz"):
+        np.savez(tmp_path / "inner.npz", meta=np.array([_Planted(marker)], dtype=object))
+    ex = read_delimited(TRAIN_TSV).subset(range(120))
+    peer = TfidfSvmPeer(tmp_path / BASELINE_FILE, "train.tsv", lambda: ex)
+    assert not marker.exists()
+    assert peer.predict(ex.texts[:5]).shape == (5,)
+    if name.endswith(".npz"):
+        (tmp_path / BASELINE_FILE).write_bytes((tmp_path / "inner.npz").read_bytes())
+        TfidfSvmPeer(tmp_path / BASELINE_FILE, "train.tsv", lambda: ex)
+        assert not marker.exists()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,19 +13,16 @@ import pytest
 
 from tasks.common.cli import main
 from tasks.common.config import EVALUATE_KEYS
+from helpers import last_json
 
 REPO = Path(__file__).resolve().parents[3]
-DATA = REPO / "data" / "sentiment"
+DATA = REPO / "tasks" / "samples" / "sentiment"
 
 
 def head(src: Path, dst: Path, n: int) -> Path:
     lines = src.read_text(encoding="utf-8").splitlines(True)[: n + 1]
     dst.write_text("".join(lines), encoding="utf-8")
     return dst
-
-
-def last_json(out: str) -> dict:
-    return json.loads(out.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")
@@ -61,16 +61,50 @@ def test_train_writes_model_directory(trained):
     assert not out.with_name("model.partial").exists()
 
 
-def test_export_runtimes_agree_and_evaluate(trained, capsys):
-    import tensorflow as tf
-    import tensorflow_text  # noqa: F401
+def test_evaluate_defaults_read_the_shipped_data_from_any_directory(trained, tmp_path, monkeypatch, capsys):
+    """Default --data (dev.tsv) and --negation come from the installed package, not the current directory."""
+    from tasks.sentiment.config import DEV_FILE, NEGATION_FILE
 
+    out, _ = trained
+    monkeypatch.chdir(tmp_path)
+    assert main(["-q", "sentiment", "evaluate", "--model", str(out), "--limit", "50"]) == 0
+    result = last_json(capsys.readouterr().out)
+    assert result["data"] == DEV_FILE and result["examples"] == 50
+    assert result["negation_data"] == NEGATION_FILE and result["negation_examples"] >= 100
+    assert list(tmp_path.iterdir()) == []  # files went to MODEL/eval
+
+
+TEXTS = [
+    "A gorgeous, witty, seductive movie.",
+    "The plot is nothing but boilerplate clichés from start to finish.",
+    "ok",
+    "It's not a bad film, but it's not a good one either, and it goes on far too long.",
+]
+
+
+@pytest.fixture(scope="module")
+def exported(trained):
+    """``(model dir, dev set, the export's JSON line)`` after ``sentiment export`` through the CLI."""
+    out, dev = trained
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        assert main(["-q", "sentiment", "export", "--model", str(out), "--calibration-examples", "40"]) == 0
+    return out, dev, last_json(stdout.getvalue())
+
+
+@pytest.fixture(scope="module")
+def probabilities(exported):
+    """Probabilities of :data:`TEXTS` from Keras, float LiteRT and int8 LiteRT."""
     from tasks.sentiment.artifacts import SentimentModelDir
     from tasks.sentiment.evaluate import load_predictor
 
-    out, dev = trained
-    assert main(["-q", "sentiment", "export", "--model", str(out), "--calibration-examples", "40"]) == 0
-    report = last_json(capsys.readouterr().out)
+    directory = SentimentModelDir.open(exported[0])
+    return {runtime: load_predictor(directory, runtime).predict_proba(TEXTS)
+            for runtime in ("keras", "tflite", "tflite-int8")}
+
+
+def test_export_writes_float_and_int8_models(exported):
+    out, _, report = exported
     export = out / "export"
     for name in ("model_float.tflite", "model_int8.tflite", "tokenizer.model", "labels.txt", "export_report.json"):
         assert (export / name).is_file(), name
@@ -81,39 +115,40 @@ def test_export_runtimes_agree_and_evaluate(trained, capsys):
     assert report["tflite-int8"]["size_bytes"] < report["tflite"]["size_bytes"]
     assert not (out / "export.partial").exists()
 
-    texts = [
-        "A gorgeous, witty, seductive movie.",
-        "The plot is nothing but boilerplate clichés from start to finish.",
-        "ok",
-        "It's not a bad film, but it's not a good one either, and it goes on far too long.",
-    ]
-    directory = SentimentModelDir.open(out)
-    keras_p = load_predictor(directory, "keras").predict_proba(texts)
-    float_p = load_predictor(directory, "tflite").predict_proba(texts)
-    int8_p = load_predictor(directory, "tflite-int8").predict_proba(texts)
+
+def test_exported_runtimes_agree_with_keras(exported, probabilities):
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401
+
+    keras_p, float_p, int8_p = (probabilities[runtime] for runtime in ("keras", "tflite", "tflite-int8"))
     np.testing.assert_allclose(float_p, keras_p, atol=1e-4)
     # the tiny model's n-gram member is fitted on 240 texts (large weights, one int8 scale per table);
     # the default model on train.tsv measured max |int8 - keras| 2.6e-3 at export
     np.testing.assert_allclose(int8_p, keras_p, atol=0.2)
     assert ((int8_p > 0.5) == (keras_p > 0.5)).mean() >= 0.75
 
-    served = tf.saved_model.load(str(export / "saved_model")).signatures["serving_default"](
-        text=tf.constant(texts + ["   "])
+    served = tf.saved_model.load(str(exported[0] / "export" / "saved_model")).signatures["serving_default"](
+        text=tf.constant(TEXTS + ["   "])
     )
     np.testing.assert_allclose(served["probability"].numpy()[:4], keras_p, atol=1e-5)
     labels = [label.decode() for label in served["label"].numpy()]
     assert labels[:4] == ["positive" if p >= 0.5 else "negative" for p in keras_p]
 
-    # predict CLI: one line per text, label + probability of that label, same as Keras
-    assert main(["-q", "sentiment", "predict", "--model", str(out), "--runtime", "tflite", *texts[:2]]) == 0
+
+def test_predict_cli_gives_keras_labels(exported, probabilities, capsys):
+    """One line per text, label + probability of that label, same as Keras."""
+    out = exported[0]
+    assert main(["-q", "sentiment", "predict", "--model", str(out), "--runtime", "tflite", *TEXTS[:2]]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2
-    for line, p in zip(lines, keras_p[:2]):
+    for line, p in zip(lines, probabilities["keras"][:2]):
         label, prob, _ = line.split("\t")
         assert label == ("positive" if p >= 0.5 else "negative")
         assert float(prob) == pytest.approx(max(p, 1 - p), abs=1e-3)
 
-    # evaluate JSON (last stdout line): the shared keys, the peers, the negation set, the files
+
+def test_evaluate_json_has_the_shared_keys_peers_and_negation_set(exported, capsys):
+    out, dev, _ = exported
     assert main(["-q", "sentiment", "evaluate", "--model", str(out), "--data", str(dev), "--runtime", "tflite"]) == 0
     result = last_json(capsys.readouterr().out)
     assert set(EVALUATE_KEYS) <= set(result)
@@ -124,11 +159,17 @@ def test_export_runtimes_agree_and_evaluate(trained, capsys):
     assert result["negation_examples"] >= 100
     assert sum(map(sum, result["confusion_matrix"])) == 40
     assert Path(result["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (out / "baseline_svm.pkl").is_file()
+    assert (out / "baseline_svm.npz").is_file()
     rows = Path(result["negation_predictions"]).read_text().splitlines()
     assert rows[0].split("\t") == ["text", "label", "probability", "tfidf_svm", "vader"]
 
-    # the fixed-length MCU export runs on TensorFlow Lite Micro (checked at export) and in evaluate
+
+def test_mcu_export_runs_on_tflm(exported, probabilities, capsys):
+    """The fixed-length MCU export runs on TensorFlow Lite Micro (checked at export) and in evaluate."""
+    from tasks.sentiment.artifacts import SentimentModelDir
+    from tasks.sentiment.evaluate import load_predictor
+
+    out, dev, report = exported
     config = json.loads((out / "config.json").read_text())
     assert report["mcu_max_tokens"] == min(config["text_tokens"]["max"], config["data"]["max_tokens"])
     for quantization in ("float", "int8"):
@@ -136,16 +177,20 @@ def test_export_runtimes_agree_and_evaluate(trained, capsys):
         # (labels of this barely trained model sit at 0.5, where one LSB may flip them: compare values)
         assert section["loads"] and section["arena_bytes"] > 0 and section["max_abs_diff_vs_litert"] < 0.02
     assert report["mcu"]["int8"]["tflm"]["max_lsb_diff"] <= 4
-    assert (export / "mcu" / "model_data.cc").is_file() and (export / "mcu" / "model_ops.h").is_file()
+    assert (out / "export" / "mcu" / "model_data.cc").is_file() and (out / "export" / "mcu" / "model_ops.h").is_file()
     assert main(["-q", "sentiment", "evaluate", "--model", str(out), "--data", str(dev), "--runtime", "tflm",
                  "--no-baseline", "--negation", "none"]) == 0
     micro = last_json(capsys.readouterr().out)
     assert micro["runtime"] == "tflm" and micro["examples"] == 40 and "tfidf_svm_accuracy" not in micro
-    mcu_probs = load_predictor(directory, "tflm").predict_proba(texts)
-    np.testing.assert_allclose(mcu_probs, int8_p, atol=0.1)
+    mcu_probs = load_predictor(SentimentModelDir.open(out), "tflm").predict_proba(TEXTS)
+    np.testing.assert_allclose(mcu_probs, probabilities["tflite-int8"], atol=0.1)
 
-    # a damaged export is refused with one line, never run
-    path = export / "model_int8.tflite"
+
+def test_damaged_export_is_refused_with_one_line(exported, tmp_path, capsys):
+    """A damaged export is refused with one line, never run (on a copy: the other tests keep theirs)."""
+    out = tmp_path / "model"
+    shutil.copytree(exported[0], out)
+    path = out / "export" / "model_int8.tflite"
     data = bytearray(path.read_bytes())
     data[len(data) // 2: len(data) // 2 + 64] = bytes(64)
     path.write_bytes(bytes(data))
@@ -153,3 +198,26 @@ def test_export_runtimes_agree_and_evaluate(trained, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
     assert "file changed since export (sha256 mismatch)" in err[0] and "model_int8.tflite" in err[0]
+
+
+def test_predict_stdin_splits_at_newline_only_escapes_tabs_and_streams(trained, capsys, monkeypatch):
+    import sys
+    import types
+
+    out, _ = trained
+    chunks = [b"good film\xe2\x80\xa8really\n", b"bad\x0cmovie\ntab\there\n\n", b"last\\one\r\n"]
+    printed_before_read = []
+
+    class Stdin:
+        def read1(self, size):
+            printed_before_read.append(capsys.readouterr().out)
+            return chunks.pop(0) if chunks else b""
+
+    monkeypatch.setattr(sys, "stdin", types.SimpleNamespace(buffer=Stdin()))
+    assert main(["-q", "sentiment", "predict", "--model", str(out), "-", "x\ty"]) == 0
+    printed = "".join(printed_before_read) + capsys.readouterr().out
+    rows = [line.split("\t") for line in printed.split("\n")[:-1]]
+    assert [row[2] for row in rows] == ["good film\u2028really", "bad\x0cmovie", "tab\\there", "last\\\\one", "x\\ty"]
+    assert all(len(row) == 3 and row[0] in ("negative", "positive") for row in rows)
+    # streamed: each read's lines were answered before the next read
+    assert [len(text.split("\n")) - 1 for text in printed_before_read] == [0, 1, 2, 1]

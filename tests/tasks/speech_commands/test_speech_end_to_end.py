@@ -11,11 +11,9 @@ from tasks.common.config import EVALUATE_KEYS
 from lstm_core.export import TFLiteModel
 from tasks.speech_commands import data as speech_data
 from tasks.speech_commands import model as speech_model
+from tasks.speech_commands import streaming as speech_streaming
 from tasks.speech_commands.artifacts import SpeechModelDir
-
-
-def _last_json(out: str) -> dict:
-    return json.loads(out.strip().splitlines()[-1])
+from helpers import last_json
 
 
 def _one_error_line(capsys) -> str:
@@ -66,7 +64,7 @@ def exported(trained):
     return trained
 
 
-def test_export_then_litert_agrees_with_keras(exported, tiny_data):
+def test_export_writes_every_runtime_and_its_report(exported):
     export = exported / "export"
     for name in ("model_float.tflite", "model_int8.tflite", "streaming_float.tflite", "export_report.json",
                  "saved_model"):
@@ -97,6 +95,10 @@ def test_export_then_litert_agrees_with_keras(exported, tiny_data):
     assert f"g_speech_commands_model_len = {report['sizes']['model_int8.tflite']};" in source
     assert 0.0 <= report["check_accuracy"]["tflm"] <= 1.0  # (near-tie labels: compared in the README, real models)
 
+
+def test_exported_models_agree_with_keras(exported, tiny_data):
+    export = exported / "export"
+    report = json.loads((export / "export_report.json").read_text())
     # raw 16 kHz audio in: LiteRT float == Keras; int8 takes the same raw audio
     directory = SpeechModelDir.open(exported)
     model = speech_model.load_trained_model(directory)
@@ -115,8 +117,8 @@ def test_export_then_litert_agrees_with_keras(exported, tiny_data):
 
     # the streaming TFLite model, hop by hop, ends on the clip model's probabilities
     stream = TFLiteModel(export / "streaming_float.tflite")
-    probs, _ = speech_model.stream_clip(stream, clips[0], speech_model.initial_streaming_state(model),
-                                        directory.model.hop_samples)
+    probs, _ = speech_streaming.stream_clip(stream, clips[0], speech_streaming.initial_streaming_state(model),
+                                            directory.model.hop_samples)
     np.testing.assert_allclose(probs[-1], keras_probs[0], atol=speech_model.FAKE_QUANT_ATOL)
     assert probs[-1].argmax() == keras_probs[0].argmax()
 
@@ -135,7 +137,7 @@ def test_evaluate_defaults_to_the_held_out_speakers(exported, tmp_path, capsys, 
     assert main(["-q", "speech_commands", "evaluate", "--model", str(exported), "--runtime", runtime,
                  "--out", str(out)]) == 0
     captured = capsys.readouterr()
-    result = _last_json(captured.out)
+    result = last_json(captured.out)
     assert set(EVALUATE_KEYS) <= set(result)
     assert result["task"] == "speech_commands" and result["runtime"] == runtime
     assert result["examples"] == 9 and set(result["per_speaker_accuracy"]) == {"dave"}
@@ -149,7 +151,7 @@ def test_evaluate_defaults_to_the_held_out_speakers(exported, tmp_path, capsys, 
 def test_evaluate_warns_about_training_clips(exported, tiny_data, capsys):
     assert main(["-q", "speech_commands", "evaluate", "--model", str(exported), "--data", str(tiny_data)]) == 0
     captured = capsys.readouterr()
-    result = _last_json(captured.out)
+    result = last_json(captured.out)
     assert result["examples"] == 36 and set(result["per_speaker_accuracy"]) == {"alice", "bob", "carol", "dave"}
     seen = result["seen_in_training"]
     assert seen["training_files"] + seen["validation_files"] == 27
@@ -204,7 +206,7 @@ def test_benchmark_tool_times_every_runtime(exported, capsys):
     from helpers import load_tool
 
     results = load_tool("speech_benchmark").main(["--model", str(exported), "--clips", "2", "--repeats", "1"])
-    assert _last_json(capsys.readouterr().out) == results and results["clips"] == 2
+    assert last_json(capsys.readouterr().out) == results and results["clips"] == 2
     for key in ("tflite/litert_ms_per_clip", "tflite-int8/tflm_ms_per_clip", "streaming/tflm_ms_per_hop"):
         assert results[key] > 0, key
     report = json.loads((exported / "export" / "export_report.json").read_text())

@@ -5,14 +5,14 @@ import json
 import numpy as np
 import pytest
 
-from helpers import load_tool
+from helpers import last_json, load_tool
 
 loso = load_tool("speech_loso")
 
 
 def test_held_out_speaker_run_prints_lstm_and_baselines(tiny_data, capsys):
     loso.main(["--data", str(tiny_data), "--speakers", "alice", "--epochs", "2", "--baselines"])
-    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    result = last_json(capsys.readouterr().out)
     assert set(result) == {"args", "lstm", "ridge", "1-nn"}
     for name in ("lstm", "ridge", "1-nn"):
         assert list(result[name]["speakers"]) == ["alice"]

@@ -1,4 +1,4 @@
-"""The flatbuffer rewrites that let TFLM run the speech exports (export.tflm_compatible)."""
+"""The flatbuffer rewrites that let TFLM run the speech exports (tflm_rewrite.tflm_compatible)."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from lstm_core.export import TFLiteModel, convert_to_tflite
 from lstm_core.tflm import TFLMModel, model_ops
-from tasks.speech_commands.export import tflm_compatible
+from tasks.speech_commands.tflm_rewrite import tflm_compatible
 
 
 def _log_model():

@@ -13,6 +13,7 @@ from tasks.translation.artifacts import TranslationModelDir
 from tasks.translation.decode import BeamConfig, KerasBackend, LiteRTBackend, beam_decode, greedy_decode
 from tasks.translation.model import load_seq2seq
 from translation_toy import tiny_tsv
+from helpers import last_json
 
 TINY = [
     "--vocab-size", "40", "--embedding-dim", "16", "--units", "16", "--decoder-units", "32",
@@ -29,10 +30,6 @@ def trained(tmp_path_factory):
     assert main(["translation", "train", "--data", str(train), "--val", str(dev), "--out", str(out), *TINY]) == 0
     assert main(["translation", "export", "--model", str(out), "--check-sentences", "12"]) == 0
     return out, dev
-
-
-def _last_json(capsys):
-    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
 def _loaded(out):
@@ -92,7 +89,7 @@ def test_evaluate_every_litert_runtime(trained, capsys, tmp_path):
     for runtime in ("keras", "tflite", "tflite-int8"):
         assert main(["translation", "evaluate", "--model", str(out), "--data", str(dev), "--runtime", runtime,
                      "--out", str(tmp_path / runtime)]) == 0
-        results[runtime] = _last_json(capsys)
+        results[runtime] = last_json(capsys.readouterr().out)
     for runtime, result in results.items():
         assert set(EVALUATE_KEYS) <= set(result) and {"bleu", "chrf"} <= set(result)
         assert result["examples"] == 12 and result["runtime"] == runtime and result["plot"] is None
@@ -102,7 +99,7 @@ def test_evaluate_every_litert_runtime(trained, capsys, tmp_path):
     assert results["tflite"]["bleu"] == results["keras"]["bleu"]
     # without --data: the model's validation file, which is dev here
     assert main(["translation", "evaluate", "--model", str(out), "--beam", "3", "--limit", "5"]) == 0
-    result = _last_json(capsys)
+    result = last_json(capsys.readouterr().out)
     assert result["beam"] == 3 and result["examples"] == 5 and result["data"] == str(dev)
 
 
@@ -156,7 +153,7 @@ def test_tflm_export_report_and_firmware_sources(trained):
 def test_evaluate_and_predict_on_tflm(trained, capsys):
     out, dev = trained
     assert main(["translation", "evaluate", "--model", str(out), "--data", str(dev), "--runtime", "tflm"]) == 0
-    result = _last_json(capsys)
+    result = last_json(capsys.readouterr().out)
     assert set(EVALUATE_KEYS) <= set(result) and result["runtime"] == "tflm" and result["examples"] == 12
     assert main(["translation", "predict", "--model", str(out), "--runtime", "tflm", "Red cat.", "Two dogs."]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 2

@@ -3,12 +3,12 @@
 Slow (the full default training, ~10-20 min on 2 idle cores): ``pytest -m slow tests/tasks/translation``.
 """
 
-import json
 from pathlib import Path
 
 import pytest
 
 from tasks.common.cli import main
+from helpers import last_json
 
 DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "translation"
 
@@ -25,7 +25,7 @@ def test_default_run_meets_floor(tmp_path, capsys):
     results = {}
     for runtime in ("keras", "tflite", "tflite-int8", "tflm"):
         assert main(["translation", "evaluate", "--model", str(out), "--data", str(dev), "--runtime", runtime]) == 0
-        results[runtime] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        results[runtime] = last_json(capsys.readouterr().out)
     assert results["keras"]["bleu"] >= 25 and results["keras"]["chrf"] >= 45
     assert abs(results["tflite"]["bleu"] - results["keras"]["bleu"]) <= 1.0
     assert abs(results["tflm"]["bleu"] - results["tflite-int8"]["bleu"]) <= 1.0
