@@ -107,10 +107,10 @@ class ModelConfig:
         choices=SWITCHES,
     )
     combine: str = setting(
-        "auto", "what the exported forecast is: the LSTM (none), the LSTM and an in-graph baseline "
-        "(seasonal naive, or Theta-style SES with drift on the deseasonalised window) averaged (mean), or "
-        "whichever of the three won on the validation origins (best); auto: best",
-        choices=("auto", "none", "mean", "best"),
+        "auto", "hybrid models: what the model outputs — the LSTM (none), the LSTM and the in-graph Theta "
+        "averaged (mean), the in-graph theta or seasonal_naive alone, or whichever mix of them has the lowest "
+        "validation MASE (best); auto: best",
+        choices=("auto", "none", "mean", "best", "theta", "seasonal_naive"),
     )
     encoder_steps: int | None = setting(
         None, "hybrid: the last N rows of the normalised window that the LSTM reads; the whole --lookback "

@@ -127,7 +127,7 @@ def check_and_combine(keras_model, members: dict, combine: str, cache_dir) -> di
         for name, outputs in _mix_outputs(keras_model, val.inputs).items():
             report[f"val_{name}_mase"] = val.mean_mase(outputs)
         choice = DEFAULT_COMBINE if combine == "auto" else combine
-        member = {"none": "lstm", "mean": "mean_theta"}.get(choice)
+        member = {"none": "lstm", "mean": "mean_theta", "theta": "theta", "seasonal_naive": "seasonal_naive"}.get(choice)
         if member is None:
             member = min(MIXES, key=lambda name: report[f"val_{name}_mase"])
         keras_model.get_layer("combine").set_mix(member)
@@ -161,4 +161,5 @@ def losing_warning(part: str, mase: float, baselines: dict) -> str | None:
     return (f"the model's forecast loses on the {part} origins: MASE {mase:.3f} vs {best} {finite[best]:.3f}"
             + (f" (seasonal naive {finite['seasonal_naive']:.3f})" if best != "seasonal_naive"
                and "seasonal_naive" in finite else "")
-            + "; --combine best (or mean) puts the in-graph Theta / seasonal naive in the forecast")
+            + f"; --combine {'seasonal_naive' if mase > finite.get('seasonal_naive', np.inf) else 'theta or mean'}"
+            " makes the exported forecast that in-graph baseline (or the LSTM averaged with Theta)")
