@@ -10,7 +10,7 @@ per category in ``--cache-dir``). Metrics: mean sMAPE (``200|y-f|/(|y|+|f|)``, %
 (scale: in-sample seasonal-naive MAE of ``x``, season 12/4/1), as in the M3/M4 literature.
 
 ```bash
-nice -n 10 python tools/m3_benchmark.py                         # every M3 category
+nice -n 10 python tools/m3_benchmark.py                         # every M3 category (README table)
 nice -n 10 python tools/m3_benchmark.py --categories monthly --baselines-only
 nice -n 10 python tools/m3_benchmark.py --dataset M1 --categories monthly
 ```
@@ -157,10 +157,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--baselines-only", action="store_true")
     parser.add_argument("--cached-only", default="", help="baselines read from the cache only, left out when absent")
     parser.add_argument("--work-dir", default="saved_models/m3_benchmark", help="panel CSVs and trained models")
-    parser.add_argument("--epochs", type=int, default=100)
-    parser.add_argument("--patience", type=int, default=10)
-    parser.add_argument("--steps-per-epoch", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=30, help="training budget (the table's)")
+    parser.add_argument("--patience", type=int, default=4)
+    parser.add_argument("--steps-per-epoch", type=int, default=300)
+    parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--units", type=int, default=32)
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--hybrid", default="auto", choices=("auto", "on", "off"))
