@@ -161,5 +161,5 @@ def losing_warning(part: str, mase: float, baselines: dict) -> str | None:
     return (f"the model's forecast loses on the {part} origins: MASE {mase:.3f} vs {best} {finite[best]:.3f}"
             + (f" (seasonal naive {finite['seasonal_naive']:.3f})" if best != "seasonal_naive"
                and "seasonal_naive" in finite else "")
-            + f"; --combine {'seasonal_naive' if mase > finite.get('seasonal_naive', np.inf) else 'theta or mean'}"
+            + f"; --combine {'seasonal_naive' if mase > finite.get('seasonal_naive', np.inf) * (1 + 1e-4) else 'theta or mean'}"
             " makes the exported forecast that in-graph baseline (or the LSTM averaged with Theta)")

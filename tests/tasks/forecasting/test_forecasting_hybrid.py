@@ -102,3 +102,15 @@ def test_short_series_windows_are_padded_with_the_first_season():
     np.testing.assert_array_equal(padded[14:], rows)
     cfg = ModelConfig(lookback=24, horizon=6, seasons=(12,), min_history=12)
     assert series_data.padding(cfg) == 12 and series_data.history(cfg) == 12
+
+
+def test_the_losing_warning_names_the_fix():
+    from tasks.forecasting.validation import losing_warning
+
+    assert losing_warning("test", 0.5, {"seasonal_naive": 0.641, "auto_arima": 0.574}) is None
+    worse_than_naive = losing_warning("validation", 0.9, {"seasonal_naive": 0.641, "auto_arima": 0.574})
+    assert "validation origins" in worse_than_naive and "auto_arima 0.574" in worse_than_naive
+    assert "--combine seasonal_naive" in worse_than_naive
+    already_naive = losing_warning("test", 0.641, {"seasonal_naive": 0.641, "auto_arima": 0.574})
+    assert "--combine theta or mean" in already_naive
+    assert losing_warning("test", float("nan"), {"seasonal_naive": 1.0}) is None
