@@ -197,17 +197,24 @@ def _score_series(directory: ForecastingModelDir, series, scaler, run, config: E
                                 "seasonal_naive": f"value one season ({season}) earlier", "last_value": "y[t-1]"},
             "mase_by_step": metrics.mase_by_step(forecast, actual, scale),
             "mase_scale": scale,
-            "seasons": list(seasons),
-            "horizon": horizon,
-            "lookback": model.lookback,
-            "future_inputs": list(model.future_features),
-            "stride": options.stride,
-            "test_rows": split.n - split.val_end,
-            "test_start": series_data.format_time(series.index[split.val_end], series.freq),
-            "target": series.target,
+            **_facts(model, seasons, options, split, series),
         }
     )
     return Scored(result, split, origins, forecasts, actual, quantile_forecast)
+
+
+def _facts(model, seasons, options: EvaluateOptions, split, series) -> dict:
+    """What the JSON says about the model's window and the test part beside the metrics."""
+    return {
+        "seasons": list(seasons),
+        "horizon": model.horizon,
+        "lookback": model.lookback,
+        "future_inputs": list(model.future_features),
+        "stride": options.stride,
+        "test_rows": split.n - split.val_end,
+        "test_start": series_data.format_time(series.index[split.val_end], series.freq),
+        "target": series.target,
+    }
 
 
 def _baseline_forecasts(directory: ForecastingModelDir, y, split, origins, transform: str,

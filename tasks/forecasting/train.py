@@ -78,6 +78,23 @@ def _wants_hybrid(data: DataConfig, seasons, split) -> bool:
     return data.id_col is not None or split.train_end < max(SHORT_SERIES_ROWS, SHORT_SERIES_SEASONS * max(seasons))
 
 
+def _window(model: ModelConfig, seasons, horizon: int, train_rows: int, hybrid: str) -> tuple[int, int | None]:
+    """``(lookback, encoder_steps)``: with the hybrid, the statistics see twice the rows the LSTM reads."""
+    lookback = model.lookback or series_data.default_lookback(seasons, horizon, train_rows, hybrid == "on")
+    if hybrid != "on":
+        return lookback, None
+    return model.lookback or min(2 * lookback, 512), min(model.encoder_steps or lookback, lookback)
+
+
+def _warn_if_constant(series, train_rows: int) -> None:
+    if np.std(series.y[:train_rows]) == 0:
+        log.warning(
+            "%s: column %r is constant over the %d training rows: the model can only learn that constant "
+            "and MASE (scale: the in-sample seasonal naive error, 0 here) is undefined (NaN)",
+            series.source, series.target, train_rows,
+        )
+
+
 def prepare(data: DataConfig, model: ModelConfig, series: series_data.Series | None = None) -> Prepared:
     """Load and clean the series, resolve the defaults (transform, seasons, horizon, lookback,
     calendar and lag inputs), check the length, fit the scaler on the training rows.
@@ -108,11 +125,7 @@ def prepare(data: DataConfig, model: ModelConfig, series: series_data.Series | N
         raise UserError("--country: holiday inputs need the calendar inputs (daily or finer data, --calendar on)")
     hybrid = "on" if model.hybrid == "on" or (model.hybrid == "auto" and _wants_hybrid(data, seasons, split)
                                                 and not calendar) else "off"
-    lookback = model.lookback or series_data.default_lookback(seasons, horizon, split.train_end, hybrid == "on")
-    encoder_steps = None
-    if hybrid == "on":  # the statistics see twice the rows the LSTM reads
-        encoder_steps = min(model.encoder_steps or lookback, lookback)
-        lookback = model.lookback or min(2 * lookback, 512)
+    lookback, encoder_steps = _window(model, seasons, horizon, split.train_end, hybrid)
     covers_a_year = series.has_dates and (series.index[split.train_end - 1] - series.index[0]).days >= 365
     row_calendar = series_data.calendar_names(series.freq, data.country, yearly=covers_a_year) if calendar else ()
     lags = series_data.seasonal_lags(seasons, horizon, split.train_end) if calendar else ()
@@ -128,12 +141,7 @@ def prepare(data: DataConfig, model: ModelConfig, series: series_data.Series | N
     scale = data.scale if data.scale != "auto" else "mase" if hybrid == "on" else "std"
     data = dataclasses.replace(data, scale=scale)
     scaler = series_data.fit_scaler(series, split.train_end, data.transform, scale, max(seasons))
-    if np.std(series.y[: split.train_end]) == 0:
-        log.warning(
-            "%s: column %r is constant over the %d training rows: the model can only learn that constant "
-            "and MASE (scale: the in-sample seasonal naive error, 0 here) is undefined (NaN)",
-            series.source, series.target, split.train_end,
-        )
+    _warn_if_constant(series, split.train_end)
     ensemble = model.ensemble or default_ensemble(split.count("train", series_data.history(model), horizon))
     model = dataclasses.replace(model, ensemble=ensemble)
     log.info(
