@@ -115,7 +115,7 @@ def train_global(series: list, m: int, work: Path, args) -> tuple[Path, dict]:
                       scale=args.scale, refit_epochs=args.refit_epochs)
     model = ModelConfig(horizon=h, seasons=(m,), hybrid=args.hybrid, combine=args.combine, units=args.units,
                         ensemble=args.ensemble, lookback=args.lookback,
-                        encoder_steps=args.encoder_steps)
+                        encoder_steps=args.encoder_steps, dropout=args.dropout)
     train_config = TrainConfig(epochs=args.epochs, patience=args.patience, seed=args.seed, progress="none",
                                steps_per_epoch=args.steps_per_epoch)
     report = train(data, model, train_config, OutputConfig(out=str(out), overwrite=True))
@@ -170,6 +170,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--ensemble", type=int, default=None)
     parser.add_argument("--lookback", type=int, default=None)
     parser.add_argument("--encoder-steps", type=int, default=None)
+    parser.add_argument("--dropout", type=float, default=0.0)
     parser.add_argument("--json", help="also write the rows to this file")
     return parser.parse_args(argv)
 
