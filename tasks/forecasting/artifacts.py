@@ -18,6 +18,7 @@ from tasks.common.errors import UserError
 from tasks.common.io import write_json_atomic
 
 from tasks.forecasting.config import TRANSFORMS, DataConfig, ModelConfig
+from tasks.forecasting.transforms import forward, inverse
 
 SCALER_FILE = "scaler.json"
 SERIES_SCALERS_FILE = "series_scalers.json"  # --id-col models: {series id: Scaler}
@@ -26,19 +27,13 @@ PREPROCESSING_FILE = "preprocessing.json"
 
 
 def apply_transform(y, transform: str):
-    if transform == "sqrt":
-        return np.sqrt(np.maximum(y, 0.0))
-    if transform == "log":
-        return np.log(y)
-    return y
+    """``T(y)`` on NumPy arrays (:func:`tasks.forecasting.transforms.forward`)."""
+    return forward(y, transform)
 
 
 def invert_transform(z, transform: str):
-    if transform == "sqrt":
-        return np.square(np.maximum(z, 0.0))
-    if transform == "log":
-        return np.exp(z)
-    return z
+    """``T^-1(z)`` on NumPy arrays (:func:`tasks.forecasting.transforms.inverse`)."""
+    return inverse(z, transform)
 
 
 @dataclasses.dataclass

@@ -60,10 +60,24 @@ class DataConfig:
     )
     test_fraction: float = setting(0.2, "last part of the series held out for evaluate", above=0, below=1)
     val_fraction: float = setting(0.1, "part before the test part, for early stopping", minimum=0, below=1)
+    test_rows: int | None = setting(
+        None, "hold out exactly the last N rows of each series instead of --test-fraction (e.g. a competition's "
+        "horizon)", minimum=1,
+    )
+    val_rows: int | None = setting(None, "validation rows before the test part instead of --val-fraction", minimum=0)
     country: str | None = setting(
         None, "ISO country code: add public-holiday flags from the holidays package to the calendar inputs (e.g. US)"
     )
     batch_size: int = setting(32, "training windows per batch", minimum=1)
+    scale: str = setting(
+        "auto", "per-series scale of the target: the std of its training rows, or their in-sample seasonal-naive "
+        "MAE (mase: the MAE loss is then the MASE); auto: mase with --hybrid on, else std",
+        choices=("auto", "std", "mase"),
+    )
+    refit_epochs: int | None = setting(
+        None, "after early stopping, this many more epochs over the training and validation windows together "
+        "(the latest rows of short series matter most; none: 3 for --id-col models, else 0)", minimum=0,
+    )
 
 
 @dataclasses.dataclass
@@ -85,6 +99,24 @@ class ModelConfig:
         "auto", "future-known calendar inputs (sin/cos of hour of day, day of week, day of year) and "
         "seasonal-lag inputs; auto: on for daily and finer data", choices=SWITCHES,
     )
+    hybrid: str = setting(
+        "auto", "ES-RNN-style normalisation inside the model: each window deseasonalised (multiplicative when "
+        "positive, else additive; profile from the window) and normalised by its level and spread, the LSTM "
+        "forecasts the normalised path, level and season restored; auto: on without calendar inputs for "
+        "--id-col panels and series whose training part is under max(200 rows, 16 seasons)",
+        choices=SWITCHES,
+    )
+    combine: str = setting(
+        "auto", "hybrid models: what the model outputs — the LSTM (none), the LSTM and the in-graph Theta "
+        "averaged (mean), the in-graph theta or seasonal_naive alone, or whichever mix of them has the lowest "
+        "validation MASE (best); auto: best",
+        choices=("auto", "none", "mean", "best", "theta", "seasonal_naive"),
+    )
+    encoder_steps: int | None = setting(
+        None, "hybrid: the last N rows of the normalised window that the LSTM reads; the whole --lookback "
+        "still sets the season profile, level, spread and the in-graph Theta (none: half the hybrid's default "
+        "lookback, i.e. max(2*season, 2*horizon, 16); without the hybrid: the whole window)", minimum=1,
+    )
     units: int = setting(32, "LSTM units", minimum=1)
     hidden: int = setting(64, "ReLU layer between the encoder and the head (0: none)", minimum=0)
     dropout: float = setting(0.0, "input dropout of the LSTM", minimum=0, below=1)
@@ -100,6 +132,10 @@ class ModelConfig:
     future_features: tuple[str, ...] = setting((), "names of the per-step inputs of the forecast horizon", cli=False)
     row_calendar: tuple[str, ...] = setting((), "calendar inputs added to every encoder row", cli=False)
     lags: tuple[int, ...] = setting((), "seasonal lags (steps) whose values enter the head", cli=False)
+    min_history: int | None = setting(
+        None, "real rows a window needs; shorter history is padded by repeating the first season", cli=False,
+    )
+    member: str = setting("lstm", "the forecast the model outputs (set by --combine at train time)", cli=False)
 
     @property
     def num_outputs(self) -> int:

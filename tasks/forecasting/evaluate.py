@@ -114,6 +114,7 @@ def evaluate(config: EvaluateConfig, options: EvaluateOptions | None = None) -> 
     series = load_for_model(directory, config.data)
     scored = _score_series(directory, series, directory.scaler, run, config, options)
     result = scored.result
+    _warn_if_losing(result)
     out_dir = directory.evaluation_dir(config.out)
     plot = None
     if out_dir is not None:
@@ -150,7 +151,7 @@ def _score_series(directory: ForecastingModelDir, series, scaler, run, config: E
     """Model and baselines on the rolling test origins of one series (scaled by ``scaler``)."""
     model = directory.model
     horizon, seasons = model.horizon, directory.seasons
-    split = series_data.Split.of(len(series), directory.data.test_fraction, directory.data.val_fraction)
+    split = series_data.Split.for_data(len(series), directory.data)
     reach = series_data.history(model)
     if split.count("test", reach, horizon) < 1:
         raise UserError(
@@ -175,17 +176,8 @@ def _score_series(directory: ForecastingModelDir, series, scaler, run, config: E
         raise UserError(f"{series.source}: column {series.target!r} is constant before the test part; MASE is undefined")
 
     result = dict(metrics.point_metrics(forecast, actual, scale))
-    forecasts = {
-        "model": forecast,
-        "last_value": metrics.last_value(y, origins, horizon),
-        "seasonal_naive": metrics.seasonal_naive(y, origins, horizon, season),
-    }
-    extra, descriptions = metrics.statsforecast_baselines(
-        y, split.val_end, origins, horizon, seasons, scaler.transform, options.baselines, _cache_dir(directory)
-    )
-    forecasts.update(extra)
-    if "seasonal_naive" not in options.baselines:
-        forecasts.pop("seasonal_naive")
+    forecasts, descriptions = _baseline_forecasts(directory, y, split, origins, scaler.transform, options)
+    forecasts = {"model": forecast, **forecasts}
     baselines = [name for name in forecasts if name != "model"]
     for name in baselines:
         for key, value in metrics.point_metrics(forecasts[name], actual, scale).items():
@@ -205,17 +197,38 @@ def _score_series(directory: ForecastingModelDir, series, scaler, run, config: E
                                 "seasonal_naive": f"value one season ({season}) earlier", "last_value": "y[t-1]"},
             "mase_by_step": metrics.mase_by_step(forecast, actual, scale),
             "mase_scale": scale,
-            "seasons": list(seasons),
-            "horizon": horizon,
-            "lookback": model.lookback,
-            "future_inputs": list(model.future_features),
-            "stride": options.stride,
-            "test_rows": split.n - split.val_end,
-            "test_start": series_data.format_time(series.index[split.val_end], series.freq),
-            "target": series.target,
+            **_facts(model, seasons, options, split, series),
         }
     )
     return Scored(result, split, origins, forecasts, actual, quantile_forecast)
+
+
+def _facts(model, seasons, options: EvaluateOptions, split, series) -> dict:
+    """What the JSON says about the model's window and the test part beside the metrics."""
+    return {
+        "seasons": list(seasons),
+        "horizon": model.horizon,
+        "lookback": model.lookback,
+        "future_inputs": list(model.future_features),
+        "stride": options.stride,
+        "test_rows": split.n - split.val_end,
+        "test_start": series_data.format_time(series.index[split.val_end], series.freq),
+        "target": series.target,
+    }
+
+
+def _baseline_forecasts(directory: ForecastingModelDir, y, split, origins, transform: str,
+                        options: EvaluateOptions) -> tuple[dict, dict]:
+    """``({name: [N, H]}, {name: fitted form})``: the naive and the requested statsforecast baselines."""
+    horizon, seasons = directory.model.horizon, directory.seasons
+    forecasts = {"last_value": metrics.last_value(y, origins, horizon)}
+    if "seasonal_naive" in options.baselines:
+        forecasts["seasonal_naive"] = metrics.seasonal_naive(y, origins, horizon, max(seasons))
+    extra, descriptions = metrics.statsforecast_baselines(
+        y, split.val_end, origins, horizon, seasons, transform, options.baselines, _cache_dir(directory)
+    )
+    forecasts.update(extra)
+    return forecasts, descriptions
 
 
 # Per-series keys that the panel JSON repeats under ``per_series`` (the shared ones stay on top).
@@ -273,6 +286,7 @@ def _evaluate_panel(directory: ForecastingModelDir, run, config: EvaluateConfig,
         **{k: first[k] for k in _SHARED_KEYS if k in first},
         "per_series": per_series,
     })
+    _warn_if_losing(result)
     out_dir = directory.evaluation_dir(config.out)
     plot = None
     if out_dir is not None:
@@ -291,6 +305,17 @@ def _evaluate_panel(directory: ForecastingModelDir, run, config: EvaluateConfig,
              len(panel), result["mase"], best, result[f"{best}_mase"], result.get("seasonal_naive_mase", float("nan")),
              examples, f" (plot {plot}, series {result['plot_series']})" if plot else "")
     return full
+
+
+def _warn_if_losing(result: dict) -> None:
+    """``warning`` in the JSON (and one log line) when a baseline beat the model on the test origins."""
+    from tasks.forecasting.validation import losing_warning
+
+    names = [key[: -len("_mase")] for key in result if key.endswith("_mase") and key not in
+             ("mase", "mean_mase") and not key.startswith(("val_",))]
+    result["warning"] = losing_warning("test", result["mase"], {name: result[f"{name}_mase"] for name in names})
+    if result["warning"]:
+        log.warning(result["warning"])
 
 
 def _cache_dir(directory: ForecastingModelDir) -> Path | None:

@@ -38,6 +38,7 @@ from lstm_core.export import FLOAT_ATOL, TFLiteModel, export_saved_model, export
 from tasks.common.io import write_json_atomic
 
 from tasks.forecasting import data as series_data
+from tasks.forecasting import transforms
 from tasks.forecasting.artifacts import PREPROCESSING_FILE, ForecastingModelDir
 from tasks.forecasting.config import ExportChecks
 from tasks.forecasting.evaluate import load_for_model, model_rows
@@ -47,22 +48,6 @@ log = logging.getLogger(__name__)
 
 FILES = {"float": "model_float.tflite", "int8": "model_int8.tflite", "int16x8": "model_int16x8.tflite",
          "streaming": "streaming_float.tflite"}
-
-
-def _tf_transform(x, transform):
-    if transform == "sqrt":
-        return tf.sqrt(tf.maximum(x, 0.0))
-    if transform == "log":
-        return tf.math.log(x)
-    return x
-
-
-def _tf_inverse(z, transform):
-    if transform == "sqrt":
-        return tf.square(tf.maximum(z, 0.0))
-    if transform == "log":
-        return tf.exp(z)
-    return z
 
 
 def raw_forecast_function(model, directory: ForecastingModelDir):
@@ -75,15 +60,18 @@ def raw_forecast_function(model, directory: ForecastingModelDir):
     median = median_index(cfg)
 
     def forecast(history, covariates=None):
-        t = _tf_transform(history, sc.transform)
-        x = ((t[:, 1:] - t[:, :-1]) / sc.diff_scale)[..., None]
+        t = transforms.forward(history, sc.transform, tf.math)
+        if cfg.hybrid == "on":  # the model normalises the level path itself
+            x = (t[:, 1:] / sc.target_scale)[..., None]
+        else:
+            x = ((t[:, 1:] - t[:, :-1]) / sc.diff_scale)[..., None]
         if C:
             cov = (covariates[:, 1:, :] - tf.constant(sc.feature_mean, tf.float32)) / tf.constant(sc.feature_std, tf.float32)
             x = tf.concat([x, cov], axis=-1)
         out = model(x, training=False)
         last = t[:, -1] / sc.target_scale
         last = tf.reshape(last, [-1] + [1] * (len(out.shape) - 1))
-        values = _tf_inverse((last + out) * sc.target_scale, sc.transform)
+        values = transforms.inverse((last + out) * sc.target_scale, sc.transform, tf.math)
         if cfg.quantiles:
             q = tf.sort(values, axis=-1)
             return {"forecast": q[..., median], "quantiles": q}
@@ -104,8 +92,7 @@ def raw_forecast_function(model, directory: ForecastingModelDir):
 
 def preprocessing_spec(directory: ForecastingModelDir) -> dict:
     cfg, sc = directory.model, directory.scaler
-    forward = {"none": "v", "sqrt": "sqrt(max(v, 0))", "log": "log(v)"}[sc.transform]
-    inverse = {"none": "z", "sqrt": "max(z, 0)^2", "log": "exp(z)"}[sc.transform]
+    forward, inverse = transforms.formulas(sc.transform)
     spec = {
         "lookback": cfg.lookback,
         "horizon": cfg.horizon,
@@ -119,8 +106,13 @@ def preprocessing_spec(directory: ForecastingModelDir) -> dict:
         "feature_mean": sc.feature_mean,
         "feature_std": sc.feature_std,
         "quantiles": list(cfg.quantiles),
-        "window_row_i": "[(T(y[t-L+i]) - T(y[t-L+i-1])) / diff_scale, ((x[t-L+i] - feature_mean) / feature_std)..., "
-        "calendar(t-L+i)...], i = 0..L-1",
+        "window_row_i": ("[T(y[t-L+i]) / target_scale" if cfg.hybrid == "on" else
+                         "[(T(y[t-L+i]) - T(y[t-L+i-1])) / diff_scale")
+        + ", ((x[t-L+i] - feature_mean) / feature_std)..., calendar(t-L+i)...], i = 0..L-1",
+        "hybrid": cfg.hybrid == "on",
+        "in_graph": ("deseasonalising and level/spread normalisation of the window, the LSTM, restoring level and "
+                     "season, Theta and seasonal naive over the window and their mix (combine)"
+                     if cfg.hybrid == "on" else "the LSTM and its head"),
         "row_calendar": list(cfg.row_calendar),
         "output_to_value": "y_hat[t+h] = T_inverse(T(y[t-1]) + out[h] * target_scale), h = 0..H-1"
         + (" (per quantile; sort the quantiles of each step)" if cfg.quantiles else ""),
@@ -140,6 +132,27 @@ def preprocessing_spec(directory: ForecastingModelDir) -> dict:
             "holiday": "1 on the public holidays of --country (holidays package), else 0",
         }
     return spec
+
+
+HYBRID_NO_INT8 = (
+    "the hybrid model normalises each window by its own level and spread inside the graph; full-integer "
+    "quantisation of the level path (values of the series' size) leaves too little resolution for that "
+    "(and LiteRT's int8 DIV rejects divisors quantised to zero): the float model carries it (TFLM runs float "
+    "kernels too); --hybrid off trains a model whose int8 export works"
+)
+HYBRID_NO_STREAMING = (
+    "every row the LSTM sees is normalised by the level, spread and season of the whole window, known only "
+    "after its last row, so a row-per-call model cannot carry the hybrid (--hybrid off streams)"
+)
+
+
+def _variants(cfg, quantization) -> tuple[list[str], dict]:
+    """The TFLite variants to write, and what is skipped with why (hybrid models: float only)."""
+    if cfg.hybrid != "on":
+        return list(quantization), {}
+    skipped = {v: HYBRID_NO_INT8 for v in quantization if v != "float"}
+    skipped["streaming"] = HYBRID_NO_STREAMING
+    return [v for v in quantization if v == "float"], skipped
 
 
 def _even(first: int, last: int, count: int) -> np.ndarray:
@@ -181,66 +194,31 @@ def export(config: ExportConfig, checks: ExportChecks | None = None) -> dict:
         )
     atol = config.atol if config.atol is not None else FLOAT_ATOL
     cfg = directory.model
-    series = load_for_model(directory, checks.data)
-    split = series_data.Split.of(len(series), directory.data.test_fraction, directory.data.val_fraction)
-    rows = model_rows(directory, series)
-    level = directory.scaler.level(series.y)
-    reach = series_data.history(cfg)
-    calib_origins = _even(*split.origins("train", reach, cfg.horizon), config.calibration_examples)
-    check_origins = _even(*split.origins("test", reach, cfg.horizon), checks.check_windows)
-    if len(check_origins) == 0:
-        check_origins = _even(*split.origins("val", reach, cfg.horizon), checks.check_windows)
-    if len(calib_origins) == 0 or len(check_origins) == 0:
-        raise UserError(f"{series.source}: not enough rows to calibrate and check the exported models")
-    calib = _check_inputs(rows, calib_origins, cfg)
-    check = _check_inputs(rows, check_origins, cfg)
-    keras_out = np.asarray(model.predict(check if len(check) > 1 else check[0], batch_size=256, verbose=0))
-
-    def to_values(outputs):
-        return directory.scaler.forecast(outputs, level[check_origins - 1])
-
-    keras_values = to_values(keras_out)
+    windows = _CheckWindows.of(directory, model, config, checks)
     report = {"lookback": cfg.lookback, "horizon": cfg.horizon, "num_features": cfg.num_features,
-              "future_features": list(cfg.future_features), "check_windows": int(len(check_origins))}
-    samples = [[part[i : i + 1] for part in check] for i in range(min(8, len(check_origins)))]
-
-    def calibration():
-        return ([part[i : i + 1] for part in calib] for i in range(len(calib_origins)))
-
+              "future_features": list(cfg.future_features), "check_windows": int(len(windows.origins))}
+    variants, skipped = _variants(cfg, config.quantization)
+    report["skipped"] = skipped
+    for variant, reason in skipped.items():
+        log.warning("export: %s skipped: %s", variant, reason)
     with directory.staged_export() as work:
         _saved_model(model, directory, work)
         results, tflm_sections = {}, {}
-        for variant in config.quantization:
-            quantization = None if variant == "float" else variant
-            tflite = export_tflite_report(
-                model, work / FILES[variant], quantization=quantization,
-                representative_dataset=calibration if quantization else None, sample_inputs=samples,
-                atol=atol, tflm=True,
-            )
-            report[f"tflite_{variant}"] = {k: v for k, v in tflite.as_dict().items() if k != "tflm"}
-            tflm_sections[variant] = tflite.tflm
-            if variant == "int16x8":  # TFLM-only: LiteRT's LSTM has no int16x8 kernel
-                from lstm_core.tflm import TFLMModel
-
-                runner = TFLMModel(work / FILES[variant])
-            else:
-                runner = TFLiteModel(work / FILES[variant])
-            got = np.concatenate([runner(*(part[i : i + 1] for part in check))[0] for i in range(len(check_origins))])
-            values = to_values(got)
-            results[variant] = {
-                "runtime": "tflm" if variant == "int16x8" else "litert",
-                "bytes": tflite.size_bytes,
-                "max_abs_diff_scaled": float(np.max(np.abs(got - keras_out))),
-                "max_abs_diff_units": float(np.max(np.abs(values - keras_values))),
-                "mean_abs_diff_units": float(np.mean(np.abs(values - keras_values))),
-            }
+        for variant in variants:
+            results[variant], report[f"tflite_{variant}"], tflm_sections[variant] = _tflite_variant(
+                model, variant, work, windows, atol)
         report["vs_keras_on_check_windows"] = results
-        report["streaming"] = _streaming(model, cfg, work, check, keras_out, checks, atol)
+        report["streaming"] = (_streaming(model, cfg, work, windows.check, windows.keras_out, checks, atol)
+                               if "streaming" not in skipped else {"bytes": None, "tflite_max_abs_diff_vs_window_model": None})
         report["tflm"] = _with_c_array(work, tflm_sections)
         write_json_atomic(work / PREPROCESSING_FILE, preprocessing_spec(directory))
         report["seconds"] = round(time.time() - started, 1)
         write_export_report(work, report)
     log.info("export written to %s", directory.export_dir)
+    return _summary(directory, results, report)
+
+
+def _summary(directory: ForecastingModelDir, results: dict, report: dict) -> dict:
     return {
         "export_dir": str(directory.export_dir),
         **{f"{variant}_bytes": result["bytes"] for variant, result in results.items()},
@@ -250,6 +228,71 @@ def export(config: ExportConfig, checks: ExportChecks | None = None) -> dict:
         "tflm": {name: {k: section.get(k) for k in ("loads", "arena_bytes", "max_abs_diff_vs_litert")}
                  for name, section in report["tflm"].items()},
     }
+
+
+class _CheckWindows:
+    """Training windows that calibrate int8, test windows that check every file against Keras."""
+
+    @classmethod
+    def of(cls, directory: ForecastingModelDir, model, config: ExportConfig, checks: ExportChecks) -> "_CheckWindows":
+        cfg = directory.model
+        series = load_for_model(directory, checks.data)
+        split = series_data.Split.for_data(len(series), directory.data)
+        rows = model_rows(directory, series)
+        reach = series_data.history(cfg)
+        calib_origins = _even(*split.origins("train", reach, cfg.horizon), config.calibration_examples)
+        origins = _even(*split.origins("test", reach, cfg.horizon), checks.check_windows)
+        if len(origins) == 0:
+            origins = _even(*split.origins("val", reach, cfg.horizon), checks.check_windows)
+        if len(calib_origins) == 0 or len(origins) == 0:
+            raise UserError(f"{series.source}: not enough rows to calibrate and check the exported models")
+        self = cls()
+        self.scaler, self.origins = directory.scaler, origins
+        self.last_level = directory.scaler.level(series.y)[origins - 1]
+        self.calib = _check_inputs(rows, calib_origins, cfg)
+        self.check = _check_inputs(rows, origins, cfg)
+        self.keras_out = np.asarray(model.predict(self.check if len(self.check) > 1 else self.check[0],
+                                                  batch_size=256, verbose=0))
+        self.keras_values = self.to_values(self.keras_out)
+        return self
+
+    def to_values(self, outputs):
+        return self.scaler.forecast(outputs, self.last_level)
+
+    def samples(self):
+        return [[part[i : i + 1] for part in self.check] for i in range(min(8, len(self.origins)))]
+
+    def calibration(self):
+        return ([part[i : i + 1] for part in self.calib] for i in range(len(self.calib[0])))
+
+
+def _tflite_variant(model, variant: str, work, windows: _CheckWindows, atol: float):
+    """Write one ``.tflite`` variant and compare it with Keras on the check windows.
+
+    Returns ``(comparison, converter report, tflm section)``."""
+    quantization = None if variant == "float" else variant
+    tflite = export_tflite_report(
+        model, work / FILES[variant], quantization=quantization,
+        representative_dataset=windows.calibration if quantization else None, sample_inputs=windows.samples(),
+        atol=atol, tflm=True,
+    )
+    if variant == "int16x8":  # TFLM-only: LiteRT's LSTM has no int16x8 kernel
+        from lstm_core.tflm import TFLMModel
+
+        runner = TFLMModel(work / FILES[variant])
+    else:
+        runner = TFLiteModel(work / FILES[variant])
+    check = windows.check
+    got = np.concatenate([runner(*(part[i : i + 1] for part in check))[0] for i in range(len(windows.origins))])
+    values = windows.to_values(got)
+    comparison = {
+        "runtime": "tflm" if variant == "int16x8" else "litert",
+        "bytes": tflite.size_bytes,
+        "max_abs_diff_scaled": float(np.max(np.abs(got - windows.keras_out))),
+        "max_abs_diff_units": float(np.max(np.abs(values - windows.keras_values))),
+        "mean_abs_diff_units": float(np.mean(np.abs(values - windows.keras_values))),
+    }
+    return comparison, {k: v for k, v in tflite.as_dict().items() if k != "tflm"}, tflite.tflm
 
 
 def _saved_model(model, directory: ForecastingModelDir, work) -> None:

@@ -22,6 +22,7 @@ import tensorflow as tf
 
 import lstm_core
 
+from tasks.forecasting import hybrid
 from tasks.forecasting.config import ModelConfig
 
 SMALL_DATA_WINDOWS = 1000
@@ -111,22 +112,42 @@ def model_inputs(cfg: ModelConfig):
     return inputs
 
 
+def _member(cfg: ModelConfig, window, future_flat, k: int):
+    """One encoder + head; with the hybrid on, the encoder sees the normalised window and the
+    head's normalised path is turned back into changes of the level (:mod:`tasks.forecasting.hybrid`)."""
+    lstm = lstm_core.LSTM(cfg.units, dropout=cfg.dropout, name=f"lstm_{k}")
+    if cfg.hybrid != "on":
+        return head_output(cfg, lstm(window), future_flat, k, _Layers())
+    season = hybrid.hybrid_season(cfg.seasons, cfg.lookback)
+    normalised, stats = hybrid.SeasonalNormalize(cfg.lookback, cfg.horizon, season, name=f"normalise_{k}")(window)
+    steps = cfg.encoder_steps or cfg.lookback
+    if steps < cfg.lookback:
+        normalised = hybrid.LastSteps(steps, name=f"last_steps_{k}")(normalised)
+    out = head_output(cfg, lstm(normalised), future_flat, k, _Layers())
+    return hybrid.SeasonalRestore(cfg.lookback, cfg.horizon, name=f"restore_{k}")(out, stats)
+
+
+def has_combine(cfg: ModelConfig) -> bool:
+    """Hybrid point forecasters carry the in-graph baselines and the :class:`hybrid.Combine` mix."""
+    return cfg.hybrid == "on" and not cfg.quantiles
+
+
 def build_models(cfg: ModelConfig) -> tuple[keras.Model, keras.Model]:
     """``(model, training_model)``: the forecaster and (for ensembles) the model that outputs
     every member ``[B, K, H(, Q)]`` so each member gets its own loss. Same layers/weights."""
     inputs = model_inputs(cfg)
     window = inputs[0]
     future_flat = keras.layers.Flatten(name="future_flat")(inputs[1]) if cfg.num_future else None
-    members = []
-    for k in range(cfg.ensemble):
-        lstm = lstm_core.LSTM(cfg.units, dropout=cfg.dropout, name=f"lstm_{k}")
-        members.append(head_output(cfg, lstm(window), future_flat, k, _Layers()))
+    members = [_member(cfg, window, future_flat, k) for k in range(cfg.ensemble)]
     model_input = inputs if cfg.num_future else window
-    if cfg.ensemble == 1:
-        model = keras.Model(model_input, members[0], name="forecaster")
-        return model, model
-    out = keras.layers.Average(name="ensemble_mean")(members)
+    out = members[0] if cfg.ensemble == 1 else keras.layers.Average(name="ensemble_mean")(members)
+    if has_combine(cfg):
+        season = hybrid.hybrid_season(cfg.seasons, cfg.lookback)
+        baselines = hybrid.WindowBaselines(cfg.lookback, cfg.horizon, season, name="window_baselines")(window)
+        out = hybrid.Combine(name="combine")(out, baselines)
     model = keras.Model(model_input, out, name="forecaster")
+    if cfg.ensemble == 1:
+        return model, model
     shape = (1, cfg.horizon) + ((cfg.num_outputs,) if cfg.quantiles else ())
     stacked = keras.layers.Concatenate(axis=1, name="members")(
         [keras.layers.Reshape(shape, name=f"member_{k}")(m) for k, m in enumerate(members)]

@@ -22,14 +22,12 @@ from tasks.common.training import (
 )
 
 from tasks.forecasting import data as series_data
-from tasks.forecasting import metrics
 from tasks.forecasting.artifacts import SERIES_SCALERS_FILE, ForecastingModelDir, Scaler
 from tasks.forecasting.config import DataConfig, ModelConfig
 from tasks.forecasting.model import (
     build_models,
     compile_model,
     default_ensemble,
-    point_forecast,
     with_median,
 )
 
@@ -76,6 +74,34 @@ def _wants_calendar(switch: str, series: series_data.Series) -> bool:
     return len(series_data.calendar_seasons(series.freq)) >= 2
 
 
+SHORT_SERIES_ROWS = 200
+SHORT_SERIES_SEASONS = 16
+
+
+def _wants_hybrid(data: DataConfig, seasons, split) -> bool:
+    """``--hybrid auto``: on for ``--id-col`` panels and for short series — a training part under
+    max(200 rows, 16 seasons) — where a model of differences sees each seasonal phase too few
+    times; off for long single series (co2, sunspots: measured better without it)."""
+    return data.id_col is not None or split.train_end < max(SHORT_SERIES_ROWS, SHORT_SERIES_SEASONS * max(seasons))
+
+
+def _window(model: ModelConfig, seasons, horizon: int, train_rows: int, hybrid: str) -> tuple[int, int | None]:
+    """``(lookback, encoder_steps)``: with the hybrid, the statistics see twice the rows the LSTM reads."""
+    lookback = model.lookback or series_data.default_lookback(seasons, horizon, train_rows, hybrid == "on")
+    if hybrid != "on":
+        return lookback, None
+    return model.lookback or min(2 * lookback, 512), min(model.encoder_steps or lookback, lookback)
+
+
+def _warn_if_constant(series, train_rows: int) -> None:
+    if np.std(series.y[:train_rows]) == 0:
+        log.warning(
+            "%s: column %r is constant over the %d training rows: the model can only learn that constant "
+            "and MASE (scale: the in-sample seasonal naive error, 0 here) is undefined (NaN)",
+            series.source, series.target, train_rows,
+        )
+
+
 def prepare(data: DataConfig, model: ModelConfig, series: series_data.Series | None = None) -> Prepared:
     """Load and clean the series, resolve the defaults (transform, seasons, horizon, lookback,
     calendar and lag inputs), check the length, fit the scaler on the training rows.
@@ -86,7 +112,7 @@ def prepare(data: DataConfig, model: ModelConfig, series: series_data.Series | N
         data, target=series.target, features=tuple(series.features),
         transform=data.transform or series.default_transform,
     )
-    split = series_data.Split.of(len(series), data.test_fraction, data.val_fraction)
+    split = series_data.Split.for_data(len(series), data)
     if split.train_end < 4:
         raise UserError(f"{series.source}: column {series.target!r} has only {len(series)} rows; too short to split")
     if model.seasons:
@@ -94,7 +120,9 @@ def prepare(data: DataConfig, model: ModelConfig, series: series_data.Series | N
     else:
         seasons, season_source = series_data.detect_seasons(series.y[: split.train_end], series.freq)
     horizon = model.horizon or series_data.default_horizon(series.freq)
-    lookback = model.lookback or series_data.default_lookback(seasons, horizon, split.train_end)
+    if data.val_rows is None and data.val_fraction > 0 and split.val_end - split.train_end < horizon:
+        data = dataclasses.replace(data, val_rows=horizon)  # short series: one validation window at least
+        split = series_data.Split.for_data(len(series), data)
     calendar = _wants_calendar(model.calendar, series)
     if calendar and not series.has_dates:
         if model.calendar == "on":
@@ -102,23 +130,25 @@ def prepare(data: DataConfig, model: ModelConfig, series: series_data.Series | N
         calendar = False
     if data.country and not calendar:
         raise UserError("--country: holiday inputs need the calendar inputs (daily or finer data, --calendar on)")
+    hybrid = "on" if model.hybrid == "on" or (model.hybrid == "auto" and _wants_hybrid(data, seasons, split)
+                                                and not calendar) else "off"
+    lookback, encoder_steps = _window(model, seasons, horizon, split.train_end, hybrid)
     covers_a_year = series.has_dates and (series.index[split.train_end - 1] - series.index[0]).days >= 365
     row_calendar = series_data.calendar_names(series.freq, data.country, yearly=covers_a_year) if calendar else ()
     lags = series_data.seasonal_lags(seasons, horizon, split.train_end) if calendar else ()
     future_features = (*row_calendar, *(f"lag_{lag}" for lag in lags))
+    min_history = series_data.default_min_history(seasons, lookback) if hybrid == "on" and not lags else None
     model = dataclasses.replace(
         model, seasons=seasons, horizon=horizon, lookback=lookback, quantiles=with_median(model.quantiles),
         row_calendar=row_calendar, lags=lags, future_features=future_features,
-        num_features=1 + len(series.features) + len(row_calendar),
+        num_features=1 + len(series.features) + len(row_calendar), hybrid=hybrid, min_history=min_history,
+        encoder_steps=encoder_steps,
     )
     series_data.check_length(series, split, series_data.history(model), horizon, data.val_fraction)
-    scaler = series_data.fit_scaler(series, split.train_end, data.transform)
-    if np.std(series.y[: split.train_end]) == 0:
-        log.warning(
-            "%s: column %r is constant over the %d training rows: the model can only learn that constant "
-            "and MASE (scale: the in-sample seasonal naive error, 0 here) is undefined (NaN)",
-            series.source, series.target, split.train_end,
-        )
+    scale = data.scale if data.scale != "auto" else "mase" if hybrid == "on" else "std"
+    data = dataclasses.replace(data, scale=scale)
+    scaler = series_data.fit_scaler(series, split.train_end, data.transform, scale, max(seasons))
+    _warn_if_constant(series, split.train_end)
     ensemble = model.ensemble or default_ensemble(split.count("train", series_data.history(model), horizon))
     model = dataclasses.replace(model, ensemble=ensemble)
     log.info(
@@ -178,9 +208,11 @@ def prepare_panel(data: DataConfig, model: ModelConfig) -> PreparedPanel:
         if name == reference_id:
             members[name] = reference
             continue
-        split = series_data.Split.of(len(series), data.test_fraction, data.val_fraction)
-        series_data.check_length(series, split, series_data.history(resolved), resolved.horizon, data.val_fraction)
-        scaler = series_data.fit_scaler(series, split.train_end, reference.data.transform)
+        split = series_data.Split.for_data(len(series), data)
+        series_data.check_length(series, split, series_data.history(resolved), resolved.horizon, data.val_fraction,
+                                 train_windows=0)
+        scaler = series_data.fit_scaler(series, split.train_end, reference.data.transform, reference.data.scale,
+                                        max(resolved.seasons))
         members[name] = Prepared(series, reference.data, resolved, split, reference.season_source, scaler)
     if model.ensemble is None:
         windows = sum(p.split.count("train", series_data.history(resolved), resolved.horizon) for p in members.values())
@@ -193,34 +225,33 @@ def prepare_panel(data: DataConfig, model: ModelConfig) -> PreparedPanel:
 
 
 def _panel_datasets(panel: PreparedPanel, batch_size: int, seed: int):
-    """Training windows of every series, interleaved at random (each series in proportion to its
-    windows); validation windows of every series in order."""
+    """Training windows of every series shuffled together (so each series is drawn in proportion
+    to its windows); validation windows of every series in order. The windows are cut into
+    arrays once (short series, many of them: one ``tf.data`` pipeline per series would be slow)."""
     import tensorflow as tf
 
     model = panel.model
     reach = series_data.history(model)
-    train_parts, weights, val_parts, counts = [], [], [], {"train": 0, "val": 0}
-    for i, p in enumerate(panel.members.values()):
+    parts = {"train": [], "val": []}
+    for p in panel.members.values():
         rows = series_data.model_rows(p.series, p.scaler, model, p.data.country)
-        count = p.split.count("train", reach, model.horizon)
-        if count:
-            ds = series_data.window_dataset(rows, *p.split.origins("train", reach, model.horizon), model,
-                                            batch_size=256, shuffle=True, seed=seed + i)
-            train_parts.append(ds.unbatch())
-            weights.append(count)
-            counts["train"] += count
-        if p.split.count("val", reach, model.horizon):
-            val_parts.append(series_data.window_dataset(rows, *p.split.origins("val", reach, model.horizon), model,
-                                                        batch_size=256))
-            counts["val"] += p.split.count("val", reach, model.horizon)
-    weights = [w / sum(weights) for w in weights]
-    train_ds = tf.data.Dataset.sample_from_datasets(train_parts, weights=weights, seed=seed,
-                                                    stop_on_empty_dataset=False)
-    train_ds = train_ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    val_ds = None
-    for ds in val_parts:
-        val_ds = ds if val_ds is None else val_ds.concatenate(ds)
-    return train_ds, val_ds, counts
+        for part in parts:
+            first, last = p.split.origins(part, reach, model.horizon)
+            if last >= first:
+                parts[part].append(series_data.window_arrays(rows, np.arange(first, last + 1), model))
+    counts = {part: int(sum(len(y) for _, y in windows)) for part, windows in parts.items()}
+    datasets = {}
+    for part, windows in parts.items():
+        if not windows:
+            datasets[part] = None
+            continue
+        inputs = [np.concatenate([series_data.as_list(x)[i] for x, _ in windows]) for i in range(len(series_data.as_list(windows[0][0])))]
+        features = tuple(inputs) if len(inputs) > 1 else inputs[0]
+        ds = tf.data.Dataset.from_tensor_slices((features, np.concatenate([y for _, y in windows]).astype(np.float32)))
+        if part == "train":
+            ds = ds.shuffle(counts[part], seed=seed, reshuffle_each_iteration=True)
+        datasets[part] = ds.batch(batch_size if part == "train" else 256).prefetch(tf.data.AUTOTUNE)
+    return datasets["train"], datasets["val"], counts
 
 
 def train(data: DataConfig, model: ModelConfig, train: TrainConfig, output: OutputConfig) -> dict:
@@ -262,7 +293,7 @@ def train(data: DataConfig, model: ModelConfig, train: TrainConfig, output: Outp
         log.info("windows: %d train, %d val", split.count("train", reach, model.horizon),
                  split.count("val", reach, model.horizon))
         ForecastingModelDir.create(work, p.data, model, train, p.series_info(), p.scaler)
-        keras_model, report = _fit_and_save(
+        keras_model, training_model, report = _fit_and_save(
             work, model, train, output, train_ds, val_ds,
             {"data.source": p.series.source, "data.transform": p.data.transform},
         )
@@ -273,7 +304,8 @@ def train(data: DataConfig, model: ModelConfig, train: TrainConfig, output: Outp
             "val_windows": split.count("val", reach, model.horizon),
         })
         if has_val:
-            report.update(_validation_mase(keras_model, p, rows))
+            report.update(_check_and_combine(keras_model, {p.series.source: p}, model, work))
+            report.update(_refit(keras_model, training_model, train_ds, val_ds, p.data.refit_epochs, work, {0: p}))
         report["wall_seconds"] = round(time.time() - started, 1)
         write_json_atomic(work / "train_report.json", report)
     log.info("trained in %.0fs; evaluate with: lstm-suite forecasting evaluate --model %s",
@@ -295,7 +327,7 @@ def _train_panel(data: DataConfig, model: ModelConfig, train: TrainConfig, outpu
         log.info("windows: %d train, %d val over %d series", counts["train"], counts["val"], len(panel.members))
         ForecastingModelDir.create(work, panel.data, model, train, panel.series_info(), panel.reference.scaler)
         write_json_atomic(work / SERIES_SCALERS_FILE, {name: p.scaler.as_dict() for name, p in panel.members.items()})
-        _, report = _fit_and_save(
+        keras_model, training_model, report = _fit_and_save(
             work, model, train, output, train_ds, val_ds,
             {"data.source": panel.data.data, "data.transform": panel.data.transform, "data.id_col": panel.data.id_col},
         )
@@ -307,6 +339,10 @@ def _train_panel(data: DataConfig, model: ModelConfig, train: TrainConfig, outpu
             "train_windows": counts["train"],
             "val_windows": counts["val"],
         })
+        if val_ds is not None:
+            report.update(_check_and_combine(keras_model, panel.members, model, work))
+            report.update(_refit(keras_model, training_model, train_ds, val_ds, panel.data.refit_epochs, work,
+                                  panel.members))
         report["wall_seconds"] = round(time.time() - started, 1)
         write_json_atomic(work / "train_report.json", report)
     log.info("trained in %.0fs; evaluate with: lstm-suite forecasting evaluate --model %s",
@@ -329,7 +365,7 @@ def _fit_and_save(work, model: ModelConfig, train: TrainConfig, output: OutputCo
         history = fit(training_model, train_ds, val_ds, workdir=work, config=train, hparams=hparams)
     keras_model.save(work / "model.keras")
     val_losses = history.history.get("val_loss") if val_ds is not None else None
-    return keras_model, {
+    return keras_model, training_model, {
         "model_dir": str(output.out),
         **epoch_summary(work, train),
         "best_val_loss": float(min(val_losses)) if val_losses else None,
@@ -342,24 +378,33 @@ def _fit_and_save(work, model: ModelConfig, train: TrainConfig, output: OutputCo
     }
 
 
-def _validation_mase(keras_model, p: Prepared, rows) -> dict:
-    """MASE of the model and of the seasonal naive forecast (longest season) on the validation windows."""
-    model = p.model
-    first, last = p.split.origins("val", series_data.history(model), model.horizon)
-    origins = np.arange(first, last + 1)
-    inputs, _ = series_data.window_arrays(rows, origins, model)
-    outputs = keras_model.predict(inputs, batch_size=256, verbose=0)
-    level = p.scaler.level(p.series.y)
-    forecast = p.scaler.forecast(point_forecast(outputs, model), level[origins - 1])
-    y = p.series.y
-    actual = y[origins[:, None] + np.arange(model.horizon)[None, :]]
-    season = max(model.seasons)
-    scale = metrics.mase_scale(y[: p.split.train_end], season)
-    snaive = metrics.seasonal_naive(y, origins, model.horizon, season)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        result = {
-            "val_mase": metrics.point_metrics(forecast, actual, scale)["mase"],
-            "val_seasonal_naive_mase": metrics.point_metrics(snaive, actual, scale)["mase"],
-        }
-    log.info("validation MASE %.3f (seasonal naive %.3f)", result["val_mase"], result["val_seasonal_naive_mase"])
-    return result
+def _check_and_combine(keras_model, members: dict, model: ModelConfig, work) -> dict:
+    """Validation scores of the model and the baselines, the ``--combine`` mix (model re-saved with it)."""
+    from tasks.forecasting.artifacts import BASELINE_CACHE_DIR
+    from tasks.forecasting.validation import check_and_combine
+
+    report = check_and_combine(keras_model, members, model.combine, work / BASELINE_CACHE_DIR)
+    if report.get("member", "lstm") != "lstm":
+        keras_model.save(work / "model.keras")
+    return report
+
+
+PANEL_REFIT_EPOCHS = 3
+
+
+def _refit(keras_model, training_model, train_ds, val_ds, epochs: int | None, work, members: dict) -> dict:
+    """``--refit-epochs``: more epochs over the training and validation windows shuffled together,
+    after early stopping and the validation check (their figures stay held-out ones)."""
+    if epochs is None:
+        epochs = PANEL_REFIT_EPOCHS if len(members) > 1 else 0
+    if not epochs or val_ds is None:
+        return {}
+    started = time.time()
+    both = train_ds.unbatch().concatenate(val_ds.unbatch()).shuffle(20000, seed=0)
+    batch = next(iter(train_ds))[1].shape[0]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*shuffle=True.*was passed")
+        training_model.fit(both.batch(batch), epochs=epochs, verbose=0)
+    keras_model.save(work / "model.keras")
+    log.info("refit %d epochs on the training + validation windows in %.0fs", epochs, time.time() - started)
+    return {"refit_epochs": epochs}

@@ -265,7 +265,9 @@ def test_day_offset_that_is_not_a_tick_still_means_one_day(monkeypatch):
         n = 1
 
     assert not isinstance(Day(), pd.offsets.Tick)
-    monkeypatch.setattr(series_data, "_offset", lambda freq: Day())
+    from tasks.forecasting import seasons
+
+    monkeypatch.setattr(seasons, "_offset", lambda freq: Day())
     assert series_data.fixed_step("D") == pd.Timedelta(days=1)
     assert series_data.calendar_seasons("D") == [7, 365]
     assert series_data.default_horizon("D") == 14

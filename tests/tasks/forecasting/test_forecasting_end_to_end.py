@@ -1,7 +1,9 @@
 """Tiny end-to-end runs: train -> export -> LiteRT/TFLM forecasts equal Keras -> evaluate -> predict.
 
-One monthly series with a covariate, quantiles and 2 members (no calendar inputs), and one
-hourly series with two seasons (calendar and seasonal-lag inputs through every export).
+One monthly series with a covariate, quantiles and 2 members (no calendar inputs, ``--hybrid
+off``: int8, TFLM and streaming), the default hybrid model on a short monthly series (float
+exports carry the normalisation, Theta and the mix), and one hourly series with two seasons
+(calendar and seasonal-lag inputs through every export).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def trained(series_csv, tmp_path_factory):
     out = tmp_path_factory.mktemp("fc_model") / "model"
     argv = ["-q", "forecasting", "train", "--data", str(series_csv), "--target", "sales", "--features", "temp",
             "--horizon", "4", "--lookback", "12", "--units", "6", "--hidden", "8", "--quantiles", "0.1,0.9",
-            "--ensemble", "2", "--epochs", "2", "--out", str(out)]
+            "--ensemble", "2", "--epochs", "2", "--hybrid", "off", "--out", str(out)]
     assert main(argv) == 0
     return out
 
@@ -251,3 +253,52 @@ def test_predict_id_on_a_single_series_model_is_one_line(trained, capsys):
     assert main(["forecasting", "predict", "--model", str(trained), "--id", "north"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--id north" in err[0] and "no --id-col" in err[0], err
+
+
+# ----------------------------------------------------------------------------- the default hybrid model
+@pytest.fixture(scope="module")
+def hybrid_model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("hybrid")
+    path = write_monthly_csv(folder / "short.csv", n=150, seed=3)
+    out = folder / "model"
+    assert main(["-q", "forecasting", "train", "--data", str(path), "--target", "sales", "--units", "4",
+                 "--hidden", "8", "--ensemble", "1", "--epochs", "2", "--combine", "best", "--out", str(out)]) == 0
+    return out
+
+
+def test_hybrid_is_the_default_and_train_picks_a_mix_on_validation(hybrid_model):
+    md = ForecastingModelDir.open(hybrid_model).check_trained()
+    assert md.model.hybrid == "on" and md.data.scale == "mase" and md.model.horizon == 18
+    # the statistics see 72 rows, the LSTM the last 36; a short series: padded windows (one real season)
+    assert md.model.lookback == 72 and md.model.encoder_steps == 36 and md.model.min_history == 12
+    report = json.loads((hybrid_model / "train_report.json").read_text())
+    mixes = {name: report[f"val_{name}_mase"] for name in ("lstm", "theta", "seasonal_naive", "mean_theta")}
+    assert report["member"] == min(mixes, key=mixes.get) and report["val_mase"] == mixes[report["member"]]
+    for name in ("seasonal_naive", "auto_ets", "auto_theta"):
+        assert np.isfinite(report[f"val_baseline_{name}_mase"])
+    assert report["val_seasonal_naive_mase"] == pytest.approx(report["val_baseline_seasonal_naive_mase"], rel=1e-4)
+
+
+def test_hybrid_float_export_carries_the_model_and_says_what_it_skips(hybrid_model, capsys):
+    assert main(["-q", "forecasting", "export", "--model", str(hybrid_model), "--check-windows", "4",
+                 "--calibration-examples", "8"]) == 0
+    report = json.loads((hybrid_model / "export" / "export_report.json").read_text())
+    assert set(report["skipped"]) == {"int8", "streaming"}
+    assert report["vs_keras_on_check_windows"]["float"]["max_abs_diff_scaled"] < 1e-3
+    assert report["tflm"]["float"]["loads"]
+    assert main(["-q", "forecasting", "evaluate", "--model", str(hybrid_model), "--runtime", "tflite",
+                 "--baselines", "seasonal_naive"]) == 0
+    tflite = last_json(capsys.readouterr().out)
+    assert main(["-q", "forecasting", "evaluate", "--model", str(hybrid_model), "--baselines", "seasonal_naive"]) == 0
+    keras = last_json(capsys.readouterr().out)
+    assert tflite["mase"] == pytest.approx(keras["mase"], rel=1e-4)
+    md = ForecastingModelDir.open(hybrid_model).check_trained()
+    s = load_series(md.data)
+    loaded = tf.saved_model.load(str(hybrid_model / "export" / "saved_model"))
+    t = len(s) - 18
+    history = s.y[None, t - md.model.lookback - 1 : t]
+    got = loaded.signatures["forecast"](history=tf.constant(history, tf.float32))["forecast"].numpy()
+    rows = model_rows(s, md.scaler, md.model, None)
+    window, _ = window_arrays(rows, np.array([t]), md.model)
+    expected = md.scaler.forecast(md.keras_model().predict(window, verbose=0), md.scaler.level(s.y[t - 1 : t]))
+    np.testing.assert_allclose(got, expected, rtol=1e-4)

@@ -1,5 +1,5 @@
 """Global training (``--id-col``): one model over three series of one long-format CSV, each scaled
-by its own training rows; evaluate per series + aggregate; predict one or every series."""
+by its own training rows (its in-sample seasonal-naive MAE: the hybrid is the global default); evaluate per series + aggregate; predict one or every series."""
 
 from __future__ import annotations
 
@@ -72,13 +72,16 @@ def test_train_scales_every_series_by_its_own_training_rows(panel_model):
     scalers = directory.series_scalers
     assert set(scalers) == set(SERIES)
     panel = series_data.load_panel(directory.data)
+    assert directory.model.hybrid == "on" and directory.data.scale == "mase"  # the global default
     for name, scaler in scalers.items():
         split = series_data.Split.of(len(panel[name]), 0.2, 0.1)
-        assert scaler.target_scale == pytest.approx(np.std(panel[name].y[: split.train_end]))
+        train = panel[name].y[: split.train_end]
+        assert scaler.target_scale == pytest.approx(np.mean(np.abs(train[12:] - train[:-12])))  # its MASE scale
     assert scalers["east"].target_scale > 500 * scalers["north"].target_scale
     assert directory.series["reference_id"] == "north" and directory.series["ids"]["east"]["test_rows"] == 18
     report = json.loads((panel_model / "train_report.json").read_text())
-    reach = 12 + 1
+    assert directory.model.min_history == 4  # no season fits twice in 12 rows: 4 real rows, 8 padded
+    reach = 4 + 1
     expected = sum(max(0, int(rows * 0.7) - 4 - reach + 1) for rows, _ in SERIES.values())
     assert report["series"] == 3 and report["epochs_run"] == 2
     assert abs(report["train_windows"] - expected) <= 3  # rounding of each split
