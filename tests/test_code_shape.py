@@ -18,19 +18,9 @@ MAX_FILE_LINES = 600
 MAX_FUNCTION_LINES = 60
 MARK = "# one piece:"
 
-# ---- TEMPORARY allow-list: removed when issue 22's split lands --------------------------------
-# Files other helpers are splitting in issue 22 (lstm_core/**, tests/helpers.run_layer_test and
-# the lstm_core tests: lib22; tasks/forecasting/**: fc28; tasks/*/train.py: mw23). The lead
-# empties both sets after merging; a name left here that no longer needs it fails the test.
-ALLOWED_LONG_FILES = {
-    "tasks/forecasting/data.py",
-}
-ALLOWED_LONG_FUNCTIONS = {
-    "tasks/forecasting/evaluate.py::_score_series",
-    "tasks/forecasting/export.py::export",
-    "tests/lstm_core/test_tflm.py::test_bilstm_int8_on_real_reviews_runtimes_agree",
-}
-# -------------------------------------------------------------------------------------------------
+# Nothing is allowed over the limits without a '# one piece:' comment (issue 22's split has landed).
+ALLOWED_LONG_FILES: set[str] = set()
+ALLOWED_LONG_FUNCTIONS: set[str] = set()
 
 
 def python_files():

@@ -270,6 +270,7 @@ def _cpu_ms_per_call(run, inputs, repeats=50):
     return 1000 * (time.process_time() - start) / repeats
 
 
+# one piece: one slow scenario on real reviews (train, three int8 variants, LiteRT vs TFLM), read top to bottom.
 @pytest.mark.slow
 def test_bilstm_int8_on_real_reviews_runtimes_agree(tmp_path, monkeypatch):
     """Trained Bidirectional(lstm_core.LSTM) on the shared review sentences: labels of LiteRT
