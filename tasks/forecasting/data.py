@@ -15,8 +15,8 @@ from tasks.forecasting.seasons import (  # noqa: F401
     calendar_features, calendar_names, calendar_seasons, default_horizon, default_lookback, default_min_history,
     detect_seasons, fixed_step, holiday_flags, hybrid_season, seasonal_lags,
 )
-from tasks.forecasting.transforms import check_transform, fit_scaler  # noqa: F401
+from tasks.forecasting.transforms import check_transform  # noqa: F401
 from tasks.forecasting.windows import (  # noqa: F401
     MIN_TRAIN_WINDOWS, Split, as_list, check_length, encoder_features, extend_for_prediction, history, model_rows,
-    pad_rows, padding, window_arrays, window_dataset,
+    fit_scaler, pad_rows, padding, window_arrays, window_dataset,
 )

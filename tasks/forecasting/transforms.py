@@ -53,31 +53,6 @@ def domain_error(values: np.ndarray, transform: str) -> tuple[int, str] | None:
     return None
 
 
-def fit_scaler(series, train_end: int, transform: str, scale: str = "std", season: int = 1):
-    """:class:`Scaler` statistics of the training rows (a constant series keeps scale 1).
-
-    ``scale``: ``std`` divides the transformed target by its standard deviation, ``mase`` by its
-    in-sample seasonal-naive MAE with lag ``season`` (so an MAE loss is the MASE)."""
-    check_transform(series, transform)
-    ty = forward(series.y[:train_end], transform)
-    cov = series.values[:train_end, 1:]
-
-    def safe(value):
-        return float(value) if np.isfinite(value) and value > 1e-12 else 1.0
-
-    lag = season if 1 < season < len(ty) - 1 else 1
-    target_scale = np.std(ty) if scale == "std" else np.mean(np.abs(ty[lag:] - ty[:-lag])) if len(ty) > lag else 1.0
-    from tasks.forecasting.artifacts import Scaler
-
-    return Scaler(
-        transform=transform,
-        target_scale=safe(target_scale),
-        diff_scale=safe(np.std(np.diff(ty))),
-        feature_mean=[float(v) for v in cov.mean(0)] if cov.shape[1] else [],
-        feature_std=[safe(v) for v in cov.std(0)] if cov.shape[1] else [],
-    )
-
-
 def check_transform(series, transform: str) -> None:
     """One error line naming the first value of ``series`` that ``transform`` cannot take."""
     found = domain_error(series.y, transform)

@@ -20,7 +20,7 @@ from tasks.forecasting.artifacts import Scaler
 from tasks.forecasting.config import DataConfig, ModelConfig
 from tasks.forecasting.loading import Series, format_time
 from tasks.forecasting.seasons import calendar_features, hybrid_season
-from tasks.forecasting.transforms import forward
+from tasks.forecasting.transforms import check_transform, forward
 
 MIN_TRAIN_WINDOWS = 8
 
@@ -209,3 +209,26 @@ def extend_for_prediction(series: Series, times) -> Series:
 
 def as_list(inputs) -> list:
     return list(inputs) if isinstance(inputs, tuple) else [inputs]
+
+
+def fit_scaler(series, train_end: int, transform: str, scale: str = "std", season: int = 1):
+    """:class:`Scaler` statistics of the training rows (a constant series keeps scale 1).
+
+    ``scale``: ``std`` divides the transformed target by its standard deviation, ``mase`` by its
+    in-sample seasonal-naive MAE with lag ``season`` (so an MAE loss is the MASE)."""
+    check_transform(series, transform)
+    ty = forward(series.y[:train_end], transform)
+    cov = series.values[:train_end, 1:]
+
+    def safe(value):
+        return float(value) if np.isfinite(value) and value > 1e-12 else 1.0
+
+    lag = season if 1 < season < len(ty) - 1 else 1
+    target_scale = np.std(ty) if scale == "std" else np.mean(np.abs(ty[lag:] - ty[:-lag])) if len(ty) > lag else 1.0
+    return Scaler(
+        transform=transform,
+        target_scale=safe(target_scale),
+        diff_scale=safe(np.std(np.diff(ty))),
+        feature_mean=[float(v) for v in cov.mean(0)] if cov.shape[1] else [],
+        feature_std=[safe(v) for v in cov.std(0)] if cov.shape[1] else [],
+    )
