@@ -13,7 +13,7 @@ VERB = textwrap.dedent(
     import argparse, sys, threading, time
     from pathlib import Path
     import tasks.common.quiet as quiet
-    quiet.import_tensorflow_quietly = lambda: None  # this fake verb needs no TensorFlow
+    quiet.import_tensorflow_quietly = lambda **_: None  # this fake verb needs no TensorFlow
     from tasks.common import cli
     from tasks.common.io import staged_directory
     cli.SIGTERM_GRACE_SECONDS = 2
