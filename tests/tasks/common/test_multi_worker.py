@@ -101,7 +101,7 @@ def test_cli_two_workers_survive_a_killed_worker_and_resume(tmp_path, capsys):
     out = tmp_path / "model"
     command = [sys.executable, "-m", "tasks.common.cli", "-q", "forecasting", "train",
                "--data", str(_series(tmp_path / "series.csv")), "--horizon", "3", "--lookback", "12",
-               "--units", "3", "--hidden", "0", "--ensemble", "1", "--batch-size", "8", "--epochs", "4",
+               "--units", "3", "--hidden", "0", "--ensemble", "1", "--batch-size", "8", "--epochs", "8",
                "--patience", "9", "--progress", "none", "--distribute", "multi-worker", "--cluster-timeout", "20",
                "--out", str(out)]
     ports = cluster_tool.free_ports(2)
@@ -111,7 +111,7 @@ def test_cli_two_workers_survive_a_killed_worker_and_resume(tmp_path, capsys):
     metadata = out.with_name("model.partial") / "backup" / "training_metadata.json"
     deadline = time.monotonic() + TIMEOUT
     while not metadata.exists() and workers[0].poll() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
+        time.sleep(0.01)  # kill as soon as the first checkpoint exists, long before epoch 8
     workers[1].kill()
     killed_at = time.monotonic()
     _, err = workers[0].communicate(timeout=TIMEOUT)
@@ -127,8 +127,8 @@ def test_cli_two_workers_survive_a_killed_worker_and_resume(tmp_path, capsys):
     for _, err, code in results:
         assert code == 0, err[-3000:]
     report = json.loads((out / "train_report.json").read_text())
-    assert report["epochs_run"] == 4
-    assert sorted(json.loads((out / "history.json").read_text()), key=int) == ["1", "2", "3", "4"]
+    assert report["epochs_run"] == 8
+    assert sorted(json.loads((out / "history.json").read_text()), key=int) == [str(e) for e in range(1, 9)]
     assert json.loads((out / "config.json").read_text())["train"]["distribute"] == "multi-worker"
     assert set(tmp_path.glob("lstm-suite-worker*")) == killed_scratch  # the rerun's scratch is gone
     assert cli.main(["-q", "forecasting", "evaluate", "--model", str(out)]) == 0
