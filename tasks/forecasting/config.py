@@ -109,7 +109,7 @@ class ModelConfig:
     combine: str = setting(
         "auto", "hybrid models: what the model outputs — the LSTM (none), the LSTM and the in-graph Theta "
         "averaged (mean), the in-graph theta or seasonal_naive alone, or whichever mix of them has the lowest "
-        "validation MASE (best); auto: best",
+        "validation MASE (best); auto: mean unless another mix is over 2 percent better on validation",
         choices=("auto", "none", "mean", "best", "theta", "seasonal_naive"),
     )
     encoder_steps: int | None = setting(

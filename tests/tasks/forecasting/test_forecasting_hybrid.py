@@ -114,3 +114,14 @@ def test_the_losing_warning_names_the_fix():
     already_naive = losing_warning("test", 0.641, {"seasonal_naive": 0.641, "auto_arima": 0.574})
     assert "--combine theta or mean" in already_naive
     assert losing_warning("test", float("nan"), {"seasonal_naive": 1.0}) is None
+
+
+def test_combine_auto_keeps_the_theta_mean_unless_validation_clearly_prefers_another():
+    from tasks.forecasting.validation import choose_member
+
+    tied = {"lstm": 0.8882, "theta": 0.93, "seasonal_naive": 1.14, "mean_theta": 0.8883}
+    assert choose_member(tied, "auto") == "mean_theta"
+    assert choose_member(tied, "best") == "lstm"
+    clear = {"lstm": 0.895, "theta": 0.9, "seasonal_naive": 0.64, "mean_theta": 0.85}
+    assert choose_member(clear, "auto") == "seasonal_naive" == choose_member(clear, "best")
+    assert choose_member(clear, "none") == "lstm" and choose_member(clear, "mean") == "mean_theta"
