@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tasks.common.artifacts import check_train_out
+from tasks.common.artifacts import LOGS_DIR, check_train_out
 from tasks.common.config import TrainConfig
 from tasks.common.errors import DiskFullError, UserError
 from tasks.common.guards import DivergenceGuard
@@ -311,7 +311,7 @@ def fit(
     best epoch (by ``config.monitor``) are in the model.
     """
     workdir = Path(workdir)
-    log_dir = workdir / "logs"
+    log_dir = workdir / LOGS_DIR
     cbs = [
         keras.callbacks.TensorBoard(log_dir=str(log_dir), histogram_freq=config.histogram_freq),
         _hparams_callback(log_dir, {**(hparams or {}), **dataclasses.asdict(config)}),
