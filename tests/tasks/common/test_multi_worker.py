@@ -159,7 +159,7 @@ def _task_argv(task: str, tmp_path):
     """Tiny training flags per task (as in each task's end-to-end test)."""
     sys.path.insert(0, str(ROOT / "tests" / "tasks" / task))
     if task == "sentiment":
-        lines = (ROOT / "data" / "sentiment" / "train.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
+        lines = (ROOT / "tasks" / "samples" / "sentiment" / "train.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
         (tmp_path / "train.tsv").write_text("".join(lines[:241]), encoding="utf-8")
         return ["--data", str(tmp_path / "train.tsv"), "--epochs", "2", "--vocab-size", "200", "--embedding-dim",
                 "16", "--units", "8", "--batch-size", "16", "--adversarial-epsilon", "0.5", "--members", "2"]
