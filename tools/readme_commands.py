@@ -17,8 +17,9 @@ Which commands (how blocks are marked):
   that need ``../shared`` data, a network, a long training, or a server that runs until stopped
   (TensorBoard).
 
-How they run: the repository's files (``git ls-files``: tracked and untracked-but-not-ignored) are
-copied to a temporary directory; each command runs there with ``bash -o pipefail``, in README
+How they run: for each README, the repository's files (``git ls-files``: tracked and
+untracked-but-not-ignored) are copied to a fresh temporary directory, as a reader starting from a
+clean clone would have them; each command of that README runs there with ``bash -o pipefail``, in
 order (top README first, then the task READMEs), with a timeout. ``lstm-suite`` on ``PATH`` is a
 shim for ``python -m tasks.common.cli`` with the copy on ``PYTHONPATH``, so the commands test this
 checkout rather than whatever is installed. ``pip install ...`` commands are skipped unless
@@ -211,13 +212,9 @@ def _skip_reason(command: Command, run_install: bool) -> str | None:
 
 def run_all(commands: list[Command], root: Path, timeout: float, run_install: bool = False,
             keep: bool = False, out=sys.stdout) -> int:
-    """Run the commands in a fresh copy of ``root``; print one line per command; count failures."""
+    """Run the commands, each README's in a fresh copy of ``root``; one line per command; failures."""
     scratch = Path(tempfile.mkdtemp(prefix="readme-commands-"))
-    copy = scratch / "repo"
-    copy.mkdir()
-    copy_repository(root, copy)
-    env, failures, carried = _environment(copy, scratch), 0, {}
-    print(f"running in {copy}", file=out, flush=True)
+    failures, copies, carried = 0, {}, {}
     for command in commands:
         where = f"{command.file}:{command.line}"
         first_line = command.text.split("\n")[0]
@@ -225,6 +222,13 @@ def run_all(commands: list[Command], root: Path, timeout: float, run_install: bo
         if reason:
             print(f"SKIP     {where}  {first_line}  [{reason}]", file=out, flush=True)
             continue
+        if command.file not in copies:
+            copy = scratch / f"repo{len(copies)}"
+            copy.mkdir()
+            copy_repository(root, copy)
+            copies[command.file] = (copy, _environment(copy, scratch))
+            print(f"{command.file}: running in {copy}", file=out, flush=True)
+        copy, env = copies[command.file]
         prelude = "".join(f"{line}\n" for line in carried.get(command.file, []))
         status, seconds, tail = run_command(prelude + command.text, copy, env, timeout)
         print(f"{status:<8} {where}  {first_line}  ({seconds:.0f} s)", file=out, flush=True)

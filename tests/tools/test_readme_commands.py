@@ -4,6 +4,7 @@ Runs no README command (the trainings take minutes); only `echo`/`false` in a sc
 """
 
 import importlib.util
+import io
 import re
 import sys
 from pathlib import Path
@@ -140,20 +141,21 @@ def test_run_mode_reports_pass_fail_skip_and_carries_variables(tmp_path):
         "<!-- readme-commands: skip (slow) -->\n```bash\nsleep 100\n```\n"
         "```bash\nsleep 5\n```\n")
     commands = rc.readme_commands(tmp_path, [Path("README.md")])
-    lines = []
-
-    class Out:
-        def write(self, text):
-            lines.append(text)
-
-        def flush(self):
-            pass
-
-    failures = rc.run_all(commands, tmp_path, timeout=1, out=Out())
-    report = "".join(lines)
+    out = io.StringIO()
+    failures = rc.run_all(commands, tmp_path, timeout=1, out=out)
+    report = out.getvalue()
     assert re.search(r"PASS\s+README.md:3", report)            # $NAME carried from line 2
     assert re.search(r"FAIL \(exit 1\)\s+README.md:4", report)  # pipefail: false | cat fails
     assert re.search(r"SKIP\s+README.md:5 .*pip install", report)
     assert re.search(r"SKIP\s+README.md:9 .*marked: slow", report)
     assert re.search(r"TIMEOUT\s+README.md:12", report)
     assert failures == 2
+
+
+def test_each_readme_runs_in_a_fresh_copy(tmp_path):
+    (tmp_path / "README.md").write_text("```bash\nmkdir made && touch made/x\n```\n")
+    (tmp_path / "tasks" / "a").mkdir(parents=True)
+    (tmp_path / "tasks" / "a" / "README.md").write_text("```bash\nmkdir made\n```\n")
+    commands = rc.readme_commands(tmp_path)
+    assert [c.file for c in commands] == ["README.md", "tasks/a/README.md"]
+    assert rc.run_all(commands, tmp_path, timeout=10, out=io.StringIO()) == 0
