@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 import warnings
 
 import numpy as np
@@ -408,12 +407,10 @@ def _refit(keras_model, training_model, train_ds, val_ds, epochs: int | None, wo
         epochs = PANEL_REFIT_EPOCHS if len(members) > 1 else 0
     if not epochs or val_ds is None:
         return {}
-    started = time.time()
     both = train_ds.unbatch().concatenate(val_ds.unbatch()).shuffle(20000, seed=0)
     batch = next(iter(train_ds))[1].shape[0]
-    with warnings.catch_warnings():
+    with step(f"refit: {epochs} more epochs on the training + validation windows"), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*shuffle=True.*was passed")
         training_model.fit(both.batch(batch), epochs=epochs, verbose=0)
     keras_model.save(work / "model.keras")
-    log.info("refit %d epochs on the training + validation windows in %.0fs", epochs, time.time() - started)
     return {"refit_epochs": epochs}
