@@ -155,13 +155,15 @@ def note_time() -> None:
 
 
 def holds_work(work: Path) -> bool:
-    """Whether an interrupted ``work`` holds something a rerun would reuse (checkpoint, finished fit,
-    finished member, epoch record, a saved model, a trained sentencepiece model)."""
+    """Whether an interrupted ``work`` holds trained work a rerun would reuse (a checkpoint, a finished
+    fit or member, an epoch record, a saved model). What comes before the first epoch (tokenizers,
+    statistics) is quick to redo, and a run that failed there (out of memory) is usually rerun
+    with other flags, which a kept directory would refuse."""
     work = Path(work)
     if not work.is_dir():
         return False
     names = {BACKUP_DIR, FITTED_FILE, MEMBER_FILE, HISTORY_FILE}
-    return any(p.name in names or p.suffix in (".keras", ".model") for p in work.rglob("*"))
+    return any(p.name in names or p.suffix == ".keras" for p in work.rglob("*"))
 
 
 def remove_resume_state(directory: Path) -> None:

@@ -417,8 +417,6 @@ def fit(
     segment (``history.json``). ``part``: ``(k, n, "member")`` when this fit is the k-th of n
     (progress lines say "member k/n, epoch e/E" and an ETA over all of them).
     """
-    from tasks.common.progress import ProgressLine
-
     workdir = Path(workdir)
     fitted = workdir / FITTED_FILE
     resumable = config.distribute != "multi-worker"  # workers follow the chief's checkpoint there
@@ -428,19 +426,7 @@ def fit(
             model.optimizer.build(model.trainable_variables)
         model.load_weights(fitted)
         return _history_of(workdir)
-    log_dir = workdir / LOGS_DIR
-    cbs = [
-        keras.callbacks.TensorBoard(log_dir=str(log_dir), histogram_freq=config.histogram_freq),
-        _hparams_callback(log_dir, {**(hparams or {}), **dataclasses.asdict(config)}),
-        *(callbacks or []),  # first: they may add to the epoch's logs (translation's val_bleu)
-        DivergenceGuard(),  # NaN/inf loss or weights: one-line error, nothing renamed onto --out
-        keras.callbacks.TerminateOnNaN(),
-        ResumableEarlyStopping(workdir, monitor=config.monitor, mode=config.monitor_mode, patience=config.patience),
-        EpochRecord(workdir),
-        SafeBackupAndRestore(str(workdir / BACKUP_DIR)),  # last: a checkpoint commits what the others wrote
-        ProgressLine(config, part),
-        InterruptionHook(),
-    ]
+    cbs = _callbacks(workdir, config, hparams, callbacks, part)
     if config.distribute == "multi-worker":
         from tasks.common.multi_worker import fit_distributed
 
@@ -461,6 +447,25 @@ def fit(
     if resumable:
         _save_fitted(model, fitted)
     return _history_of(workdir)
+
+
+def _callbacks(workdir: Path, config: TrainConfig, hparams: dict | None, callbacks: list | None, part) -> list:
+    """Every callback of :func:`fit`, in the order that makes a checkpoint consistent."""
+    from tasks.common.progress import ProgressLine
+
+    log_dir = workdir / LOGS_DIR
+    return [
+        keras.callbacks.TensorBoard(log_dir=str(log_dir), histogram_freq=config.histogram_freq),
+        _hparams_callback(log_dir, {**(hparams or {}), **dataclasses.asdict(config)}),
+        *(callbacks or []),  # first: they may add to the epoch's logs (translation's val_bleu)
+        DivergenceGuard(),  # NaN/inf loss or weights: one-line error, nothing renamed onto --out
+        keras.callbacks.TerminateOnNaN(),
+        ResumableEarlyStopping(workdir, monitor=config.monitor, mode=config.monitor_mode, patience=config.patience),
+        EpochRecord(workdir),
+        SafeBackupAndRestore(str(workdir / BACKUP_DIR)),  # last: a checkpoint commits what the others wrote
+        ProgressLine(config, part),
+        InterruptionHook(),
+    ]
 
 
 def _save_fitted(model: keras.Model, path: Path) -> None:

@@ -172,12 +172,9 @@ def train(data: DataConfig, model: ModelConfig, train: TrainConfig, output: Outp
                    "test_speakers": ",".join(data.test_speakers)}
         confusion = ConfusionMatrixImage(val_x, val_y, loaded.labels, work / "logs")
         fit(keras_model, train_ds, val_ds, workdir=work, config=train, hparams=hparams, callbacks=[confusion])
-        with step("saving the model"):
-            keras_model.save(work / "model.keras")
+        keras_model.save(work / "model.keras")  # small (a keyword spotter): no progress line needed
         interruption_point("final_save")
-        with step("final confusion matrices"):
-            report = _report(work, train, keras_model, loaded, train_y, synthetic)
-        report.update(run_times())
+        report = {**_report(work, train, keras_model, loaded, train_y, synthetic), **run_times()}
         write_json_atomic(work / TRAIN_REPORT_FILE, report)
     log.info("validation accuracy %.4f%s", report.get("validation_accuracy", float("nan")),
              f", test accuracy {report['test_accuracy']:.4f}" if "test_accuracy" in report else "")

@@ -67,7 +67,7 @@ def task_argv(task: str, tmp: Path) -> list[str]:
 # where each task is stopped, in order: (point, signal); `kill` variants SIGKILL the final save instead
 CHAINS = {
     "sentiment": [("mid_epoch:2", "SIGINT"), ("after_member:1", "SIGTERM"), ("final_save", "SIGINT")],
-    "translation": [("mid_epoch:1", "SIGINT"), ("mid_epoch:2", "SIGTERM"), ("final_save", "SIGINT")],
+    "translation": [("mid_epoch:2", "SIGINT"), ("epoch:2", "SIGTERM"), ("final_save", "SIGINT")],
     "speech_commands": [("mid_epoch:2", "SIGTERM"), ("epoch:2", "SIGINT"), ("final_save", "SIGTERM")],
     "forecasting": [("mid_epoch:2", "SIGTERM"), ("epoch:2", "SIGINT"), ("final_save", "SIGINT")],
 }
