@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 import warnings
 
 import numpy as np
@@ -12,12 +11,15 @@ import numpy as np
 from tasks.common.config import OutputConfig, TrainConfig
 from tasks.common.errors import UserError
 from tasks.common.io import write_json_atomic
+from tasks.common.progress import step
 from tasks.common.training import (
     distribution_scope,
     epoch_summary,
     fit,
+    interruption_point,
     join_for_training,
     model_directory,
+    run_times,
     set_seed,
 )
 
@@ -272,11 +274,12 @@ def train(data: DataConfig, model: ModelConfig, train: TrainConfig, output: Outp
     """
     if data.data is None:
         raise UserError("--data: required (a CSV file or statsmodels:NAME, see --help)")
-    output = join_for_training(train, output, {"data": data, "model": model, "train": train})
+    settings = {"data": data, "model": model, "train": train}
+    output = join_for_training(train, output, settings)
     if data.id_col is not None:
-        return _train_panel(data, model, train, output)
-    started = time.time()
-    with model_directory(output.out, overwrite=output.overwrite, resume=output.resume, task="forecasting") as work:
+        return _train_panel(data, model, train, output, settings)
+    with model_directory(output.out, overwrite=output.overwrite, resume=output.resume, task="forecasting",
+                         settings=settings) as work:
         p = prepare(data, model)
         model, split = p.model, p.split
         rows = series_data.model_rows(p.series, p.scaler, model, p.data.country)
@@ -306,18 +309,20 @@ def train(data: DataConfig, model: ModelConfig, train: TrainConfig, output: Outp
         if has_val:
             report.update(_check_and_combine(keras_model, {p.series.source: p}, model, work))
             report.update(_refit(keras_model, training_model, train_ds, val_ds, p.data.refit_epochs, work, {0: p}))
-        report["wall_seconds"] = round(time.time() - started, 1)
+        interruption_point("final_save")
+        report.update(run_times())
         write_json_atomic(work / "train_report.json", report)
     log.info("trained in %.0fs; evaluate with: lstm-suite forecasting evaluate --model %s",
              report["wall_seconds"], output.out)
     return report
 
 
-def _train_panel(data: DataConfig, model: ModelConfig, train: TrainConfig, output: OutputConfig) -> dict:
+def _train_panel(data: DataConfig, model: ModelConfig, train: TrainConfig, output: OutputConfig,
+                 settings: dict) -> dict:
     """``--id-col``: one model over the windows of every series, each series scaled by its own
     training rows (``series_scalers.json``; ``scaler.json`` holds the reference series')."""
-    started = time.time()
-    with model_directory(output.out, overwrite=output.overwrite, resume=output.resume, task="forecasting") as work:
+    with model_directory(output.out, overwrite=output.overwrite, resume=output.resume, task="forecasting",
+                         settings=settings) as work:
         panel = prepare_panel(data, model)
         model = panel.model
         set_seed(train.seed)
@@ -343,7 +348,8 @@ def _train_panel(data: DataConfig, model: ModelConfig, train: TrainConfig, outpu
             report.update(_check_and_combine(keras_model, panel.members, model, work))
             report.update(_refit(keras_model, training_model, train_ds, val_ds, panel.data.refit_epochs, work,
                                   panel.members))
-        report["wall_seconds"] = round(time.time() - started, 1)
+        interruption_point("final_save")
+        report.update(run_times())
         write_json_atomic(work / "train_report.json", report)
     log.info("trained in %.0fs; evaluate with: lstm-suite forecasting evaluate --model %s",
              report["wall_seconds"], output.out)
@@ -363,7 +369,8 @@ def _fit_and_save(work, model: ModelConfig, train: TrainConfig, output: OutputCo
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*shuffle=True.*was passed")  # tf.data is shuffled
         history = fit(training_model, train_ds, val_ds, workdir=work, config=train, hparams=hparams)
-    keras_model.save(work / "model.keras")
+    with step("saving the model"):
+        keras_model.save(work / "model.keras")
     val_losses = history.history.get("val_loss") if val_ds is not None else None
     return keras_model, training_model, {
         "model_dir": str(output.out),
@@ -383,7 +390,8 @@ def _check_and_combine(keras_model, members: dict, model: ModelConfig, work) -> 
     from tasks.forecasting.artifacts import BASELINE_CACHE_DIR
     from tasks.forecasting.validation import check_and_combine
 
-    report = check_and_combine(keras_model, members, model.combine, work / BASELINE_CACHE_DIR)
+    with step("validation: the model against the statistical baselines"):
+        report = check_and_combine(keras_model, members, model.combine, work / BASELINE_CACHE_DIR)
     if report.get("member", "lstm") != "lstm":
         keras_model.save(work / "model.keras")
     return report
@@ -399,12 +407,10 @@ def _refit(keras_model, training_model, train_ds, val_ds, epochs: int | None, wo
         epochs = PANEL_REFIT_EPOCHS if len(members) > 1 else 0
     if not epochs or val_ds is None:
         return {}
-    started = time.time()
     both = train_ds.unbatch().concatenate(val_ds.unbatch()).shuffle(20000, seed=0)
     batch = next(iter(train_ds))[1].shape[0]
-    with warnings.catch_warnings():
+    with step(f"refit: {epochs} more epochs on the training + validation windows"), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*shuffle=True.*was passed")
         training_model.fit(both.batch(batch), epochs=epochs, verbose=0)
     keras_model.save(work / "model.keras")
-    log.info("refit %d epochs on the training + validation windows in %.0fs", epochs, time.time() - started)
     return {"refit_epochs": epochs}

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 import warnings
 from pathlib import Path
 
@@ -21,15 +20,19 @@ import numpy as np
 
 from tasks.common.config import OutputConfig, TrainConfig, settings_to_dict
 from tasks.common.errors import UserError
-from tasks.common.io import remove, write_json_atomic
+from tasks.common.io import read_json, remove, write_json_atomic
+from tasks.common.progress import step
+from tasks.common.resume import HISTORY_FILE, MEMBER_FILE
 from tasks.common.training import (
     check_same_on_workers,
     chief_says,
     distribution_scope,
     epoch_summary,
     fit,
+    interruption_point,
     join_for_training,
     model_directory,
+    run_times,
     set_seed,
 )
 from tasks.sentiment.artifacts import CALIBRATION_FILE, TOKENIZER_FILE, SentimentModelDir, Tokenizer
@@ -47,9 +50,10 @@ CALIBRATION_TEXTS = 500
 def train(data: DataConfig, model: ModelConfig, objective: ObjectiveConfig, train: TrainConfig,
           output: OutputConfig) -> dict:
     """Train into ``output.out``; returns the train report (also in ``train_report.json``)."""
-    start = time.monotonic()
-    output = join_for_training(train, output, {"data": data, "model": model, "objective": objective, "train": train})
-    with model_directory(output.out, overwrite=output.overwrite, resume=output.resume, task="sentiment") as work:
+    settings = {"data": data, "model": model, "objective": objective, "train": train}
+    output = join_for_training(train, output, settings)
+    with model_directory(output.out, overwrite=output.overwrite, resume=output.resume, task="sentiment",
+                         settings=settings) as work:
         loaded = load_training_data(data, train.seed, model.members)
         tokenizer = _tokenizer(work, loaded.pool, data)
         check_same_on_workers("tokenizers", (work / TOKENIZER_FILE).read_bytes())
@@ -75,11 +79,13 @@ def train(data: DataConfig, model: ModelConfig, objective: ObjectiveConfig, trai
         ngram, ngram_report = _ngram_member(model, train_ids, loaded.pool, tokenizer, train.seed)
         lstm_network = average_members(members)
         network = average_members(members, ngram)
-        network.save(work / "model.keras")
-        for index in range(model.members):
-            remove(_member_work(work, model, index) / MEMBER_FILE)
-        report = _report(loaded, data, tokenizer, network, lstm_network, members, summaries, ngram_report)
-        report["wall_seconds"] = round(time.monotonic() - start, 1)
+        with step("saving the model"):
+            network.save(work / "model.keras")
+        interruption_point("final_save")
+        with step("validation figures"):
+            report = _report(loaded, data, tokenizer, network, lstm_network, members, summaries, ngram_report)
+        report.update(run_times())
+        _write_history(work, model)
         write_json_atomic(work / "train_report.json", report)
     log.info("val accuracy %.4f after %s epochs (best %s) in %.0f s", report["val_accuracy"],
              report["epochs_run"], report["best_epoch"], report["wall_seconds"])
@@ -156,14 +162,27 @@ def _train_members(work, model, objective, train, datasets, hparams, prior):
                                         prior=prior, member=index)
         members.append(member)
         summaries.append(summary)
+        interruption_point(f"after_member:{index + 1}")
     return members, summaries
+
+
+def _write_history(work: Path, model: ModelConfig) -> None:
+    """``history.json``: every epoch's logs; with several members, ``{"member0": {epoch: logs}, ...}``."""
+    if model.members == 1:
+        return  # the one member trained in ``work`` and wrote it there
+    history = {}
+    for index in range(model.members):
+        path = _member_work(work, model, index) / HISTORY_FILE
+        history[f"member{index}"] = read_json(path) if path.is_file() else {}
+    write_json_atomic(work / HISTORY_FILE, history)
 
 
 def _ngram_member(model: ModelConfig, train_ids, pool, tokenizer, seed: int):
     """The linear n-gram member (``--ngram-member``) and its report entry, or (None, None)."""
     if not model.ngram_member:
         return None, None
-    fitted = fit_ngram_weights(train_ids, pool.labels, tokenizer.vocab_size, seed=seed)
+    with step(f"n-gram member: choosing its regularisation by 5-fold cross-validation on {len(pool)} texts"):
+        fitted = fit_ngram_weights(train_ids, pool.labels, tokenizer.vocab_size, seed=seed)
     log.info("n-gram member: C %g, 5-fold CV accuracy %.4f", fitted["C"], fitted["cv_accuracy"])
     report = {"C": fitted["C"], "cv_accuracy": round(fitted["cv_accuracy"], 4), "examples": len(pool)}
     return ngram_model(tokenizer.vocab_size, fitted), report
@@ -192,7 +211,6 @@ def _report(loaded, data, tokenizer, network, lstm_network, members, summaries, 
     }
 
 
-MEMBER_FILE = "member.keras"
 
 
 def _validation_metrics(network, members, summaries, loaded, tokenizer) -> tuple[dict, str]:
@@ -245,7 +263,8 @@ def _train_member(model: ModelConfig, objective: ObjectiveConfig, train: TrainCo
                         metrics=metrics)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"Your input ran out of data")
-        fit(trainer, train_ds, val_ds, workdir=work, config=train, hparams={**hparams, "member": name})
+        fit(trainer, train_ds, val_ds, workdir=work, config=train, hparams={**hparams, "member": name},
+            part=(member + 1, model.members, "member"))
     network.save(saved)
     if work.name.startswith("member"):
         remove(work / "backup")  # this member is done; the run's own backup goes when training succeeds

@@ -15,13 +15,16 @@ from tasks.common.artifacts import TRAIN_REPORT_FILE
 from tasks.common.config import OutputConfig, TrainConfig
 from tasks.common.errors import UserError
 from tasks.common.io import write_json_atomic
+from tasks.common.progress import step
 from tasks.common.training import (
     check_same_on_workers,
     distribution_scope,
     epoch_summary,
     fit,
+    interruption_point,
     join_for_training,
     model_directory,
+    run_times,
     set_seed,
 )
 
@@ -132,10 +135,11 @@ def train(data: DataConfig, model: ModelConfig, train: TrainConfig, output: Outp
                    DEFAULT_TRAIN, OutputConfig(out="saved_models/kws"))
     ```
     """
-    started = time.time()
-    output = join_for_training(train, output, {"data": data, "model": model, "train": train})
+    settings = {"data": data, "model": model, "train": train}
+    output = join_for_training(train, output, settings)
     model = dataclasses.replace(model, sample_rate=data.sample_rate, clip_samples=data.clip_samples)
-    with model_directory(output.out, overwrite=output.overwrite, resume=output.resume, task="speech_commands") as work:
+    with model_directory(output.out, overwrite=output.overwrite, resume=output.resume, task="speech_commands",
+                         settings=settings) as work:
         check_front_end(model)
         loaded = speech_data.load_training_data(data)
         val_x, val_y = loaded.validation
@@ -148,8 +152,9 @@ def train(data: DataConfig, model: ModelConfig, train: TrainConfig, output: Outp
         val_ds = speech_data.make_dataset(val_x, val_y, data, training=False)
         steps = train.steps_per_epoch or int(train_ds.cardinality().numpy())
         with distribution_scope(train):
-            keras_model = speech_model.build_calibrated_model(
-                model, len(loaded.labels), _statistics_clips(train_x, train.seed))
+            with step("front-end gains and feature statistics"):
+                keras_model = speech_model.build_calibrated_model(
+                    model, len(loaded.labels), _statistics_clips(train_x, train.seed))
             learning_rate = train.learning_rate if steps <= 0 else keras.optimizers.schedules.CosineDecay(
                 train.learning_rate, decay_steps=max(1, steps * train.epochs), alpha=0.05)
             keras_model.compile(
@@ -167,10 +172,9 @@ def train(data: DataConfig, model: ModelConfig, train: TrainConfig, output: Outp
                    "test_speakers": ",".join(data.test_speakers)}
         confusion = ConfusionMatrixImage(val_x, val_y, loaded.labels, work / "logs")
         fit(keras_model, train_ds, val_ds, workdir=work, config=train, hparams=hparams, callbacks=[confusion])
-        keras_model.save(work / "model.keras")
-
-        report = _report(work, train, keras_model, loaded, train_y, synthetic)
-        report["wall_seconds"] = round(time.time() - started, 1)
+        keras_model.save(work / "model.keras")  # small (a keyword spotter): no progress line needed
+        interruption_point("final_save")
+        report = {**_report(work, train, keras_model, loaded, train_y, synthetic), **run_times()}
         write_json_atomic(work / TRAIN_REPORT_FILE, report)
     log.info("validation accuracy %.4f%s", report.get("validation_accuracy", float("nan")),
              f", test accuracy {report['test_accuracy']:.4f}" if "test_accuracy" in report else "")

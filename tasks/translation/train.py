@@ -13,13 +13,16 @@ import tensorflow as tf
 from tasks.common.config import OutputConfig, TrainConfig
 from tasks.common.errors import UserError
 from tasks.common.io import write_json_atomic
+from tasks.common.progress import step
 from tasks.common.training import (
     check_same_on_workers,
     distribution_scope,
     epoch_summary,
     fit,
+    interruption_point,
     join_for_training,
     model_directory,
+    run_times,
     set_seed,
 )
 from tasks.translation.artifacts import SOURCE_SPM, TARGET_SPM, TranslationModelDir
@@ -81,6 +84,7 @@ def tokenizers(workdir: Path, train_pairs, config: DataConfig) -> tuple[Tokenize
     if source_path.is_file() and target_path.is_file():
         return Tokenizer.load(source_path), Tokenizer.load(target_path)
     started = time.time()
+    log.info("training the sentencepiece models on %d pairs ...", len(train_pairs))
     source, target = train_tokenizers(train_pairs, config)
     source.save(source_path)
     target.save(target_path)
@@ -107,18 +111,17 @@ def _count_batches(dataset) -> int:
     return int(dataset.reduce(0, lambda n, _: n + 1).numpy())
 
 
-def _final_report(work, train, data, seq2seq, val_source, val_pairs, target_tokenizer, history, n_kept,
-                  started, cpu_started) -> dict:
+def _final_report(work, train, data, seq2seq, val_source, val_pairs, target_tokenizer, history, n_kept) -> dict:
     """Greedy validation BLEU/chrF of the trained model and the run's figures, written to train_report.json."""
-    hypotheses = target_tokenizer.decode(greedy_decode(KerasBackend(seq2seq), val_source))
+    with step(f"greedy decoding of {len(val_source)} validation sentences"):
+        hypotheses = target_tokenizer.decode(greedy_decode(KerasBackend(seq2seq), val_source))
     scores = corpus_scores(hypotheses, [p[1] for p in val_pairs])
     report = {
         **epoch_summary(work, train),
         "val_bleu_greedy": scores["bleu"],
         "val_chrf_greedy": scores["chrf"],
         "val_data": str(data.val or f"{data.data} (held-out {data.val_fraction:g})"),
-        "wall_seconds": round(time.time() - started, 1),
-        "cpu_seconds": round(_cpu_seconds() - cpu_started, 1),
+        **run_times(),
         "train_pairs": n_kept,
         "val_pairs": len(val_pairs),
         "params": int(seq2seq.training.count_params()),
@@ -148,10 +151,10 @@ def train(
         monitor: the per-epoch validation BLEU (default: ``MonitorConfig()``).
     """
     schedule, monitor = schedule or ScheduleConfig(), monitor or MonitorConfig()
-    output = join_for_training(train, output, {"data": data, "model": model, "train": train, "schedule": schedule,
-                                               "monitor": monitor})
-    started, cpu_started = time.time(), _cpu_seconds()
-    with model_directory(output.out, overwrite=output.overwrite, resume=output.resume, task="translation") as work:
+    settings = {"data": data, "model": model, "train": train, "schedule": schedule, "monitor": monitor}
+    output = join_for_training(train, output, settings)
+    with model_directory(output.out, overwrite=output.overwrite, resume=output.resume, task="translation",
+                         settings=settings) as work:
         set_seed(train.seed)
         train_pairs, val_pairs = training_pairs(data, train.seed)
         source_tokenizer, target_tokenizer = tokenizers(work, train_pairs, data)
@@ -174,9 +177,11 @@ def train(
             hparams={**_flat("data", data), **_flat("model", model), **_flat("schedule", schedule)},
             callbacks=callbacks,
         )
-        seq2seq.training.save(work / "model.keras")
+        with step("saving the model"):
+            seq2seq.training.save(work / "model.keras")
+        interruption_point("final_save")
         report = _final_report(work, train, data, seq2seq, val_source, val_pairs, target_tokenizer, history,
-                               len(kept), started, cpu_started)
+                               len(kept))
     return {k: v for k, v in report.items() if k != "history"}
 
 
@@ -214,14 +219,6 @@ def _datasets(data: DataConfig, seed: int, train_pairs, val_pairs, source_tokeni
     train_data = train_data.apply(tf.data.experimental.assert_cardinality(n_train))
     val_data = val_data.apply(tf.data.experimental.assert_cardinality(n_val))
     return train_data, val_data, val_source, n_train, kept
-
-
-def _cpu_seconds() -> float:
-    """CPU time of this process (user + system): wall time depends on what else runs."""
-    import resource
-
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def _flat(prefix: str, settings) -> dict:

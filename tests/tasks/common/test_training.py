@@ -198,3 +198,35 @@ def test_damaged_checkpoint_starts_over_instead_of_crashing(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         out = _fit_into(tmp_path / "run", epochs=2)
     assert out.is_dir() and "unreadable" in caplog.text
+
+
+def test_early_stopping_resumes_with_its_patience_and_best_weights(tmp_path):
+    """After a resume the best epoch, the patience count and the best weights carry on (Keras' own forget them)."""
+    from tasks.common.training import ResumableEarlyStopping
+
+    model = compiled_model()
+    best = [np.full(w.shape, 0.25, w.dtype) for w in model.get_weights()]
+    first = ResumableEarlyStopping(tmp_path, monitor="val_loss", patience=2)  # the interrupted run
+    first.set_model(model)
+    first.on_train_begin()
+    for epoch, loss in enumerate([0.5, 0.3]):
+        if epoch == 1:
+            model.set_weights(best)
+        first.on_epoch_begin(epoch)
+        first.on_epoch_end(epoch, {"val_loss": loss})
+    model.set_weights([w + 1 for w in best])
+    first.on_epoch_begin(2)
+    first.on_epoch_end(2, {"val_loss": 0.4})  # no better: the best (epoch 2) weights are kept on disk
+    assert (tmp_path / "backup" / "best_weights.npz").is_file()
+    write_json_atomic(tmp_path / "history.json", {str(e + 1): {"val_loss": v} for e, v in enumerate([0.5, 0.3, 0.4])})
+    write_json_atomic(tmp_path / "backup" / "training_metadata.json", {"epoch": 3, "batch": 0})
+
+    resumed = ResumableEarlyStopping(tmp_path, monitor="val_loss", patience=2)
+    resumed.set_model(model)
+    resumed.on_train_begin()
+    resumed.on_epoch_begin(3)
+    resumed.on_epoch_end(3, {"val_loss": 0.45})
+    assert model.stop_training and resumed.best_epoch == 1  # patience 2 counted across the resume
+    resumed.on_train_end()
+    for got, want in zip(model.get_weights(), best):
+        np.testing.assert_array_equal(got, want)
