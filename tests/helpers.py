@@ -226,3 +226,70 @@ def run_cli(*argv, capsys=None, cwd=None):
         code = exit.code
     captured = capsys.readouterr()
     return subprocess.CompletedProcess(argv, code, captured.out, captured.err)
+
+
+# Lines TensorFlow, absl, XLA, LiteRT or the converter print on their own (C++ or Python); none may
+# reach a terminal without -v (issue 27). Written independently of tasks.common.quiet.NOISE.
+FOREIGN_LINE = (
+    r"^[IWEF]\d{4} \d\d:\d\d:|^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] "  # absl / TensorFlow C++ logs
+    r"|^(INFO|WARNING|ERROR): |^(WARNING|INFO|ERROR):(absl|tensorflow):"  # LiteRT's logger; absl/TF Python logs
+    r"|oneDNN|XNNPACK|absl::|cudart|cuda_|tensorflow/|tsl/|xla/"
+    r"|LSTM op \d+:|max \|tflite - keras\||^\S+\.py:\d+: \w*Warning: "  # converter notes; Python warnings
+)
+
+
+def run_cli_fd(*argv):
+    """``lstm-suite ARGV`` in this process with descriptors 1 and 2 captured, as a terminal would see them.
+
+    Unlike ``capsys`` this also gets what C++ code (TensorFlow, LiteRT, TFLM) writes to the
+    descriptors. Returns a ``subprocess.CompletedProcess`` like :func:`run_cli`.
+    """
+    import io
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    from tasks.common import cli
+
+    argv = [str(arg) for arg in argv]
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        saved, streams = (os.dup(1), os.dup(2)), (sys.stdout, sys.stderr)
+        os.dup2(out.fileno(), 1)
+        os.dup2(err.fileno(), 2)
+        sys.stdout, sys.stderr = (io.TextIOWrapper(io.FileIO(fd, "w", closefd=False), line_buffering=True,
+                                                   write_through=True) for fd in (1, 2))
+        try:
+            code = cli.main(argv)
+        except SystemExit as exit:
+            code = exit.code
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            sys.stdout, sys.stderr = streams
+            for fd, copy in zip((1, 2), saved):
+                os.dup2(copy, fd)
+                os.close(copy)
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(argv, code, out.read().decode(errors="replace"),
+                                           err.read().decode(errors="replace"))
+
+
+def assert_quiet(result):
+    """No line of ``result`` (stdout and stderr) comes from TensorFlow, absl or LiteRT; returns it."""
+    import re
+
+    foreign = [line for text in (result.stdout, result.stderr) for line in text.splitlines()
+               if re.search(FOREIGN_LINE, line)]
+    assert not foreign, f"{' '.join(result.args[:3])}: lines from TensorFlow/absl/LiteRT without -v:\n" + "\n".join(foreign[:20])
+    return result
+
+
+def quiet_cli(*argv):
+    """:func:`run_cli_fd` that must succeed and print nothing from TensorFlow/absl/LiteRT (issue 27)."""
+    result = run_cli_fd(*argv)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return assert_quiet(result)

@@ -5,7 +5,9 @@ below imports only the task that was asked for, and a task's ``cli.py`` imports 
 ``config.py`` (dataclasses), so ``--help`` and argument errors never load TensorFlow. Flags are
 generated from the config dataclasses (:mod:`tasks.common.config`).
 
-- ``evaluate`` returns a dict that is printed as one JSON object on the last stdout line.
+- ``evaluate`` returns a dict that is printed as one JSON object on the last stdout line, keys
+  in the order the task put them (the shared keys first); ``train`` and ``export`` print a short
+  summary (:data:`SUMMARIES`) and keep their JSON in ``train_report.json`` / ``export_report.json``.
 - Every error a user can fix (:class:`~tasks.common.errors.UserError`, an exception of the library
   (:class:`lstm_core.errors.LstmCoreError`), a bad flag) is one
   ``lstm-suite: error: ...`` line on stderr and exit status 2, never a traceback.
@@ -167,7 +169,7 @@ def build_parser(task: Task | None) -> ArgumentParser:
             verb = task.verbs[verb_name]
             verb_parser = verbs.add_parser(verb_name, help=verb.help, description=verb.help, parents=[options])
             verb.configure(verb_parser)
-            verb_parser.set_defaults(_run=verb.run, _prepare=verb.prepare, _parser=verb_parser)
+            verb_parser.set_defaults(_run=verb.run, _prepare=verb.prepare, _parser=verb_parser, _verb=verb_name)
     return parser
 
 
@@ -176,6 +178,8 @@ def _configure_logging(quiet: bool, verbose: bool) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
     for noisy in ("absl", "tensorflow", "h5py", "matplotlib", "PIL", "numba", "cmdstanpy"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.ERROR)
+    # the library's per-file notes (converter fixes, max |tflite - keras|) are in the export reports
+    logging.getLogger("lstm_core").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,9 +200,12 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["LSTM_SUITE_VERBOSE"] = "1"
     if quiet:
         os.environ["LSTM_SUITE_QUIET"] = "1"
-    _configure_logging(quiet, verbose)
+    from tasks.common.quiet import filtered_stderr
+
     try:
-        return _run(args, verbose)
+        with filtered_stderr():  # TensorFlow's and LiteRT's C++ lines (not with --verbose)
+            _configure_logging(quiet, verbose)
+            return _run(args, verbose)
     finally:  # in-process callers (tests, notebooks) get their environment back
         for name, value in saved_env.items():
             if value is None:
@@ -326,8 +333,16 @@ def _run_verb(args: argparse.Namespace, verbose: bool) -> int:
         return 2
     if result is not None:
         sys.stdout.flush()
-        print(json.dumps(result, sort_keys=True, default=float))
+        show = SUMMARIES.get(getattr(args, "_verb", None))
+        if show is not None:
+            importlib.import_module("tasks.common.verdicts").__dict__[show](result, args)
+        else:
+            print(json.dumps(result, default=float))
     return 0
+
+
+# Verbs whose result is a report file's content: a few lines for a person instead of the JSON.
+SUMMARIES = {"train": "print_train_summary", "export": "print_export_summary"}
 
 
 def task_main(task_name: str, argv: list[str] | None = None) -> int:
