@@ -76,6 +76,7 @@ def settings_verb(
     sections: Mapping[str, object],
     *,
     extra_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+    precheck: Callable[..., None] | None = None,
 ) -> Verb:
     """A verb whose flags are generated from config dataclasses.
 
@@ -88,6 +89,9 @@ def settings_verb(
         sections: section title → a dataclass instance holding this verb's defaults
             (e.g. ``{"data": DataConfig(), "model": ModelConfig(), "train": DEFAULT_TRAIN}``).
         extra_arguments: adds flags that are not settings (positional inputs).
+        precheck: ``precheck(**configs)`` raises a ``UserError`` for what the task can check
+            before TensorFlow loads (column names in a file's header, ...); paths, ``--out`` and
+            ``--model`` are checked for every task (:mod:`tasks.common.precheck`).
 
     Example:
 
@@ -106,10 +110,16 @@ def settings_verb(
             extra_arguments(parser)
 
     def prepare(args: argparse.Namespace) -> None:
+        from tasks.common.precheck import check_before_tensorflow
+
         args._configs = {
             title: settings_from_args(type(defaults), args, defaults=defaults)
             for title, defaults in sections.items()
         }
+        if getattr(args, "task", None):
+            check_before_tensorflow(args.task, args._configs)
+        if precheck is not None:
+            precheck(**args._configs)
 
     def run_verb(args: argparse.Namespace):
         if not hasattr(args, "_configs"):
@@ -143,6 +153,21 @@ def _global_options() -> argparse.ArgumentParser:
     group.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                        help="debug logging and TensorFlow's own messages")
     return parent
+
+
+def _did_you_mean(parser: argparse.ArgumentParser, unknown: list[str]) -> str:
+    """`` (did you mean --epochs?)`` for a misspelt flag (``--epoch``), else nothing."""
+    import difflib
+
+    flags = [flag for action in parser._actions for flag in action.option_strings if flag.startswith("--")]
+    hints = []
+    for word in unknown:
+        if word.startswith("--"):
+            close = difflib.get_close_matches(word.split("=", 1)[0], flags, n=1, cutoff=0.75)
+            hints += [f"{word.split('=', 1)[0]} -> {close[0]}"] if close else []
+    if len(hints) == 1:
+        return f" (did you mean {hints[0].split(' -> ')[1]}?)"
+    return f" (did you mean: {', '.join(hints)}?)" if hints else ""
 
 
 def load_task(name: str) -> Task:
@@ -193,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser(task)
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # name the verb's usage, not the top-level one
-        getattr(args, "_parser", parser).error("unrecognized arguments: " + " ".join(unknown))
+        verb_parser = getattr(args, "_parser", parser)
+        verb_parser.error("unrecognized arguments: " + " ".join(unknown) + _did_you_mean(verb_parser, unknown))
     quiet, verbose = getattr(args, "quiet", False), getattr(args, "verbose", False)
     saved_env = {name: os.environ.get(name) for name in ("LSTM_SUITE_VERBOSE", "LSTM_SUITE_QUIET")}
     if verbose:

@@ -62,6 +62,25 @@ def _predict(args, predict):
     return None
 
 
+def _train_columns(data, **_):
+    """``--text-column``/``--label-column`` are in the header of ``--data`` and ``--val`` (before TensorFlow loads)."""
+    from tasks.common.precheck import check_columns
+
+    for path in (data.data, data.val):
+        if path and path.lower() != "none":
+            check_columns(path, {"--text-column": data.text_column, "--label-column": data.label_column})
+
+
+def _evaluate_columns(evaluate, **_):
+    """``evaluate --data`` has the columns the model was trained with (before TensorFlow loads)."""
+    from tasks.common.precheck import check_columns, model_dir_class
+
+    if evaluate.data:
+        trained = model_dir_class("sentiment").open(evaluate.model).data
+        check_columns(evaluate.data, {"--text-column": trained.text_column, "--label-column": trained.label_column},
+                      advice="the model was trained with {flag} {name}: name that column so in this file")
+
+
 TASK = Task(
     name="sentiment",
     help="sentence sentiment (negative/positive): sentencepiece + lstm_core.LSTM",
@@ -70,10 +89,12 @@ TASK = Task(
             "train tokenizer and model (TensorBoard logs in OUT/logs)", "tasks.sentiment.train:train",
             {"data": DataConfig(), "model": ModelConfig(), "objective": ObjectiveConfig(), "train": DEFAULT_TRAIN,
              "output": OUTPUT},
+            precheck=_train_columns,
         ),
         "evaluate": settings_verb(
             "accuracy, precision, recall, F1, confusion matrix, the TF-IDF+SVM and VADER peers, the negation set",
             "tasks.sentiment.evaluate:evaluate", {"evaluate": EVALUATE, "baselines": BaselineConfig()},
+            precheck=_evaluate_columns,
         ),
         "export": settings_verb(
             "SavedModel (raw strings), LiteRT float/int8 (token ids) and the fixed-length TFLM models",
