@@ -216,8 +216,10 @@ def run_cli(*argv, capsys=None, cwd=None):
     argv = [str(arg) for arg in argv]
     if capsys is None:
         root = Path(__file__).resolve().parents[1]
-        return subprocess.run([sys.executable, "-m", "tasks.common.cli", *argv], capture_output=True, text=True,
-                              cwd=cwd or root, timeout=300)
+        result = subprocess.run([sys.executable, "-m", "tasks.common.cli", *argv], capture_output=True, text=True,
+                                cwd=cwd or root, timeout=300)
+        assert_no_lock_left(argv, cwd or root)
+        return result
     from tasks.common import cli
 
     try:
@@ -225,7 +227,42 @@ def run_cli(*argv, capsys=None, cwd=None):
     except SystemExit as exit:
         code = exit.code
     captured = capsys.readouterr()
+    assert_no_lock_left(argv)
     return subprocess.CompletedProcess(argv, code, captured.out, captured.err)
+
+
+LOCKED_FLAGS = ("--out", "--model")
+
+
+def assert_no_lock_left(argv, cwd=None) -> None:
+    """No lock file nobody holds (``.<dir>.lock``, what train and export take) is left beside the
+    directories ``argv`` names with ``--out``/``--model``, after success, failure or bad input (issue 27).
+
+    A lock another live process holds is not a leftover (the tests that make two runs meet).
+    """
+    import fcntl
+    import os
+    from pathlib import Path
+
+    folders = {Path(cwd or os.getcwd())}
+    for flag, value in zip(argv, argv[1:]):
+        if flag in LOCKED_FLAGS:
+            path = Path(value) if Path(value).is_absolute() else Path(cwd or os.getcwd()) / value
+            folders.add(Path(os.path.abspath(path)).parent)
+    left = []
+    for folder in folders:
+        for lock in folder.glob(".*.lock") if folder.is_dir() else ():
+            if lock.is_symlink() or not lock.is_file() or lock.stat().st_nlink != 1:
+                continue  # planted by a test of the lock's own refusals
+            fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                left.append(str(lock))  # nobody holds it: left behind
+            except BlockingIOError:
+                pass
+            finally:
+                os.close(fd)
+    assert not left, f"lstm-suite {' '.join(argv[:2])} left lock files behind: {left}"
 
 
 # Lines TensorFlow, absl, XLA, LiteRT or the converter print on their own (C++ or Python); none may
@@ -274,6 +311,7 @@ def run_cli_fd(*argv):
                 os.close(copy)
         out.seek(0)
         err.seek(0)
+        assert_no_lock_left(argv)
         return subprocess.CompletedProcess(argv, code, out.read().decode(errors="replace"),
                                            err.read().decode(errors="replace"))
 

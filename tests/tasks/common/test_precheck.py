@@ -61,3 +61,14 @@ def test_data_out_model_and_flag_errors_come_before_tensorflow(tmp_path):
         assert result["seconds"] < 2.0, (name, result["seconds"])  # ~0.1 s on an idle machine
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "reviews.tsv", "sales.csv"]  # nothing written
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me\n"
+
+
+def test_bad_data_found_under_the_lock_leaves_no_lock_and_no_folders(tmp_path, capsys):
+    """A label the loader refuses (after train took its lock and made --out's parents): nothing stays."""
+    from helpers import run_cli
+
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("text\tlabel\ngood film\tpositive\nbad film\tmaybe\n")
+    result = run_cli("sentiment", "train", "--data", bad, "--out", tmp_path / "new" / "deep" / "m", capsys=capsys)
+    assert result.returncode == 2 and "unknown label 'maybe'" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.tsv"]  # no lock file, no parents, no m.partial

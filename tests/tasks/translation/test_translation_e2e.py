@@ -14,7 +14,7 @@ from tasks.translation.artifacts import TranslationModelDir
 from tasks.translation.decode import BeamConfig, KerasBackend, LiteRTBackend, beam_decode, greedy_decode
 from tasks.translation.model import load_seq2seq
 from translation_toy import tiny_tsv
-from helpers import last_json, quiet_cli
+from helpers import assert_quiet, last_json, quiet_cli, run_cli
 
 TINY = [
     "--vocab-size", "40", "--embedding-dim", "16", "--units", "16", "--decoder-units", "32",
@@ -107,9 +107,12 @@ def test_evaluate_every_litert_runtime(trained, capsys, tmp_path):
 
 
 def test_predict(trained):
+    """In a fresh process (TensorFlow's start-up and LiteRT's first-interpreter lines come once per process):
+    two translations on stdout, nothing else on either stream."""
     out, *_ = trained
-    printed = quiet_cli("translation", "predict", "--model", out, "Red cat.", "Two dogs.", "--runtime", "tflite").stdout
-    assert len(printed.strip().splitlines()) == 2
+    result = assert_quiet(run_cli("translation", "predict", "--model", out, "Red cat.", "Two dogs.", "--runtime",
+                                  "tflite"))
+    assert result.returncode == 0 and len(result.stdout.strip().splitlines()) == 2 and result.stderr == ""
 
 
 def test_damaged_export_is_refused_with_the_sha256_line(trained, capsys, tmp_path):
