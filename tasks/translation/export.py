@@ -217,6 +217,11 @@ def export(config: ExportConfig, check: CheckConfig | None = None) -> dict:
             )
         record_verdicts(report, _verdicts(directory, work, report))
         write_export_report(work, report)
+    return _summary(directory, report)
+
+
+def _summary(directory: TranslationModelDir, report: dict) -> dict:
+    """What ``export`` returns: sizes, the greedy check and the verdicts (the rest is in the report file)."""
     summary = {"export_dir": str(directory.export_dir), "saved_model_bytes": report["saved_model"]["bytes"],
                "verdict": report["verdict"], "verdicts": report["verdicts"]}
     for quantization, parts in report["parts"].items():
