@@ -18,14 +18,19 @@ __all__ = ["captured_output"]
 logger = logging.getLogger("lstm_core")
 
 
+_FDS = {"stdout": 1, "stderr": 2}
+
+
 def _redirectable(streams):
+    """``(Python stream, descriptor)`` pairs: descriptors 1 and 2 themselves, where C++ writes,
+    whatever ``sys.stdout``/``sys.stderr`` are (pytest and notebooks replace those objects)."""
     targets = []
     for name in streams:
-        stream = getattr(sys, name)
         try:
-            targets.append((stream, stream.fileno()))
-        except (AttributeError, ValueError, OSError):  # pytest capture, notebooks: nothing to redirect
+            os.fstat(_FDS[name])
+        except OSError:  # a closed descriptor: nothing to redirect
             continue
+        targets.append((getattr(sys, name), _FDS[name]))
     return targets
 
 
@@ -39,7 +44,7 @@ def captured_output(streams=("stdout", "stderr")):
     saved = []
     with tempfile.TemporaryFile(mode="w+b") as capture:
         for stream, fd in targets:
-            stream.flush()
+            _flush(stream)
             saved.append((stream, fd, os.dup(fd)))
             os.dup2(capture.fileno(), fd)
         failed = False
@@ -50,7 +55,7 @@ def captured_output(streams=("stdout", "stderr")):
             raise
         finally:
             for stream, fd, copy in saved:
-                stream.flush()
+                _flush(stream)
                 os.dup2(copy, fd)
                 os.close(copy)
             capture.seek(0)
@@ -60,3 +65,10 @@ def captured_output(streams=("stdout", "stderr")):
                 sys.stderr.flush()
             elif text and logger.isEnabledFor(logging.DEBUG):
                 logger.debug("captured output:\n%s", text)
+
+
+def _flush(stream) -> None:
+    try:
+        stream.flush()
+    except (AttributeError, ValueError, OSError):  # closed or replaced by a caller
+        pass

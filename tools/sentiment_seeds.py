@@ -27,13 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tasks.common import cli  # noqa: E402
 
 
-def run_cli(argv: list[str]) -> dict:
+def run_cli(argv: list[str], json_line: bool = True) -> dict | None:
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
         code = cli.main(argv)
     if code != 0:
         raise SystemExit(f"lstm-suite {' '.join(argv)} exited {code}")
-    return json.loads(buffer.getvalue().strip().splitlines()[-1])
+    return json.loads(buffer.getvalue().strip().splitlines()[-1]) if json_line else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,8 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     for seed in [int(s) for s in args.seeds.split(",") if s.strip()]:
         out = Path(args.root) / f"seed{seed}"
         start = time.monotonic()
-        report = run_cli(["-q", "sentiment", "train", "--out", str(out), "--seed", str(seed), "--progress", "none",
-                          *args.train_flags])
+        run_cli(["-q", "sentiment", "train", "--out", str(out), "--seed", str(seed), "--progress", "none",
+                 *args.train_flags], json_line=False)
+        report = json.loads((out / "train_report.json").read_text())  # train prints a summary, not the JSON
         extra = [] if args.baseline else ["--no-baseline", "--negation", "none"]
         result = run_cli(["-q", "sentiment", "evaluate", "--model", str(out), "--data", args.eval, *extra])
         accuracies.append(result["accuracy"])

@@ -5,7 +5,9 @@ below imports only the task that was asked for, and a task's ``cli.py`` imports 
 ``config.py`` (dataclasses), so ``--help`` and argument errors never load TensorFlow. Flags are
 generated from the config dataclasses (:mod:`tasks.common.config`).
 
-- ``evaluate`` returns a dict that is printed as one JSON object on the last stdout line.
+- ``evaluate`` returns a dict that is printed as one JSON object on the last stdout line, keys
+  in the order the task put them (the shared keys first); ``train`` and ``export`` print a short
+  summary (:data:`SUMMARIES`) and keep their JSON in ``train_report.json`` / ``export_report.json``.
 - Every error a user can fix (:class:`~tasks.common.errors.UserError`, an exception of the library
   (:class:`lstm_core.errors.LstmCoreError`), a bad flag) is one
   ``lstm-suite: error: ...`` line on stderr and exit status 2, never a traceback.
@@ -74,6 +76,7 @@ def settings_verb(
     sections: Mapping[str, object],
     *,
     extra_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+    precheck: Callable[..., None] | None = None,
 ) -> Verb:
     """A verb whose flags are generated from config dataclasses.
 
@@ -86,6 +89,9 @@ def settings_verb(
         sections: section title → a dataclass instance holding this verb's defaults
             (e.g. ``{"data": DataConfig(), "model": ModelConfig(), "train": DEFAULT_TRAIN}``).
         extra_arguments: adds flags that are not settings (positional inputs).
+        precheck: ``precheck(**configs)`` raises a ``UserError`` for what the task can check
+            before TensorFlow loads (column names in a file's header, ...); paths, ``--out`` and
+            ``--model`` are checked for every task (:mod:`tasks.common.precheck`).
 
     Example:
 
@@ -104,10 +110,16 @@ def settings_verb(
             extra_arguments(parser)
 
     def prepare(args: argparse.Namespace) -> None:
+        from tasks.common.precheck import check_before_tensorflow
+
         args._configs = {
             title: settings_from_args(type(defaults), args, defaults=defaults)
             for title, defaults in sections.items()
         }
+        if getattr(args, "task", None):
+            check_before_tensorflow(args.task, args._configs)
+        if precheck is not None:
+            precheck(**args._configs)
 
     def run_verb(args: argparse.Namespace):
         if not hasattr(args, "_configs"):
@@ -143,6 +155,21 @@ def _global_options() -> argparse.ArgumentParser:
     return parent
 
 
+def _did_you_mean(parser: argparse.ArgumentParser, unknown: list[str]) -> str:
+    """`` (did you mean --epochs?)`` for a misspelt flag (``--epoch``), else nothing."""
+    import difflib
+
+    flags = [flag for action in parser._actions for flag in action.option_strings if flag.startswith("--")]
+    hints = []
+    for word in unknown:
+        if word.startswith("--"):
+            close = difflib.get_close_matches(word.split("=", 1)[0], flags, n=1, cutoff=0.75)
+            hints += [f"{word.split('=', 1)[0]} -> {close[0]}"] if close else []
+    if len(hints) == 1:
+        return f" (did you mean {hints[0].split(' -> ')[1]}?)"
+    return f" (did you mean: {', '.join(hints)}?)" if hints else ""
+
+
 def load_task(name: str) -> Task:
     return importlib.import_module(TASK_MODULES[name]).TASK
 
@@ -167,7 +194,7 @@ def build_parser(task: Task | None) -> ArgumentParser:
             verb = task.verbs[verb_name]
             verb_parser = verbs.add_parser(verb_name, help=verb.help, description=verb.help, parents=[options])
             verb.configure(verb_parser)
-            verb_parser.set_defaults(_run=verb.run, _prepare=verb.prepare, _parser=verb_parser)
+            verb_parser.set_defaults(_run=verb.run, _prepare=verb.prepare, _parser=verb_parser, _verb=verb_name)
     return parser
 
 
@@ -176,6 +203,8 @@ def _configure_logging(quiet: bool, verbose: bool) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
     for noisy in ("absl", "tensorflow", "h5py", "matplotlib", "PIL", "numba", "cmdstanpy"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.ERROR)
+    # the library's per-file notes (converter fixes, max |tflite - keras|) are in the export reports
+    logging.getLogger("lstm_core").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,16 +218,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser(task)
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # name the verb's usage, not the top-level one
-        getattr(args, "_parser", parser).error("unrecognized arguments: " + " ".join(unknown))
+        verb_parser = getattr(args, "_parser", parser)
+        verb_parser.error("unrecognized arguments: " + " ".join(unknown) + _did_you_mean(verb_parser, unknown))
     quiet, verbose = getattr(args, "quiet", False), getattr(args, "verbose", False)
     saved_env = {name: os.environ.get(name) for name in ("LSTM_SUITE_VERBOSE", "LSTM_SUITE_QUIET")}
     if verbose:
         os.environ["LSTM_SUITE_VERBOSE"] = "1"
     if quiet:
         os.environ["LSTM_SUITE_QUIET"] = "1"
-    _configure_logging(quiet, verbose)
+    from tasks.common.quiet import filtered_stderr
+
     try:
-        return _run(args, verbose)
+        with filtered_stderr():  # TensorFlow's and LiteRT's C++ lines (not with --verbose)
+            _configure_logging(quiet, verbose)
+            return _run(args, verbose)
     finally:  # in-process callers (tests, notebooks) get their environment back
         for name, value in saved_env.items():
             if value is None:
@@ -326,8 +359,16 @@ def _run_verb(args: argparse.Namespace, verbose: bool) -> int:
         return 2
     if result is not None:
         sys.stdout.flush()
-        print(json.dumps(result, sort_keys=True, default=float))
+        show = SUMMARIES.get(getattr(args, "_verb", None))
+        if show is not None:
+            importlib.import_module("tasks.common.verdicts").__dict__[show](result, args)
+        else:
+            print(json.dumps(result, default=float))
     return 0
+
+
+# Verbs whose result is a report file's content: a few lines for a person instead of the JSON.
+SUMMARIES = {"train": "print_train_summary", "export": "print_export_summary"}
 
 
 def task_main(task_name: str, argv: list[str] | None = None) -> int:

@@ -1,23 +1,173 @@
-"""Keep TensorFlow's start-up and converter noise (absl, oneDNN, CUDA stubs, MLIR) off the terminal.
+"""Keep TensorFlow's, absl's and LiteRT's own lines (start-up, oneDNN, XNNPACK, converter) off the terminal.
 
-TensorFlow writes these lines from C++ straight to file descriptor 2, before and regardless of
-Python logging, so the only reliable filter is to point fd 2 elsewhere while they are printed.
-What was captured is replayed if the guarded code fails, so a real error is never hidden.
+TensorFlow and LiteRT write these lines from C++ straight to file descriptor 2, before and
+regardless of Python logging (``E0000 ... oneDNN supports DT_INT64/DT_BOOL only on platforms
+with AVX-512``, ``INFO: Created TensorFlow Lite XNNPACK delegate for CPU.``), so the only
+reliable filter is at the descriptor: :func:`filtered_stderr` points descriptor 2 at a file
+that a thread reads, forwarding every line except those of :data:`NOISE`; Python's own
+``sys.stderr`` (logging, warnings, progress bars) keeps writing to the terminal directly. Lines
+held back are replayed if the command fails with a traceback, so a real error is never hidden.
 ``--verbose`` (``LSTM_SUITE_VERBOSE=1``) turns all of this off.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
+import logging
 import os
+import re
+import sys
+import tempfile
+import threading
 
 from lstm_core._capture import captured_output
 
 VERBOSE_ENV = "LSTM_SUITE_VERBOSE"
 
+# What TensorFlow, absl, XLA and LiteRT print from C++; any other line passes through.
+NOISE = re.compile(
+    r"^(?:"
+    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|[IWE]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [^\s:]+:\d+\] "  # absl / glog: I0000 00:00:17.5  123 file.cc:31]
+    r"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWE] [^\s:]+:\d+\] "  # TensorFlow's older C++ format
+    r"|To enable the following instructions: .* rebuild TensorFlow"  # 2nd line of the CPU-feature notice
+    r"|INFO: "  # LiteRT's logger: "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+    r")"
+)
+
 
 def verbose() -> bool:
     return os.environ.get(VERBOSE_ENV, "") not in ("", "0")
+
+
+class _StderrFilter:
+    """Descriptor 2 → a temporary file; a thread forwards its non-:data:`NOISE` lines to the real stderr.
+
+    A file, not a pipe: C++ code writing while it holds the GIL can never block on a full buffer.
+    """
+
+    POLL_SECONDS = 0.1
+    KEEP = 200  # noise lines kept for a replay after a crash
+
+    def __init__(self):
+        self.held: list[str] = []
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        _flush(sys.stderr)
+        self.real = os.dup(2)
+        self.sink = tempfile.TemporaryFile()
+        self.position, self.pending = 0, b""
+        self.python_stderr = sys.stderr
+        if _fileno(sys.stderr) == 2:  # Python's writes bypass the filter (no delay, \r progress bars work)
+            sys.stderr = io.TextIOWrapper(io.FileIO(self.real, "w", closefd=False), encoding=sys.stderr.encoding,
+                                          errors="backslashreplace", line_buffering=True, write_through=True)
+        os.dup2(self.sink.fileno(), 2)
+        self.thread = threading.Thread(target=self._run, name="stderr-filter", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.POLL_SECONDS):
+            self._forward(final=False)
+
+    def _forward(self, final: bool) -> None:
+        """Forward the complete lines written since the last call (all of it when ``final``)."""
+        while True:  # pread: descriptor 2 shares the file offset, which must stay at the end
+            chunk = os.pread(self.sink.fileno(), 1 << 16, self.position)
+            if not chunk:
+                break
+            self.position += len(chunk)
+            self.pending += chunk
+        lines = self.pending.split(b"\n")
+        self.pending = lines.pop()  # an unfinished line waits for its end
+        if final and self.pending:
+            lines.append(self.pending)
+            self.pending = b""
+        passed = []
+        for raw in lines:
+            line = raw.decode(errors="replace")
+            if NOISE.match(line):
+                self.held = (self.held + [line])[-self.KEEP:]
+            else:
+                passed.append(raw + b"\n")
+        if passed:
+            _write_all(self.real, b"".join(passed))
+
+    def stop(self, failed: bool) -> None:
+        self._stop.set()
+        self.thread.join()
+        os.dup2(self.real, 2)
+        self._forward(final=True)
+        if sys.stderr is not self.python_stderr:
+            _flush(sys.stderr)
+            replacement, sys.stderr = sys.stderr, self.python_stderr
+            _repoint_log_handlers(replacement, self.python_stderr)
+        if failed and self.held:
+            _write_all(2, ("\n".join(["(TensorFlow/LiteRT lines held back:)", *self.held]) + "\n").encode())
+        os.close(self.real)
+        self.sink.close()
+
+
+@contextlib.contextmanager
+def filtered_stderr():
+    """Hide :data:`NOISE` lines written to descriptor 2 for the block (unless verbose; see the module doc).
+
+    Example:
+
+    ```python
+    with filtered_stderr():
+        import tensorflow as tf   # its C++ start-up lines are dropped, any other line passes
+    ```
+    """
+    if verbose() or not _usable(2):
+        yield
+        return
+    guard = _StderrFilter()
+    guard.start()
+    failed = True
+    try:
+        yield
+        failed = False
+    except (KeyboardInterrupt, SystemExit):
+        failed = False
+        raise
+    finally:
+        guard.stop(failed)
+
+
+def _usable(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def _fileno(stream) -> int | None:
+    try:
+        return stream.fileno()
+    except (AttributeError, ValueError, OSError, io.UnsupportedOperation):
+        return None
+
+
+def _flush(stream) -> None:
+    with contextlib.suppress(AttributeError, ValueError, OSError):
+        stream.flush()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    with contextlib.suppress(OSError):
+        while data:
+            data = data[os.write(fd, data):]
+
+
+def _repoint_log_handlers(old, new) -> None:
+    """Log handlers made while the filter ran (``basicConfig``) write to ``new`` afterwards."""
+    for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
+        for handler in getattr(logger, "handlers", []):
+            if isinstance(handler, logging.StreamHandler) and handler.stream is old:
+                handler.setStream(new)
 
 
 @contextlib.contextmanager

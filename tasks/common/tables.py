@@ -54,16 +54,17 @@ class Table:
     def kind(self) -> str:
         return "tab-separated" if self.delimiter == "\t" else "comma-separated"
 
-    def column(self, name: str, required: bool = True) -> int | None:
-        """Index of the column called ``name`` (case-insensitive); missing → error or None."""
+    def column(self, name: str, required: bool = True, flag: str | None = None) -> int | None:
+        """Index of the column called ``name`` (case-insensitive); missing → error (naming ``flag``) or None."""
         lowered = [h.lower() for h in self.header]
         if name.lower() in lowered:
             return lowered.index(name.lower())
         if not required:
             return None
+        hint = f"; pass {flag} NAME" if flag else ""
         raise UserError(
             f"{self.path}:{self.header_line}: header has columns {self.header} but no '{name}' column "
-            f"({self.kind})"
+            f"({self.kind}){hint}"
         )
 
     def field(self, line: int, fields: list[str], index: int) -> str:

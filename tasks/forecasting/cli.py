@@ -33,6 +33,15 @@ def _predict(args, predict, options):
     return None
 
 
+def _train_columns(data, **_):
+    """``--target``, ``--time-col``, ``--id-col`` and ``--features`` name columns of ``--data`` (before TensorFlow)."""
+    from tasks.common.precheck import check_columns
+
+    if data.data:
+        check_columns(data.data, {"--target": data.target, "--time-col": data.time_col, "--id-col": data.id_col,
+                                  "--features": data.features})
+
+
 TASK = Task(
     name="forecasting",
     help="multi-step time-series forecasting (lstm_core.LSTM encoder, direct head, calendar and seasonal-lag "
@@ -42,6 +51,7 @@ TASK = Task(
             "train on a CSV or statsmodels series (chronological split; the last --test-fraction is held out)",
             "tasks.forecasting.train:train",
             {"data": DataConfig(), "model": ModelConfig(), "train": DEFAULT_TRAIN, "output": OUTPUT},
+            precheck=_train_columns,
         ),
         "evaluate": settings_verb(
             "rolling-origin MAE/RMSE/sMAPE/MASE on the test part beside the baselines, + PNG",

@@ -42,7 +42,15 @@ def data_config(directory: ForecastingModelDir, data: str | None):
 
 
 def load_for_model(directory: ForecastingModelDir, data: str | None) -> series_data.Series:
-    series = series_data.load_series(data_config(directory, data))
+    """The series of ``data`` (None: the model's training data) checked against the model's inputs.
+
+    Fixing the training data (missing timestamps, unsorted rows) was a warning at ``train``; reading
+    the same data again for ``evaluate``/``export``/``predict`` says it at INFO only.
+    """
+    notes: list[str] | None = [] if data in (None, directory.data.data) else None
+    series = series_data.load_series(data_config(directory, data), notes_out=notes)
+    for note in notes or []:
+        log.info("%s (as at training)", note)
     if len(series.features) != directory.scaler.num_covariates:
         raise UserError(
             f"{series.source}: the model was trained with covariates {list(directory.data.features)}, "

@@ -36,8 +36,10 @@ from tasks.common.errors import UserError
 from lstm_core.kernels import portable_graphs
 from lstm_core.export import FLOAT_ATOL, TFLiteModel, export_saved_model, export_tflite_report
 from tasks.common.io import write_json_atomic
+from tasks.common.verdicts import Limit, record_verdicts, verdict_row
 
 from tasks.forecasting import data as series_data
+from tasks.forecasting import metrics
 from tasks.forecasting import transforms
 from tasks.forecasting.artifacts import PREPROCESSING_FILE, ForecastingModelDir
 from tasks.forecasting.config import ExportChecks
@@ -48,6 +50,13 @@ log = logging.getLogger(__name__)
 
 FILES = {"float": "model_float.tflite", "int8": "model_int8.tflite", "int16x8": "model_int16x8.tflite",
          "streaming": "streaming_float.tflite"}
+# Export verdicts: a file whose forecasts on the check windows differ from Keras' by more than
+# 0.02 MASE (mean |runtime - Keras| over the in-sample seasonal-naive MAE, an upper bound on how
+# much its MASE can differ) is a WARNING (one line; "verdict" in export_report.json). The streaming
+# model is refused outright beyond 10 x --atol of the window model (scaled outputs).
+EXPORT_LIMITS = {
+    "forecasts": Limit("forecasts differ from Keras by", "MASE", maximum=0.02),
+}
 
 
 def raw_forecast_function(model, directory: ForecastingModelDir):
@@ -213,9 +222,24 @@ def export(config: ExportConfig, checks: ExportChecks | None = None) -> dict:
         report["tflm"] = _with_c_array(work, tflm_sections)
         write_json_atomic(work / PREPROCESSING_FILE, preprocessing_spec(directory))
         report["seconds"] = round(time.time() - started, 1)
+        record_verdicts(report, _verdicts(results, report, atol))
         write_export_report(work, report)
-    log.info("export written to %s", directory.export_dir)
+    log.debug("export written to %s", directory.export_dir)
     return _summary(directory, results, report)
+
+
+def _verdicts(results: dict, report: dict, atol: float) -> list[dict]:
+    """Per file: how far its forecasts are from Keras' on the check windows, in MASE."""
+    rows = []
+    for variant, result in results.items():
+        name = FILES[variant] + (" (TFLM)" if result["runtime"] == "tflm" else "")
+        rows.append(verdict_row(name, result["bytes"], [EXPORT_LIMITS["forecasts"].check(result["mean_abs_diff_mase"])]))
+    streaming = report["streaming"]
+    if streaming.get("bytes"):
+        limit = Limit("max |streaming - window model| (scaled)", "", maximum=10 * atol)
+        rows.append(verdict_row(FILES["streaming"], streaming["bytes"],
+                                [limit.check(streaming["tflite_max_abs_diff_vs_window_model"])]))
+    return rows
 
 
 def _summary(directory: ForecastingModelDir, results: dict, report: dict) -> dict:
@@ -227,6 +251,8 @@ def _summary(directory: ForecastingModelDir, results: dict, report: dict) -> dic
         "streaming_max_abs_diff": report["streaming"]["tflite_max_abs_diff_vs_window_model"],
         "tflm": {name: {k: section.get(k) for k in ("loads", "arena_bytes", "max_abs_diff_vs_litert")}
                  for name, section in report["tflm"].items()},
+        "verdict": report["verdict"],
+        "verdicts": report["verdicts"],
     }
 
 
@@ -248,6 +274,8 @@ class _CheckWindows:
             raise UserError(f"{series.source}: not enough rows to calibrate and check the exported models")
         self = cls()
         self.scaler, self.origins = directory.scaler, origins
+        season = max(directory.seasons) if directory.seasons else 1
+        self.mase_scale = metrics.mase_scale(series.y[: split.val_end], season)
         self.last_level = directory.scaler.level(series.y)[origins - 1]
         self.calib = _check_inputs(rows, calib_origins, cfg)
         self.check = _check_inputs(rows, origins, cfg)
@@ -292,6 +320,8 @@ def _tflite_variant(model, variant: str, work, windows: _CheckWindows, atol: flo
         "max_abs_diff_units": float(np.max(np.abs(values - windows.keras_values))),
         "mean_abs_diff_units": float(np.mean(np.abs(values - windows.keras_values))),
     }
+    scale = windows.mase_scale
+    comparison["mean_abs_diff_mase"] = comparison["mean_abs_diff_units"] / scale if np.isfinite(scale) else None
     return comparison, {k: v for k, v in tflite.as_dict().items() if k != "tflm"}, tflite.tflm
 
 

@@ -252,7 +252,8 @@ def _column(df: pd.DataFrame, name: str, what: str, source: str) -> str:
     folded = {c.lower(): c for c in df.columns}
     if name.lower() in folded:
         return folded[name.lower()]
-    raise UserError(f"{source}: unknown {what} column {name!r}; columns are: {', '.join(map(str, df.columns))}")
+    flag = "" if "--" in what else " (" + {"target": "--target", "time": "--time-col"}.get(what, "--features") + ")"
+    raise UserError(f"{source}: unknown {what} column {name!r}{flag}; columns are: {', '.join(map(str, df.columns))}")
 
 
 def _guess_time_column(df: pd.DataFrame) -> str | None:

@@ -280,6 +280,7 @@ def train(data: DataConfig, model: ModelConfig, train: TrainConfig, output: Outp
         return _train_panel(data, model, train, output, settings)
     with model_directory(output.out, overwrite=output.overwrite, resume=output.resume, task="forecasting",
                          settings=settings) as work:
+        keep_cached_baselines(output.out, work)
         p = prepare(data, model)
         model, split = p.model, p.split
         rows = series_data.model_rows(p.series, p.scaler, model, p.data.country)
@@ -323,6 +324,7 @@ def _train_panel(data: DataConfig, model: ModelConfig, train: TrainConfig, outpu
     training rows (``series_scalers.json``; ``scaler.json`` holds the reference series')."""
     with model_directory(output.out, overwrite=output.overwrite, resume=output.resume, task="forecasting",
                          settings=settings) as work:
+        keep_cached_baselines(output.out, work)
         panel = prepare_panel(data, model)
         model = panel.model
         set_seed(train.seed)
@@ -383,6 +385,32 @@ def _fit_and_save(work, model: ModelConfig, train: TrainConfig, output: OutputCo
         "ensemble": model.ensemble,
         "parameters": int(keras_model.count_params()),
     }
+
+
+def keep_cached_baselines(out, work) -> int:
+    """``--overwrite``: carry the replaced model's fitted baselines (``baselines/*.npz``) into the new one.
+
+    Each cached forecast is named by a hash of the series, split, origins and seasons it was fitted
+    on, so one is only ever used again for exactly the same data; returns how many were kept.
+    """
+    import shutil
+    from pathlib import Path
+
+    from tasks.common.artifacts import model_directory_task
+    from tasks.forecasting.artifacts import BASELINE_CACHE_DIR
+
+    old, new = Path(out) / BASELINE_CACHE_DIR, Path(work) / BASELINE_CACHE_DIR
+    if not old.is_dir() or old.is_symlink() or model_directory_task(Path(out)) != "forecasting":
+        return 0
+    kept = 0
+    for cached in old.glob("*.npz"):
+        if cached.is_file() and not cached.is_symlink() and not (new / cached.name).exists():
+            new.mkdir(exist_ok=True)
+            shutil.copy2(cached, new / cached.name)
+            kept += 1
+    if kept:
+        log.info("kept %d cached baseline forecast(s) of %s (used again only for the same data)", kept, out)
+    return kept
 
 
 def _check_and_combine(keras_model, members: dict, model: ModelConfig, work) -> dict:

@@ -90,8 +90,8 @@ def read_delimited(path, *, text_column: str = "text", label_column: str = "labe
     ``rating_column`` is optional: a file without it has ``ratings=None``.
     """
     table = read_table(path)
-    text_index = table.column(text_column)
-    label_index = table.column(label_column)
+    text_index = table.column(text_column, flag="--text-column")
+    label_index = table.column(label_column, flag="--label-column")
     rating_index = table.column(rating_column, required=False) if given(rating_column) else None
     texts, labels, ratings = [], [], []
     for line, fields in table.rows:

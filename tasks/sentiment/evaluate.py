@@ -65,9 +65,12 @@ def _score(predictor, examples, peer) -> tuple[dict, dict]:
     return metrics, columns
 
 
+PROBABILITY_COLUMN = "p_positive"  # what evaluate's TSVs and predict print: P(positive), whatever the label
+
+
 def _predictions_tsv(examples, columns) -> bytes:
     names = list(columns)
-    lines = ["\t".join(["text", "label", *names])]
+    lines = ["\t".join(["text", "label", *(PROBABILITY_COLUMN if n == "probability" else n for n in names)])]
     for i, text in enumerate(examples.texts):
         values = [f"{float(columns[n][i]):.4f}" if n == "probability" else LABELS[int(columns[n][i])] for n in names]
         lines.append("\t".join([text.replace("\t", " "), LABELS[int(examples.labels[i])], *values]))
@@ -126,7 +129,7 @@ def evaluate(config: EvaluateConfig, baseline: BaselineConfig | None = None) -> 
 
 
 def predict(config: PredictConfig, texts: Sequence[str], threshold: float = 0.5) -> list[tuple[str, float]]:
-    """``(label, probability of that label)`` per text."""
+    """``(label, P(positive))`` per text."""
     if not texts:
         raise UserError("no text given; pass one or more texts (or '-' to read lines from stdin)")
     check_texts(texts)
@@ -141,7 +144,7 @@ def check_texts(texts: Sequence[str]) -> None:
 
 def predict_batches(config: PredictConfig, batches: Iterable[list[str]],
                     threshold: float = 0.5) -> Iterator[list[tuple[str, str, float]]]:
-    """``[(text, label, probability of that label)]`` per batch of texts, as each batch arrives.
+    """``[(text, label, P(positive))]`` per batch of texts, as each batch arrives.
 
     The model is loaded once; ``batches`` may be a stream (:func:`stdin_batches`), so a pipeline
     gets each answer as soon as its line was read.
@@ -151,8 +154,7 @@ def predict_batches(config: PredictConfig, batches: Iterable[list[str]],
     for batch in batches:
         if batch:
             probs = predictor.predict_proba(list(batch))
-            yield [(text, LABELS[int(p >= threshold)], float(p if p >= threshold else 1.0 - p))
-                   for text, p in zip(batch, probs)]
+            yield [(text, LABELS[int(p >= threshold)], float(p)) for text, p in zip(batch, probs)]
 
 
 STDIN_BATCH = 256

@@ -33,6 +33,7 @@ from tasks.common.artifacts import write_export_report
 from tasks.common.config import ExportConfig
 from tasks.common.errors import ExportMismatchError
 from tasks.common.io import write_bytes_atomic
+from tasks.common.verdicts import Limit, record_verdicts, verdict_row
 from tasks.sentiment.artifacts import LABELS_FILE, MCU_FILES, TOKENIZER_FILE, SentimentModelDir
 from tasks.sentiment.config import LABELS, MCU_EXPORT, SentimentExportConfig
 from tasks.sentiment.data import pre_pad
@@ -47,6 +48,12 @@ CHECK_EXAMPLES = 16
 # model (measured 6e-4 and 2.9e-3 in probability on two default models; the variable-length
 # export matches within 1e-4), so its check allows 1e-2; labels must still agree.
 MCU_FLOAT_ATOL = 1e-2
+# Export verdicts: a file past its limit is a WARNING (one line; "verdict" in export_report.json).
+# Labels equal to Keras on 99% of the calibration texts keep accuracy within 1 point of Keras.
+EXPORT_LIMITS = {
+    "labels": Limit("labels equal to Keras", "%", minimum=0.99),
+    "tflm": Limit("TFLM labels equal to LiteRT", "%", minimum=0.99),
+}
 
 
 def serving_module(model, tokenizer_proto: bytes, max_tokens: int):
@@ -112,8 +119,28 @@ def export(config: ExportConfig, mcu: SentimentExportConfig | None = None) -> di
             report[runtime] = _export_variable_length(network, tokenizer, quantization, work, ids, keras_probs, atol)
         report.update(_mcu_exports(directory, network, tokenizer, ids, keras_probs, config, mcu or MCU_EXPORT, work))
         report["keras_size_bytes"] = Path(directory.model_file).stat().st_size
+        record_verdicts(report, _verdicts(report, work))
         write_export_report(work, report)
-    return report
+    return {"export_dir": str(directory.export_dir), **report}
+
+
+def _verdicts(report: dict, work: Path) -> list[dict]:
+    """Per exported file: its labels vs Keras on the calibration texts (TFLM: vs LiteRT on the check texts)."""
+    labels = EXPORT_LIMITS["labels"]
+    rows = []
+    for runtime in ("tflite", "tflite-int8"):
+        if runtime in report:
+            section = report[runtime]
+            rows.append(verdict_row(section["path"], section["size_bytes"],
+                                    [labels.check(section["calibration_label_agreement"])]))
+    for quantization, section in report.get("mcu", {}).items():
+        rows.append(verdict_row(section["path"], section["size_bytes"],
+                                [labels.check(section["calibration_label_agreement_vs_keras"])]))
+        tflm = section.get("tflm") or {}
+        if tflm.get("label_agreement") is not None:
+            rows.append(verdict_row(f"{section['path']} (TFLM)", section["size_bytes"],
+                                    [EXPORT_LIMITS["tflm"].check(tflm["label_agreement"])]))
+    return rows
 
 
 def _export_saved_model(network, tokenizer, directory, work: Path, texts, keras_probs, atol) -> dict:
@@ -131,7 +158,7 @@ def _export_saved_model(network, tokenizer, directory, work: Path, texts, keras_
     saved_diff = float(np.max(np.abs(served["probability"].numpy() - keras_probs[:64])))
     if saved_diff > atol:
         raise ExportMismatchError(f"{saved}: SavedModel disagrees with Keras by {saved_diff:.3g}; not written")
-    log.info("SavedModel %s (max |saved - keras| = %.2g)", saved, saved_diff)
+    log.debug("SavedModel %s (max |saved - keras| = %.2g)", saved, saved_diff)
     return {"max_abs_diff": saved_diff, "signatures": sorted(reloaded.signatures)}
 
 
@@ -157,8 +184,8 @@ def _export_variable_length(network, tokenizer, quantization: str, work: Path, i
     probs = TFLitePredictor(path, tokenizer).predict_ids(ids)
     tflite["calibration_max_abs_diff"] = float(np.max(np.abs(probs - keras_probs)))
     tflite["calibration_label_agreement"] = float(np.mean((probs >= 0.5) == (keras_probs >= 0.5)))
-    log.info("%s: %d bytes, label agreement with Keras %.3f", path.name, tflite["size_bytes"],
-             tflite["calibration_label_agreement"])
+    log.debug("%s: %d bytes, label agreement with Keras %.3f", path.name, tflite["size_bytes"],
+              tflite["calibration_label_agreement"])
     return tflite
 
 
@@ -211,6 +238,6 @@ def _mcu_exports(directory, network, tokenizer, ids, keras_probs, config: Export
             write_c_array(path, work / "mcu", name="g_sentiment_model", arena_bytes=tflm.get("arena_recommended_bytes"))
             section["c_array"] = sorted(p.relative_to(work).as_posix() for p in (work / "mcu").iterdir())
         result["mcu"][quantization] = section
-        log.info("%s: %d bytes, TFLM arena %s B, label agreement with Keras %.3f", path.name, section["size_bytes"],
-                 (section.get("tflm") or {}).get("arena_bytes"), section["calibration_label_agreement_vs_keras"])
+        log.debug("%s: %d bytes, TFLM arena %s B, label agreement with Keras %.3f", path.name, section["size_bytes"],
+                  (section.get("tflm") or {}).get("arena_bytes"), section["calibration_label_agreement_vs_keras"])
     return result

@@ -28,6 +28,7 @@ import tensorflow as tf
 from tasks.common.artifacts import EXPORT_FILES, write_export_report
 from tasks.common.config import ExportConfig
 from tasks.common.errors import UserError
+from tasks.common.verdicts import Limit, record_verdicts, verdict_row
 from lstm_core.kernels import portable_graphs
 from lstm_core.export import TFLiteModel, export_saved_model, export_tflite_report
 
@@ -43,6 +44,13 @@ log = logging.getLogger(__name__)
 INT8_BUDGET_BYTES = 64 * 1024
 SUPPORTED_QUANTIZATIONS = ("float", "int8")
 MCU_DIR = "mcu"  # model_data.cc/.h and model_ops.h of the int8 model, for TFLM firmware
+# Export verdicts: a runtime whose words differ from Keras' on more than 5% of the held-out check
+# clips is a WARNING (one line; "verdict" in export_report.json); the streaming model is compared
+# with the float clip model it steps through.
+EXPORT_LIMITS = {
+    "labels": Limit("words equal to Keras", "%", minimum=0.95),
+    "streaming": Limit("words equal to the float clip model", "%", minimum=0.95),
+}
 
 
 def _split_examples(directory: SpeechModelDir, data_dir: str | None):
@@ -139,6 +147,8 @@ def export(config: ExportConfig, checks: ExportChecks | None = None) -> dict:
         _export_serving_model(directory, work)
         probabilities = _export_clip_models(directory, work, config, calib, check_x, atol, report, summary)
         report["check_accuracy"].update({name: _accuracy(p, check_y) for name, p in probabilities.items()})
+        report["label_agreement_with_keras"] = {name: _accuracy(p, keras_probs.argmax(-1))
+                                                for name, p in probabilities.items()}
         if "tflite" in probabilities and "tflite-int8" in probabilities:
             report["int8_label_agreement_with_float"] = float(
                 np.mean(probabilities["tflite-int8"].argmax(-1) == probabilities["tflite"].argmax(-1)))
@@ -149,10 +159,28 @@ def export(config: ExportConfig, checks: ExportChecks | None = None) -> dict:
             summary["streaming_tflm_arena_bytes"] = report["streaming"]["tflite"]["tflm"].get("arena_bytes")
         (work / "labels.txt").write_text("\n".join(words) + "\n")
         report["seconds"] = round(time.time() - started, 1)
+        record_verdicts(report, _verdicts(report, work))
         write_export_report(work, report)
-    log.info("export report: %s", directory.export_dir / "export_report.json")
+    log.debug("export report: %s", directory.export_dir / "export_report.json")
     return {"export_dir": str(directory.export_dir), **summary, "check_accuracy": report["check_accuracy"],
-            "streaming_label_agreement": report.get("streaming", {}).get("label_agreement_with_clip_model")}
+            "streaming_label_agreement": report.get("streaming", {}).get("label_agreement_with_clip_model"),
+            "verdict": report["verdict"], "verdicts": report["verdicts"]}
+
+
+def _verdicts(report: dict, work: Path) -> list[dict]:
+    """Per exported runtime: its words vs Keras' on the check clips (streaming: vs the float clip model)."""
+    agreement = report["label_agreement_with_keras"]
+    rows = []
+    for runtime, name in (("tflite", EXPORT_FILES["tflite"]), ("tflite-int8", EXPORT_FILES["tflite-int8"]),
+                          ("tflm", f"{EXPORT_FILES['tflm']} (TFLM)")):
+        if runtime in agreement:
+            size = (work / EXPORT_FILES[runtime]).stat().st_size
+            rows.append(verdict_row(name, size, [EXPORT_LIMITS["labels"].check(agreement[runtime])]))
+    streaming = report.get("streaming")
+    if streaming:
+        rows.append(verdict_row(STREAMING_FILES["float"], streaming["tflite"]["size_bytes"],
+                                [EXPORT_LIMITS["streaming"].check(streaming["label_agreement_with_clip_model"])]))
+    return rows
 
 
 def _export_serving_model(directory: SpeechModelDir, work: Path) -> None:

@@ -17,7 +17,7 @@ from tasks.translation.metrics import corpus_scores
 
 log = logging.getLogger(__name__)
 
-TRANSLATIONS_FILE = "translations.txt"
+TRANSLATIONS_FILE = "translations_{runtime}.txt"  # one per runtime, as every task names its evaluation files
 
 
 def backend_for(directory: TranslationModelDir, runtime: str):
@@ -35,7 +35,7 @@ def backend_for(directory: TranslationModelDir, runtime: str):
 def evaluate(config: EvaluateConfig, decoding: DecodeConfig | None = None) -> dict:
     """Corpus BLEU/chrF of ``config.model`` on ``config.data`` (default: the model's validation pairs).
 
-    Writes the translations (one per line) to ``translations.txt`` in the evaluation folder.
+    Writes the translations (one per line) to ``translations_<runtime>.txt`` in the evaluation folder.
     """
     decoding = decoding or DecodeConfig()
     directory = TranslationModelDir.open(config.model)
@@ -61,7 +61,8 @@ def evaluate(config: EvaluateConfig, decoding: DecodeConfig | None = None) -> di
     folder = directory.evaluation_dir(config.out)
     translations = None
     if folder is not None:
-        translations = write_bytes_atomic(folder / TRANSLATIONS_FILE, ("\n".join(hypotheses) + "\n").encode("utf-8"))
+        translations = write_bytes_atomic(folder / TRANSLATIONS_FILE.format(runtime=config.runtime),
+                                          ("\n".join(hypotheses) + "\n").encode("utf-8"))
     return evaluation_result(
         task=directory.TASK, model=directory.path, runtime=config.runtime, data=data, examples=len(pairs), plot=None,
         **scores,

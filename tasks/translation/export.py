@@ -28,6 +28,7 @@ import tensorflow as tf
 from tasks.common.artifacts import write_export_report
 from tasks.common.config import ExportConfig
 from tasks.common.errors import UserError
+from tasks.common.verdicts import Limit, record_verdicts, verdict_row
 from lstm_core.kernels import portable_graphs
 from lstm_core.export import FLOAT_ATOL, export_saved_model, export_tflite_report
 from tasks.translation.artifacts import SAVED_MODEL, TranslationModelDir
@@ -45,6 +46,14 @@ from tasks.translation.metrics import corpus_scores, identical_count
 from tasks.translation.model import load_seq2seq, mcu_models
 
 log = logging.getLogger(__name__)
+
+# Export verdicts: a runtime past a limit on the check sentences (greedy decoding, vs Keras) is a
+# WARNING (one line; "verdict" in export_report.json). The int8 parts may pick another word now and
+# then (the rest of the sentence follows it), so the limits are on whole sentences and on BLEU.
+EXPORT_LIMITS = {
+    "sentences": Limit("sentences equal to Keras", "%", minimum=0.7),
+    "bleu": Limit("BLEU below Keras", "BLEU", maximum=1.0),
+}
 
 # ----------------------------------------------------------------------------- SavedModel
 class Translator(tf.Module):
@@ -206,13 +215,41 @@ def export(config: ExportConfig, check: CheckConfig | None = None) -> dict:
                 seq2seq, directory, work, ids[: check.check_sentences], references[: check.check_sentences],
                 target_tokenizer, config.quantization,
             )
+        record_verdicts(report, _verdicts(directory, work, report))
         write_export_report(work, report)
-    summary = {"export_dir": str(directory.export_dir), "saved_model_bytes": report["saved_model"]["bytes"]}
+    return _summary(directory, report)
+
+
+def _summary(directory: TranslationModelDir, report: dict) -> dict:
+    """What ``export`` returns: sizes, the greedy check and the verdicts (the rest is in the report file)."""
+    summary = {"export_dir": str(directory.export_dir), "saved_model_bytes": report["saved_model"]["bytes"],
+               "verdict": report["verdict"], "verdicts": report["verdicts"]}
     for quantization, parts in report["parts"].items():
         for part, details in parts.items():
             summary[f"{part}_{quantization}_bytes"] = details["size_bytes"]
     summary.update({f"check_{k}": v for k, v in report.get("greedy_check", {}).items()})
     return summary
+
+
+def _verdicts(directory, work: Path, report: dict) -> list[dict]:
+    """Per runtime (its encoder + decoder step): sentences equal to Keras and BLEU vs Keras on the check sentences."""
+    check = report.get("greedy_check") or {}
+    rows = []
+    for runtime, quantization in (("tflite", "float"), ("tflite-int8", "int8"), ("tflm", "int8")):
+        if quantization not in report["parts"]:
+            continue
+        names = [directory.part_name(part, runtime) for part in ("encoder", "decoder_step")]
+        key = runtime.replace("-", "_")
+        equal, bleu = check.get(f"identical_{key}"), check.get(f"bleu_{key}")
+        sentences = check.get("sentences") or 0
+        checks = [
+            EXPORT_LIMITS["sentences"].check(equal / sentences if sentences and equal is not None else None,
+                                             f"{equal} of {sentences}" if sentences else ""),
+            EXPORT_LIMITS["bleu"].check(check["bleu_keras"] - bleu if bleu is not None else None,
+                                        f"{bleu:.2f} vs Keras {check['bleu_keras']:.2f}" if bleu is not None else ""),
+        ]
+        rows.append(verdict_row(" + ".join(names), sum((work / n).stat().st_size for n in names), checks))
+    return rows
 
 
 def compare_greedy(seq2seq, directory, work: Path, ids, references, target_tokenizer, quantization) -> dict:

@@ -21,7 +21,7 @@ from lstm_core.export import TFLiteModel
 from tasks.forecasting.artifacts import ForecastingModelDir
 from tasks.forecasting.data import encoder_features, load_series, model_rows, window_arrays
 from tasks.forecasting.model import stream_window
-from helpers import last_json
+from helpers import last_json, quiet_cli
 
 
 @pytest.fixture(scope="module")
@@ -32,17 +32,26 @@ def series_csv(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(series_csv, tmp_path_factory):
     out = tmp_path_factory.mktemp("fc_model") / "model"
-    argv = ["-q", "forecasting", "train", "--data", str(series_csv), "--target", "sales", "--features", "temp",
+    argv = ["forecasting", "train", "--data", str(series_csv), "--target", "sales", "--features", "temp",
             "--horizon", "4", "--lookback", "12", "--units", "6", "--hidden", "8", "--quantiles", "0.1,0.9",
             "--ensemble", "2", "--epochs", "2", "--hybrid", "off", "--out", str(out)]
-    assert main(argv) == 0
+    assert f"model written to {out}" in quiet_cli(*argv).stdout  # default verbosity: no TF/LiteRT line (issue 27)
     return out
 
 
 @pytest.fixture(scope="module")
 def exported(trained):
-    assert main(["-q", "forecasting", "export", "--model", str(trained), "--check-windows", "6",
-                 "--calibration-examples", "20", "--stream-check-windows", "2"]) == 0
+    printed = quiet_cli("forecasting", "export", "--model", str(trained), "--check-windows", "6",
+                        "--calibration-examples", "20", "--stream-check-windows", "2").stdout
+    report = json.loads((trained / "export" / "export_report.json").read_text())
+    assert [row["file"] for row in report["verdicts"]] == ["model_float.tflite", "model_int8.tflite",
+                                                           "streaming_float.tflite"]
+    for row in report["verdicts"]:  # per file a line: size, distance from Keras in MASE, ok/WARNING
+        line = next(line for line in printed.splitlines() if line.strip().startswith(row["file"] + " "))
+        assert " KB " in line and row["verdict"] in line
+    mase = report["vs_keras_on_check_windows"]["int8"]["mean_abs_diff_mase"]
+    assert report["verdicts"][1]["checks"][0]["value"] == mase and "MASE" in printed
+    assert report["verdicts"][1]["verdict"] == ("ok" if mase <= 0.02 else "WARNING")
     return trained / "export"
 
 
@@ -104,9 +113,8 @@ def test_saved_model_forecast_signature_takes_raw_values(exported, trained):
 
 @pytest.mark.parametrize("runtime", ["tflite", "tflite-int8", "tflm"])
 def test_evaluate_runtimes(exported, trained, runtime, capsys):
-    assert main(["-q", "forecasting", "evaluate", "--model", str(trained), "--runtime", runtime]) == 0
-    result = last_json(capsys.readouterr().out)
-    assert set(EVALUATE_KEYS) <= set(result)
+    result = last_json(quiet_cli("forecasting", "evaluate", "--model", str(trained), "--runtime", runtime).stdout)
+    assert list(result)[: len(EVALUATE_KEYS)] == list(EVALUATE_KEYS)
     for key in ("mae", "rmse", "smape", "mase", "last_value_mase", "seasonal_naive_mase", "auto_ets_mase",
                 "auto_theta_mase", "mstl_mase", "auto_arima_mase", "interval_coverage", "mase_by_step"):
         assert key in result, key
@@ -149,8 +157,7 @@ def test_evaluate_keras_and_predict(trained, series_csv, capsys, tmp_path):
     assert result["runtime"] == "keras" and result["examples"] == 15 and "mstl_mase" not in result
     assert result["plot"] == str(tmp_path / "ev" / "forecast_keras.png")
     out_csv = tmp_path / "next.csv"
-    assert main(["-q", "forecasting", "predict", "--model", str(trained), "--output", str(out_csv)]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
+    lines = quiet_cli("forecasting", "predict", "--model", str(trained), "--output", str(out_csv)).stdout.strip().splitlines()
     assert lines[0] == "date,sales,sales_q0.1,sales_q0.5,sales_q0.9"
     assert [line.split(",")[0] for line in lines[1:]] == ["2003-05-01", "2003-06-01", "2003-07-01", "2003-08-01"]
     values = np.array([[float(v) for v in line.split(",")[1:]] for line in lines[1:]])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import shutil
 from pathlib import Path
@@ -13,7 +11,7 @@ import pytest
 
 from tasks.common.cli import main
 from tasks.common.config import EVALUATE_KEYS
-from helpers import last_json
+from helpers import last_json, quiet_cli
 
 REPO = Path(__file__).resolve().parents[3]
 DATA = REPO / "tasks" / "samples" / "sentiment"
@@ -31,11 +29,13 @@ def trained(tmp_path_factory):
     train = head(DATA / "train.tsv", tmp / "train.tsv", 240)
     dev = head(DATA / "dev.tsv", tmp / "dev.tsv", 40)
     out = tmp / "model"
-    code = main([
-        "-q", "sentiment", "train", "--data", str(train), "--out", str(out), "--epochs", "2", "--vocab-size", "200",
+    # default verbosity, descriptors captured: no TensorFlow/absl/LiteRT line (issue 27), a short summary
+    result = quiet_cli(
+        "sentiment", "train", "--data", str(train), "--out", str(out), "--epochs", "2", "--vocab-size", "200",
         "--embedding-dim", "16", "--units", "8", "--batch-size", "16", "--adversarial-epsilon", "0.5", "--members", "2",
-    ])
-    assert code == 0
+    )
+    assert f"model written to {out} (full report: train_report.json)" in result.stdout
+    assert "{" not in result.stdout  # the JSON is in train_report.json only
     return out, dev
 
 
@@ -86,10 +86,8 @@ TEXTS = [
 def exported(trained):
     """``(model dir, dev set, the export's JSON line)`` after ``sentiment export`` through the CLI."""
     out, dev = trained
-    stdout = io.StringIO()
-    with contextlib.redirect_stdout(stdout):
-        assert main(["-q", "sentiment", "export", "--model", str(out), "--calibration-examples", "40"]) == 0
-    return out, dev, last_json(stdout.getvalue())
+    result = quiet_cli("sentiment", "export", "--model", str(out), "--calibration-examples", "40")
+    return out, dev, json.loads((out / "export" / "export_report.json").read_text()), result.stdout
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +102,16 @@ def probabilities(exported):
 
 
 def test_export_writes_float_and_int8_models(exported):
-    out, _, report = exported
+    out, _, report, printed = exported
+    # a short summary on stdout: per file its size, its labels vs Keras and the verdict (issue 27)
+    files = ["model_float.tflite", "model_int8.tflite", "model_mcu_float.tflite", "model_mcu_int8.tflite"]
+    assert [row["file"] for row in report["verdicts"]][:2] == files[:2] and report["verdict"] in ("ok", "WARNING")
+    for row in report["verdicts"]:
+        line = next(line for line in printed.splitlines() if line.strip().startswith(row["file"] + " "))
+        assert " KB " in line and row["verdict"] in line and "labels equal to" in line and "%" in line
+        agreement = row["checks"][0]["value"]
+        assert row["verdict"] == ("ok" if agreement >= 0.99 else "WARNING")
+    assert "{" not in printed and len(printed.splitlines()) <= 8
     export = out / "export"
     for name in ("model_float.tflite", "model_int8.tflite", "tokenizer.model", "labels.txt", "export_report.json"):
         assert (export / name).is_file(), name
@@ -136,22 +143,21 @@ def test_exported_runtimes_agree_with_keras(exported, probabilities):
 
 
 def test_predict_cli_gives_keras_labels(exported, probabilities, capsys):
-    """One line per text, label + probability of that label, same as Keras."""
+    """A header, then one line per text: label + P(positive), same as Keras."""
     out = exported[0]
-    assert main(["-q", "sentiment", "predict", "--model", str(out), "--runtime", "tflite", *TEXTS[:2]]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 2
-    for line, p in zip(lines, probabilities["keras"][:2]):
+    lines = quiet_cli("sentiment", "predict", "--model", str(out), "--runtime", "tflite", *TEXTS[:2]).stdout.splitlines()
+    assert lines[0] == "label\tp_positive\ttext" and len(lines) == 3  # labelled: P(positive), as in evaluate's TSVs
+    for line, p in zip(lines[1:], probabilities["keras"][:2]):
         label, prob, _ = line.split("\t")
         assert label == ("positive" if p >= 0.5 else "negative")
-        assert float(prob) == pytest.approx(max(p, 1 - p), abs=1e-3)
+        assert float(prob) == pytest.approx(p, abs=1e-3)
 
 
 def test_evaluate_json_has_the_shared_keys_peers_and_negation_set(exported, capsys):
-    out, dev, _ = exported
-    assert main(["-q", "sentiment", "evaluate", "--model", str(out), "--data", str(dev), "--runtime", "tflite"]) == 0
-    result = last_json(capsys.readouterr().out)
-    assert set(EVALUATE_KEYS) <= set(result)
+    out, dev, *_ = exported
+    result = last_json(quiet_cli("sentiment", "evaluate", "--model", str(out), "--data", str(dev), "--runtime",
+                                 "tflite").stdout)
+    assert list(result)[: len(EVALUATE_KEYS)] == list(EVALUATE_KEYS)  # the shared keys first, in README order
     assert result["examples"] == 40 and result["runtime"] == "tflite" and result["task"] == "sentiment"
     for key in ("accuracy", "precision", "recall", "f1", "tfidf_svm_accuracy", "vader_accuracy",
                 "negation_accuracy", "negation_tfidf_svm_accuracy", "negation_vader_accuracy"):
@@ -161,7 +167,7 @@ def test_evaluate_json_has_the_shared_keys_peers_and_negation_set(exported, caps
     assert Path(result["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "baseline_svm.npz").is_file()
     rows = Path(result["negation_predictions"]).read_text().splitlines()
-    assert rows[0].split("\t") == ["text", "label", "probability", "tfidf_svm", "vader"]
+    assert rows[0].split("\t") == ["text", "label", "p_positive", "tfidf_svm", "vader"]
 
 
 def test_mcu_export_runs_on_tflm(exported, probabilities, capsys):
@@ -169,7 +175,7 @@ def test_mcu_export_runs_on_tflm(exported, probabilities, capsys):
     from tasks.sentiment.artifacts import SentimentModelDir
     from tasks.sentiment.evaluate import load_predictor
 
-    out, dev, report = exported
+    out, dev, report, _ = exported
     config = json.loads((out / "config.json").read_text())
     assert report["mcu_max_tokens"] == min(config["text_tokens"]["max"], config["data"]["max_tokens"])
     for quantization in ("float", "int8"):
@@ -178,9 +184,8 @@ def test_mcu_export_runs_on_tflm(exported, probabilities, capsys):
         assert section["loads"] and section["arena_bytes"] > 0 and section["max_abs_diff_vs_litert"] < 0.02
     assert report["mcu"]["int8"]["tflm"]["max_lsb_diff"] <= 4
     assert (out / "export" / "mcu" / "model_data.cc").is_file() and (out / "export" / "mcu" / "model_ops.h").is_file()
-    assert main(["-q", "sentiment", "evaluate", "--model", str(out), "--data", str(dev), "--runtime", "tflm",
-                 "--no-baseline", "--negation", "none"]) == 0
-    micro = last_json(capsys.readouterr().out)
+    micro = last_json(quiet_cli("sentiment", "evaluate", "--model", str(out), "--data", str(dev), "--runtime", "tflm",
+                                "--no-baseline", "--negation", "none").stdout)
     assert micro["runtime"] == "tflm" and micro["examples"] == 40 and "tfidf_svm_accuracy" not in micro
     mcu_probs = load_predictor(SentimentModelDir.open(out), "tflm").predict_proba(TEXTS)
     np.testing.assert_allclose(mcu_probs, probabilities["tflite-int8"], atol=0.1)
@@ -216,8 +221,9 @@ def test_predict_stdin_splits_at_newline_only_escapes_tabs_and_streams(trained, 
     monkeypatch.setattr(sys, "stdin", types.SimpleNamespace(buffer=Stdin()))
     assert main(["-q", "sentiment", "predict", "--model", str(out), "-", "x\ty"]) == 0
     printed = "".join(printed_before_read) + capsys.readouterr().out
-    rows = [line.split("\t") for line in printed.split("\n")[:-1]]
+    header, *rows = [line.split("\t") for line in printed.split("\n")[:-1]]
+    assert header == ["label", "p_positive", "text"]
     assert [row[2] for row in rows] == ["good film\u2028really", "bad\x0cmovie", "tab\\there", "last\\\\one", "x\\ty"]
     assert all(len(row) == 3 and row[0] in ("negative", "positive") for row in rows)
-    # streamed: each read's lines were answered before the next read
-    assert [len(text.split("\n")) - 1 for text in printed_before_read] == [0, 1, 2, 1]
+    # streamed: each read's lines were answered before the next read (the header with the first answer)
+    assert [len(text.split("\n")) - 1 for text in printed_before_read] == [0, 2, 2, 1]

@@ -13,7 +13,7 @@ from tasks.speech_commands import data as speech_data
 from tasks.speech_commands import model as speech_model
 from tasks.speech_commands import streaming as speech_streaming
 from tasks.speech_commands.artifacts import SpeechModelDir
-from helpers import last_json
+from helpers import last_json, quiet_cli
 
 
 def _one_error_line(capsys) -> str:
@@ -25,10 +25,10 @@ def _one_error_line(capsys) -> str:
 @pytest.fixture(scope="module")
 def trained(tiny_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("sc") / "model"
-    argv = ["-q", "speech_commands", "train", "--data", str(tiny_data), "--out", str(out),
+    argv = ["speech_commands", "train", "--data", str(tiny_data), "--out", str(out),
             "--test-speakers", "dave", "--epochs", "2", "--units", "8", "--num-mel-bins", "16",
             "--batch-size", "8", "--synthetic-voices", "2", "--progress", "none"]
-    assert main(argv) == 0
+    assert f"model written to {out}" in quiet_cli(*argv).stdout  # default verbosity: no TF/LiteRT line (issue 27)
     return out
 
 
@@ -59,8 +59,15 @@ def test_train_writes_the_model_directory(trained):
 
 @pytest.fixture(scope="module")
 def exported(trained):
-    assert main(["-q", "speech_commands", "export", "--model", str(trained), "--check-examples", "6",
-                 "--stream-check-examples", "2", "--calibration-examples", "16"]) == 0
+    printed = quiet_cli("speech_commands", "export", "--model", str(trained), "--check-examples", "6",
+                        "--stream-check-examples", "2", "--calibration-examples", "16").stdout
+    report = json.loads((trained / "export" / "export_report.json").read_text())
+    for row in report["verdicts"]:  # per file a line: size, words vs Keras, ok/WARNING from the task's limits
+        line = next(line for line in printed.splitlines() if line.strip().startswith(row["file"] + " "))
+        assert " KB " in line and row["verdict"] in line and "words equal to" in line
+        assert row["verdict"] == ("ok" if row["checks"][0]["value"] >= 0.95 else "WARNING")
+    assert [row["file"] for row in report["verdicts"]] == [
+        "model_float.tflite", "model_int8.tflite", "model_int8.tflite (TFLM)", "streaming_float.tflite"]
     return trained
 
 
@@ -132,18 +139,16 @@ def test_exported_models_agree_with_keras(exported, tiny_data):
 
 
 @pytest.mark.parametrize("runtime", ["keras", "tflite", "tflite-int8", "tflm"])
-def test_evaluate_defaults_to_the_held_out_speakers(exported, tmp_path, capsys, runtime):
+def test_evaluate_defaults_to_the_held_out_speakers(exported, tmp_path, runtime):
     out = tmp_path / runtime
-    assert main(["-q", "speech_commands", "evaluate", "--model", str(exported), "--runtime", runtime,
-                 "--out", str(out)]) == 0
-    captured = capsys.readouterr()
-    result = last_json(captured.out)
-    assert set(EVALUATE_KEYS) <= set(result)
+    captured = quiet_cli("speech_commands", "evaluate", "--model", str(exported), "--runtime", runtime, "--out", str(out))
+    result = last_json(captured.stdout)
+    assert list(result)[: len(EVALUATE_KEYS)] == list(EVALUATE_KEYS)
     assert result["task"] == "speech_commands" and result["runtime"] == runtime
     assert result["examples"] == 9 and set(result["per_speaker_accuracy"]) == {"dave"}
     assert 0.0 <= result["accuracy"] <= 1.0 and np.sum(result["confusion_matrix"]) == 9
     assert result["seen_in_training"] == {"training_files": 0, "validation_files": 0, "training_speakers": []}
-    assert "WARNING" not in captured.err
+    assert "WARNING" not in captured.stderr
     assert result["plot"] == str(out / f"confusion_{runtime}.png")
     assert (out / f"confusion_{runtime}.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -172,10 +177,9 @@ def test_a_damaged_export_is_refused(exported, tmp_path, capsys):
     assert "sha256 mismatch" in _one_error_line(capsys)
 
 
-def test_predict_prints_top3(exported, tiny_data, capsys):
+def test_predict_prints_top3(exported, tiny_data):
     files = [str(tiny_data / "up" / "alice_nohash_0.wav"), str(tiny_data / "down" / "bob_nohash_1.wav")]
-    assert main(["-q", "speech_commands", "predict", "--model", str(exported), *files, "--runtime", "tflite"]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
+    lines = quiet_cli("speech_commands", "predict", "--model", str(exported), *files, "--runtime", "tflite").stdout.strip().splitlines()
     assert len(lines) == 2
     for path, line in zip(files, lines):
         name, rest = line.split("\t")

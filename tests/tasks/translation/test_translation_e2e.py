@@ -1,6 +1,7 @@
 """Tiny end-to-end run: train -> evaluate -> export -> LiteRT and SavedModel translate like Keras."""
 
 import json
+from pathlib import Path
 
 import pytest
 import tensorflow as tf
@@ -13,7 +14,7 @@ from tasks.translation.artifacts import TranslationModelDir
 from tasks.translation.decode import BeamConfig, KerasBackend, LiteRTBackend, beam_decode, greedy_decode
 from tasks.translation.model import load_seq2seq
 from translation_toy import tiny_tsv
-from helpers import last_json
+from helpers import assert_quiet, last_json, quiet_cli, run_cli
 
 TINY = [
     "--vocab-size", "40", "--embedding-dim", "16", "--units", "16", "--decoder-units", "32",
@@ -27,9 +28,11 @@ def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("translation")
     train, dev = tiny_tsv(tmp)
     out = tmp / "model"
-    assert main(["translation", "train", "--data", str(train), "--val", str(dev), "--out", str(out), *TINY]) == 0
-    assert main(["translation", "export", "--model", str(out), "--check-sentences", "12"]) == 0
-    return out, dev
+    # default verbosity, descriptors captured: no TensorFlow/absl/LiteRT line in any verb (issue 27)
+    trained = quiet_cli("translation", "train", "--data", train, "--val", dev, "--out", out, *TINY)
+    assert f"model written to {out}" in trained.stdout and "{" not in trained.stdout
+    exported = quiet_cli("translation", "export", "--model", out, "--check-sentences", "12")
+    return out, dev, exported
 
 
 def _loaded(out):
@@ -38,7 +41,7 @@ def _loaded(out):
 
 
 def test_model_directory_layout(trained):
-    out, _ = trained
+    out, *_ = trained
     for name in ("model.keras", "config.json", "train_report.json", "source.spm.model", "target.spm.model"):
         assert (out / name).is_file(), name
     assert any((out / "logs").rglob("events.out.tfevents.*"))
@@ -60,7 +63,7 @@ def test_model_directory_layout(trained):
 
 
 def test_litert_greedy_matches_keras_token_for_token(trained):
-    out, dev = trained
+    out, dev, _ = trained
     directory, seq2seq, src_tok, _ = _loaded(out)
     pairs = data.read_pairs(dev)
     src = data.source_ids(src_tok, [p[0] for p in pairs])
@@ -73,7 +76,7 @@ def test_litert_greedy_matches_keras_token_for_token(trained):
 
 
 def test_saved_model_translate_signature_matches_keras(trained):
-    out, dev = trained
+    out, dev, _ = trained
     _, seq2seq, src_tok, tgt_tok = _loaded(out)
     sentences = [p[0] for p in data.read_pairs(dev)][:6]
     expected = tgt_tok.decode(greedy_decode(KerasBackend(seq2seq), data.source_ids(src_tok, sentences)))
@@ -84,17 +87,17 @@ def test_saved_model_translate_signature_matches_keras(trained):
 
 
 def test_evaluate_every_litert_runtime(trained, capsys, tmp_path):
-    out, dev = trained
+    out, dev, _ = trained
     results = {}
-    for runtime in ("keras", "tflite", "tflite-int8"):
-        assert main(["translation", "evaluate", "--model", str(out), "--data", str(dev), "--runtime", runtime,
-                     "--out", str(tmp_path / runtime)]) == 0
-        results[runtime] = last_json(capsys.readouterr().out)
+    for runtime in ("keras", "tflite", "tflite-int8"):  # one --out: each runtime's file is its own
+        results[runtime] = last_json(quiet_cli("translation", "evaluate", "--model", out, "--data", dev, "--runtime",
+                                               runtime, "--out", tmp_path).stdout)
     for runtime, result in results.items():
-        assert set(EVALUATE_KEYS) <= set(result) and {"bleu", "chrf"} <= set(result)
+        assert list(result)[: len(EVALUATE_KEYS)] == list(EVALUATE_KEYS) and {"bleu", "chrf"} <= set(result)
         assert result["examples"] == 12 and result["runtime"] == runtime and result["plot"] is None
         assert 0 <= result["bleu"] <= 100
-        lines = (tmp_path / runtime / "translations.txt").read_text(encoding="utf-8").splitlines()
+        assert result["translations"] == str(tmp_path / f"translations_{runtime}.txt")
+        lines = Path(result["translations"]).read_text(encoding="utf-8").splitlines()
         assert len(lines) == 12
     assert results["tflite"]["bleu"] == results["keras"]["bleu"]
     # without --data: the model's validation file, which is dev here
@@ -103,14 +106,17 @@ def test_evaluate_every_litert_runtime(trained, capsys, tmp_path):
     assert result["beam"] == 3 and result["examples"] == 5 and result["data"] == str(dev)
 
 
-def test_predict(trained, capsys):
-    out, _ = trained
-    assert main(["translation", "predict", "--model", str(out), "Red cat.", "Two dogs.", "--runtime", "tflite"]) == 0
-    assert len(capsys.readouterr().out.strip().splitlines()) == 2
+def test_predict(trained):
+    """In a fresh process (TensorFlow's start-up and LiteRT's first-interpreter lines come once per process):
+    two translations on stdout, nothing else on either stream."""
+    out, *_ = trained
+    result = assert_quiet(run_cli("translation", "predict", "--model", out, "Red cat.", "Two dogs.", "--runtime",
+                                  "tflite"))
+    assert result.returncode == 0 and len(result.stdout.strip().splitlines()) == 2 and result.stderr == ""
 
 
 def test_damaged_export_is_refused_with_the_sha256_line(trained, capsys, tmp_path):
-    out, dev = trained
+    out, dev, _ = trained
     import shutil
 
     copy = tmp_path / "model"
@@ -129,8 +135,31 @@ def test_damaged_export_is_refused_with_the_sha256_line(trained, capsys, tmp_pat
     assert code == 2 and len(err) == 1 and "encoder_float.tflite does not exist: run" in err[0]
 
 
+def test_export_prints_a_verdict_per_runtime(trained):
+    """Each runtime's sentences equal to Keras and BLEU vs Keras, with a verdict from the task's limits (issue 27)."""
+    from tasks.translation.export import EXPORT_LIMITS
+
+    out, _, exported = trained
+    report = json.loads((out / "export" / "export_report.json").read_text())
+    check = report["greedy_check"]
+    rows = {row["file"]: row for row in report["verdicts"]}
+    assert list(rows) == ["encoder_float.tflite + decoder_step_float.tflite",
+                          "encoder_int8.tflite + decoder_step_int8.tflite",
+                          "tflm/encoder_int8.tflite + tflm/decoder_step_int8.tflite"]
+    for (name, row), key in zip(rows.items(), ("tflite", "tflite_int8", "tflm")):
+        equal, drop = (c["value"] for c in row["checks"])
+        assert equal == check[f"identical_{key}"] / 12 and drop == pytest.approx(check["bleu_keras"] - check[f"bleu_{key}"])
+        held = equal >= EXPORT_LIMITS["sentences"].minimum and drop <= EXPORT_LIMITS["bleu"].maximum
+        assert row["verdict"] == ("ok" if held else "WARNING")
+        line = next(line for line in exported.stdout.splitlines() if line.strip().startswith(name))
+        assert row["verdict"] in line and " KB " in line and f"{check[f'identical_{key}']} of 12" in line
+        warned = [line for line in exported.stderr.splitlines() if "WARNING" in line and name in line]
+        assert len(warned) == (0 if held else 1)
+    assert report["verdict"] == ("ok" if all(r["verdict"] == "ok" for r in rows.values()) else "WARNING")
+
+
 def test_tflm_export_report_and_firmware_sources(trained):
-    out, _ = trained
+    out, *_ = trained
     report = json.loads((out / "export" / "export_report.json").read_text())
     tflm = report["tflm"]
     assert tflm["source_length"] == 40 and tflm["arena_bytes"] > 0
@@ -151,9 +180,8 @@ def test_tflm_export_report_and_firmware_sources(trained):
 
 
 def test_evaluate_and_predict_on_tflm(trained, capsys):
-    out, dev = trained
-    assert main(["translation", "evaluate", "--model", str(out), "--data", str(dev), "--runtime", "tflm"]) == 0
-    result = last_json(capsys.readouterr().out)
+    out, dev, _ = trained
+    result = last_json(quiet_cli("translation", "evaluate", "--model", out, "--data", dev, "--runtime", "tflm").stdout)
     assert set(EVALUATE_KEYS) <= set(result) and result["runtime"] == "tflm" and result["examples"] == 12
-    assert main(["translation", "predict", "--model", str(out), "--runtime", "tflm", "Red cat.", "Two dogs."]) == 0
-    assert len(capsys.readouterr().out.strip().splitlines()) == 2
+    printed = quiet_cli("translation", "predict", "--model", out, "--runtime", "tflm", "Red cat.", "Two dogs.").stdout
+    assert len(printed.strip().splitlines()) == 2
