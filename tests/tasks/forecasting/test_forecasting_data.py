@@ -112,13 +112,13 @@ def test_non_numeric_target_names_column_row_and_value(tmp_path, capsys):
 def test_unknown_columns(monthly_csv, capsys, tmp_path):
     result = run_cli("forecasting", "train", "--data", monthly_csv, "--target", "profit", "--out", tmp_path / "m",
                      capsys=capsys)
-    assert_one_line_error(result, "unknown target column 'profit'", "date, sales, temp")
+    assert_one_line_error(result, "no 'profit' column (--target)", "date, sales, temp")
     result = run_cli("forecasting", "train", "--data", monthly_csv, "--target", "sales", "--features", "rain",
                      "--out", tmp_path / "m", capsys=capsys)
-    assert_one_line_error(result, "unknown feature column 'rain'")
+    assert_one_line_error(result, "no 'rain' column (--features)")
     result = run_cli("forecasting", "train", "--data", monthly_csv, "--target", "sales", "--time-col", "when",
                      "--out", tmp_path / "m", capsys=capsys)
-    assert_one_line_error(result, "unknown time column 'when'")
+    assert_one_line_error(result, "no 'when' column (--time-col)")
 
 
 def test_too_short_series_names_column_and_rows(tmp_path, capsys):
