@@ -143,7 +143,7 @@ def test_missing_file(tmp_path):
         ("", "empty"),
         ("text\tlabel\nfine\tpositive\nbad\tmaybe\n", "bad.tsv:3"),
         (b"text\tlabel\nfine\tpositive\n\xff\xfe oops\tnegative\n", "bad.tsv:3"),
-        ("words\tlabel\nfine\tpositive\n", "bad.tsv:1"),
+        ("words\tlabel\nfine\tpositive\n", "no 'text' column (--text-column); the header has: words, label"),
     ],
 )
 def test_cli_train_bad_data_exits_2_with_one_line(tmp_path, capsys, content, expected):
@@ -227,8 +227,12 @@ def test_config_round_trip(tmp_path):
     assert json.loads((tmp_path / "config.json").read_text())["task"] == "sentiment"
 
 
-def test_cli_flags_reach_config():
+def test_cli_flags_reach_config(tmp_path, monkeypatch):
     from tasks.common.cli import build_parser, load_task
+
+    monkeypatch.chdir(tmp_path)  # the files are checked (and their header read) before TensorFlow loads
+    for name in ("a.tsv", "b.tsv"):
+        write(tmp_path / name, "text\tlabel\nfine\tpositive\n")
 
     parser = build_parser(load_task("sentiment"))
     args = parser.parse_args(
