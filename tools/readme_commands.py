@@ -235,7 +235,9 @@ def run_all(commands: list[Command], root: Path, timeout: float, run_install: bo
         if status != "PASS":
             failures += 1
             print("    " + tail.replace("\n", "\n    "), file=out, flush=True)
-        elif ASSIGNMENT.match(command.text.strip()):
+        elif tail:
+            print(f"    last line: {tail.split(chr(10))[-1][:300]}", file=out, flush=True)
+        if status == "PASS" and ASSIGNMENT.match(command.text.strip()):
             carried.setdefault(command.file, []).append(command.text.strip())
     if not keep:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -153,9 +153,11 @@ def test_run_mode_reports_pass_fail_skip_and_carries_variables(tmp_path):
 
 
 def test_each_readme_runs_in_a_fresh_copy(tmp_path):
-    (tmp_path / "README.md").write_text("```bash\nmkdir made && touch made/x\n```\n")
+    (tmp_path / "README.md").write_text("```bash\nmkdir made && touch made/x && echo made-it\n```\n")
     (tmp_path / "tasks" / "a").mkdir(parents=True)
     (tmp_path / "tasks" / "a" / "README.md").write_text("```bash\nmkdir made\n```\n")
     commands = rc.readme_commands(tmp_path)
     assert [c.file for c in commands] == ["README.md", "tasks/a/README.md"]
-    assert rc.run_all(commands, tmp_path, timeout=10, out=io.StringIO()) == 0
+    out = io.StringIO()
+    assert rc.run_all(commands, tmp_path, timeout=10, out=out) == 0
+    assert "last line: made-it" in out.getvalue()
