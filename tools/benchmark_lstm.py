@@ -147,10 +147,10 @@ class BlockLSTMReference(keras.layers.Layer):
         return tf.transpose(out[6], [1, 0, 2])
 
 
-def torch_runners(T, B, I, H):
+def torch_runners(T, B, I, H, threads=None):
     import torch
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(threads or os.cpu_count() or 1)
     lstm = torch.nn.LSTM(I, H, batch_first=True)
     x = torch.randn(B, T, I)
     y = torch.randn(B, T, H)
@@ -170,6 +170,9 @@ def torch_runners(T, B, I, H):
     return forward, train_step
 
 
+CLOCK = time.perf_counter  # --cpu-time: time.process_time (CPU seconds of the whole process)
+
+
 def interleaved(fns: dict, rounds: int, warmup: int = 2) -> dict:
     for fn in fns.values():
         for _ in range(warmup):
@@ -177,13 +180,13 @@ def interleaved(fns: dict, rounds: int, warmup: int = 2) -> dict:
     times = {k: [] for k in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            start = CLOCK()
             fn()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(CLOCK() - start)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def bench_shape(T, B, I, H, rounds, with_torch, jit, peak_gflops=None):
+def bench_shape(T, B, I, H, rounds, with_torch, jit, peak_gflops=None, threads=None):
     impls = {}
     if not jit:  # the kernel is a graph op (XLA cannot compile a custom op)
         impls["lstm_core native kernel"] = tf_runners(LSTM, T, B, I, H, jit, kernel="native")
@@ -200,7 +203,7 @@ def bench_shape(T, B, I, H, rounds, with_torch, jit, peak_gflops=None):
     if not jit and keras.mixed_precision.global_policy().name == "float32":  # float32-only op
         impls["tf BlockLSTMV2 (TF's fused C++ kernel, reference)"] = tf_runners(BlockLSTMReference, T, B, I, H)
     if with_torch:
-        impls["torch"] = torch_runners(T, B, I, H)
+        impls["torch"] = torch_runners(T, B, I, H, threads)
     rows = []
     for phase, idx, train in (("forward", 0, False), ("train step", 1, True)):
         fns = {k: v[idx] for k, v in impls.items()}
@@ -271,7 +274,7 @@ def _as_input(x, detail):
     return x.astype(detail["dtype"])
 
 
-def main():
+def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rounds", type=int, default=None)
@@ -283,7 +286,46 @@ def main():
     parser.add_argument("--policy", default="float32", choices=("float32", "mixed_bfloat16", "mixed_float16"),
                         help="Keras dtype policy for lstm_core and keras.layers.LSTM (torch stays float32; "
                              "default: %(default)s)")
-    args = parser.parse_args()
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for TensorFlow (intra- and inter-op) and torch alike; default: all "
+                             "(1 gives per-core ratios that survive load from other processes: torch's "
+                             "spinning OpenMP workers and the kernel's shards both suffer when the cores "
+                             "are oversubscribed)")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time calls by the process's CPU seconds instead of wall time: with --threads 1 "
+                             "a call's figure then ignores the time slices other processes took (idle "
+                             "threads that spin count, so ratios are conservative for the side that spins)")
+    return parser.parse_args()
+
+
+def print_header(args, with_torch):
+    """The run's settings, the machine's peak and the kernel's GEMM precision; returns the peak
+    (GFLOP/s) the % column divides by: all cores, or ``--threads`` of them."""
+    print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPU threads"
+          + (", torch " + __import__("torch").__version__ if with_torch else ", torch not installed")
+          + f", Keras policy {args.policy}, threads {args.threads or 'all'}"
+          + (", CPU time per call" if args.cpu_time else ", wall time per call")
+          + ", load average %.2f %.2f %.2f" % os.getloadavg())
+    peak = machine_peak()
+    print(peak.describe())
+    peak_here = peak.gflops
+    if args.threads and peak.gflops:
+        peak_here = peak.gflops * min(args.threads, peak.cores) / peak.cores
+        print(f"% of peak below: of {min(args.threads, peak.cores)} core(s), {peak_here:.0f} GFLOP/s")
+    if kernels.native_kernel_enabled():
+        precision = kernels.gemm_precision_for(keras.mixed_precision.global_policy().compute_dtype)
+        native = "available" if kernels.native_bf16_available() else "not available on this CPU"
+        print(f"kernel GEMM under this policy: {precision} (vdpbf16ps {native})")
+    return peak_here
+
+
+def main():
+    args = parse_args()
+    global CLOCK
+    CLOCK = time.process_time if args.cpu_time else time.perf_counter
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     keras.mixed_precision.set_global_policy(args.policy)
     rounds = args.rounds or (5 if args.quick else 15)
     try:
@@ -298,20 +340,13 @@ def main():
         shapes = [(50, 16, 16, 32)]
     if args.shape:
         shapes = [tuple(int(v) for v in text.split(",")) for text in args.shape]
-    print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPU threads"
-          + (", torch " + __import__("torch").__version__ if with_torch else ", torch not installed")
-          + f", Keras policy {args.policy}, load average %.2f %.2f %.2f" % os.getloadavg())
-    peak = machine_peak()
-    print(peak.describe())
-    if kernels.native_kernel_enabled():
-        print(f"kernel GEMM under this policy: {kernels.gemm_precision_for(keras.mixed_precision.global_policy().compute_dtype)}"
-              f" (vdpbf16ps {'available' if kernels.native_bf16_available() else 'not available on this CPU'})")
+    peak = print_header(args, with_torch)
     print("| shape | compile | phase | implementation | ms | GFLOP/s | % of fp32 peak | vs keras.layers.LSTM | vs torch |")
     print("|---|---|---|---|---:|---:|---:|---:|---:|")
     for shape in shapes:
         for jit in (False,) if args.no_xla else (False, True):
             print("| load average %.2f %.2f %.2f | | | | | | | | |" % os.getloadavg(), flush=True)
-            for row in bench_shape(*shape, rounds, with_torch and not jit, jit, peak.gflops):
+            for row in bench_shape(*shape, rounds, with_torch and not jit, jit, peak, args.threads):
                 print("| {} | {} | {} | {} | {:.2f} | {:.2f} | {} | {:.2f}x | {} |".format(*row), flush=True)
     print("load average at the end: %.2f %.2f %.2f" % os.getloadavg())
     if args.no_litert:
