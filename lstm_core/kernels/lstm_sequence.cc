@@ -264,11 +264,15 @@ void Gemm(int64_t rows, const float* a, int64_t lda, const PackedPanels& b, cons
           int64_t ldc_in, float* c_out, int64_t ldc) {
   for (int64_t p = 0; p * kPanel < b.cols; ++p) {
     const int64_t col = p * kPanel, width = std::min(kPanel, b.cols - col);
-    for (int64_t r = 0; r < rows; r += kTileRows) {
+    // the rows split evenly over ceil(rows / kTileRows) tiles (8 rows: 4 + 4, not 6 + 2): a tile
+    // of n rows keeps 2n accumulator chains, and under 4 rows the FMA latency sets the pace
+    const int64_t tiles = (rows + kTileRows - 1) / kTileRows;
+    for (int64_t t = 0, r = 0, n = 0; t < tiles; ++t, r += n) {
+      n = (rows - r) / (tiles - t);
       const float* tile_in = c_in ? c_in + r * ldc_in + col : nullptr;
       float* tile_out = c_out + r * ldc + col;
       const float* tile_a = a + r * lda;
-      switch (std::min<int64_t>(kTileRows, rows - r)) {
+      switch (n) {
         case 6: MicroKernel<6>(b.depth, tile_a, lda, b.panel(p), tile_in, ldc_in, tile_out, ldc, width); break;
         case 5: MicroKernel<5>(b.depth, tile_a, lda, b.panel(p), tile_in, ldc_in, tile_out, ldc, width); break;
         case 4: MicroKernel<4>(b.depth, tile_a, lda, b.panel(p), tile_in, ldc_in, tile_out, ldc, width); break;
@@ -453,12 +457,16 @@ void Bf16Gemm(bool native, int64_t rows, const uint32_t* a, int64_t lda, const P
               const float* c_in, int64_t ldc_in, float* c_out, int64_t ldc) {
   for (int64_t p = 0; p * kBfPanel < b.cols; ++p) {
     const int64_t col = p * kBfPanel, width = std::min(kBfPanel, b.cols - col);
-    for (int64_t r = 0; r < rows; r += kTileRows) {
+    // the rows split evenly over ceil(rows / kTileRows) tiles (8 rows: 4 + 4, not 6 + 2): a tile
+    // of n rows keeps 2n accumulator chains, and under 4 rows the FMA latency sets the pace
+    const int64_t tiles = (rows + kTileRows - 1) / kTileRows;
+    for (int64_t t = 0, r = 0, n = 0; t < tiles; ++t, r += n) {
+      n = (rows - r) / (tiles - t);
       const float* in = c_in ? c_in + r * ldc_in + col : nullptr;
       float* out = c_out + r * ldc + col;
       const uint32_t* ta = a + r * lda;
       const uint32_t* panel = b.panel(p);
-      switch (std::min<int64_t>(kTileRows, rows - r)) {
+      switch (n) {
         case 6: Bf16MicroKernel<6>(native, b.pairs, ta, lda, panel, in, ldc_in, out, ldc, width); break;
         case 5: Bf16MicroKernel<5>(native, b.pairs, ta, lda, panel, in, ldc_in, out, ldc, width); break;
         case 4: Bf16MicroKernel<4>(native, b.pairs, ta, lda, panel, in, ldc_in, out, ldc, width); break;
