@@ -405,9 +405,11 @@ class LSTM(keras.layers.Layer):
     def _native_kernel(self, sequences, h0, c0, mask, training):
         """The loop in the native kernel: batch-major all the way, x·W + b projected inside it.
 
-        The kernel computes in float32; under a mixed policy (``mixed_bfloat16``/``mixed_float16``)
+        The kernel's tensors are float32; under a mixed policy (``mixed_bfloat16``/``mixed_float16``)
         inputs, state and the (autocast) weights are cast to float32 and the results back, so the
-        layer keeps the kernel instead of falling back to the TensorFlow loop.
+        layer keeps the kernel instead of falling back to the TensorFlow loop. Under bfloat16 the
+        per-step GEMM takes bf16 inputs where the CPU has ``vdpbf16ps``
+        (:func:`lstm_core.kernels.gemm_precision_for`); cell state and gates stay float32.
         """
         cell = self.cell
         as_float = lambda t: tf.cast(tf.convert_to_tensor(t), tf.float32)  # noqa: E731
@@ -415,6 +417,7 @@ class LSTM(keras.layers.Layer):
             as_float(sequences), as_float(cell.kernel), as_float(cell.zero_bias()), as_float(h0), as_float(c0),
             as_float(cell.recurrent_kernel), mask=mask, go_backwards=self.go_backwards,
             zero_output_for_mask=self.zero_output_for_mask, save_for_backward=_gradient_possible(training),
+            gemm_precision=kernels.gemm_precision_for(self.compute_dtype),
         )
         return tuple(tf.cast(t, self.compute_dtype) for t in (outputs, h, c))
 

@@ -2,8 +2,11 @@
 
 One run prints, per shape and per compile mode (plain ``tf.function`` graph, and XLA, which is
 what ``Model.fit`` uses by default on TensorFlow): forward and train-step wall time of each
-implementation, the ratio keras/ours (>1 means ours is faster) and GFLOP/s; then LiteRT invoke latency at batch 1 for our
-fused float/int8 export against the Keras-3 export of keras.layers.LSTM (a WHILE loop).
+implementation, the ratios keras/ours and torch/ours (>1 means ours is faster), GFLOP/s and the
+percentage of this machine's fp32 peak (``tools/machine_peak.py``: cores x vector lanes from the
+CPU flags x 2 x FMA issues per cycle x clock, the last two measured at the start of the run);
+then LiteRT invoke latency at batch 1 for our fused float/int8 export against the Keras-3 export
+of keras.layers.LSTM (a WHILE loop).
 
 lstm_core runs three times: with its native kernel (``LSTM_CORE_KERNEL=native``) with the forward
 graph traced inside ``lstm_core.kernels.native_inference()`` (no gradient buffers) and as a plain
@@ -12,7 +15,11 @@ with the pure-TensorFlow loop (``LSTM_CORE_KERNEL=tf``, what exports and machine
 compiler get).
 
 Rounds are interleaved (A, B, C, A, B, C, ...) and the median is reported, so load from other
-processes hits every implementation alike.
+processes hits every implementation alike; the load average is printed with every shape.
+
+Under ``--policy mixed_bfloat16`` the kernel rows use the bf16 GEMM where the CPU has
+``avx512_bf16`` (``lstm_core.kernels.gemm_precision_for``) and fp32 elsewhere; the header says
+which.
 
     python tools/benchmark_lstm.py            # full run (a few minutes on 2 cores)
     python tools/benchmark_lstm.py --quick    # smaller shapes, fewer rounds
@@ -26,6 +33,7 @@ import contextlib
 import functools
 import os
 import statistics
+import sys
 import tempfile
 import time
 
@@ -37,6 +45,9 @@ import tensorflow as tf  # noqa: E402
 
 from lstm_core import LSTM, kernels  # noqa: E402
 from lstm_core.export import TFLiteModel, convert_to_tflite  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from machine_peak import machine_peak  # noqa: E402
 
 
 def lstm_flops(T, B, I, H, train: bool) -> float:
@@ -50,10 +61,11 @@ def keras_model(layer_cls, T, I, H):
     return keras.Model(inp, layer_cls(H, return_sequences=True)(inp))
 
 
-def tf_runners(layer_cls, T, B, I, H, jit=False, kernel=None, inference_scope=True):
+def tf_runners(layer_cls, T, B, I, H, jit=False, kernel=None, inference_scope=True, bf16_gemm=None):
     """Forward and train-step callables, traced now (``kernel``: the LSTM_CORE_KERNEL to trace
     lstm_core under; the choice is made at trace time; ``inference_scope``: trace the forward
-    inside ``native_inference()`` (no gradient buffers), else as a plain user ``tf.function``)."""
+    inside ``native_inference()`` (no gradient buffers), else as a plain user ``tf.function``;
+    ``bf16_gemm``: the LSTM_CORE_BF16_GEMM to trace under)."""
     model = keras_model(layer_cls, T, I, H)
     x = tf.random.normal((B, T, I), seed=1)
     y = tf.random.normal((B, T, H), seed=2)
@@ -71,19 +83,26 @@ def tf_runners(layer_cls, T, B, I, H, jit=False, kernel=None, inference_scope=Tr
         opt.apply(grads, model.trainable_variables)
         return loss
 
-    previous = os.environ.get(kernels.CHOICE_ENV)
-    if kernel is not None:
-        os.environ[kernels.CHOICE_ENV] = kernel
-    try:
+    with _environment({kernels.CHOICE_ENV: kernel, kernels.BF16_ENV: bf16_gemm}):
         with kernels.native_inference() if inference_scope else contextlib.nullcontext():
             forward()
         train_step()
-    finally:
-        if previous is None:
-            os.environ.pop(kernels.CHOICE_ENV, None)
-        else:
-            os.environ[kernels.CHOICE_ENV] = previous
     return (lambda: forward().numpy()), (lambda: train_step().numpy())
+
+
+@contextlib.contextmanager
+def _environment(values: dict):
+    """Set the variables whose value is not None for the block, then restore them."""
+    previous = {name: os.environ.get(name) for name in values}
+    os.environ.update({name: value for name, value in values.items() if value is not None})
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def recurrent_matmul_chain(T, B, H):
@@ -128,10 +147,10 @@ class BlockLSTMReference(keras.layers.Layer):
         return tf.transpose(out[6], [1, 0, 2])
 
 
-def torch_runners(T, B, I, H):
+def torch_runners(T, B, I, H, threads=None):
     import torch
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(threads or os.cpu_count() or 1)
     lstm = torch.nn.LSTM(I, H, batch_first=True)
     x = torch.randn(B, T, I)
     y = torch.randn(B, T, H)
@@ -151,6 +170,9 @@ def torch_runners(T, B, I, H):
     return forward, train_step
 
 
+CLOCK = time.perf_counter  # --cpu-time: time.process_time (CPU seconds of the whole process)
+
+
 def interleaved(fns: dict, rounds: int, warmup: int = 2) -> dict:
     for fn in fns.values():
         for _ in range(warmup):
@@ -158,13 +180,13 @@ def interleaved(fns: dict, rounds: int, warmup: int = 2) -> dict:
     times = {k: [] for k in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            start = CLOCK()
             fn()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(CLOCK() - start)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def bench_shape(T, B, I, H, rounds, with_torch, jit):
+def bench_shape(T, B, I, H, rounds, with_torch, jit, peak_gflops=None, threads=None):
     impls = {}
     if not jit:  # the kernel is a graph op (XLA cannot compile a custom op)
         impls["lstm_core native kernel"] = tf_runners(LSTM, T, B, I, H, jit, kernel="native")
@@ -175,10 +197,13 @@ def bench_shape(T, B, I, H, rounds, with_torch, jit):
     if T <= 200 and not jit:  # static unroll: for short sequences only (graph grows with T)
         impls["lstm_core TF loop unroll=True"] = tf_runners(
             functools.partial(LSTM, unroll=True), T, B, I, H, jit, kernel="tf")
+    if not jit and keras.mixed_precision.global_policy().compute_dtype == "bfloat16" and kernels.native_bf16_available():
+        impls["lstm_core native kernel, fp32 GEMM (LSTM_CORE_BF16_GEMM=off)"] = tf_runners(
+            LSTM, T, B, I, H, jit, kernel="native", bf16_gemm="off")
     if not jit and keras.mixed_precision.global_policy().name == "float32":  # float32-only op
         impls["tf BlockLSTMV2 (TF's fused C++ kernel, reference)"] = tf_runners(BlockLSTMReference, T, B, I, H)
     if with_torch:
-        impls["torch"] = torch_runners(T, B, I, H)
+        impls["torch"] = torch_runners(T, B, I, H, threads)
     rows = []
     for phase, idx, train in (("forward", 0, False), ("train step", 1, True)):
         fns = {k: v[idx] for k, v in impls.items()}
@@ -188,10 +213,15 @@ def bench_shape(T, B, I, H, rounds, with_torch, jit):
         flops = lstm_flops(T, B, I, H, train)
         for name, sec in med.items():
             work = 2.0 * T * B * H * 4 * H if name.startswith("h·U") else flops
+            gflops = work / sec / 1e9
             rows.append((f"T={T} B={B} I={I} H={H}", "XLA" if jit else "graph", phase, name,
-                         sec * 1e3, work / sec / 1e9,
-                         med["keras"] / sec))
+                         sec * 1e3, gflops, percent_of_peak(gflops, peak_gflops),
+                         med["keras"] / sec, f"{med['torch'] / sec:.2f}x" if "torch" in med else ""))
     return rows
+
+
+def percent_of_peak(gflops: float, peak_gflops: float | None) -> str:
+    return "" if not peak_gflops else f"{100.0 * gflops / peak_gflops:.1f}%"
 
 
 def keras3_tflite(T, I, H) -> bytes:
@@ -244,7 +274,7 @@ def _as_input(x, detail):
     return x.astype(detail["dtype"])
 
 
-def main():
+def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rounds", type=int, default=None)
@@ -256,7 +286,46 @@ def main():
     parser.add_argument("--policy", default="float32", choices=("float32", "mixed_bfloat16", "mixed_float16"),
                         help="Keras dtype policy for lstm_core and keras.layers.LSTM (torch stays float32; "
                              "default: %(default)s)")
-    args = parser.parse_args()
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for TensorFlow (intra- and inter-op) and torch alike; default: all "
+                             "(1 gives per-core ratios that survive load from other processes: torch's "
+                             "spinning OpenMP workers and the kernel's shards both suffer when the cores "
+                             "are oversubscribed)")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time calls by the process's CPU seconds instead of wall time: with --threads 1 "
+                             "a call's figure then ignores the time slices other processes took (idle "
+                             "threads that spin count, so ratios are conservative for the side that spins)")
+    return parser.parse_args()
+
+
+def print_header(args, with_torch):
+    """The run's settings, the machine's peak and the kernel's GEMM precision; returns the peak
+    (GFLOP/s) the % column divides by: all cores, or ``--threads`` of them."""
+    print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPU threads"
+          + (", torch " + __import__("torch").__version__ if with_torch else ", torch not installed")
+          + f", Keras policy {args.policy}, threads {args.threads or 'all'}"
+          + (", CPU time per call" if args.cpu_time else ", wall time per call")
+          + ", load average %.2f %.2f %.2f" % os.getloadavg())
+    peak = machine_peak()
+    print(peak.describe())
+    peak_here = peak.gflops
+    if args.threads and peak.gflops:
+        peak_here = peak.gflops * min(args.threads, peak.cores) / peak.cores
+        print(f"% of peak below: of {min(args.threads, peak.cores)} core(s), {peak_here:.0f} GFLOP/s")
+    if kernels.native_kernel_enabled():
+        precision = kernels.gemm_precision_for(keras.mixed_precision.global_policy().compute_dtype)
+        native = "available" if kernels.native_bf16_available() else "not available on this CPU"
+        print(f"kernel GEMM under this policy: {precision} (vdpbf16ps {native})")
+    return peak_here
+
+
+def main():
+    args = parse_args()
+    global CLOCK
+    CLOCK = time.process_time if args.cpu_time else time.perf_counter
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     keras.mixed_precision.set_global_policy(args.policy)
     rounds = args.rounds or (5 if args.quick else 15)
     try:
@@ -271,15 +340,14 @@ def main():
         shapes = [(50, 16, 16, 32)]
     if args.shape:
         shapes = [tuple(int(v) for v in text.split(",")) for text in args.shape]
-    print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPU threads"
-          + (", torch " + __import__("torch").__version__ if with_torch else ", torch not installed")
-          + f", Keras policy {args.policy}, load average %.2f %.2f %.2f" % os.getloadavg())
-    print("| shape | compile | phase | implementation | ms | GFLOP/s | speed-up vs keras.layers.LSTM |")
-    print("|---|---|---|---|---:|---:|---:|")
+    peak = print_header(args, with_torch)
+    print("| shape | compile | phase | implementation | ms | GFLOP/s | % of fp32 peak | vs keras.layers.LSTM | vs torch |")
+    print("|---|---|---|---|---:|---:|---:|---:|---:|")
     for shape in shapes:
         for jit in (False,) if args.no_xla else (False, True):
-            for row in bench_shape(*shape, rounds, with_torch and not jit, jit):
-                print("| {} | {} | {} | {} | {:.2f} | {:.2f} | {:.2f}x |".format(*row), flush=True)
+            print("| load average %.2f %.2f %.2f | | | | | | | | |" % os.getloadavg(), flush=True)
+            for row in bench_shape(*shape, rounds, with_torch and not jit, jit, peak, args.threads):
+                print("| {} | {} | {} | {} | {:.2f} | {:.2f} | {} | {:.2f}x | {} |".format(*row), flush=True)
     print("load average at the end: %.2f %.2f %.2f" % os.getloadavg())
     if args.no_litert:
         return

@@ -15,6 +15,13 @@ chooses: ``native`` (fail loudly if the kernel cannot be built), ``tf`` (never u
 
 Every graph that is run uses the op; graphs traced for export never do (see
 :func:`portable_graphs`), so a SavedModel or ``.tflite`` loads where the op library is not.
+
+bf16: under ``mixed_bfloat16`` the per-step GEMM takes bf16 inputs with fp32 accumulation (the
+cell state and gate math stay fp32, as in oneDNN) where the CPU runs ``vdpbf16ps``
+(``avx512_bf16``); elsewhere the kernel computes in fp32, which is faster there than emulating
+bf16. ``LSTM_CORE_BF16_GEMM`` chooses: unset or ``auto`` (as just said), ``on`` (bf16 GEMM
+inputs everywhere, in a portable loop where the CPU lacks the instruction: same numbers, slower),
+``off`` (fp32 GEMM always).
 """
 
 from __future__ import annotations
@@ -33,10 +40,14 @@ log = logging.getLogger(__name__)
 CHOICE_ENV = "LSTM_CORE_KERNEL"
 SEQUENCE_OP = "LstmCoreSequence"
 CHOICES = ("auto", "native", "tf")
+BF16_ENV = "LSTM_CORE_BF16_GEMM"
+BF16_CHOICES = ("auto", "on", "off")
+GEMM_PRECISIONS = ("float32", "bfloat16", "bfloat16_portable")
 
 _lock = threading.Lock()
 _ops = None
 _failure: str | None = None
+_native_bf16: bool | None = None
 _inference_scope = threading.local()
 _portable_scope = threading.local()
 
@@ -78,6 +89,32 @@ def native_kernel_enabled() -> bool:
     if kernel_choice() == "tf":
         return False
     return native_ops() is not None
+
+
+def native_bf16_available() -> bool:
+    """Whether the loaded kernel runs its bf16 GEMM with ``vdpbf16ps`` (the compiler knew the
+    instruction and this CPU has ``avx512_bf16``); ``False`` when the kernel is unavailable."""
+    global _native_bf16
+    if _native_bf16 is None:
+        ops = native_ops() if kernel_choice() != "tf" else None
+        if ops is None:
+            return False
+        with tf.init_scope():
+            _native_bf16 = bool(ops.lstm_core_native_bf16().numpy())
+    return _native_bf16
+
+
+def gemm_precision_for(compute_dtype: str) -> str:
+    """The kernel's GEMM precision for a layer computing in ``compute_dtype`` (see the module
+    docstring for ``$LSTM_CORE_BF16_GEMM``)."""
+    choice = os.environ.get(BF16_ENV, "auto").strip().lower() or "auto"
+    if choice not in BF16_CHOICES:
+        raise ValueError(f"{BF16_ENV} must be one of {BF16_CHOICES}, got {choice!r}")
+    if compute_dtype != "bfloat16" or choice == "off":
+        return "float32"
+    if choice == "on" or native_bf16_available():
+        return "bfloat16"
+    return "float32"
 
 
 @contextlib.contextmanager
@@ -138,7 +175,7 @@ def in_portable_scope() -> bool:
 
 def lstm_sequence(
     x, kernel, bias, h0, c0, recurrent_kernel, mask=None, go_backwards=False,
-    zero_output_for_mask=False, save_for_backward=True,
+    zero_output_for_mask=False, save_for_backward=True, gemm_precision="float32",
 ):
     """The LSTM of :func:`lstm_core.recurrence.recurrence` (tanh / sigmoid) in the kernel.
 
@@ -157,6 +194,10 @@ def lstm_sequence(
         save_for_backward: keep the activations the gradient needs ([B, T, 4H] gates, cells,
             entering h). False (inference) keeps them in small per-thread buffers instead:
             faster, and the op then has no gradient.
+        gemm_precision: ``"float32"``; ``"bfloat16"``: the per-step GEMM rounds ``[x_t, h]`` and
+            ``[W; U]`` to bf16 and accumulates in fp32 (``vdpbf16ps`` where the CPU has it, else a
+            portable loop with the same results); ``"bfloat16_portable"``: always that loop.
+            The gradient is computed as for fp32 (straight through the rounding).
 
     Returns:
         ``(outputs [B, T, H] in processing order, h [B, H], c [B, H])``; differentiable
@@ -173,11 +214,13 @@ def lstm_sequence(
     ops = native_ops()
     if ops is None:
         raise KernelBuildError(f"the native LSTM kernel is not available: {_failure}")
+    if gemm_precision not in GEMM_PRECISIONS:
+        raise ValueError(f"gemm_precision must be one of {GEMM_PRECISIONS}, got {gemm_precision!r}")
     mask = tf.zeros((0, 0), tf.float32) if mask is None else tf.cast(mask, tf.float32)
     outputs, h, c, *_ = ops.lstm_core_sequence(
         x, kernel, bias, h0, c0, recurrent_kernel, mask,
         go_backwards=bool(go_backwards), zero_output_for_mask=bool(zero_output_for_mask),
-        save_for_backward=bool(save_for_backward),
+        save_for_backward=bool(save_for_backward), gemm_precision=gemm_precision,
     )
     return outputs, h, c
 
@@ -224,14 +267,19 @@ def _sequence_gradient(op, d_outputs, d_h, d_c, *_unused_internal_grads):
 
 
 __all__ = [
+    "BF16_CHOICES",
+    "BF16_ENV",
     "CHOICE_ENV",
     "CHOICES",
+    "GEMM_PRECISIONS",
+    "gemm_precision_for",
     "KernelBuildError",
     "in_native_inference_scope",
     "in_portable_scope",
     "kernel_choice",
     "lstm_sequence",
     "native_inference",
+    "native_bf16_available",
     "native_kernel_enabled",
     "native_ops",
     "portable_graphs",

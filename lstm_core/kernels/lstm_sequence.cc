@@ -23,7 +23,17 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <memory>
+#include <string>
 #include <vector>
+
+#if defined(__x86_64__) && ((defined(__clang__) && __clang_major__ >= 11) || \
+                          (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 10))
+#define LSTM_CORE_BF16_INTRINSICS 1  // the compiler knows avx512bf16 (vdpbf16ps)
+#include <immintrin.h>
+#else
+#define LSTM_CORE_BF16_INTRINSICS 0
+#endif
 
 #include "Eigen/Core"
 #include "tensorflow/core/framework/op.h"
@@ -254,11 +264,15 @@ void Gemm(int64_t rows, const float* a, int64_t lda, const PackedPanels& b, cons
           int64_t ldc_in, float* c_out, int64_t ldc) {
   for (int64_t p = 0; p * kPanel < b.cols; ++p) {
     const int64_t col = p * kPanel, width = std::min(kPanel, b.cols - col);
-    for (int64_t r = 0; r < rows; r += kTileRows) {
+    // the rows split evenly over ceil(rows / kTileRows) tiles (8 rows: 4 + 4, not 6 + 2): a tile
+    // of n rows keeps 2n accumulator chains, and under 4 rows the FMA latency sets the pace
+    const int64_t tiles = (rows + kTileRows - 1) / kTileRows;
+    for (int64_t t = 0, r = 0, n = 0; t < tiles; ++t, r += n) {
+      n = (rows - r) / (tiles - t);
       const float* tile_in = c_in ? c_in + r * ldc_in + col : nullptr;
       float* tile_out = c_out + r * ldc + col;
       const float* tile_a = a + r * lda;
-      switch (std::min<int64_t>(kTileRows, rows - r)) {
+      switch (n) {
         case 6: MicroKernel<6>(b.depth, tile_a, lda, b.panel(p), tile_in, ldc_in, tile_out, ldc, width); break;
         case 5: MicroKernel<5>(b.depth, tile_a, lda, b.panel(p), tile_in, ldc_in, tile_out, ldc, width); break;
         case 4: MicroKernel<4>(b.depth, tile_a, lda, b.panel(p), tile_in, ldc_in, tile_out, ldc, width); break;
@@ -270,6 +284,199 @@ void Gemm(int64_t rows, const float* a, int64_t lda, const PackedPanels& b, cons
   }
 }
 
+
+
+// ------------------------------------------------------------------------------- bf16 GEMM
+// gemm_precision="bfloat16": the per-step GEMM takes bf16 inputs ([x_t, h] and [W; U] rounded to
+// nearest even) and accumulates in fp32, as oneDNN does; bias, gates and the cell state stay
+// fp32. Where the CPU has avx512_bf16 one vdpbf16ps does 16 lanes x 2 products (twice the fp32
+// FMA rate); elsewhere a portable loop computes the same numbers (products of two bf16 are exact
+// in fp32, and both add them to the accumulator in vdpbf16ps' order: odd element, then even).
+// B is packed as 32-column panels of k-pairs: lane j of a 32-bit slot holds (B[2kp, j] low,
+// B[2kp+1, j] high), the layout vdpbf16ps reads; A's rows are bf16 with an even padded depth.
+constexpr int kBfLanes = 16;
+constexpr int kBfPanelVecs = 2;
+constexpr int64_t kBfPanel = kBfPanelVecs * kBfLanes;
+
+inline uint16_t ToBf16(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, sizeof(bits));
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40u);
+  bits += 0x7fffu + ((bits >> 16) & 1u);  // round to nearest, ties to even
+  return static_cast<uint16_t>(bits >> 16);
+}
+
+// One row of A as bf16 pairs: depth floats -> (depth + 1) / 2 32-bit words, odd depth zero-padded.
+inline void RowToBf16Pairs(const float* src, int64_t depth, uint32_t* dst) {
+  for (int64_t k = 0; k + 1 < depth; k += 2) {
+    dst[k / 2] = ToBf16(src[k]) | (static_cast<uint32_t>(ToBf16(src[k + 1])) << 16);
+  }
+  if (depth % 2) dst[depth / 2] = ToBf16(src[depth - 1]);
+}
+
+// [top; bottom] (cols_ floats per row, row-major) as bf16 k-pair panels.
+struct PackedBf16Panels {
+  int64_t pairs = 0, cols = 0;
+  std::vector<uint32_t> data;
+
+  PackedBf16Panels(const float* top, int64_t top_rows, const float* bottom, int64_t bottom_rows,
+                   int64_t cols_)
+      : pairs((top_rows + bottom_rows + 1) / 2), cols(cols_),
+        data(((cols_ + kBfPanel - 1) / kBfPanel) * kBfPanel * pairs, 0u) {
+    const int64_t depth = top_rows + bottom_rows;
+    for (int64_t p = 0; p * kBfPanel < cols; ++p) {
+      uint32_t* panel = data.data() + p * pairs * kBfPanel;
+      const int64_t width = std::min(kBfPanel, cols - p * kBfPanel);
+      for (int64_t k = 0; k < depth; ++k) {
+        const float* row = k < top_rows ? top + k * cols : bottom + (k - top_rows) * cols;
+        for (int64_t j = 0; j < width; ++j) {
+          panel[(k / 2) * kBfPanel + j] |=
+              static_cast<uint32_t>(ToBf16(row[p * kBfPanel + j])) << (16 * (k % 2));
+        }
+      }
+    }
+  }
+  const uint32_t* panel(int64_t p) const { return data.data() + p * pairs * kBfPanel; }
+};
+
+typedef float Vec16 __attribute__((vector_size(kBfLanes * sizeof(float))));
+typedef uint32_t Vec16U __attribute__((vector_size(kBfLanes * sizeof(uint32_t))));
+
+inline Vec16 BitsToFloat(Vec16U bits) {
+  Vec16 v;
+  std::memcpy(&v, &bits, sizeof(v));
+  return v;
+}
+
+// Loads a tile's accumulators from c_in (a zero-padded copy at a narrow right edge) or zeros.
+template <int kRows>
+void LoadTile(const float* c_in, int64_t ldc_in, int64_t width, float (*acc)[kBfPanel]) {
+  for (int r = 0; r < kRows; ++r) {
+    std::fill(acc[r], acc[r] + kBfPanel, 0.f);
+    if (c_in != nullptr) std::copy(c_in + r * ldc_in, c_in + r * ldc_in + width, acc[r]);
+  }
+}
+template <int kRows>
+void StoreTile(float (*acc)[kBfPanel], float* c_out, int64_t ldc, int64_t width) {
+  for (int r = 0; r < kRows; ++r) std::copy(acc[r], acc[r] + width, c_out + r * ldc);
+}
+
+// The portable micro-kernel: the numbers vdpbf16ps gives, for CPUs without it.
+template <int kRows>
+void Bf16MicroKernelPortable(int64_t pairs, const uint32_t* a, int64_t lda, const uint32_t* panel,
+                             const float* c_in, int64_t ldc_in, float* c_out, int64_t ldc,
+                             int64_t width) {
+  float tile[kRows][kBfPanel];
+  LoadTile<kRows>(c_in, ldc_in, width, tile);
+  Vec16 acc[kRows][kBfPanelVecs];
+  for (int r = 0; r < kRows; ++r) {
+    for (int v = 0; v < kBfPanelVecs; ++v) std::memcpy(&acc[r][v], tile[r] + v * kBfLanes, 64);
+  }
+  const Vec16U high = Vec16U{} + 0xffff0000u;
+  for (int64_t kp = 0; kp < pairs; ++kp) {
+    Vec16 b_even[kBfPanelVecs], b_odd[kBfPanelVecs];
+    for (int v = 0; v < kBfPanelVecs; ++v) {
+      Vec16U bits;
+      std::memcpy(&bits, panel + kp * kBfPanel + v * kBfLanes, sizeof(bits));
+      b_even[v] = BitsToFloat(bits << 16);
+      b_odd[v] = BitsToFloat(bits & high);
+    }
+    for (int r = 0; r < kRows; ++r) {
+      const uint32_t x = a[r * lda + kp], x_even_bits = x << 16, x_odd_bits = x & 0xffff0000u;
+      float x_even, x_odd;
+      std::memcpy(&x_even, &x_even_bits, 4);
+      std::memcpy(&x_odd, &x_odd_bits, 4);
+      for (int v = 0; v < kBfPanelVecs; ++v) {
+        acc[r][v] += x_odd * b_odd[v];  // exact product, one rounding: vdpbf16ps' odd step
+        acc[r][v] += x_even * b_even[v];
+      }
+    }
+  }
+  for (int r = 0; r < kRows; ++r) {
+    for (int v = 0; v < kBfPanelVecs; ++v) std::memcpy(tile[r] + v * kBfLanes, &acc[r][v], 64);
+  }
+  StoreTile<kRows>(tile, c_out, ldc, width);
+}
+
+#if LSTM_CORE_BF16_INTRINSICS
+template <int kRows>
+__attribute__((target("avx512f,avx512bf16"))) void Bf16MicroKernelNative(
+    int64_t pairs, const uint32_t* a, int64_t lda, const uint32_t* panel, const float* c_in,
+    int64_t ldc_in, float* c_out, int64_t ldc, int64_t width) {
+  float tile[kRows][kBfPanel];
+  LoadTile<kRows>(c_in, ldc_in, width, tile);
+  __m512 acc[kRows][kBfPanelVecs];
+  for (int r = 0; r < kRows; ++r) {
+    for (int v = 0; v < kBfPanelVecs; ++v) acc[r][v] = _mm512_loadu_ps(tile[r] + v * kBfLanes);
+  }
+  for (int64_t kp = 0; kp < pairs; ++kp) {
+    __m512bh b[kBfPanelVecs];
+    for (int v = 0; v < kBfPanelVecs; ++v) {
+      b[v] = (__m512bh)_mm512_loadu_si512(panel + kp * kBfPanel + v * kBfLanes);
+    }
+    for (int r = 0; r < kRows; ++r) {
+      const __m512bh x = (__m512bh)_mm512_set1_epi32(static_cast<int>(a[r * lda + kp]));
+      for (int v = 0; v < kBfPanelVecs; ++v) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], x, b[v]);
+    }
+  }
+  for (int r = 0; r < kRows; ++r) {
+    for (int v = 0; v < kBfPanelVecs; ++v) _mm512_storeu_ps(tile[r] + v * kBfLanes, acc[r][v]);
+  }
+  StoreTile<kRows>(tile, c_out, ldc, width);
+}
+
+bool CpuHasBf16() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512bf16");
+}
+#else
+bool CpuHasBf16() { return false; }
+#endif
+
+// Whether gemm_precision="bfloat16" runs vdpbf16ps here (compiled in and the CPU has it).
+bool NativeBf16() {
+  static const bool native = CpuHasBf16();
+  return native;
+}
+
+template <int kRows>
+void Bf16MicroKernel(bool native, int64_t pairs, const uint32_t* a, int64_t lda,
+                     const uint32_t* panel, const float* c_in, int64_t ldc_in, float* c_out,
+                     int64_t ldc, int64_t width) {
+#if LSTM_CORE_BF16_INTRINSICS
+  if (native) {
+    Bf16MicroKernelNative<kRows>(pairs, a, lda, panel, c_in, ldc_in, c_out, ldc, width);
+    return;
+  }
+#endif
+  Bf16MicroKernelPortable<kRows>(pairs, a, lda, panel, c_in, ldc_in, c_out, ldc, width);
+}
+
+// c_out[rows, B.cols] = (c_in or 0) + a · B, a as bf16 pairs [rows, B.pairs] (row stride lda).
+void Bf16Gemm(bool native, int64_t rows, const uint32_t* a, int64_t lda, const PackedBf16Panels& b,
+              const float* c_in, int64_t ldc_in, float* c_out, int64_t ldc) {
+  for (int64_t p = 0; p * kBfPanel < b.cols; ++p) {
+    const int64_t col = p * kBfPanel, width = std::min(kBfPanel, b.cols - col);
+    // the rows split evenly over ceil(rows / kTileRows) tiles (8 rows: 4 + 4, not 6 + 2): a tile
+    // of n rows keeps 2n accumulator chains, and under 4 rows the FMA latency sets the pace
+    const int64_t tiles = (rows + kTileRows - 1) / kTileRows;
+    for (int64_t t = 0, r = 0, n = 0; t < tiles; ++t, r += n) {
+      n = (rows - r) / (tiles - t);
+      const float* in = c_in ? c_in + r * ldc_in + col : nullptr;
+      float* out = c_out + r * ldc + col;
+      const uint32_t* ta = a + r * lda;
+      const uint32_t* panel = b.panel(p);
+      switch (n) {
+        case 6: Bf16MicroKernel<6>(native, b.pairs, ta, lda, panel, in, ldc_in, out, ldc, width); break;
+        case 5: Bf16MicroKernel<5>(native, b.pairs, ta, lda, panel, in, ldc_in, out, ldc, width); break;
+        case 4: Bf16MicroKernel<4>(native, b.pairs, ta, lda, panel, in, ldc_in, out, ldc, width); break;
+        case 3: Bf16MicroKernel<3>(native, b.pairs, ta, lda, panel, in, ldc_in, out, ldc, width); break;
+        case 2: Bf16MicroKernel<2>(native, b.pairs, ta, lda, panel, in, ldc_in, out, ldc, width); break;
+        default: Bf16MicroKernel<1>(native, b.pairs, ta, lda, panel, in, ldc_in, out, ldc, width); break;
+      }
+    }
+  }
+}
 
 // ---------------------------------------------------------------------------------- forward
 struct ForwardBuffers {
@@ -286,11 +493,19 @@ struct ForwardBuffers {
   float* c_last;        // [B, H]
 };
 
+// The forward's per-step product z = b + [x_t, h]·[W; U]: fp32 panels, or bf16 k-pair panels
+// (gemm_precision="bfloat16"; native: vdpbf16ps, else the portable loop).
+struct StepProduct {
+  const PackedPanels* f32 = nullptr;
+  const PackedBf16Panels* bf16 = nullptr;
+  bool native = false;
+};
+
 // One shard's rows over the whole sequence. The GEMM's left operand is a per-shard [rows, I + H]
 // buffer holding [x_t, h] (two of them: the step's and the next step's, whose h part the gate math
 // writes directly). save == false (inference): the gates and cells also live in small per-shard
 // buffers that stay in cache instead of [B, T, ...] tensors for a backward pass that never comes.
-void ForwardShard(const Dims& d, const ForwardBuffers& io, const PackedPanels& stacked_kernel,
+void ForwardShard(const Dims& d, const ForwardBuffers& io, const StepProduct& product,
                   bool zero_output_for_mask, bool save, int64_t row_begin, int64_t row_end) {
   const int64_t rows = row_end - row_begin, H = d.units, G = d.gates(), T = d.steps, I = d.inputs;
   const int64_t width = I + H;  // the left operand's row: [x_t, h]
@@ -303,6 +518,8 @@ void ForwardShard(const Dims& d, const ForwardBuffers& io, const PackedPanels& s
     cell_rows[1] = cell_rows[0] + rows * H;
   }
   const int64_t gate_stride = save ? T * G : G;
+  const int64_t pairs = (width + 1) / 2;  // bf16 operand row: [x_t, h] rounded, in pairs
+  std::vector<uint32_t> operand_bf16(product.bf16 ? rows * pairs : 0);
   auto gates_at = [&](int64_t r, int64_t s) {
     return save ? io.gates + ((row_begin + r) * T + s) * G : gate_rows + r * G;
   };
@@ -322,7 +539,15 @@ void ForwardShard(const Dims& d, const ForwardBuffers& io, const PackedPanels& s
       }
     }
     // z = b + [x_t, h]·[W; U], written straight into this step's gate rows
-    Gemm(rows, operand[s % 2], width, stacked_kernel, io.bias, 0, gates_at(0, s), gate_stride);
+    if (product.bf16 == nullptr) {
+      Gemm(rows, operand[s % 2], width, *product.f32, io.bias, 0, gates_at(0, s), gate_stride);
+    } else {
+      for (int64_t r = 0; r < rows; ++r) {
+        RowToBf16Pairs(operand[s % 2] + r * width, width, operand_bf16.data() + r * pairs);
+      }
+      Bf16Gemm(product.native, rows, operand_bf16.data(), pairs, *product.bf16, io.bias, 0,
+               gates_at(0, s), gate_stride);
+    }
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t b = row_begin + r, at = b * T + s;
       float* zr = gates_at(r, s);
@@ -354,6 +579,7 @@ class LstmCoreSequenceOp : public OpKernel {
     OP_REQUIRES_OK(context, context->GetAttr("zero_output_for_mask", &zero_output_for_mask_));
     OP_REQUIRES_OK(context, context->GetAttr("go_backwards", &go_backwards_));
     OP_REQUIRES_OK(context, context->GetAttr("save_for_backward", &save_for_backward_));
+    OP_REQUIRES_OK(context, context->GetAttr("gemm_precision", &gemm_precision_));
   }
 
   void Compute(OpKernelContext* context) override {
@@ -406,10 +632,21 @@ class LstmCoreSequenceOp : public OpKernel {
                             cells->flat<float>().data(),   h_prev->flat<float>().data(),
                             h_last->flat<float>().data(),  c_last->flat<float>().data()};
     const bool zero_output = zero_output_for_mask_;
-    const PackedPanels stacked_kernel(kernel.flat<float>().data(), d.inputs,
-                                      recurrent_kernel.flat<float>().data(), d.units, d.gates());
+    const float* w = kernel.flat<float>().data();
+    const float* u = recurrent_kernel.flat<float>().data();
+    StepProduct product;
+    std::unique_ptr<PackedPanels> f32;
+    std::unique_ptr<PackedBf16Panels> bf16;
+    if (gemm_precision_ == "float32") {
+      f32.reset(new PackedPanels(w, d.inputs, u, d.units, d.gates()));
+      product.f32 = f32.get();
+    } else {
+      bf16.reset(new PackedBf16Panels(w, d.inputs, u, d.units, d.gates()));
+      product.bf16 = bf16.get();
+      product.native = gemm_precision_ == "bfloat16" && NativeBf16();
+    }
     ForEachBatchShard(context, d.batch, [&](int64_t begin, int64_t end) {
-      ForwardShard(d, io, stacked_kernel, zero_output, save, begin, end);
+      ForwardShard(d, io, product, zero_output, save, begin, end);
     });
   }
 
@@ -417,6 +654,7 @@ class LstmCoreSequenceOp : public OpKernel {
   bool zero_output_for_mask_;
   bool go_backwards_;
   bool save_for_backward_;
+  std::string gemm_precision_;
 };
 
 // --------------------------------------------------------------------------------- backward
@@ -589,6 +827,7 @@ REGISTER_OP("LstmCoreSequence")
     .Attr("zero_output_for_mask: bool = false")
     .Attr("go_backwards: bool = false")
     .Attr("save_for_backward: bool = true")
+    .Attr("gemm_precision: {'float32', 'bfloat16', 'bfloat16_portable'} = 'float32'")
     .Output("outputs: float")
     .Output("h: float")
     .Output("c: float")
@@ -615,7 +854,26 @@ REGISTER_OP("LstmCoreSequenceGrad")
     .SetShapeFn(SequenceGradShape)
     .Doc("BPTT of LstmCoreSequence: d_xw (= dz), d_h0, d_c0; dU, dW, dx, db from dz outside.");
 
+REGISTER_OP("LstmCoreNativeBf16")
+    .Output("available: bool")
+    .SetShapeFn([](InferenceContext* c) {
+      c->set_output(0, c->Scalar());
+      return ::tensorflow::OkStatus();
+    })
+    .Doc("Whether gemm_precision='bfloat16' runs vdpbf16ps here (compiled in, CPU has avx512_bf16).");
+
+class LstmCoreNativeBf16Op : public OpKernel {
+ public:
+  using OpKernel::OpKernel;
+  void Compute(OpKernelContext* context) override {
+    Tensor* out;
+    OP_REQUIRES_OK(context, context->allocate_output(0, TensorShape({}), &out));
+    out->scalar<bool>()() = NativeBf16();
+  }
+};
+
 REGISTER_KERNEL_BUILDER(Name("LstmCoreSequence").Device(DEVICE_CPU), LstmCoreSequenceOp);
+REGISTER_KERNEL_BUILDER(Name("LstmCoreNativeBf16").Device(DEVICE_CPU), LstmCoreNativeBf16Op);
 REGISTER_KERNEL_BUILDER(Name("LstmCoreSequenceGrad").Device(DEVICE_CPU), LstmCoreSequenceGradOp);
 
 }  // namespace lstm_core
