@@ -11,9 +11,11 @@ from tasks.sentiment.config import (
     OUTPUT,
     PREDICT,
     BaselineConfig,
+    ModelChoiceConfig,
     DataConfig,
     ModelConfig,
     ObjectiveConfig,
+    StudentConfig,
 )
 
 
@@ -66,11 +68,12 @@ TASK = Task(
         "train": settings_verb(
             "train tokenizer and model (TensorBoard logs in OUT/logs)", "tasks.sentiment.train:train",
             {"data": DataConfig(), "model": ModelConfig(), "objective": ObjectiveConfig(), "train": DEFAULT_TRAIN,
-             "output": OUTPUT},
+             "output": OUTPUT, "student": StudentConfig()},
         ),
         "evaluate": settings_verb(
             "accuracy, precision, recall, F1, confusion matrix, the TF-IDF+SVM and VADER peers, the negation set",
-            "tasks.sentiment.evaluate:evaluate", {"evaluate": EVALUATE, "baselines": BaselineConfig()},
+            "tasks.sentiment.evaluate:evaluate",
+            {"evaluate": EVALUATE, "baselines": BaselineConfig(), "model": ModelChoiceConfig()},
         ),
         "export": settings_verb(
             "SavedModel (raw strings), LiteRT float/int8 (token ids) and the fixed-length TFLM models",
