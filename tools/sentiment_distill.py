@@ -83,11 +83,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--cache", type=Path, help="NPZ of the teacher's probabilities (default: OUT/../teacher.npz)")
     parser.add_argument("--seed", type=int, default=None, help="the student's seed (default: the teacher's)")
+    parser.add_argument("--ngram-c", type=float, help="partial teacher: fit its n-gram member with this C only "
+                        "(default: train's cross-validated choice)")
     parser.add_argument("--skip-ensemble", action="store_true", help="do not score the ensemble")
     parser.add_argument("student_flags", nargs="*", help="--student-embedding-dim N, --student-units N, "
                         "--distill-copies N, --no-augment (after --)")
     args = parser.parse_args(argv)
     start = time.monotonic()
+    if args.ngram_c:
+        from tasks.sentiment import ngram
+
+        ngram.C_GRID = (args.ngram_c,)
     from tasks.common.config import settings_from_dict
     from tasks.sentiment import distill
     from tasks.sentiment.artifacts import SentimentModelDir, Tokenizer
@@ -125,19 +131,26 @@ def main(argv: list[str] | None = None) -> int:
     summary["student_seconds"] = round(time.monotonic() - trained, 1)
     result = {"teacher": str(args.teacher), "partial_teacher": partial, "student": vars(student), "train": summary}
     result["export"] = _export_figures(run_cli(["-q", "sentiment", "export", "--model", str(args.out)]))
+    result.update(_scores(args.out, args.skip_ensemble))
+    result["seconds"] = round(time.monotonic() - start, 1)
+    print(json.dumps(result))
+    return 0
+
+
+def _scores(out: Path, skip_ensemble: bool) -> dict:
+    """dev and negation accuracy of the student (Keras, LiteRT int8, TFLM int8) and of the ensemble."""
+    result = {}
     for name, flags in (("student_keras", ["--runtime", "keras", "--student"]),
                         ("student_litert_int8", ["--runtime", "tflite-int8", "--student"]),
                         ("student_tflm_int8", ["--runtime", "tflm"]),
-                        *(() if args.skip_ensemble else (("ensemble_keras", ["--runtime", "keras"]),))):
-        scored = run_cli(["-q", "sentiment", "evaluate", "--model", str(args.out), *flags,
-                          *(() if name == "ensemble_keras" else ("--no-baseline",))])
+                        *(() if skip_ensemble else (("ensemble_keras", ["--runtime", "keras"]),))):
+        scored = run_cli(["-q", "sentiment", "evaluate", "--model", str(out), *flags,
+                          "--no-baseline"])
         result[name] = {key: scored.get(key) for key in ("accuracy", "negation_accuracy", "ms_per_example",
                                                           "tfidf_svm_accuracy", "vader_accuracy",
                                                           "negation_tfidf_svm_accuracy", "negation_vader_accuracy")
                         if key in scored}
-    result["seconds"] = round(time.monotonic() - start, 1)
-    print(json.dumps(result))
-    return 0
+    return result
 
 
 def _student_settings(saved, flags: list[str]):
