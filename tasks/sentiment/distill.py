@@ -126,7 +126,8 @@ def train_student(work: Path, teacher, tokenizer, pool, data, model: ModelConfig
     common = dict(tokenizer_proto=tokenizer.proto, batch_size=data.batch_size, max_tokens=data.max_tokens,
                   seed=train.seed)
     train_ds = make_dataset(soft, training=True, sampling_alpha=data.sampling_alpha,
-                            repeat=train.steps_per_epoch is not None, **common)
+                            repeat=train.steps_per_epoch is not None,
+                            same_batches_everywhere=train.distribute == "multi-worker", **common)
     val_ds = make_dataset(val, training=False, **common)
     with distribution_scope(train):
         network = build_model(config, seed=train.seed, name="student", prior=prior)

@@ -77,7 +77,7 @@ def test_train_and_predict_on_a_users_own_csv(tmp_path, capsys):
                  "--embedding-dim", "8", "--units", "8", "--student-embedding-dim", "8", "--student-units", "8",
                  "--distill-copies", "0"]) == 0
     report = json.loads((out / "train_report.json").read_text())
-    assert report["train_examples"] == len(REVIEWS) and (out / "student.keras").is_file()
+    assert report["train_examples"] + report["val_examples"] == len(REVIEWS) and (out / "student.keras").is_file()
     assert json.loads((out / "config.json").read_text())["model"]["rating_head"] is False  # no ratings: off
     capsys.readouterr()
     assert main(["-q", "sentiment", "predict", "--model", str(out), "Great battery, love it"]) == 0
