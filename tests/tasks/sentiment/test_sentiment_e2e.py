@@ -34,6 +34,7 @@ def trained(tmp_path_factory):
     code = main([
         "-q", "sentiment", "train", "--data", str(train), "--out", str(out), "--epochs", "2", "--vocab-size", "200",
         "--embedding-dim", "16", "--units", "8", "--batch-size", "16", "--adversarial-epsilon", "0.5", "--members", "2",
+        "--augment", "negation,contrast", "--whole-negators",
     ])
     assert code == 0
     return out, dev
