@@ -4,6 +4,7 @@
 DIR/model.keras          token ids [B, T] (pre-padded with 0) -> P(positive) [B, 1] (+ rating [B, 1])
 DIR/tokenizer.model      sentencepiece model (pad 0, unk 1, no BOS/EOS)
 DIR/calibration.json     training texts for int8 calibration
+DIR/student.keras        the distilled single LSTM (``--distill``): what the MCU export contains
 DIR/baseline_svm.npz     the TF-IDF + LinearSVC peer's terms and coefficients (arrays, no pickle),
                          cached by ``evaluate --baseline``
 ```
@@ -17,12 +18,13 @@ from typing import Sequence
 from tasks.common.artifacts import ModelDir, read_json_file
 from tasks.common.config import TrainConfig
 from tasks.common.errors import UserError
-from tasks.sentiment.config import DataConfig, ModelConfig, ObjectiveConfig
+from tasks.sentiment.config import DataConfig, ModelConfig, ObjectiveConfig, StudentConfig
 
 TOKENIZER_FILE = "tokenizer.model"
 CALIBRATION_FILE = "calibration.json"
 BASELINE_FILE = "baseline_svm.npz"
 LABELS_FILE = "labels.txt"
+STUDENT_FILE = "student.keras"  # the distilled single LSTM: the MCU export's model
 MCU_FILES = {"float": "model_mcu_float.tflite", "int8": "model_mcu_int8.tflite"}
 PAD_ID, UNK_ID = 0, 1
 
@@ -75,7 +77,8 @@ class SentimentModelDir(ModelDir):
     """
 
     TASK = "sentiment"
-    SECTIONS = {"data": DataConfig, "model": ModelConfig, "objective": ObjectiveConfig, "train": TrainConfig}
+    SECTIONS = {"data": DataConfig, "model": ModelConfig, "objective": ObjectiveConfig, "train": TrainConfig,
+                "student": StudentConfig}
 
     @property
     def tokenizer_file(self) -> Path:
@@ -89,6 +92,16 @@ class SentimentModelDir(ModelDir):
         if not self.tokenizer_file.is_file():
             raise UserError(f"{self.tokenizer_file}: missing tokenizer; retrain with `{self.train_command()}`")
         return Tokenizer(self.tokenizer_file, self.data.max_tokens)
+
+    @property
+    def student_file(self) -> Path:
+        return self.path / STUDENT_FILE
+
+    def student_model(self):
+        """``student.keras`` (the distilled MCU model) or None for a model trained without ``--distill``."""
+        from tasks.common.artifacts import load_keras_model
+
+        return load_keras_model(self.student_file) if self.student_file.is_file() else None
 
     def calibration_texts(self, limit: int) -> list[str]:
         """The training texts ``train`` kept for int8 calibration (first ``limit``)."""

@@ -11,9 +11,11 @@ from tasks.sentiment.config import (
     OUTPUT,
     PREDICT,
     BaselineConfig,
+    ModelChoiceConfig,
     DataConfig,
     ModelConfig,
     ObjectiveConfig,
+    StudentConfig,
 )
 
 
@@ -88,12 +90,13 @@ TASK = Task(
         "train": settings_verb(
             "train tokenizer and model (TensorBoard logs in OUT/logs)", "tasks.sentiment.train:train",
             {"data": DataConfig(), "model": ModelConfig(), "objective": ObjectiveConfig(), "train": DEFAULT_TRAIN,
-             "output": OUTPUT},
+             "output": OUTPUT, "student": StudentConfig()},
             precheck=_train_columns,
         ),
         "evaluate": settings_verb(
             "accuracy, precision, recall, F1, confusion matrix, the TF-IDF+SVM and VADER peers, the negation set",
-            "tasks.sentiment.evaluate:evaluate", {"evaluate": EVALUATE, "baselines": BaselineConfig()},
+            "tasks.sentiment.evaluate:evaluate",
+            {"evaluate": EVALUATE, "baselines": BaselineConfig(), "model": ModelChoiceConfig()},
             precheck=_evaluate_columns,
         ),
         "export": settings_verb(

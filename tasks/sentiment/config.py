@@ -55,6 +55,15 @@ class DataConfig:
         0.3, "sentencepiece subword-sampling smoothing in training (0: always the best segmentation)",
         minimum=0, maximum=1,
     )
+    augment: tuple[str, ...] | None = setting(
+        None, "extra training rows made by rule (tasks/sentiment/augment.py; none: off): negation "
+        "(a 'not' put in front of a sentence's only strong sentiment word, or its negator removed, label flipped), "
+        "contrast (two sentences of opposite labels joined by ', but', labelled as the second)",
+        choices=("negation", "contrast"),
+    )
+    whole_negators: bool = setting(
+        False, "sentencepiece keeps \"n't\" as one piece (so \"don't\" ends in the negator the lexicon knows)"
+    )
     min_examples_per_label: int = setting(
         50, "warn when the training data has fewer examples of a label than this", minimum=1, cli=False
     )
@@ -104,6 +113,22 @@ class ObjectiveConfig:
     )
 
 
+@dataclasses.dataclass
+class StudentConfig:
+    """The distilled microcontroller model (tasks/sentiment/distill.py)."""
+
+    distill: bool = setting(
+        True, "after the ensemble, train one small LSTM on its probabilities (knowledge distillation): "
+        "student.keras, exported as the MCU model (model_mcu_*.tflite, the C array)",
+    )
+    student_embedding_dim: int = setting(32, "the student's embedding width", minimum=1)
+    student_units: int = setting(64, "the student's LSTM units", minimum=1)
+    distill_copies: int = setting(
+        1, "word-dropout copies of each training text the teacher labels for the student (beside the texts, "
+        "their halves and the --augment rows)", minimum=0,
+    )
+
+
 DEFAULT_TRAIN = TrainConfig(epochs=15, learning_rate=2e-3, patience=3, monitor="val_accuracy", monitor_mode="max")
 OUTPUT = OutputConfig(out=MODEL_DIR)
 EVALUATE = EvaluateConfig(model=MODEL_DIR, data=DEV_FILE)
@@ -123,6 +148,16 @@ class BaselineConfig:
 
 
 @dataclasses.dataclass
+class ModelChoiceConfig:
+    """evaluate: the ensemble or the distilled student."""
+
+    student: bool = setting(
+        False, "score the distilled MCU student instead of the ensemble: student.keras with --runtime keras, "
+        "model_mcu_{float,int8}.tflite on LiteRT with tflite/tflite-int8 (--runtime tflm always runs the MCU model)",
+    )
+
+
+@dataclasses.dataclass
 class SentimentExportConfig:
     """The fixed-length export for TensorFlow Lite Micro."""
 
@@ -130,6 +165,9 @@ class SentimentExportConfig:
         None, "fixed input length of the MCU export (model_mcu_*.tflite; none: the longest training text, "
         "capped at the model's --max-tokens)", minimum=1,
     )
+    flash_kb: int = setting(512, "flash budget of model_mcu_int8.tflite in KiB (export_report.json: mcu_budget; "
+                            "a warning when it does not fit)", minimum=1)
+    arena_kb: int = setting(64, "TFLM arena (RAM) budget of model_mcu_int8.tflite in KiB (same)", minimum=1)
 
 
 EXPORT = ExportConfig(model=MODEL_DIR)

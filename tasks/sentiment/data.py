@@ -245,8 +245,14 @@ def load_training_data(config: DataConfig, seed: int, members: int = 1) -> Train
 
 
 # ----------------------------------------------------------------------------- tokenizer
-def train_tokenizer(texts: Sequence[str], path, *, vocab_size: int) -> Path:
-    """Train a sentencepiece unigram model on ``texts`` (NFKC + case folding), written to ``path``."""
+NEGATOR_PIECES = ("n't", "n\u2019t")
+
+
+def train_tokenizer(texts: Sequence[str], path, *, vocab_size: int, whole_negators: bool = False) -> Path:
+    """Train a sentencepiece unigram model on ``texts`` (NFKC + case folding), written to ``path``.
+
+    ``whole_negators``: "n't" is a piece of its own (a user-defined symbol), never split.
+    """
     import sentencepiece as spm
 
     from tasks.common.io import write_bytes_atomic
@@ -258,6 +264,7 @@ def train_tokenizer(texts: Sequence[str], path, *, vocab_size: int) -> Path:
             hard_vocab_limit=False, model_type="unigram", normalization_rule_name="nmt_nfkc_cf",
             character_coverage=1.0, pad_id=PAD_ID, unk_id=UNK_ID, bos_id=-1, eos_id=-1, num_threads=1,
             input_sentence_size=2_000_000, shuffle_input_sentence=True, minloglevel=2,
+            user_defined_symbols=list(NEGATOR_PIECES) if whole_negators else [],
         )
     except RuntimeError as err:
         raise UserError(f"sentencepiece training failed: {err} (try another --vocab-size)") from None

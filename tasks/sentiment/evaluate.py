@@ -20,7 +20,7 @@ from tasks.common.config import EvaluateConfig, PredictConfig
 from tasks.common.errors import UserError
 from tasks.common.io import write_bytes_atomic
 from tasks.sentiment.artifacts import MCU_FILES, SentimentModelDir
-from tasks.sentiment.config import LABELS, BaselineConfig, given
+from tasks.sentiment.config import LABELS, BaselineConfig, ModelChoiceConfig, given
 from tasks.sentiment.data import load_config_examples
 from tasks.sentiment.metrics import SUMMARY_KEYS, TfidfSvmPeer, classification_metrics, vader_predictions
 from tasks.sentiment.model import KerasPredictor, TFLitePredictor
@@ -28,8 +28,14 @@ from tasks.sentiment.model import KerasPredictor, TFLitePredictor
 log = logging.getLogger(__name__)
 
 
-def load_predictor(directory: SentimentModelDir, runtime: str = "keras"):
-    """The predictor of ``directory`` for ``runtime`` (keras | tflite | tflite-int8 | tflm)."""
+def load_predictor(directory: SentimentModelDir, runtime: str = "keras", student: bool = False):
+    """The predictor of ``directory`` for ``runtime`` (keras | tflite | tflite-int8 | tflm).
+
+    ``student``: the distilled MCU model instead of the ensemble (``student.keras`` in Keras,
+    ``model_mcu_{float,int8}.tflite`` on LiteRT); ``tflm`` always runs the MCU export.
+    """
+    if student and runtime != "tflm":
+        return _student_predictor(directory, runtime)
     if runtime == "keras":
         return KerasPredictor(directory.keras_model(), directory.tokenizer())
     if runtime in ("tflite", "tflite-int8"):
@@ -40,6 +46,18 @@ def load_predictor(directory: SentimentModelDir, runtime: str = "keras"):
 
         path = directory.export_file(MCU_FILES["int8"])
         return TFLMPredictor(path, directory.tokenizer(), directory.export_report().get("mcu_max_tokens"))
+    raise UserError(f"--runtime: expected keras, tflite, tflite-int8 or tflm, got {runtime!r}")
+
+
+def _student_predictor(directory: SentimentModelDir, runtime: str):
+    if runtime == "keras":
+        model = directory.student_model()
+        if model is None:
+            raise UserError(f"{directory.student_file}: no distilled student (the model was trained with --no-distill)")
+        return KerasPredictor(model, directory.tokenizer())
+    if runtime in ("tflite", "tflite-int8"):
+        path = directory.export_file(MCU_FILES["float" if runtime == "tflite" else "int8"])
+        return TFLitePredictor(path, directory.tokenizer(), directory.export_report().get("mcu_max_tokens"))
     raise UserError(f"--runtime: expected keras, tflite, tflite-int8 or tflm, got {runtime!r}")
 
 
@@ -81,7 +99,8 @@ def _stem(source: str) -> str:
     return Path(source).stem if not source.startswith("tfds:") else source[5:].replace("/", "_").replace(":", "_")
 
 
-def evaluate(config: EvaluateConfig, baseline: BaselineConfig | None = None) -> dict:
+def evaluate(config: EvaluateConfig, baseline: BaselineConfig | None = None,
+             which: ModelChoiceConfig | None = None) -> dict:
     """Score ``config.model`` on ``config.data`` (and the negation set); returns the evaluate JSON.
 
     Files (in ``--out``, default ``MODEL/eval``): ``confusion_<data>_<runtime>.png`` and
@@ -91,8 +110,9 @@ def evaluate(config: EvaluateConfig, baseline: BaselineConfig | None = None) -> 
     from tasks.common.plots import confusion_matrix_png, save_png
 
     baseline = baseline or BaselineConfig()
+    student = bool(which and which.student)
     directory = SentimentModelDir.open(config.model)
-    predictor = load_predictor(directory, config.runtime)
+    predictor = load_predictor(directory, config.runtime, student)
     data = config.data if given(config.data) else directory.data.data
     examples = load_config_examples(directory.data, data, default_split="test", limit=config.limit)
     if given(directory.data.val) and Path(examples.source).resolve() == Path(directory.data.val).resolve():
@@ -105,7 +125,8 @@ def evaluate(config: EvaluateConfig, baseline: BaselineConfig | None = None) -> 
     metrics, columns = _score(predictor, examples, peer)
     out_dir = directory.evaluation_dir(config.out)
     plot = None
-    stem = f"{_stem(examples.source)}_{config.runtime}"
+    runtime_name = f"{config.runtime}_student" if student and config.runtime != "tflm" else config.runtime
+    stem = f"{_stem(examples.source)}_{runtime_name}"
     if out_dir is not None:
         matrix = np.asarray(metrics["confusion_matrix"])
         title = f"{config.runtime}\naccuracy {metrics['accuracy']:.3f}"
@@ -119,11 +140,13 @@ def evaluate(config: EvaluateConfig, baseline: BaselineConfig | None = None) -> 
             if key in negation_metrics:
                 metrics[f"negation_{key}"] = negation_metrics[key]
         if out_dir is not None:
-            path = out_dir / f"predictions_{_stem(negation.source)}_{config.runtime}.tsv"
+            path = out_dir / f"predictions_{_stem(negation.source)}_{runtime_name}.tsv"
             write_bytes_atomic(path, _predictions_tsv(negation, negation_columns))
             metrics["negation_predictions"] = str(path)
     if peer is not None:
         metrics["tfidf_svm_c"] = peer.info["c"]
+    if student or config.runtime == "tflm":
+        metrics["scored_model"] = "student" if directory.student_file.is_file() else "ensemble"
     return evaluation_result(task="sentiment", model=directory.path, runtime=config.runtime, data=examples.source,
                              examples=len(examples), plot=plot, **metrics)
 

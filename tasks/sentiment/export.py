@@ -15,6 +15,9 @@
                           P(positive) [1, 1]; run on TensorFlow Lite Micro (checked at export)
     mcu/model_data.cc, model_data.h, model_ops.h
                           the int8 MCU model as a 16-byte aligned C array + its op resolver
+
+The MCU files hold ``student.keras`` (the distilled single LSTM, :mod:`tasks.sentiment.distill`)
+when the model has one, else the ensemble; ``export_report.json: models`` says which.
     export_report.json    sizes, SHA-256, ops, max |tflite − keras|, label agreement with Keras
 
 Built in ``export.partial/`` and renamed when everything was checked.
@@ -117,7 +120,11 @@ def export(config: ExportConfig, mcu: SentimentExportConfig | None = None) -> di
                 continue
             runtime = "tflite" if quantization == "float" else "tflite-int8"
             report[runtime] = _export_variable_length(network, tokenizer, quantization, work, ids, keras_probs, atol)
-        report.update(_mcu_exports(directory, network, tokenizer, ids, keras_probs, config, mcu or MCU_EXPORT, work))
+        student = directory.student_model()
+        mcu_network = network if student is None else inference_model(student)
+        mcu_probs = keras_probs if student is None else KerasPredictor(mcu_network, tokenizer).predict_ids(ids)
+        report["models"] = _which_model(student is not None)
+        report.update(_mcu_exports(directory, mcu_network, tokenizer, ids, mcu_probs, config, mcu or MCU_EXPORT, work))
         report["keras_size_bytes"] = Path(directory.model_file).stat().st_size
         record_verdicts(report, _verdicts(report, work))
         write_export_report(work, report)
@@ -141,6 +148,14 @@ def _verdicts(report: dict, work: Path) -> list[dict]:
             rows.append(verdict_row(f"{section['path']} (TFLM)", section["size_bytes"],
                                     [EXPORT_LIMITS["tflm"].check(tflm["label_agreement"])]))
     return rows
+
+
+def _which_model(distilled: bool) -> dict:
+    """Which Keras model each exported file holds (``export_report.json: models``)."""
+    ensemble = "model.keras (the ensemble)"
+    return {"saved_model": ensemble, "model_float.tflite": ensemble, "model_int8.tflite": ensemble,
+            "model_mcu_float.tflite": "student.keras (the distilled single LSTM)" if distilled else ensemble,
+            "model_mcu_int8.tflite": "student.keras (the distilled single LSTM)" if distilled else ensemble}
 
 
 def _export_saved_model(network, tokenizer, directory, work: Path, texts, keras_probs, atol) -> dict:
@@ -187,6 +202,19 @@ def _export_variable_length(network, tokenizer, quantization: str, work: Path, i
     log.debug("%s: %d bytes, label agreement with Keras %.3f", path.name, tflite["size_bytes"],
               tflite["calibration_label_agreement"])
     return tflite
+
+
+def mcu_budget(section: dict, mcu: SentimentExportConfig) -> dict:
+    """Does the int8 MCU model fit ``--flash-kb`` / ``--arena-kb``? (a warning when not)."""
+    arena = (section.get("tflm") or {}).get("arena_recommended_bytes")
+    budget = {"flash_limit_bytes": mcu.flash_kb * 1024, "flash_bytes": section["size_bytes"],
+              "arena_limit_bytes": mcu.arena_kb * 1024, "arena_bytes": arena}
+    budget["fits"] = bool(section["size_bytes"] <= budget["flash_limit_bytes"] and arena is not None
+                          and arena <= budget["arena_limit_bytes"])
+    if not budget["fits"]:
+        log.warning("model_mcu_int8.tflite (%d bytes, arena %s B) does not fit --flash-kb %d / --arena-kb %d",
+                    section["size_bytes"], arena, mcu.flash_kb, mcu.arena_kb)
+    return budget
 
 
 def mcu_width(directory: SentimentModelDir, requested: int | None) -> int:
@@ -238,6 +266,8 @@ def _mcu_exports(directory, network, tokenizer, ids, keras_probs, config: Export
             write_c_array(path, work / "mcu", name="g_sentiment_model", arena_bytes=tflm.get("arena_recommended_bytes"))
             section["c_array"] = sorted(p.relative_to(work).as_posix() for p in (work / "mcu").iterdir())
         result["mcu"][quantization] = section
+        if quantization == "int8":
+            result["mcu_budget"] = mcu_budget(section, mcu)
         log.debug("%s: %d bytes, TFLM arena %s B, label agreement with Keras %.3f", path.name, section["size_bytes"],
                   (section.get("tflm") or {}).get("arena_bytes"), section["calibration_label_agreement_vs_keras"])
     return result

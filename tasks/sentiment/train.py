@@ -35,8 +35,9 @@ from tasks.common.training import (
     run_times,
     set_seed,
 )
+from tasks.sentiment.augment import augment
 from tasks.sentiment.artifacts import CALIBRATION_FILE, TOKENIZER_FILE, SentimentModelDir, Tokenizer
-from tasks.sentiment.config import DataConfig, ModelConfig, ObjectiveConfig, given
+from tasks.sentiment.config import DataConfig, ModelConfig, ObjectiveConfig, StudentConfig, given
 from tasks.sentiment.data import load_training_data, make_dataset, train_tokenizer
 from tasks.sentiment.metrics import classification_metrics
 from tasks.sentiment.ngram import MAX_VOCABULARY as NGRAM_MAX_VOCABULARY, fit_ngram_weights
@@ -48,9 +49,14 @@ CALIBRATION_TEXTS = 500
 
 
 def train(data: DataConfig, model: ModelConfig, objective: ObjectiveConfig, train: TrainConfig,
-          output: OutputConfig) -> dict:
-    """Train into ``output.out``; returns the train report (also in ``train_report.json``)."""
-    settings = {"data": data, "model": model, "objective": objective, "train": train}
+          output: OutputConfig, student: StudentConfig | None = None) -> dict:
+    """Train into ``output.out``; returns the train report (also in ``train_report.json``).
+
+    The ensemble is ``model.keras``; with ``student.distill`` a small LSTM distilled from it is
+    ``student.keras`` (:mod:`tasks.sentiment.distill`), the model of the MCU export.
+    """
+    student = student or StudentConfig()
+    settings = {"data": data, "model": model, "objective": objective, "train": train, "student": student}
     output = join_for_training(train, output, settings)
     with model_directory(output.out, overwrite=output.overwrite, resume=output.resume, task="sentiment",
                          settings=settings) as work:
@@ -60,12 +66,13 @@ def train(data: DataConfig, model: ModelConfig, objective: ObjectiveConfig, trai
         model, train, rating_scale = _resolve(loaded, tokenizer, data, model, objective, train)
         train_ids = tokenizer.encode_many(loaded.pool.texts)  # deterministic segmentation
         _save_config(work, loaded.pool, train_ids, rating_scale,
-                     {"data": data, "model": model, "objective": objective, "train": train})
+                     {"data": data, "model": model, "objective": objective, "train": train, "student": student})
         common = dict(tokenizer_proto=tokenizer.proto, batch_size=data.batch_size, max_tokens=data.max_tokens,
                       seed=train.seed, rating_scale=rating_scale)
 
         def datasets(index):  # made after each member's seed is set (setting it drops the tokenizer resource)
             member_train, member_val = loaded.splits[index]
+            member_train = augment(member_train, data.augment, train.seed + index)
             return (make_dataset(member_train, training=True, sampling_alpha=data.sampling_alpha,
                                  repeat=train.steps_per_epoch is not None,
                                  same_batches_everywhere=train.distribute == "multi-worker", **common),
@@ -74,16 +81,24 @@ def train(data: DataConfig, model: ModelConfig, objective: ObjectiveConfig, trai
         hparams = {f"{section}.{key}": value for section, config in (("data", data), ("model", model),
                                                                       ("objective", objective))
                    for key, value in settings_to_dict(config).items()}
-        members, summaries = _train_members(work, model, objective, train, datasets, hparams,
-                                            _prior(model, tokenizer))
-        ngram, ngram_report = _ngram_member(model, train_ids, loaded.pool, tokenizer, train.seed)
+        prior = _prior(model, tokenizer)
+        members, summaries = _train_members(work, model, objective, train, datasets, hparams, prior)
+        ngram, ngram_report = _ngram_member(model, augment(loaded.pool, data.augment, train.seed), tokenizer,
+                                            train.seed)
         lstm_network = average_members(members)
         network = average_members(members, ngram)
         with step("saving the model"):
             network.save(work / "model.keras")
+        if student.distill:
+            from tasks.sentiment.distill import train_student
+
+            student_summary = train_student(work, network, tokenizer, loaded.pool, data, model, objective, train,
+                                            student, prior)[1]
         interruption_point("final_save")
         with step("validation figures"):
             report = _report(loaded, data, tokenizer, network, lstm_network, members, summaries, ngram_report)
+        if student.distill:
+            report["student"] = student_summary
         report.update(run_times())
         _write_history(work, model)
         write_json_atomic(work / "train_report.json", report)
@@ -99,7 +114,7 @@ def _tokenizer(work: Path, pool, data: DataConfig) -> Tokenizer:
         log.info("reusing tokenizer %s", tokenizer_path)
     else:
         log.info("training sentencepiece (vocab %d) on %d texts", data.vocab_size, len(pool))
-        train_tokenizer(pool.texts, tokenizer_path, vocab_size=data.vocab_size)
+        train_tokenizer(pool.texts, tokenizer_path, vocab_size=data.vocab_size, whole_negators=data.whole_negators)
     return Tokenizer(tokenizer_path, data.max_tokens)
 
 
@@ -177,12 +192,12 @@ def _write_history(work: Path, model: ModelConfig) -> None:
     write_json_atomic(work / HISTORY_FILE, history)
 
 
-def _ngram_member(model: ModelConfig, train_ids, pool, tokenizer, seed: int):
+def _ngram_member(model: ModelConfig, pool, tokenizer, seed: int):
     """The linear n-gram member (``--ngram-member``) and its report entry, or (None, None)."""
     if not model.ngram_member:
         return None, None
     with step(f"n-gram member: choosing its regularisation by 5-fold cross-validation on {len(pool)} texts"):
-        fitted = fit_ngram_weights(train_ids, pool.labels, tokenizer.vocab_size, seed=seed)
+        fitted = fit_ngram_weights(tokenizer.encode_many(pool.texts), pool.labels, tokenizer.vocab_size, seed=seed)
     log.info("n-gram member: C %g, 5-fold CV accuracy %.4f", fitted["C"], fitted["cv_accuracy"])
     report = {"C": fitted["C"], "cv_accuracy": round(fitted["cv_accuracy"], 4), "examples": len(pool)}
     return ngram_model(tokenizer.vocab_size, fitted), report

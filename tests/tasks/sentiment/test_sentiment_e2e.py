@@ -33,6 +33,7 @@ def trained(tmp_path_factory):
     result = quiet_cli(
         "sentiment", "train", "--data", str(train), "--out", str(out), "--epochs", "2", "--vocab-size", "200",
         "--embedding-dim", "16", "--units", "8", "--batch-size", "16", "--adversarial-epsilon", "0.5", "--members", "2",
+        "--augment", "negation,contrast", "--whole-negators",
     )
     assert f"model written to {out} (full report: train_report.json)" in result.stdout
     assert "{" not in result.stdout  # the JSON is in train_report.json only
@@ -56,7 +57,9 @@ def test_train_writes_model_directory(trained):
     config = json.loads((out / "config.json").read_text())
     assert config["model"]["rating_head"] is True and config["objective"]["adversarial_epsilon"] == 0.5
     assert config["model"]["pooling"] == ["last", "last+max"]  # the default: member 1 max-pools
-    assert report["ngram_member"]["C"] > 0 and report["ngram_member"]["examples"] == 240  # fitted on all texts
+    # fitted on all texts and their --augment rows
+    assert report["ngram_member"]["C"] > 0 and report["ngram_member"]["examples"] > 240
+    assert (out / "student.keras").is_file() and report["student"]["epochs_run"] == 2  # distilled (the default)
     assert config["model"]["ngram_member"] is True
     assert not out.with_name("model.partial").exists()
 
@@ -171,11 +174,18 @@ def test_evaluate_json_has_the_shared_keys_peers_and_negation_set(exported, caps
 
 
 def test_mcu_export_runs_on_tflm(exported, probabilities, capsys):
-    """The fixed-length MCU export runs on TensorFlow Lite Micro (checked at export) and in evaluate."""
+    """The fixed-length MCU export (the distilled student) runs on TensorFlow Lite Micro (checked at
+    export) and in evaluate, fits the flash and arena budget its report claims, and matches Keras."""
     from tasks.sentiment.artifacts import SentimentModelDir
     from tasks.sentiment.evaluate import load_predictor
 
     out, dev, report, _ = exported
+    assert report["models"]["model_mcu_int8.tflite"].startswith("student.keras")
+    assert report["models"]["model_int8.tflite"].startswith("model.keras")
+    budget = report["mcu_budget"]
+    assert budget["fits"] and (budget["flash_limit_bytes"], budget["arena_limit_bytes"]) == (512 * 1024, 64 * 1024)
+    assert budget["flash_bytes"] == (out / "export" / "model_mcu_int8.tflite").stat().st_size <= 512 * 1024
+    assert budget["arena_bytes"] >= report["mcu"]["int8"]["tflm"]["arena_bytes"] and budget["arena_bytes"] <= 64 * 1024
     config = json.loads((out / "config.json").read_text())
     assert report["mcu_max_tokens"] == min(config["text_tokens"]["max"], config["data"]["max_tokens"])
     for quantization in ("float", "int8"):
@@ -187,8 +197,12 @@ def test_mcu_export_runs_on_tflm(exported, probabilities, capsys):
     micro = last_json(quiet_cli("sentiment", "evaluate", "--model", str(out), "--data", str(dev), "--runtime", "tflm",
                                 "--no-baseline", "--negation", "none").stdout)
     assert micro["runtime"] == "tflm" and micro["examples"] == 40 and "tfidf_svm_accuracy" not in micro
-    mcu_probs = load_predictor(SentimentModelDir.open(out), "tflm").predict_proba(TEXTS)
-    np.testing.assert_allclose(mcu_probs, probabilities["tflite-int8"], atol=0.1)
+    directory = SentimentModelDir.open(out)
+    mcu_probs = load_predictor(directory, "tflm").predict_proba(TEXTS)
+    np.testing.assert_allclose(mcu_probs, load_predictor(directory, "keras", student=True).predict_proba(TEXTS),
+                               atol=0.05)
+    np.testing.assert_allclose(mcu_probs, load_predictor(directory, "tflite-int8", student=True).predict_proba(TEXTS),
+                               atol=0.02)  # TFLM and LiteRT run the same int8 file
 
 
 def test_damaged_export_is_refused_with_one_line(exported, tmp_path, capsys):

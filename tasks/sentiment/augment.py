@@ -1,0 +1,163 @@
+"""Training-text augmentation that teaches negation and "but" contrast (``--augment``).
+
+Built from general rules of English and VADER's word lists, never from the negation check set:
+
+- ``negation``: a sentence whose only strong sentiment word (VADER valence ≥ 1 in size) agrees
+  with its label, that has no negator and no contrast word, gets a "not" in front of that word
+  when a copula ("is", "was", "seems", ...) or an article stands before it ("is dull" → "is not
+  dull", "a gorgeous film" → "not a gorgeous film"), and its label flipped. The converse: a
+  sentence whose only strong word disagrees with its label right after its only negator loses
+  the negator ("isn't bad" → "is bad", label flipped). Ratings become ``-rating / 2`` (a negated
+  opinion is a weaker one).
+- ``contrast``: two short training sentences of opposite labels joined as "A, but b" with the
+  label (and rating) of the second: the clause after "but" carries the opinion.
+
+Rows are added to the training side only (each member's training part, the n-gram member's
+data); early-stopping folds stay original text.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+AUGMENTATIONS = ("negation", "contrast")
+STRONG_VALENCE = 1.0
+COPULAS = {"is", "was", "are", "were", "seems", "seemed", "feels", "felt", "looks",
+           "looked", "remains", "remained", "becomes", "became", "sounds", "sounded", "'s"}
+ARTICLES = {"a", "an"}
+CONTRAST_WORDS = {"but", "though", "although", "however", "yet", "despite", "except", "nevertheless", "while"}
+UNNEGATED = {"isn't": "is", "wasn't": "was", "aren't": "are", "weren't": "were", "don't": "do", "doesn't": "does",
+             "didn't": "did", "can't": "can", "couldn't": "could", "won't": "will", "wouldn't": "would",
+             "hasn't": "has", "haven't": "have", "not": ""}
+WORD = re.compile(r"[A-Za-z]+(?:['\u2019][A-Za-z]+)?")
+CONTRAST_WORDS_MAX = 20
+CONTRAST_SHARE = 0.1
+
+
+def _lists():
+    from tasks.sentiment.lexicon import vader_lists
+
+    valences, negators, boosters = vader_lists()
+    return valences, negators | {"n't"}, boosters
+
+
+def _words(text: str):
+    """``(lower-case word, start, end)`` of every word (apostrophes normalised to ')."""
+    return [(m.group().lower().replace("\u2019", "'"), m.start(), m.end()) for m in WORD.finditer(text)]
+
+
+def _strong(words, valences):
+    return [(i, valences[w]) for i, (w, _, _) in enumerate(words) if abs(valences.get(w, 0.0)) >= STRONG_VALENCE]
+
+
+def negate(text: str, label: int, lists=None) -> str | None:
+    """``text`` with its opinion negated (see the module docstring), or None where the rules do not apply."""
+    valences, negators, boosters = lists or _lists()
+    words = _words(text)
+    if any(w in CONTRAST_WORDS for w, _, _ in words):
+        return None
+    strong = _strong(words, valences)
+    if len(strong) != 1:
+        return None
+    index, valence = strong[0]
+    agrees = (valence > 0) == (label == 1)
+    negations = [i for i, (w, _, _) in enumerate(words) if w in negators or w.endswith("n't")]
+    if not negations and agrees:
+        return _insert_not(text, words, index, boosters)
+    if len(negations) == 1 and not agrees and 0 < index - negations[0] <= 3 and words[negations[0]][0] in UNNEGATED:
+        word, start, end = words[negations[0]]
+        replacement = UNNEGATED[word]
+        if not replacement:  # drop "not" and one space
+            end = end + 1 if text[end:end + 1] == " " else end
+        return text[:start] + _same_case(text[start:end], replacement) + text[end:]
+    return None
+
+
+def _insert_not(text: str, words, index: int, boosters) -> str | None:
+    before = index - 1
+    if before >= 0 and words[before][0] in boosters:
+        before -= 1
+    if before < 0:
+        return None
+    word, start, end = words[before]
+    if word in COPULAS:
+        at = words[before + 1][1]
+        return text[:at] + "not " + text[at:]
+    if word in ARTICLES and before + 1 == index and (before == 0 or words[before - 1][0] in COPULAS):
+        # "A dreary film." -> "Not a dreary film."; "It's a gem." -> "It's not a gem."
+        return text[:start] + _same_case(text[start:end], "not") + " " + _lower_first(text[start:])
+    return None
+
+
+def _same_case(original: str, replacement: str) -> str:
+    return replacement.capitalize() if original[:1].isupper() and replacement else replacement
+
+
+def contrast_pairs(texts, labels, rng, count: int):
+    """``count`` indices ``(a, b)`` of short sentences with opposite labels and no contrast word."""
+    short = [i for i, text in enumerate(texts) if _one_short_sentence(text)]
+    by_label = [[i for i in short if labels[i] == label] for label in (0, 1)]
+    if not by_label[0] or not by_label[1]:
+        return []
+    pairs = []
+    for _ in range(count):
+        second = int(rng.integers(2))
+        pairs.append((int(rng.choice(by_label[1 - second])), int(rng.choice(by_label[second]))))
+    return pairs
+
+
+FUNCTION_WORDS = {"the", "a", "an", "it", "it's", "this", "that", "there", "these", "those", "its", "what", "if",
+                  "as", "even", "for", "in", "with", "some", "all", "no", "one", "so", "too", "you", "we", "they"}
+
+
+def _lower_first(text: str) -> str:
+    """Lower-case the first letter when the first word is a function word (never a name or "I")."""
+    words = _words(text)
+    return text[:1].lower() + text[1:] if words and words[0][0] in FUNCTION_WORDS else text
+
+
+def _one_short_sentence(text: str) -> bool:
+    words = _words(text)
+    return (3 <= len(words) <= CONTRAST_WORDS_MAX and not re.search(r"[.!?].*\w", text)
+            and not any(w in CONTRAST_WORDS for w, _, _ in words))
+
+
+def join_contrast(first: str, second: str) -> str:
+    return f"{first.rstrip(' .!?;,')}, but {_lower_first(second)}"
+
+
+def augment(examples, kinds, seed: int):
+    """``examples`` followed by the augmented rows of ``kinds`` (``negation``, ``contrast``).
+
+    Args:
+        examples: :class:`tasks.sentiment.data.Examples` (labels 0/1; ratings optional).
+        kinds: which augmentations (see the module docstring); empty: ``examples`` unchanged.
+        seed: seed of the contrast pairs.
+
+    Returns:
+        A new ``Examples`` (same source), originals first.
+    """
+    if not kinds:
+        return examples
+    texts, labels = list(examples.texts), list(int(y) for y in examples.labels)
+    ratings = None if examples.ratings is None else list(examples.ratings)
+    if "negation" in kinds:
+        lists = _lists()
+        for i, (text, label) in enumerate(zip(examples.texts, examples.labels)):
+            negated = negate(text, int(label), lists)
+            if negated is not None:
+                texts.append(negated)
+                labels.append(1 - int(label))
+                if ratings is not None:
+                    ratings.append(-0.5 * float(examples.ratings[i]))
+    if "contrast" in kinds:
+        rng = np.random.default_rng(seed)
+        for a, b in contrast_pairs(examples.texts, examples.labels, rng, int(CONTRAST_SHARE * len(examples))):
+            texts.append(join_contrast(examples.texts[a], examples.texts[b]))
+            labels.append(int(examples.labels[b]))
+            if ratings is not None:
+                ratings.append(float(examples.ratings[b]))
+    return type(examples)(texts, np.asarray(labels, np.int32), examples.source,
+                          None if ratings is None else np.asarray(ratings, np.float32))

@@ -1,0 +1,85 @@
+"""Negation/contrast augmentation rules, the student's transfer texts, and training on a user's own CSV."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tasks.common.cli import main
+from tasks.sentiment.augment import augment, join_contrast, negate
+from tasks.sentiment.data import Examples
+from tasks.sentiment.distill import halves, student_model_config, transfer_texts, word_dropout
+
+
+@pytest.mark.parametrize("text, label, expected", [
+    ("The film is dull.", 0, "The film is not dull."),                  # copula + the only strong word
+    ("The cast was very funny.", 1, "The cast was not very funny."),    # an intensifier may stand between
+    ("A gorgeous film.", 1, "Not a gorgeous film."),                    # sentence-initial article
+    ("It isn't bad.", 1, "It is bad."),                                 # negator removed before a disagreeing word
+    ("It was not funny.", 0, "It was funny."),
+    ("The film is dull, but the cast is great.", 0, None),              # a contrast word: left alone
+    ("The film is dull and ugly.", 0, None),                            # two strong words: left alone
+    ("The film is not dull.", 0, None),                                 # already negated, word agrees: left alone
+    ("Watch it with a friend.", 1, None),                               # no strong word
+])
+def test_negate_applies_only_where_the_sentence_allows_it(text, label, expected):
+    assert negate(text, label) == expected
+
+
+def test_augment_adds_flipped_and_contrast_rows_after_the_originals():
+    texts = ["The film is dull.", "A gorgeous film.", "Lovely music and a kind heart", "Boring and far too long"]
+    examples = Examples(texts, np.array([0, 1, 1, 0], np.int32), "x.tsv", np.array([-2, 2, 1, -1], np.float32))
+    out = augment(examples, ("negation", "contrast"), seed=0)
+    assert out.texts[:4] == texts and list(out.labels[:4]) == [0, 1, 1, 0]
+    assert out.texts[4:6] == ["The film is not dull.", "Not a gorgeous film."] and list(out.labels[4:6]) == [1, 0]
+    np.testing.assert_allclose(out.ratings[4:6], [1.0, -1.0])  # a negated opinion is a weaker one
+    assert len(out) == 4 + 2 + 0  # 10% of 4 rows rounds to no contrast row
+    assert augment(examples, None, seed=0) is examples
+    assert join_contrast("Lovely music.", "The plot drags") == "Lovely music, but the plot drags"
+
+
+def test_transfer_texts_are_word_dropout_copies_and_halves():
+    rng = np.random.default_rng(0)
+    assert word_dropout("one two three four", rng, rate=1.0) == "one"  # never empty
+    assert halves("Lovely music and sets, but the plot drags on") == ["Lovely music and sets", "the plot drags on"]
+    assert halves("Too short, ok") == []
+    extra = transfer_texts(["Lovely music and sets, but the plot drags on"], copies=2, seed=0)
+    assert len(extra) == 2 + 2
+
+
+def test_student_config_is_one_small_member():
+    from tasks.sentiment.config import ModelConfig, StudentConfig
+
+    config = student_model_config(ModelConfig(), StudentConfig(student_embedding_dim=16, student_units=24))
+    assert (config.members, config.embedding_dim, config.units, config.ngram_member) == (1, 16, 24, False)
+    assert config.pooling == ("last",) and config.lexicon == "vader"
+
+
+REVIEWS = [
+    ("Battery lasts all day and the screen is sharp", "pos"), ("Stopped working after a week", "neg"),
+    ("Great value, works exactly as described", "pos"), ("The charger broke on the second day", "neg"),
+    ("Fast shipping and a sturdy case", "pos"), ("Cheap plastic, returned it", "neg"),
+    ("Love it, my kids use it every day", "pos"), ("Terrible sound, constant crackling", "neg"),
+    ("Excellent quality for the price", "pos"), ("Arrived damaged and support never answered", "neg"),
+    ("Comfortable and easy to set up", "pos"), ("Waste of money", "neg"),
+] * 3
+
+
+def test_train_and_predict_on_a_users_own_csv(tmp_path, capsys):
+    """A non-movie CSV with its own column names, no rating column: one train command, then predict."""
+    data = tmp_path / "reviews.csv"
+    data.write_text("review,stars_label\n" + "".join(f'"{t}",{y}\n' for t, y in REVIEWS), encoding="utf-8")
+    out = tmp_path / "model"
+    assert main(["-q", "sentiment", "train", "--data", str(data), "--text-column", "review", "--label-column",
+                 "stars_label", "--out", str(out), "--members", "1", "--epochs", "1", "--vocab-size", "60",
+                 "--embedding-dim", "8", "--units", "8", "--student-embedding-dim", "8", "--student-units", "8",
+                 "--distill-copies", "0"]) == 0
+    report = json.loads((out / "train_report.json").read_text())
+    assert report["train_examples"] + report["val_examples"] == len(REVIEWS) and (out / "student.keras").is_file()
+    assert json.loads((out / "config.json").read_text())["model"]["rating_head"] is False  # no ratings: off
+    capsys.readouterr()
+    assert main(["-q", "sentiment", "predict", "--model", str(out), "Great battery, love it"]) == 0
+    label, probability, text = capsys.readouterr().out.strip().split("\t")
+    assert label in ("negative", "positive") and 0.5 <= float(probability) <= 1 and text == "Great battery, love it"
