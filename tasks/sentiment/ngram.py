@@ -66,13 +66,18 @@ def fit_ngram_weights(ids: Sequence[Sequence[int]], labels: np.ndarray, vocab_si
     if vocab_size > MAX_VOCABULARY:
         raise ValueError(f"the n-gram member's int32 hash needs a vocabulary of at most {MAX_VOCABULARY} pieces")
     features = ngram_features(ids, vocab_size)
+    # Only the columns that occur: an L2-penalised weight of a feature that is always 0 is 0, and
+    # L-BFGS over the 2^18 hashed columns costs ~40x more per iteration (50 s on 36 texts).
+    used = np.unique(features.indices)
+    compact = features[:, used]
     labels = np.asarray(labels).astype(int)
     folds = StratifiedKFold(5, shuffle=True, random_state=seed)
-    scores = {c: cross_val_score(LogisticRegression(C=c, max_iter=3000), features, labels, cv=folds).mean()
+    scores = {c: cross_val_score(LogisticRegression(C=c, max_iter=3000), compact, labels, cv=folds).mean()
               for c in C_GRID}
     best = max(scores, key=scores.get)
-    fitted = LogisticRegression(C=best, max_iter=3000).fit(features, labels)
-    weights = fitted.coef_[0].astype(np.float32)
+    fitted = LogisticRegression(C=best, max_iter=3000).fit(compact, labels)
+    weights = np.zeros(features.shape[1], np.float32)
+    weights[used] = fitted.coef_[0]
     return {"unigram": weights[:vocab_size], "bigram": weights[vocab_size:], "bias": float(fitted.intercept_[0]),
             "C": best, "cv_accuracy": float(scores[best])}
 

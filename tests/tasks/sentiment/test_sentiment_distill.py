@@ -81,5 +81,7 @@ def test_train_and_predict_on_a_users_own_csv(tmp_path, capsys):
     assert json.loads((out / "config.json").read_text())["model"]["rating_head"] is False  # no ratings: off
     capsys.readouterr()
     assert main(["-q", "sentiment", "predict", "--model", str(out), "Great battery, love it"]) == 0
-    label, probability, text = capsys.readouterr().out.strip().split("\t")
-    assert label in ("negative", "positive") and 0.5 <= float(probability) <= 1 and text == "Great battery, love it"
+    header, line = capsys.readouterr().out.strip().splitlines()
+    label, p_positive, text = line.split("\t")
+    assert header == "label\tp_positive\ttext" and text == "Great battery, love it"
+    assert label == ("positive" if float(p_positive) >= 0.5 else "negative")
