@@ -15,8 +15,6 @@ of ``lstm-suite translation evaluate`` (``runtime: keras``) plus ``peer``, ``par
 ``train_seconds`` and ``epochs_run``.
 """
 
-from __future__ import annotations
-
 import argparse
 import dataclasses
 import json
@@ -46,80 +44,77 @@ def _positions(length, depth):
     return tf.reshape(tf.stack([tf.sin(angles), tf.cos(angles)], axis=-1), (length, -1))[:, :depth]
 
 
-class _Blocks:
-    """The peer's layers, created once and applied to any inputs (training and decoding share them)."""
+def _layers(config: PeerConfig, src_vocab: int, tgt_vocab: int) -> dict:
+    import keras
 
-    def __init__(self, config: PeerConfig, src_vocab: int, tgt_vocab: int):
-        import keras
+    L, d = keras.layers, config.d_model
 
-        self.config, L = config, keras.layers
-        d = config.d_model
-        self.src_embed, self.tgt_embed = L.Embedding(src_vocab, d), L.Embedding(tgt_vocab, d)
-        self.drop = L.Dropout(config.dropout)
+    def attention():
+        return L.MultiHeadAttention(config.heads, d // config.heads, dropout=config.dropout)
 
-        def attention():
-            return L.MultiHeadAttention(config.heads, d // config.heads, dropout=config.dropout)
+    def feed_forward():
+        return keras.Sequential([L.Dense(config.ff_dim, activation="relu"), L.Dropout(config.dropout), L.Dense(d)])
 
-        def feed_forward():
-            return keras.Sequential([L.Dense(config.ff_dim, activation="relu"), L.Dropout(config.dropout), L.Dense(d)])
-
-        self.encoder = [(L.LayerNormalization(), attention(), L.LayerNormalization(), feed_forward())
-                        for _ in range(config.encoder_layers)]
-        self.decoder = [(L.LayerNormalization(), attention(), L.LayerNormalization(), attention(),
-                         L.LayerNormalization(), feed_forward()) for _ in range(config.decoder_layers)]
-        self.encoder_norm, self.decoder_norm = L.LayerNormalization(), L.LayerNormalization()
-        self.logits = L.Dense(tgt_vocab)
-
-    def _embed(self, embedding, ids):
-        import keras
-
-        x = embedding(ids) * math.sqrt(self.config.d_model)
-        return self.drop(x + keras.ops.convert_to_tensor(_positions(keras.ops.shape(ids)[1], self.config.d_model)))
-
-    def encode(self, src_ids, src_mask):
-        x = self._embed(self.src_embed, src_ids)
-        pad = src_mask[:, None, :] > 0.5
-        for norm1, attn, norm2, ff in self.encoder:
-            h = norm1(x)
-            x = x + self.drop(attn(h, h, attention_mask=pad))
-            x = x + self.drop(ff(norm2(x)))
-        return self.encoder_norm(x)
-
-    def decode(self, tgt_ids, memory, src_mask):
-        import keras
-
-        y = self._embed(self.tgt_embed, tgt_ids)
-        cross = keras.ops.repeat(src_mask[:, None, :] > 0.5, keras.ops.shape(tgt_ids)[1], axis=1)
-        for norm1, self_attn, norm2, cross_attn, norm3, ff in self.decoder:
-            h = norm1(y)
-            y = y + self.drop(self_attn(h, h, use_causal_mask=True))
-            y = y + self.drop(cross_attn(norm2(y), memory, attention_mask=cross))
-            y = y + self.drop(ff(norm3(y)))
-        return self.logits(self.decoder_norm(y))
+    return {
+        "src_embed": L.Embedding(src_vocab, d), "tgt_embed": L.Embedding(tgt_vocab, d), "drop": L.Dropout(config.dropout),
+        "encoder": [(L.LayerNormalization(), attention(), L.LayerNormalization(), feed_forward())
+                    for _ in range(config.encoder_layers)],
+        "decoder": [(L.LayerNormalization(), attention(), L.LayerNormalization(), attention(), L.LayerNormalization(),
+                     feed_forward()) for _ in range(config.decoder_layers)],
+        "encoder_norm": L.LayerNormalization(), "decoder_norm": L.LayerNormalization(), "logits": L.Dense(tgt_vocab),
+    }
 
 
 def build_peer(config: PeerConfig, src_vocab: int, tgt_vocab: int):
-    """``(training, encoder, decoder)`` Keras models sharing one Transformer's weights.
+    """A pre-LayerNorm Transformer encoder-decoder (``keras.layers.MultiHeadAttention``), built.
 
-    * training: ``(source_ids [B,S], target_in_ids [B,T]) -> logits [B,T,V]``
-    * encoder: ``source_ids -> memory [B,S,D]``
-    * decoder: ``(prefix_ids [B,T], memory, source_mask [B,S]) -> logits of the last position [B,V]``
+    ``model([source_ids [B,S], target_in_ids [B,T]]) -> logits [B,T,V]`` for training;
+    ``model.encode(source_ids) -> memory [B,S,D]`` and ``model.decode(prefix [B,T], memory,
+    source_mask [B,S]) -> logits [B,T,V]`` for decoding.
     """
     import keras
+    import tensorflow as tf
 
-    from tasks.translation.model import SourceMask
+    from tasks.translation.data import PAD_ID
 
-    blocks = _Blocks(config, src_vocab, tgt_vocab)
-    src = keras.Input((None,), dtype="int32", name="source_ids")
-    tgt = keras.Input((None,), dtype="int32", name="target_in_ids")
-    src_mask = SourceMask()(src)
-    training = keras.Model([src, tgt], blocks.decode(tgt, blocks.encode(src, src_mask), src_mask))
-    encoder = keras.Model(src, blocks.encode(src, SourceMask()(src)))
-    prefix = keras.Input((None,), dtype="int32", name="prefix_ids")
-    memory = keras.Input((None, config.d_model), name="memory")
-    mask = keras.Input((None,), name="source_mask")
-    decoder = keras.Model([prefix, memory, mask], blocks.decode(prefix, memory, mask)[:, -1])
-    return training, encoder, decoder
+    class TransformerPeer(keras.Model):
+        def __init__(self):
+            super().__init__(name="transformer_peer")
+            self.parts = _layers(config, src_vocab, tgt_vocab)
+
+        def _embed(self, embedding, ids, training):
+            x = self.parts[embedding](ids) * math.sqrt(config.d_model)
+            return self.parts["drop"](x + _positions(tf.shape(ids)[1], config.d_model), training=training)
+
+        def encode(self, src_ids, training=False):
+            x = self._embed("src_embed", src_ids, training)
+            pad = tf.not_equal(src_ids, PAD_ID)[:, None, :]
+            drop = self.parts["drop"]
+            for norm1, attn, norm2, ff in self.parts["encoder"]:
+                h = norm1(x)
+                x = x + drop(attn(h, h, attention_mask=pad, training=training), training=training)
+                x = x + drop(ff(norm2(x), training=training), training=training)
+            return self.parts["encoder_norm"](x)
+
+        def decode(self, tgt_ids, memory, src_mask, training=False):
+            y = self._embed("tgt_embed", tgt_ids, training)
+            cross = tf.repeat(src_mask[:, None, :] > 0.5, tf.shape(tgt_ids)[1], axis=1)
+            drop = self.parts["drop"]
+            for norm1, self_attn, norm2, cross_attn, norm3, ff in self.parts["decoder"]:
+                h = norm1(y)
+                y = y + drop(self_attn(h, h, use_causal_mask=True, training=training), training=training)
+                y = y + drop(cross_attn(norm2(y), memory, attention_mask=cross, training=training), training=training)
+                y = y + drop(ff(norm3(y), training=training), training=training)
+            return self.parts["logits"](self.parts["decoder_norm"](y))
+
+        def call(self, inputs, training=False):
+            src, tgt = inputs
+            mask = tf.cast(tf.not_equal(src, PAD_ID), tf.float32)
+            return self.decode(tgt, self.encode(src, training), mask, training)
+
+    model = TransformerPeer()
+    model([tf.ones((1, 3), tf.int32), tf.ones((1, 2), tf.int32)])
+    return model
 
 
 class TransformerBackend:
@@ -130,11 +125,11 @@ class TransformerBackend:
     ``c`` are unused placeholders (the LSTM's attention keys and cell state).
     """
 
-    def __init__(self, encoder, decoder):
+    def __init__(self, model):
         import tensorflow as tf
 
-        self._encode = tf.function(lambda s: encoder(s, training=False), reduce_retracing=True)
-        self._decode = tf.function(lambda p, m, k: decoder([p, m, k], training=False), reduce_retracing=True)
+        self._encode = tf.function(lambda s: model.encode(s), reduce_retracing=True)
+        self._decode = tf.function(lambda p, m, k: model.decode(p, m, k)[:, -1], reduce_retracing=True)
 
     def encode(self, src):
         src = np.asarray(src, np.int32)
@@ -184,7 +179,7 @@ def train_peer(args) -> dict:
     keras.utils.set_random_seed(like.train.seed)
     train_data, val_data, pairs, name, (source_tokenizer, target_tokenizer) = _data(like, args)
     config = PeerConfig(args.d_model, args.heads, args.ff_dim, args.encoder_layers, args.decoder_layers, args.dropout)
-    training, encoder, decoder = build_peer(config, source_tokenizer.vocab_size, target_tokenizer.vocab_size)
+    training = build_peer(config, source_tokenizer.vocab_size, target_tokenizer.vocab_size)
     epochs = args.epochs or like.train.epochs
     steps = args.steps_per_epoch or int(train_data.reduce(0, lambda n, _: n + 1).numpy())
     schedule = getattr(like, "schedule", None) or ScheduleConfig()
@@ -196,7 +191,7 @@ def train_peer(args) -> dict:
     history = training.fit(train_data.repeat() if args.steps_per_epoch else train_data, validation_data=val_data,
                            epochs=epochs, steps_per_epoch=args.steps_per_epoch, callbacks=[stop], verbose=2)
     train_seconds = time.time() - started
-    backend = TransformerBackend(encoder, decoder)
+    backend = TransformerBackend(training)
     sources, references = [p[0] for p in pairs], [p[1] for p in pairs]
     side_by_side, decode_started = {}, time.time()
     for beam, label in [(1, "greedy")] + ([(args.beam, "beam")] if args.beam > 1 else []):
