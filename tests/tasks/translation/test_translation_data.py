@@ -212,3 +212,24 @@ def test_int16x8_is_refused_in_one_line(tmp_path, capsys):
     code = main(["translation", "export", "--model", str(tmp_path / "m"), "--quantization", "float,int16x8"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "int16x8" in err[0] and "SPLIT" in err[0]
+
+
+def test_checkpoint_average_is_kept_only_when_validation_loss_is_not_worse():
+    import keras
+    import tensorflow as tf
+
+    from tasks.translation.train import CheckpointAverage
+
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, use_bias=False)])
+    model.compile(loss="mse", optimizer="sgd")
+    x = np.ones((4, 1), np.float32)
+    average = CheckpointAverage(2, tf.data.Dataset.from_tensor_slices((x, 2 * x)).batch(4))
+    average.set_model(model)
+    for snapshots, best, kept in (((0.0, 1.0, 3.0), 1.0, 2.0), ((1.0, 5.0), 2.0, 2.0)):
+        for w in snapshots:  # only the last 2 epochs count
+            model.set_weights([np.asarray([[w]], np.float32)])
+            average.on_epoch_end(0)
+        model.set_weights([np.asarray([[best]], np.float32)])  # early stopping restored the best epoch
+        average.on_train_end()
+        assert float(model.get_weights()[0][0, 0]) == kept
+        assert average.result["used"] == (kept != best) and average.result["epochs"] == 2
