@@ -25,7 +25,15 @@ from tasks.common.training import (
 )
 from tasks.translation.artifacts import SOURCE_SPM, TARGET_SPM, TranslationModelDir
 from tasks.translation.config import DataConfig, ModelConfig, MonitorConfig, ScheduleConfig
-from tasks.translation.data import Tokenizer, encode_pairs, filter_length, honest_split, make_dataset, train_tokenizers
+from tasks.translation.data import (
+    Tokenizer,
+    encode_pairs,
+    filter_length,
+    honest_split,
+    make_dataset,
+    resolve_test_file,
+    train_tokenizers,
+)
 from tasks.translation.decode import KerasBackend, greedy_decode
 from tasks.translation.metrics import corpus_scores
 from tasks.translation.model import Seq2Seq, build, compile_model
@@ -199,6 +207,7 @@ def train(
     started, cpu_started = time.time(), _cpu_seconds()
     with model_directory(output.out, overwrite=output.overwrite, resume=output.resume, task="translation") as work:
         set_seed(train.seed)
+        data = dataclasses.replace(data, test=resolve_test_file(data))  # config.json names the file (or none)
         split = honest_split(data, train.seed)
         train_pairs, val_pairs = split.train, split.val
         _log_split(split.report)
