@@ -184,7 +184,7 @@ def train_peer(args) -> dict:
     steps = args.steps_per_epoch or int(train_data.reduce(0, lambda n, _: n + 1).numpy())
     schedule = getattr(like, "schedule", None) or ScheduleConfig()
     optimizer = make_optimizer(TrainConfig(epochs=epochs, learning_rate=args.learning_rate), schedule, steps)
-    training.compile(optimizer=optimizer, loss=MaskedSmoothedCrossentropy(like.model.label_smoothing),
+    training.compile(optimizer=optimizer, loss=MaskedSmoothedCrossentropy(like.model.label_smoothing), jit_compile=False,
                      metrics=[masked_accuracy])
     started = time.time()
     stop = keras.callbacks.EarlyStopping(patience=like.train.patience, restore_best_weights=True)

@@ -148,7 +148,7 @@ def test_predict_reads_stdin_and_prints_nbest(trained, capsys, monkeypatch):
 def test_transformer_peer_prints_evaluate_json(trained, capsys):
     out, dev = trained
     peer = load_tool("translation_peer")
-    assert peer.main(["--like", str(out), "--epochs", "1", "--steps-per-epoch", "3", "--d-model", "16", "--heads",
+    assert peer.main(["--like", str(out), "--epochs", "1", "--steps-per-epoch", "2", "--d-model", "16", "--heads",
                       "2", "--ff-dim", "32", "--encoder-layers", "1", "--decoder-layers", "1", "--limit", "4"]) == 0
     result = last_json(capsys.readouterr().out)
     evaluate_keys = {"task", "model", "runtime", "data", "examples", "plot", "bleu", "chrf", "greedy_bleu",
