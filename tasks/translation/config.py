@@ -67,7 +67,7 @@ class ModelConfig:
     decoder_units: int = setting(256, "decoder LSTM units (also the attention size)", minimum=1)
     dropout: float = setting(0.2, "dropout on embeddings, encoder outputs and the attention output", minimum=0, below=1)
     word_dropout: float = setting(
-        0.0, "drop whole source and target token embeddings with this probability while training (word dropout)",
+        0.1, "drop whole source and target token embeddings with this probability while training (word dropout)",
         minimum=0, below=1)
     tie_embeddings: bool = setting(
         False, "tied decoder embeddings: the output projection is the target embedding table transposed (the "

@@ -20,7 +20,7 @@ from helpers import last_json, load_tool
 TINY = [
     "--vocab-size", "40", "--embedding-dim", "16", "--units", "16", "--decoder-units", "32",
     "--epochs", "6", "--batch-size", "16", "--learning-rate", "0.02", "--warmup-steps", "1",
-    "--bleu-every", "0", "--dropout", "0", "--progress", "none",
+    "--bleu-every", "0", "--dropout", "0", "--word-dropout", "0", "--progress", "none",
 ]
 
 
