@@ -9,7 +9,9 @@ import errno
 import json
 import os
 import stat
+import sys
 from pathlib import Path
+from typing import Iterator
 
 from lstm_core.atomic import atomic_path, remove, replace, write_bytes_atomic
 from tasks.common.errors import UserError
@@ -193,3 +195,44 @@ def staged_directory(final: str | os.PathLike, what: str = "export", *, lock: st
             remove(work)
             raise
         replace(work, final)
+
+
+# ----------------------------------------------------------------------------- stdin
+STDIN_BATCH = 256
+
+
+def stdin_batches(stream=None, max_batch: int = STDIN_BATCH) -> Iterator[list[str]]:
+    """Non-blank lines of stdin in batches of what has arrived (at most ``max_batch``).
+
+    Lines end at ``\n`` only (a trailing ``\r`` is dropped; U+2028, form feeds and other
+    Unicode line breaks stay inside the text), so every input line is one text. Each batch is
+    what one read returned, so interactive input is answered line by line and a file in large
+    batches. Bytes that are not UTF-8 → ``<stdin>:LINE: not UTF-8``.
+    """
+    stream = stream if stream is not None else sys.stdin.buffer
+    read = getattr(stream, "read1", None) or stream.read
+    pending, line_number = b"", 0
+    while True:
+        chunk = read(1 << 16)
+        lines = (pending + chunk).split(b"\n")
+        pending = lines.pop() if chunk else b""
+        batch = []
+        for raw in lines:
+            line_number += 1
+            text = _decode_line(raw, line_number)
+            if text.strip():
+                batch.append(text)
+            if len(batch) == max_batch:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+        if not chunk:
+            return
+
+
+def _decode_line(raw: bytes, line_number: int) -> str:
+    try:
+        return raw.removesuffix(b"\r").decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"<stdin>:{line_number}: not UTF-8") from None

@@ -8,7 +8,6 @@ Micro, ``export/model_mcu_int8.tflite``: fixed length, pre-padded).
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -18,7 +17,7 @@ import numpy as np
 from tasks.common.artifacts import evaluation_result
 from tasks.common.config import EvaluateConfig, PredictConfig
 from tasks.common.errors import UserError
-from tasks.common.io import write_bytes_atomic
+from tasks.common.io import STDIN_BATCH, stdin_batches, write_bytes_atomic  # noqa: F401 (moved, still imported from here)
 from tasks.sentiment.artifacts import MCU_FILES, SentimentModelDir
 from tasks.sentiment.config import LABELS, BaselineConfig, ModelChoiceConfig, given
 from tasks.sentiment.data import load_config_examples
@@ -178,46 +177,6 @@ def predict_batches(config: PredictConfig, batches: Iterable[list[str]],
         if batch:
             probs = predictor.predict_proba(list(batch))
             yield [(text, LABELS[int(p >= threshold)], float(p)) for text, p in zip(batch, probs)]
-
-
-STDIN_BATCH = 256
-
-
-def stdin_batches(stream=None, max_batch: int = STDIN_BATCH) -> Iterator[list[str]]:
-    """Non-blank lines of stdin in batches of what has arrived (at most ``max_batch``).
-
-    Lines end at ``\n`` only (a trailing ``\r`` is dropped; U+2028, form feeds and other
-    Unicode line breaks stay inside the text), so every input line is one text. Each batch is
-    what one read returned, so interactive input is answered line by line and a file in large
-    batches. Bytes that are not UTF-8 → ``<stdin>:LINE: not UTF-8``.
-    """
-    stream = stream if stream is not None else sys.stdin.buffer
-    read = getattr(stream, "read1", None) or stream.read
-    pending, line_number = b"", 0
-    while True:
-        chunk = read(1 << 16)
-        lines = (pending + chunk).split(b"\n")
-        pending = lines.pop() if chunk else b""
-        batch = []
-        for raw in lines:
-            line_number += 1
-            text = _decode_line(raw, line_number)
-            if text.strip():
-                batch.append(text)
-            if len(batch) == max_batch:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
-        if not chunk:
-            return
-
-
-def _decode_line(raw: bytes, line_number: int) -> str:
-    try:
-        return raw.removesuffix(b"\r").decode("utf-8")
-    except UnicodeDecodeError:
-        raise UserError(f"<stdin>:{line_number}: not UTF-8") from None
 
 
 def read_stdin_texts() -> list[str]:

@@ -21,14 +21,45 @@ from tasks.translation.config import (
 
 
 def _predict(args, predict, decoding):
-    from tasks.translation.evaluate import predict as run
+    import sys
 
-    sentences = list(args.sentences)
-    if args.input:
-        sentences += _read_sentences(args.input)
-    for line in run(predict, sentences, decoding):
-        print(line)
+    from tasks.common.errors import UserError
+    from tasks.translation.evaluate import Translator, check_sentences
+
+    given = [s for s in args.sentences if s != "-"]
+    check_sentences(given)
+    translator, answered = None, 0
+    for batch in _input_batches(args.sentences, args.input):
+        translator = translator or Translator(predict, decoding)
+        if args.nbest:
+            for number, hypotheses in enumerate(translator.nbest(batch, args.nbest), answered + 1):
+                sys.stdout.writelines(f"{number}\t{score:.4f}\t{text}\n" for score, text in hypotheses)
+        else:
+            sys.stdout.writelines(f"{text}\n" for text in translator(batch))
+        sys.stdout.flush()
+        answered += len(batch)
+    if not answered:
+        raise UserError("nothing to translate: pass sentences, '-' for stdin lines, or --input FILE")
     return None
+
+
+def _input_batches(sentences, input_file):
+    """The command line's sentences in order (``-``: stdin's lines as they arrive), then ``--input``'s."""
+    from tasks.common.io import stdin_batches
+
+    given = []
+    for sentence in sentences:
+        if sentence != "-":
+            given.append(sentence)
+            continue
+        if given:
+            yield given
+            given = []
+        yield from stdin_batches()
+    if given:
+        yield given
+    if input_file:
+        yield _read_sentences(input_file)
 
 
 def _read_sentences(path: str) -> list[str]:
@@ -46,8 +77,21 @@ def _read_sentences(path: str) -> list[str]:
     return [line.strip() for line in text.split("\n") if line.strip()]
 
 
+def _positive_int(text: str) -> int:
+    value = int(text) if text.strip().isdigit() else 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
 def _predict_inputs(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("sentences", nargs="*", help="source sentences to translate")
+    parser.add_argument("sentences", nargs="*",
+                        help="source sentences to translate, one output line each; '-' reads one sentence per stdin "
+                             "line (split at \\n only) and answers each line as it arrives")
+    parser.add_argument("--nbest", type=_positive_int, default=0, metavar="N",
+                        help="print the N best translations per sentence as NUMBER<TAB>SCORE<TAB>TRANSLATION lines, "
+                             "best first (NUMBER counts the input sentences from 1; SCORE is the beam's length-"
+                             "normalised log-probability; beam width max(N, --beam)) (default: 0, one translation)")
     parser.add_argument("--input", metavar="FILE", default=None,
                         help="also translate this file, one source sentence per line (default: none)")
 

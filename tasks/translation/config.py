@@ -22,6 +22,7 @@ DEFAULT_DIR = "saved_models/translation"
 # Shipped in the package (a Tatoeba sample, see tasks/samples/translation/README.md).
 SAMPLE_TRAIN = sample_path("translation/eng-fra.train.tsv")
 SPM_MODEL_TYPES = ("unigram", "bpe")
+TEST_AUTO = "auto"
 
 
 @dataclasses.dataclass
@@ -35,7 +36,13 @@ class DataConfig:
         "(tfds: its validation split)",
         metavar="TSV",
     )
-    val_fraction: float = setting(0.05, "share of --data held out for validation when --val is none", above=0, below=1)
+    val_fraction: float = setting(
+        0.05, "share of --data's source sentences held out (with all their targets) for validation when --val is "
+        "none", above=0, below=1)
+    test: str | None = setting(
+        TEST_AUTO, "test pairs: training pairs whose source sentence occurs here are dropped, and this file is never "
+        "used for early stopping; evaluate scores it by default (auto: NAME.dev.tsv beside a NAME.train.tsv --data, "
+        "if it exists; none: no test file)", metavar="TSV")
     max_pairs: int | None = setting(None, "use at most this many training pairs (none: all of them)", minimum=1)
     source_lang: str | None = setting(None, "tfds only: source feature (none: the dataset's supervised source)")
     target_lang: str | None = setting(None, "tfds only: target feature (none: the dataset's supervised target)")
@@ -59,6 +66,12 @@ class ModelConfig:
     bidirectional: bool = setting(True, "bidirectional encoder (--no-bidirectional: forward only)")
     decoder_units: int = setting(256, "decoder LSTM units (also the attention size)", minimum=1)
     dropout: float = setting(0.2, "dropout on embeddings, encoder outputs and the attention output", minimum=0, below=1)
+    word_dropout: float = setting(
+        0.1, "drop whole source and target token embeddings with this probability while training (word dropout)",
+        minimum=0, below=1)
+    tie_embeddings: bool = setting(
+        False, "tied decoder embeddings: the output projection is the target embedding table transposed (the "
+        "attention output then has --embedding-dim units)")
     label_smoothing: float = setting(0.1, "label smoothing of the token cross-entropy", minimum=0, below=1)
     src_vocab_size: int = setting(2000, "source vocabulary size (measured from the sentencepiece model)", minimum=5, cli=False)
     tgt_vocab_size: int = setting(2000, "target vocabulary size (measured from the sentencepiece model)", minimum=5, cli=False)
@@ -75,6 +88,9 @@ class ScheduleConfig:
     warmup_steps: int = setting(200, "linear warm-up steps before the cosine decay", minimum=0)
     min_lr_ratio: float = setting(0.05, "the cosine decay ends at --learning-rate times this", minimum=0, maximum=1)
     clipnorm: float = setting(1.0, "gradient norm clipping (Adam)", above=0)
+    average_last: int = setting(
+        0, "checkpoint averaging: average the weights of the last N epochs and keep the average when its "
+        "validation loss is not worse than the best epoch's (0 or 1: off)", minimum=0)
 
 
 @dataclasses.dataclass
@@ -89,7 +105,7 @@ class MonitorConfig:
 class DecodeConfig:
     """How evaluate and predict search for a translation."""
 
-    beam: int = setting(1, "beam width (1: greedy)", minimum=1)
+    beam: int = setting(4, "beam width (1: greedy only; evaluate also decodes greedily beside the beam)", minimum=1)
     length_penalty: float = setting(0.6, "GNMT length penalty alpha of beam search (0: raw log-probability)", minimum=0)
 
 

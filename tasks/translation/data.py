@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from tasks.common.errors import UserError
-from tasks.translation.config import DataConfig
+from tasks.translation.config import TEST_AUTO, DataConfig
 from tasks.translation.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer
 
 __all__ = ["BOS_ID", "EOS_ID", "PAD_ID", "UNK_ID", "Tokenizer", "load_pairs", "make_dataset", "training_pairs"]
@@ -151,17 +151,6 @@ def load_pairs(spec: str | Path, *, default_split: str = "train", limit: int | N
 
 
 # ----------------------------------------------------------------------------- batches
-def split_validation(pairs, fraction: float, seed: int):
-    """(train, validation): a seeded random ``fraction`` of ``pairs`` held out, both in file order."""
-    order = list(range(len(pairs)))
-    random.Random(seed).shuffle(order)
-    n_val = max(1, int(round(len(pairs) * fraction)))
-    if len(pairs) - n_val < 1:
-        raise UserError(f"--data: {len(pairs)} sentence pair(s) are too few to hold out a validation set; pass --val")
-    held_out = set(order[:n_val])
-    return [p for i, p in enumerate(pairs) if i not in held_out], [pairs[i] for i in sorted(held_out)]
-
-
 def _tfds_languages(config: DataConfig) -> dict:
     return dict(source_lang=config.source_lang, target_lang=config.target_lang)
 
@@ -170,24 +159,89 @@ def _tfds_without_split(spec: str) -> bool:
     return is_tfds(spec) and ":" not in str(spec)[len(TFDS_PREFIX):]
 
 
-def training_pairs(config: DataConfig, seed: int):
-    """(train, validation) pairs as ``config`` and the seed of the run define them.
+def source_key(sentence: str) -> str:
+    """What makes two source sentences "the same": case-folded, whitespace collapsed."""
+    return " ".join(sentence.casefold().split())
 
-    Warns when the training file is so small that the model cannot learn to translate.
+
+def split_by_source(pairs, fraction: float, seed: int):
+    """(train, validation): a seeded random ``fraction`` of the distinct source sentences held out
+    with all their targets (Tatoeba repeats a source with several translations; a random pair
+    split would put near-copies of validation pairs into training). Both in file order."""
+    sources = sorted({source_key(s) for s, _ in pairs})
+    random.Random(seed).shuffle(sources)
+    n_val = max(1, int(round(len(sources) * fraction)))
+    if len(sources) - n_val < 1:
+        raise UserError(f"--data: {len(pairs)} sentence pair(s) are too few to hold out a validation set; pass --val")
+    held_out = set(sources[:n_val])
+    return ([p for p in pairs if source_key(p[0]) not in held_out],
+            [p for p in pairs if source_key(p[0]) in held_out])
+
+
+def resolve_test_file(config: DataConfig) -> str | None:
+    """The ``--test`` file: ``auto`` is ``NAME.dev.tsv`` beside a ``NAME.train.tsv`` ``--data`` when it exists."""
+    if config.test != TEST_AUTO:
+        return config.test
+    if is_tfds(config.data) or not str(config.data).endswith(".train.tsv"):
+        return None
+    candidate = Path(str(config.data)[: -len(".train.tsv")] + ".dev.tsv")
+    return str(candidate) if candidate.is_file() else None
+
+
+@dataclasses.dataclass
+class Split:
+    """Training and validation pairs of a run, and what was done to keep its test file unseen."""
+
+    train: list
+    val: list
+    report: dict
+
+
+def _overlap(pairs, sources: set) -> int:
+    return len({source_key(s) for s, _ in pairs} & sources)
+
+
+def honest_split(config: DataConfig, seed: int) -> Split:
+    """The run's (train, validation) pairs, with the ``--test`` file kept out of both.
+
+    Training pairs whose source sentence occurs in the test file are dropped; the validation
+    pairs (early stopping, per-epoch BLEU) are held out of ``--data`` by source sentence unless
+    ``--val`` names a file, which must not be the test file. ``report`` counts the overlaps.
     """
+    test = resolve_test_file(config)
+    if test and config.val and Path(config.val).resolve() == Path(test).resolve():
+        raise UserError(f"--val {config.val}: is the --test file; the test file is never used for early stopping "
+                        "(drop --val to hold out validation pairs by source sentence, or pass --test none)")
     train = load_pairs(config.data, default_split="train", limit=config.max_pairs, **_tfds_languages(config))
+    test_sources = {source_key(s) for s, _ in load_pairs(test)} if test else set()
+    report = {"test": test, "train_pairs_in_file": len(train)}
+    if test:
+        report["test_sources"] = len(test_sources)
+        report["test_sources_in_training_file"] = _overlap(train, test_sources)
+        kept = [p for p in train if source_key(p[0]) not in test_sources]
+        report["train_pairs_dropped_for_test"] = len(train) - len(kept)
+        train = kept
     if config.val:
         val = load_pairs(config.val, default_split="validation", **_tfds_languages(config))
+        report["val_sources_in_training"] = _overlap(train, {source_key(s) for s, _ in val})
     elif _tfds_without_split(config.data):
         val = load_pairs(str(config.data) + ":validation", **_tfds_languages(config))
     else:
-        train, val = split_validation(train, config.val_fraction, seed)
+        train, val = split_by_source(train, config.val_fraction, seed)
+        report["val_sources_in_training"] = 0
+    report.update(train_pairs=len(train), val_pairs=len(val))
     if len(train) < FEW_PAIRS:
         log.warning(
             "%s: only %d training pair(s); a translation model needs thousands (this one will mostly "
             "repeat its training sentences)", config.data, len(train),
         )
-    return train, val
+    return Split(train, val, report)
+
+
+def training_pairs(config: DataConfig, seed: int):
+    """(train, validation) pairs as ``config`` and the seed of the run define them (see :func:`honest_split`)."""
+    split = honest_split(config, seed)
+    return split.train, split.val
 
 
 def held_out_pairs(config: DataConfig, seed: int, limit: int | None = None):
@@ -197,9 +251,16 @@ def held_out_pairs(config: DataConfig, seed: int, limit: int | None = None):
     if _tfds_without_split(config.data):
         spec = str(config.data) + ":validation"
         return load_pairs(spec, limit=limit, **_tfds_languages(config)), spec
-    pairs = load_pairs(config.data, default_split="train", limit=config.max_pairs, **_tfds_languages(config))
-    held_out = split_validation(pairs, config.val_fraction, seed)[1]
-    return held_out[:limit] if limit else held_out, f"{config.data} (held-out {config.val_fraction:g})"
+    held_out = honest_split(config, seed).val
+    return held_out[:limit] if limit else held_out, f"{config.data} (held out by source {config.val_fraction:g})"
+
+
+def held_out_test_pairs(config: DataConfig, limit: int | None = None):
+    """``(pairs, name)`` of the model's test file, or ``(None, None)`` when it has none."""
+    test = resolve_test_file(config)
+    if not test:
+        return None, None
+    return load_pairs(test, default_split="test", limit=limit, **_tfds_languages(config)), test
 
 
 def train_tokenizers(train_pairs, config: DataConfig) -> tuple[Tokenizer, Tokenizer]:

@@ -192,14 +192,25 @@ def beam_decode(
     """
     if beam.width <= 1:
         return greedy_decode(backend, src_ids, batch_size=batch_size, max_length=max_length)
+    ranked = beam_search(backend, src_ids, beam, batch_size=batch_size, max_length=max_length)
+    return [hypotheses[0][1] if hypotheses else [] for hypotheses in ranked]
+
+
+def beam_search(backend, src_ids: Sequence[Sequence[int]], beam: BeamConfig = BeamConfig(), *,
+                batch_size: int = 32, max_length: int | None = None) -> list[list[tuple[float, list[int]]]]:
+    """Every finished ``(log P / lp(len), target ids)`` of a beam search per sentence, best first.
+
+    The search of :func:`beam_decode` (which keeps the first); on a batch-1 backend (LiteRT,
+    TFLM) the ``K`` live hypotheses are stepped one by one through the exported decoder step.
+    """
     batch_size = getattr(backend, "batch_size", batch_size)
     stepper = _per_row_step(backend) if getattr(backend, "batch_size", None) == 1 else backend.step
-    results: list[list[int]] = [None] * len(src_ids)  # type: ignore[list-item]
+    results: list[list[tuple[float, list[int]]]] = [None] * len(src_ids)  # type: ignore[list-item]
     for idx in _batches(src_ids, batch_size):
         batch = [src_ids[i] for i in idx]
         finished = _Beams(backend, stepper, batch, beam, _limits(batch, max_length)).search()
         for b, i in enumerate(idx):
-            results[i] = max(finished[b], key=lambda f: f[0])[1] if finished[b] else []
+            results[i] = sorted(finished[b], key=lambda f: -f[0])  # stable: equal scores keep their order
     return results
 
 
@@ -304,3 +315,16 @@ def translate(backend, source_tokenizer: Tokenizer, target_tokenizer: Tokenizer,
     else:
         out = greedy_decode(backend, ids, max_length=max_length)
     return target_tokenizer.decode(out), out
+
+
+def translate_nbest(backend, source_tokenizer: Tokenizer, target_tokenizer: Tokenizer, sentences, n: int,
+                    decoding: DecodeConfig | None = None) -> list[list[tuple[float, str]]]:
+    """The ``n`` best ``(score, translation)`` of each sentence, best first (beam width ``max(n, --beam)``).
+
+    Scores are the beam's ``log P / lp(len)`` (higher is better; 0 is certainty).
+    """
+    decoding = decoding or DecodeConfig()
+    ranked = beam_search(backend, source_ids(source_tokenizer, sentences),
+                         BeamConfig(max(n, decoding.beam, 2), decoding.length_penalty))
+    return [[(float(score), target_tokenizer.decode([ids])[0]) for score, ids in hypotheses[:n]]
+            for hypotheses in ranked]

@@ -126,6 +126,34 @@ class SplitState(keras.layers.Layer):
         return half, half
 
 
+@keras.saving.register_keras_serializable(package="translation")
+class TiedEmbedding(keras.layers.Layer):
+    """A target embedding table that also projects features to logits (tied input/output embeddings).
+
+    ``layer(ids)`` looks tokens up ([..] int -> [.., D]); ``layer(features, project=True)`` returns
+    ``features @ table^T`` ([.., D] -> [.., V]; Press & Wolf 2017). One weight, ``embeddings``,
+    as in ``keras.layers.Embedding`` (so the TFLM export copies it into a plain embedding).
+
+    Args:
+        input_dim: vocabulary size.
+        output_dim: embedding size.
+    """
+
+    def __init__(self, input_dim: int, output_dim: int, **kwargs):
+        super().__init__(**kwargs)
+        self.input_dim, self.output_dim = int(input_dim), int(output_dim)
+        self.embeddings = self.add_weight(shape=(self.input_dim, self.output_dim), name="embeddings",
+                                          initializer="uniform")
+
+    def call(self, inputs, project=False):
+        if project:
+            return tf.matmul(inputs, tf.cast(self.embeddings, inputs.dtype), transpose_b=True)
+        return tf.gather(self.embeddings, tf.cast(inputs, tf.int32))
+
+    def get_config(self):
+        return {**super().get_config(), "input_dim": self.input_dim, "output_dim": self.output_dim}
+
+
 # ----------------------------------------------------------------------------- loss / metrics
 @keras.saving.register_keras_serializable(package="translation")
 class MaskedSmoothedCrossentropy(keras.losses.Loss):
@@ -176,15 +204,18 @@ def build_training_model(config: ModelConfig) -> keras.Model:
     keys = keras.layers.Dense(config.decoder_units, use_bias=False, name="attention_keys")(memory)
     h0, c0 = _bridge(config, memory, src_mask)
 
-    y = keras.layers.Embedding(config.tgt_vocab_size, config.embedding_dim, name="target_embedding")(tgt_in)
+    target_embedding = _target_embedding(config)
+    y = target_embedding(tgt_in)
+    y = _word_dropout(config, "target")(y)
     y = keras.layers.Dropout(config.dropout, name="target_dropout")(y)
     dec = LSTM(config.decoder_units, return_sequences=True, name="decoder_lstm")(y, initial_state=[h0, c0])
-    logits = _attend_and_project(config, dec, keys, memory, src_mask)
+    logits = _attend_and_project(config, dec, keys, memory, src_mask, target_embedding)
     return keras.Model([src, tgt_in], logits, name="translation_seq2seq")
 
 
 def _encode(config: ModelConfig, src):
     x = keras.layers.Embedding(config.src_vocab_size, config.embedding_dim, mask_zero=True, name="source_embedding")(src)
+    x = _word_dropout(config, "source")(x)
     x = keras.layers.Dropout(config.dropout, name="source_dropout")(x)
     lstm = LSTM(config.units, return_sequences=True, name="encoder_lstm")
     if config.bidirectional:
@@ -193,17 +224,38 @@ def _encode(config: ModelConfig, src):
     return keras.layers.Dropout(config.dropout, name="memory_dropout")(memory)
 
 
+def _target_embedding(config: ModelConfig):
+    if config.tie_embeddings:
+        return TiedEmbedding(config.tgt_vocab_size, config.embedding_dim, name="target_embedding")
+    return keras.layers.Embedding(config.tgt_vocab_size, config.embedding_dim, name="target_embedding")
+
+
+def _word_dropout(config: ModelConfig, side: str):
+    """Word dropout: a whole token's embedding is zeroed (the rest rescaled), only while training."""
+    return keras.layers.Dropout(config.word_dropout, noise_shape=(None, None, 1), name=f"{side}_word_dropout")
+
+
+def project_to_logits(get_layer, config: ModelConfig, features):
+    """The output projection: the ``logits`` Dense, or the tied target embedding table."""
+    if config.tie_embeddings:
+        return get_layer("target_embedding")(features, project=True)
+    return get_layer("logits")(features)
+
+
 def _bridge(config: ModelConfig, memory, src_mask):
     final = FinalEncoderState(config.units, config.bidirectional, name="final_encoder_state")(memory, src_mask)
     state = keras.layers.Dense(2 * config.decoder_units, activation="tanh", name="bridge")(final)
     return SplitState(name="split_state")(state)
 
 
-def _attend_and_project(config: ModelConfig, query, keys, memory, src_mask):
+def _attend_and_project(config: ModelConfig, query, keys, memory, src_mask, target_embedding):
     context = LuongAttention(name="attention")(query, keys, memory, src_mask)
     combined = keras.layers.Concatenate(name="attention_concat")([context, query])
-    attn = keras.layers.Dense(config.decoder_units, activation="tanh", name="attention_combine")(combined)
+    width = config.embedding_dim if config.tie_embeddings else config.decoder_units
+    attn = keras.layers.Dense(width, activation="tanh", name="attention_combine")(combined)
     attn = keras.layers.Dropout(config.dropout, name="output_dropout")(attn)
+    if config.tie_embeddings:
+        return target_embedding(attn, project=True)
     return keras.layers.Dense(config.tgt_vocab_size, name="logits")(attn)
 
 
@@ -230,7 +282,7 @@ def inference_models(training: keras.Model, config: ModelConfig) -> Seq2Seq:
     h_new, (_, c_new) = dec_lstm.step(y, [h, c])
     context = layer("attention")(h_new, keys_in, memory_in, mask_in)
     combined = layer("attention_concat")([context, h_new])
-    logits = layer("logits")(layer("attention_combine")(combined))
+    logits = project_to_logits(layer, config, layer("attention_combine")(combined))
     step = keras.Model([token, h, c, memory_in, keys_in, mask_in], [logits, h_new, c_new], name="translation_decoder_step")
     return Seq2Seq(config, training, encoder, step)
 
@@ -326,7 +378,7 @@ def mcu_models(seq2seq: Seq2Seq, source_length: int, mask_penalty: float = MCU_M
     h_new, (_, c_new) = layer("decoder_lstm").step(y, [h, c])
     context = LuongAttention(mask_penalty=mask_penalty, name="attention_mcu")(h_new, keys_in, memory_in, mask_in)
     combined = layer("attention_concat")([context, h_new])
-    logits = layer("logits")(layer("attention_combine")(combined))
+    logits = project_to_logits(layer, config, layer("attention_combine")(combined))
     step_model = keras.Model([token, h, c, memory_in, keys_in, mask_in], [logits, h_new, c_new],
                              name="translation_decoder_step_mcu")
     return encoder_model, step_model

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tasks.common.config import OutputConfig, TrainConfig
@@ -27,7 +28,15 @@ from tasks.common.training import (
 )
 from tasks.translation.artifacts import SOURCE_SPM, TARGET_SPM, TranslationModelDir
 from tasks.translation.config import DataConfig, ModelConfig, MonitorConfig, ScheduleConfig
-from tasks.translation.data import Tokenizer, encode_pairs, filter_length, make_dataset, train_tokenizers, training_pairs
+from tasks.translation.data import (
+    Tokenizer,
+    encode_pairs,
+    filter_length,
+    honest_split,
+    make_dataset,
+    resolve_test_file,
+    train_tokenizers,
+)
 from tasks.translation.decode import KerasBackend, greedy_decode
 from tasks.translation.metrics import corpus_scores
 from tasks.translation.model import Seq2Seq, build, compile_model
@@ -78,6 +87,40 @@ class BleuCallback(keras.callbacks.Callback):
             log.info("epoch %d: val BLEU %.2f chrF %.2f", epoch + 1, scores["bleu"], scores["chrf"])
 
 
+class CheckpointAverage(keras.callbacks.Callback):
+    """Averages the weights of the last ``n`` epochs at the end of training (checkpoint averaging).
+
+    Runs after early stopping restored the best epoch; the average replaces those weights only
+    when its validation loss is not higher. ``result`` says what was kept.
+
+    Args:
+        n: how many final epochs to average (2 or more).
+        val_data: the validation batches (the loss that decides).
+    """
+
+    def __init__(self, n: int, val_data):
+        super().__init__()
+        self.n, self.val_data, self.snapshots, self.result = n, val_data, [], {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.snapshots = (self.snapshots + [[np.array(w) for w in self.model.get_weights()]])[-self.n:]
+
+    def on_train_end(self, logs=None):
+        if len(self.snapshots) < 2:
+            return
+        kept = self.model.get_weights()
+        kept_loss = float(np.ravel(self.model.evaluate(self.val_data, verbose=0))[0])
+        self.model.set_weights([np.mean(ws, axis=0) for ws in zip(*self.snapshots)])
+        average_loss = float(np.ravel(self.model.evaluate(self.val_data, verbose=0))[0])
+        used = average_loss <= kept_loss
+        if not used:
+            self.model.set_weights(kept)
+        self.result = {"epochs": len(self.snapshots), "val_loss_best_epoch": round(kept_loss, 4),
+                       "val_loss_average": round(average_loss, 4), "used": used}
+        log.info("checkpoint average of the last %d epochs: val_loss %.4f vs %.4f (best epoch): %s",
+                 len(self.snapshots), average_loss, kept_loss, "kept" if used else "not kept")
+
+
 def tokenizers(workdir: Path, train_pairs, config: DataConfig) -> tuple[Tokenizer, Tokenizer]:
     """Train the sentencepiece models into ``workdir``, or reload them when resuming (ids must not change)."""
     source_path, target_path = Path(workdir) / SOURCE_SPM, Path(workdir) / TARGET_SPM
@@ -111,7 +154,18 @@ def _count_batches(dataset) -> int:
     return int(dataset.reduce(0, lambda n, _: n + 1).numpy())
 
 
-def _final_report(work, train, data, seq2seq, val_source, val_pairs, target_tokenizer, history, n_kept) -> dict:
+def _log_split(report: dict) -> None:
+    if report.get("test"):
+        log.info("test file %s: %d of its %d source sentences occur in --data; dropped %d training pair(s) with them",
+                 report["test"], report["test_sources_in_training_file"], report["test_sources"],
+                 report["train_pairs_dropped_for_test"])
+    if report.get("val_sources_in_training"):
+        log.warning("%d validation source sentence(s) also occur in the training pairs (--val overlaps --data)",
+                    report["val_sources_in_training"])
+
+
+def _final_report(work, train, data, seq2seq, val_source, val_pairs, target_tokenizer, history, n_kept,
+                  extra: dict) -> dict:
     """Greedy validation BLEU/chrF of the trained model and the run's figures, written to train_report.json."""
     with step(f"greedy decoding of {len(val_source)} validation sentences"):
         hypotheses = target_tokenizer.decode(greedy_decode(KerasBackend(seq2seq), val_source))
@@ -120,7 +174,8 @@ def _final_report(work, train, data, seq2seq, val_source, val_pairs, target_toke
         **epoch_summary(work, train),
         "val_bleu_greedy": scores["bleu"],
         "val_chrf_greedy": scores["chrf"],
-        "val_data": str(data.val or f"{data.data} (held-out {data.val_fraction:g})"),
+        "val_data": str(data.val or f"{data.data} (held out by source {data.val_fraction:g})"),
+        **extra,
         **run_times(),
         "train_pairs": n_kept,
         "val_pairs": len(val_pairs),
@@ -156,7 +211,10 @@ def train(
     with model_directory(output.out, overwrite=output.overwrite, resume=output.resume, task="translation",
                          settings=settings) as work:
         set_seed(train.seed)
-        train_pairs, val_pairs = training_pairs(data, train.seed)
+        data = dataclasses.replace(data, test=resolve_test_file(data))  # config.json names the file (or none)
+        split = honest_split(data, train.seed)
+        train_pairs, val_pairs = split.train, split.val
+        _log_split(split.report)
         source_tokenizer, target_tokenizer = tokenizers(work, train_pairs, data)
         check_same_on_workers("tokenizers", (work / SOURCE_SPM).read_bytes(), (work / TARGET_SPM).read_bytes())
         model = dataclasses.replace(
@@ -172,16 +230,18 @@ def train(
         )
         directory.save_config(work)
         callbacks = _bleu_callbacks(monitor, seq2seq, val_source, val_pairs, target_tokenizer, work, train)
+        average = CheckpointAverage(schedule.average_last, val_data) if schedule.average_last > 1 else None
         history = fit(
             seq2seq.training, train_data, val_data, workdir=work, config=train,
             hparams={**_flat("data", data), **_flat("model", model), **_flat("schedule", schedule)},
-            callbacks=callbacks,
+            callbacks=callbacks + ([average] if average else []),
         )
         with step("saving the model"):
             seq2seq.training.save(work / "model.keras")
         interruption_point("final_save")
         report = _final_report(work, train, data, seq2seq, val_source, val_pairs, target_tokenizer, history,
-                               len(kept))
+                               len(kept),
+                               {"split": split.report, "checkpoint_average": average.result if average else None})
     return {k: v for k, v in report.items() if k != "history"}
 
 

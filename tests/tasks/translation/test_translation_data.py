@@ -154,12 +154,36 @@ def test_bad_config_value_is_one_line(tmp_path):
 
 
 def test_held_out_pairs_are_the_training_split(tmp_path):
-    path = write_tsv(tmp_path / "all.tsv", tiny_pairs(60))
-    config = DataConfig(data=str(path), val=None, val_fraction=0.1)
+    pairs = tiny_pairs(60) + [("Red cat.", "Chat rouge !"), ("red  CAT.", "Le chat rouge.")]
+    path = write_tsv(tmp_path / "all.tsv", pairs)
+    config = DataConfig(data=str(path), val=None, val_fraction=0.1, test=None)
     train, val = data.training_pairs(config, seed=7)
     held_out, name = data.held_out_pairs(config, seed=7)
-    assert held_out == val and len(val) == 6 and len(train) == 54 and "held-out" in name
+    assert held_out == val and len(train) + len(val) == len(pairs) and "held out by source" in name
     assert data.held_out_pairs(config, seed=7, limit=2)[0] == val[:2]
+    # every target of one source sentence (case and spaces aside) is on one side of the split
+    val_sources = {data.source_key(s) for s, _ in val}
+    assert val_sources and not val_sources & {data.source_key(s) for s, _ in train}
+    distinct = len({data.source_key(s) for s, _ in pairs})
+    assert len(val_sources) == round(0.1 * distinct)
+
+
+def test_training_drops_the_test_sources_and_never_validates_on_the_test_file(tmp_path):
+    train_file = write_tsv(tmp_path / "corpus.train.tsv", tiny_pairs(60, 0))
+    test = tiny_pairs(12, 1)
+    test_file = write_tsv(tmp_path / "corpus.dev.tsv", test)
+    test_sources = {data.source_key(s) for s, _ in test}
+    split = data.honest_split(DataConfig(data=str(train_file), val=None), seed=3)  # --test auto: the .dev.tsv beside
+    report = split.report
+    assert report["test"] == str(test_file) and report["test_sources"] == len(test_sources)
+    overlap = [p for p in tiny_pairs(60, 0) if data.source_key(p[0]) in test_sources]
+    assert report["test_sources_in_training_file"] == len({data.source_key(p[0]) for p in overlap}) > 0
+    assert report["train_pairs_dropped_for_test"] == len(overlap)
+    assert not {data.source_key(s) for s, _ in split.train + split.val} & test_sources
+    assert data.held_out_test_pairs(DataConfig(data=str(train_file)))[0] == test
+    assert data.honest_split(DataConfig(data=str(train_file), test=None), seed=3).report["test"] is None
+    with pytest.raises(UserError, match="is the --test file; the test file is never used for early stopping"):
+        data.honest_split(DataConfig(data=str(train_file), val=str(test_file)), seed=3)
 
 
 def test_tiny_training_file_warns(tmp_path, caplog):
@@ -188,3 +212,24 @@ def test_int16x8_is_refused_in_one_line(tmp_path, capsys):
     code = main(["translation", "export", "--model", str(tmp_path / "m"), "--quantization", "float,int16x8"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "int16x8" in err[0] and "SPLIT" in err[0]
+
+
+def test_checkpoint_average_is_kept_only_when_validation_loss_is_not_worse():
+    import keras
+    import tensorflow as tf
+
+    from tasks.translation.train import CheckpointAverage
+
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, use_bias=False)])
+    model.compile(loss="mse", optimizer="sgd")
+    x = np.ones((4, 1), np.float32)
+    average = CheckpointAverage(2, tf.data.Dataset.from_tensor_slices((x, 2 * x)).batch(4))
+    average.set_model(model)
+    for snapshots, best, kept in (((0.0, 1.0, 3.0), 1.0, 2.0), ((1.0, 5.0), 2.0, 2.0)):
+        for w in snapshots:  # only the last 2 epochs count
+            model.set_weights([np.asarray([[w]], np.float32)])
+            average.on_epoch_end(0)
+        model.set_weights([np.asarray([[best]], np.float32)])  # early stopping restored the best epoch
+        average.on_train_end()
+        assert float(model.get_weights()[0][0, 0]) == kept
+        assert average.result["used"] == (kept != best) and average.result["epochs"] == 2

@@ -1,8 +1,10 @@
 """Tiny end-to-end run: train -> evaluate -> export -> LiteRT and SavedModel translate like Keras."""
 
+import io
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -11,15 +13,15 @@ from tasks.common.config import EVALUATE_KEYS
 from lstm_core.export import FUSED_LSTM_OP, TFLiteModel
 from tasks.translation import data
 from tasks.translation.artifacts import TranslationModelDir
-from tasks.translation.decode import BeamConfig, KerasBackend, LiteRTBackend, beam_decode, greedy_decode
+from tasks.translation.decode import BeamConfig, KerasBackend, LiteRTBackend, beam_decode, beam_search, greedy_decode
 from tasks.translation.model import load_seq2seq
 from translation_toy import tiny_tsv
-from helpers import assert_quiet, last_json, quiet_cli, run_cli
+from helpers import assert_quiet, last_json, load_tool, quiet_cli, run_cli
 
 TINY = [
     "--vocab-size", "40", "--embedding-dim", "16", "--units", "16", "--decoder-units", "32",
     "--epochs", "6", "--batch-size", "16", "--learning-rate", "0.02", "--warmup-steps", "1",
-    "--bleu-every", "0", "--dropout", "0", "--progress", "none",
+    "--bleu-every", "0", "--dropout", "0", "--word-dropout", "0", "--progress", "none",
 ]
 
 
@@ -28,8 +30,9 @@ def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("translation")
     train, dev = tiny_tsv(tmp)
     out = tmp / "model"
+    # validation pairs held out of --data by source sentence; dev is the test file (dropped from training)
     # default verbosity, descriptors captured: no TensorFlow/absl/LiteRT line in any verb (issue 27)
-    trained = quiet_cli("translation", "train", "--data", train, "--val", dev, "--out", out, *TINY)
+    trained = quiet_cli("translation", "train", "--data", train, "--test", dev, "--out", out, *TINY)
     assert f"model written to {out}" in trained.stdout and "{" not in trained.stdout
     exported = quiet_cli("translation", "export", "--model", out, "--check-sentences", "12")
     return out, dev, exported
@@ -51,9 +54,13 @@ def test_model_directory_layout(trained):
     config = json.loads((out / "config.json").read_text())
     assert config["task"] == "translation" and config["model"]["units"] == 16
     assert 4 < config["model"]["tgt_vocab_size"] <= 40
+    split = train_report["split"]
+    assert split["test"] == str(out.parent / "dev.tsv") and split["val_sources_in_training"] == 0
+    assert split["train_pairs"] + split["val_pairs"] + split["train_pairs_dropped_for_test"] == 80
     export = out / "export"
     report = json.loads((export / "export_report.json").read_text())
-    assert report["greedy_check"]["sentences"] == 12
+    # export checks and calibrates on the validation pairs (never on the test file)
+    assert report["greedy_check"]["sentences"] == min(12, split["val_pairs"])
     assert set(report["parts"]) == {"float", "int8"}  # int8 is on by default
     assert FUSED_LSTM_OP in TFLiteModel(export / "encoder_float.tflite").op_names()
     assert report["parts"]["float"]["encoder"]["ops"].count(FUSED_LSTM_OP) == 1  # listed once, used twice (BiLSTM)
@@ -71,8 +78,20 @@ def test_litert_greedy_matches_keras_token_for_token(trained):
     lite = LiteRTBackend(*directory.export_parts("tflite"))
     assert greedy_decode(lite, src) == keras_ids
     assert len({tuple(x) for x in keras_ids}) > 1  # the check is not on a degenerate constant output
-    beam = BeamConfig(width=3)  # beam search runs on both backends too
-    assert beam_decode(lite, src[:3], beam) == beam_decode(KerasBackend(seq2seq), src[:3], beam)
+
+
+
+def test_litert_beam_search_is_the_keras_beam_search(trained):
+    """The LiteRT loop over the exported decoder step ranks the same hypotheses with the same scores."""
+    out, dev, _ = trained
+    directory, seq2seq, src_tok, _ = _loaded(out)
+    src = data.source_ids(src_tok, [p[0] for p in data.read_pairs(dev)])
+    beam = BeamConfig(width=4, length_penalty=0.6)
+    lite = beam_search(LiteRTBackend(*directory.export_parts("tflite")), src, beam)
+    keras_ranked = beam_search(KerasBackend(seq2seq), src, beam)
+    assert [[ids for _, ids in hyps] for hyps in lite] == [[ids for _, ids in hyps] for hyps in keras_ranked]
+    assert np.allclose([s for hyps in lite for s, _ in hyps], [s for hyps in keras_ranked for s, _ in hyps], atol=1e-4)
+    assert beam_decode(KerasBackend(seq2seq), src, beam) == [hyps[0][1] for hyps in keras_ranked]
 
 
 def test_saved_model_translate_signature_matches_keras(trained):
@@ -99,11 +118,16 @@ def test_evaluate_every_litert_runtime(trained, capsys, tmp_path):
         assert result["translations"] == str(tmp_path / f"translations_{runtime}.txt")
         lines = Path(result["translations"]).read_text(encoding="utf-8").splitlines()
         assert len(lines) == 12
-    assert results["tflite"]["bleu"] == results["keras"]["bleu"]
-    # without --data: the model's validation file, which is dev here
-    assert main(["translation", "evaluate", "--model", str(out), "--beam", "3", "--limit", "5"]) == 0
+        # greedy and the default beam 4 side by side; bleu/chrf are the beam's
+        assert result["beam"] == 4 and (result["bleu"], result["chrf"]) == (result["beam_bleu"], result["beam_chrf"])
+        assert 0 <= result["greedy_bleu"] <= 100
+    for key in ("greedy_bleu", "beam_bleu", "beam_chrf"):
+        assert results["tflite"][key] == results["keras"][key]
+    # without --data: the model's test file (dev here); --beam 1 is greedy alone
+    assert main(["translation", "evaluate", "--model", str(out), "--beam", "1", "--limit", "5"]) == 0
     result = last_json(capsys.readouterr().out)
-    assert result["beam"] == 3 and result["examples"] == 5 and result["data"] == str(dev)
+    assert result["beam"] == 1 and result["examples"] == 5 and result["data"] == str(dev)
+    assert result["bleu"] == result["greedy_bleu"] and "beam_bleu" not in result
 
 
 def test_predict(trained):
@@ -113,6 +137,37 @@ def test_predict(trained):
     result = assert_quiet(run_cli("translation", "predict", "--model", out, "Red cat.", "Two dogs.", "--runtime",
                                   "tflite"))
     assert result.returncode == 0 and len(result.stdout.strip().splitlines()) == 2 and result.stderr == ""
+
+
+def test_predict_reads_stdin_and_prints_nbest(trained, capsys, monkeypatch):
+    out, *_ = trained
+    assert main(["translation", "predict", "--model", str(out), "Red cat.", "Two dogs.", "--runtime", "tflite"]) == 0
+    single = capsys.readouterr().out.splitlines()
+    assert len(single) == 2
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"Two dogs.\r\n\nBlue cat.\n")))
+    assert main(["translation", "predict", "--model", str(out), "Red cat.", "-", "--runtime", "tflite"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == single and len(lines) == 3  # the blank stdin line is skipped
+    assert main(["translation", "predict", "--model", str(out), "Red cat.", "Two dogs.", "--nbest", "3"]) == 0
+    rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert [int(r[0]) for r in rows] == [1, 1, 1, 2, 2, 2]
+    assert [r[2] for r in rows if r[0] == "1"][0] == single[0]  # the best of the n-best is the translation
+    for number in ("1", "2"):
+        scores = [float(r[1]) for r in rows if r[0] == number]
+        assert scores == sorted(scores, reverse=True) and all(s <= 0 for s in scores)
+
+
+@pytest.mark.slow  # the peer is a measurement tool (tools/); ~30 s
+def test_transformer_peer_prints_evaluate_json(trained, capsys):
+    out, dev, _ = trained
+    peer = load_tool("translation_peer")
+    assert peer.main(["--like", str(out), "--epochs", "1", "--steps-per-epoch", "2", "--d-model", "16", "--heads",
+                      "2", "--ff-dim", "32", "--encoder-layers", "1", "--decoder-layers", "1", "--limit", "4"]) == 0
+    result = last_json(capsys.readouterr().out)
+    evaluate_keys = {"task", "model", "runtime", "data", "examples", "plot", "bleu", "chrf", "greedy_bleu",
+                     "greedy_chrf", "beam_bleu", "beam_chrf", "beam", "length_penalty", "decode_seconds"}
+    assert evaluate_keys <= set(result) and result["peer"] == "transformer"
+    assert result["data"] == str(dev) and result["examples"] == 4 and result["params"] > 0
 
 
 def test_damaged_export_is_refused_with_the_sha256_line(trained, capsys, tmp_path):

@@ -58,3 +58,30 @@ def test_tflm_backend_pads_cuts_and_masks():
     assert order.tolist() == [[4, 3, 2, 1, 0]]
     backend.step(np.asarray([2]), None, None, None, None, np.ones((1, 3), np.float32))
     assert backend.stepper.calls[0][-1].tolist() == [[1, 1, 1, 0, 0]]
+
+
+def test_tied_embeddings_one_table_saved_and_stepped(tmp_path):
+    """--tie-embeddings: the output projection is the target table; training, step and TFLM step agree."""
+    import keras
+
+    config = ModelConfig(embedding_dim=8, units=6, decoder_units=10, src_vocab_size=30, tgt_vocab_size=25,
+                         dropout=0, tie_embeddings=True, word_dropout=0.5)
+    seq2seq = build(config)
+    assert not any(layer.name == "logits" for layer in seq2seq.training.layers)
+    src, tgt = np.asarray([[5, 6, 7, data.EOS_ID]], np.int32), np.asarray([[data.BOS_ID, 9]], np.int32)
+    seq2seq.training.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras", compile=False)
+    logits = np.asarray(loaded([src, tgt]))
+    np.testing.assert_allclose(logits, np.asarray(seq2seq.training([src, tgt])), atol=1e-6)
+    # word dropout only acts while training
+    assert not np.allclose(np.asarray(seq2seq.training([src, tgt], training=True)), logits, atol=1e-4)
+    memory, keys, h, c = [np.asarray(t) for t in seq2seq.encoder(src)]
+    token = np.asarray([data.BOS_ID], np.int32)
+    step_logits = np.asarray(seq2seq.step([token, h, c, memory, keys, np.ones((1, 4), np.float32)])[0])
+    np.testing.assert_allclose(step_logits, logits[:, 0], atol=1e-5)
+    _, mcu_step = mcu_models(seq2seq, source_length=6)
+    padded, _, mask = padded_source(src[0].tolist(), 6)
+    pad = np.zeros((1, 2) + memory.shape[2:], np.float32)
+    mcu_logits = np.asarray(mcu_step([token, h, c, np.concatenate([memory, pad], 1),
+                                      np.concatenate([keys, np.zeros((1, 2, keys.shape[2]), np.float32)], 1), mask])[0])
+    np.testing.assert_allclose(mcu_logits, step_logits, atol=1e-4)
