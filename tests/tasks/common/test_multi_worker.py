@@ -100,8 +100,8 @@ def test_cli_two_workers_survive_a_killed_worker_and_resume(tmp_path, capsys):
 
     out = tmp_path / "model"
     command = [sys.executable, "-m", "tasks.common.cli", "-q", "forecasting", "train",
-               "--data", str(_series(tmp_path / "series.csv")), "--horizon", "3", "--lookback", "12",
-               "--units", "3", "--hidden", "0", "--ensemble", "1", "--batch-size", "8", "--epochs", "8",
+               "--data", str(_series(tmp_path / "series.csv", 300)), "--horizon", "3", "--lookback", "12",
+               "--units", "3", "--hidden", "0", "--ensemble", "1", "--batch-size", "16", "--epochs", "8",
                "--patience", "9", "--progress", "none", "--distribute", "multi-worker", "--cluster-timeout", "20",
                "--out", str(out)]
     ports = cluster_tool.free_ports(2)
@@ -121,7 +121,9 @@ def test_cli_two_workers_survive_a_killed_worker_and_resume(tmp_path, capsys):
     workers[1].communicate(timeout=TIMEOUT)
 
     killed_scratch = set(tmp_path.glob("lstm-suite-worker*"))  # SIGKILL leaves no time to clean up
-    workers = cluster_tool.start_workers(command, 2, ports=ports, env=scratch, stdout=subprocess.PIPE,
+    # --cluster-timeout is local (not compared between workers or runs): the rerun may wait longer
+    patient = command[:command.index("--cluster-timeout") + 1] + ["120"] + command[command.index("--out"):]
+    workers = cluster_tool.start_workers(patient, 2, ports=ports, env=scratch, stdout=subprocess.PIPE,
                                          stderr=subprocess.PIPE, text=True)
     results = [w.communicate(timeout=TIMEOUT) + (w.returncode,) for w in workers]
     for _, err, code in results:
@@ -157,7 +159,7 @@ def _task_argv(task: str, tmp_path):
     """Tiny training flags per task (as in each task's end-to-end test)."""
     sys.path.insert(0, str(ROOT / "tests" / "tasks" / task))
     if task == "sentiment":
-        lines = (ROOT / "data" / "sentiment" / "train.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
+        lines = (ROOT / "tasks" / "samples" / "sentiment" / "train.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
         (tmp_path / "train.tsv").write_text("".join(lines[:241]), encoding="utf-8")
         return ["--data", str(tmp_path / "train.tsv"), "--epochs", "2", "--vocab-size", "200", "--embedding-dim",
                 "16", "--units", "8", "--batch-size", "16", "--adversarial-epsilon", "0.5", "--members", "2"]
