@@ -69,16 +69,36 @@ def seasonal_profiles(v, lookback: int, season: int, shrink: bool = True):
     return mult, add - tf.reduce_mean(add, axis=1, keepdims=True)
 
 
-def deseasonalise(v, lookback: int, horizon: int, season: int, seasonality: str):
+def seasonal_test(v, season: int, length: int):
+    """``[B, 1]``: 1 where the window's autocorrelation at the season's lag is significant (90 %,
+    one-sided: ``|r_m| > 1.645 sqrt((1 + 2 sum_{k<m} r_k^2) / n)``, the test of the Theta method
+    (Assimakopoulos & Nikolopoulos 2000; statsforecast's ``Theta``) before it deseasonalises), else 0.
+    ``length``: the window's ``n`` (static; the traced shape may not be)."""
+    centred = v - tf.reduce_mean(v, axis=1, keepdims=True)
+    denominator = tf.reduce_sum(tf.square(centred), axis=1, keepdims=True) + EPS
+    acf = [tf.reduce_sum(centred[:, k:] * centred[:, :-k], axis=1, keepdims=True) / denominator
+           for k in range(1, season + 1)]
+    spread = tf.ones_like(acf[0])
+    for r in acf[:-1]:  # a chain of ADDs: TFLM's CONCATENATION takes at most 10 inputs
+        spread = spread + 2.0 * tf.square(r)
+    limit = 1.645 * tf.sqrt(spread / float(length))
+    return tf.cast(tf.abs(acf[-1]) > limit, v.dtype)
+
+
+def deseasonalise(v, lookback: int, horizon: int, season: int, seasonality: str, tested: bool = False):
     """``(d [B, L], profile stats)``: the deseasonalised path and what restores the season later.
 
     The stats are ``(is_mult [B, 1], mult [B, L+H], add [B, L+H])`` (the profile at every window
-    position and forecast step)."""
+    position and forecast step). ``tested``: windows failing :func:`seasonal_test` keep no profile
+    (when the window holds 3 seasons or more)."""
     batch = tf.shape(v)[0]
     if season <= 1 or seasonality == "none":
         ones = tf.ones([batch, lookback + horizon], v.dtype)
         return v, (tf.ones([batch, 1], v.dtype), ones, ones * 0.0)
     mult, add = seasonal_profiles(v, lookback, season)
+    if tested and 3 * season <= lookback:  # a shorter window: too few lags for the test, the profile stays
+        keep = seasonal_test(v, season, lookback)
+        mult, add = keep * mult + (1.0 - keep), keep * add
     idx = profile_indices(lookback, horizon, season)
     mult_all, add_all = tf.gather(mult, idx, axis=1), tf.gather(add, idx, axis=1)
     positive = tf.cast(tf.reduce_min(v, axis=1, keepdims=True) > 0, v.dtype)
@@ -219,15 +239,22 @@ def seasonal_naive_indices(lookback: int, horizon: int, season: int) -> np.ndarr
 
 @keras.saving.register_keras_serializable(package="forecasting")
 class WindowBaselines(keras.layers.Layer):
-    """``window [B, L, F]`` -> ``[B, 2, H]``: Theta and seasonal naive, as changes from the last value."""
+    """``window [B, L, F]`` -> ``[B, 2, H]``: Theta and seasonal naive, as changes from the last value.
 
-    def __init__(self, lookback, horizon, season, seasonality="auto", **kwargs):
+    Args:
+        lookback, horizon, season, seasonality: as :class:`SeasonalNormalize`.
+        tested: Theta deseasonalises only windows that pass :func:`seasonal_test` (the new models'
+            default; ``False``, the models saved before it, keeps every window's shrunk profile).
+    """
+
+    def __init__(self, lookback, horizon, season, seasonality="auto", tested=False, **kwargs):
         super().__init__(**kwargs)
         self.lookback, self.horizon, self.season, self.seasonality = int(lookback), int(horizon), int(season), seasonality
+        self.tested = bool(tested)
 
     def call(self, window):
         v = window[:, :, 0]
-        d, stats = deseasonalise(v, self.lookback, self.horizon, max(self.season, 1), self.seasonality)
+        d, stats = deseasonalise(v, self.lookback, self.horizon, max(self.season, 1), self.seasonality, self.tested)
         theta = reseasonalise(theta_forecast(d, self.lookback, self.horizon), stats, self.lookback)
         snaive = tf.gather(v, seasonal_naive_indices(self.lookback, self.horizon, max(self.season, 1)), axis=1)
         last = v[:, -1:]
@@ -238,7 +265,7 @@ class WindowBaselines(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "lookback": self.lookback, "horizon": self.horizon, "season": self.season,
-                "seasonality": self.seasonality}
+                "seasonality": self.seasonality, "tested": self.tested}
 
 
 @keras.saving.register_keras_serializable(package="forecasting")
@@ -260,3 +287,4 @@ class Combine(keras.layers.Layer):
 
     def set_mix(self, name: str) -> None:
         self.mix.assign(np.asarray(MIXES[name], np.float32))
+

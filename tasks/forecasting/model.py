@@ -143,7 +143,8 @@ def build_models(cfg: ModelConfig) -> tuple[keras.Model, keras.Model]:
     out = members[0] if cfg.ensemble == 1 else keras.layers.Average(name="ensemble_mean")(members)
     if has_combine(cfg):
         season = hybrid.hybrid_season(cfg.seasons, cfg.lookback)
-        baselines = hybrid.WindowBaselines(cfg.lookback, cfg.horizon, season, name="window_baselines")(window)
+        baselines = hybrid.WindowBaselines(cfg.lookback, cfg.horizon, season, tested=True,
+                                           name="window_baselines")(window)
         out = hybrid.Combine(name="combine")(out, baselines)
     model = keras.Model(model_input, out, name="forecaster")
     if cfg.ensemble == 1:

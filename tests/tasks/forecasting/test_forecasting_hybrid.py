@@ -85,7 +85,7 @@ def test_combine_mix_and_round_trip(tmp_path):
     model, _ = build_models(cfg)
     rng = np.random.default_rng(4)
     x = rng.uniform(1, 2, size=(4, L, 1)).astype(np.float32)
-    baselines = hybrid.WindowBaselines(L, H, M)(tf.constant(x)).numpy()
+    baselines = hybrid.WindowBaselines(L, H, M, tested=True)(tf.constant(x)).numpy()
     model.get_layer("combine").set_mix("theta")
     np.testing.assert_allclose(model.predict(x, verbose=0), baselines[:, 0], atol=1e-5)
     model.get_layer("combine").set_mix("mean_theta")
@@ -125,3 +125,47 @@ def test_combine_auto_keeps_the_theta_mean_unless_validation_clearly_prefers_ano
     clear = {"lstm": 0.895, "theta": 0.9, "seasonal_naive": 0.64, "mean_theta": 0.85}
     assert choose_member(clear, "auto") == "seasonal_naive" == choose_member(clear, "best")
     assert choose_member(clear, "none") == "lstm" and choose_member(clear, "mean") == "mean_theta"
+
+
+def _numpy_seasonal_test(y, m):
+    centred = y - y.mean()
+    r = np.array([np.sum(centred[k:] * centred[:-k]) for k in range(1, m + 1)]) / np.sum(centred ** 2)
+    return float(abs(r[-1]) > 1.645 * np.sqrt((1 + 2 * np.sum(r[:-1] ** 2)) / len(y)))
+
+
+def test_seasonal_test_is_the_theta_methods_autocorrelation_test():
+    rng = np.random.default_rng(5)
+    n = 6 * M  # at 3 seasons even a clean sine fails the test (its other lags widen the limit)
+    t = np.arange(n)
+    seasonal = 10 + np.sin(2 * np.pi * t / M) + 0.1 * rng.normal(size=n)
+    windows = np.stack([seasonal, 10 + rng.normal(size=n), *(10 + np.cumsum(rng.normal(size=(6, n)), axis=1))])
+    got = hybrid.seasonal_test(tf.constant(windows, tf.float32), M, n).numpy()[:, 0]
+    assert got[0] == 1.0 and got[1] == 0.0
+    np.testing.assert_array_equal(got, [_numpy_seasonal_test(w, M) for w in windows])
+
+
+def test_tested_theta_drops_the_season_of_a_window_without_one_and_exports_to_litert_and_tflm():
+    """A trend + noise window: the tested Theta has no profile (a straight line); a seasonal one keeps it;
+    the layer's ops convert to LiteRT, load in TFLM and give Keras' forecast."""
+    from lstm_core.export import convert_to_tflite
+
+    rng = np.random.default_rng(6)
+    n = 6 * M
+    t = np.arange(n)
+    trend = (50 + 0.5 * t + rng.normal(size=n)).astype(np.float32)
+    seasonal = (50 + 5 * np.sin(2 * np.pi * t / M) + 0.2 * rng.normal(size=n)).astype(np.float32)
+    x = np.stack([trend, seasonal])[:, :, None]
+    window = keras.Input((n, 1), name="window")
+    model = keras.Model(window, hybrid.WindowBaselines(n, H, M, tested=True)(window))
+    out = model.predict(x, verbose=0)
+    steps = np.diff(out[0, 0])
+    np.testing.assert_allclose(steps, steps[0], rtol=1e-3)  # no season on the trend window: a line
+    assert np.ptp(np.diff(out[1, 0])) > 1.0  # the seasonal window keeps its season
+    assert keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(model.layers[1])).tested
+    from lstm_core.litert import TFLiteModel
+    from lstm_core.tflm import TFLMModel
+
+    flatbuffer = convert_to_tflite(model)
+    for runtime in (TFLiteModel(flatbuffer), TFLMModel(flatbuffer)):  # TFLM: e.g. CONCATENATION takes <= 10 inputs
+        for row, expected in zip(x, out):
+            np.testing.assert_allclose(runtime(row[None])[0][0], expected, rtol=1e-4, atol=1e-4)
