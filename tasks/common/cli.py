@@ -116,10 +116,10 @@ def settings_verb(
             title: settings_from_args(type(defaults), args, defaults=defaults)
             for title, defaults in sections.items()
         }
+        if precheck is not None:  # the task's own flag checks first: they need no file
+            precheck(**args._configs)
         if getattr(args, "task", None):
             check_before_tensorflow(args.task, args._configs)
-        if precheck is not None:
-            precheck(**args._configs)
 
     def run_verb(args: argparse.Namespace):
         if not hasattr(args, "_configs"):

@@ -139,7 +139,11 @@ class Watchdog:
         self.timeout = timeout
         self._stack = []
         self._lock = threading.Lock()
-        self._guard = subprocess.Popen([sys.executable, "-S", "-c", _GUARD, str(os.getpid())], stdin=subprocess.PIPE)
+        from tasks.common.quiet import real_stderr_fd
+
+        # its line goes straight to the user's stderr: this process is killed before its filter could forward it
+        self._guard = subprocess.Popen([sys.executable, "-S", "-c", _GUARD, str(os.getpid())], stdin=subprocess.PIPE,
+                                       stderr=real_stderr_fd())
 
     def _send(self, line: str) -> None:
         self._guard.stdin.write(line.encode() + b"\n")

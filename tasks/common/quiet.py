@@ -64,6 +64,7 @@ class _StderrFilter:
             sys.stderr = io.TextIOWrapper(io.FileIO(self.real, "w", closefd=False), encoding=sys.stderr.encoding,
                                           errors="backslashreplace", line_buffering=True, write_through=True)
         os.dup2(self.sink.fileno(), 2)
+        _ACTIVE.append(self)
         self.thread = threading.Thread(target=self._run, name="stderr-filter", daemon=True)
         self.thread.start()
 
@@ -97,6 +98,7 @@ class _StderrFilter:
     def stop(self, failed: bool) -> None:
         self._stop.set()
         self.thread.join()
+        _ACTIVE.remove(self)
         os.dup2(self.real, 2)
         self._forward(final=True)
         if sys.stderr is not self.python_stderr:
@@ -107,6 +109,15 @@ class _StderrFilter:
             _write_all(2, ("\n".join(["(TensorFlow/LiteRT lines held back:)", *self.held]) + "\n").encode())
         os.close(self.real)
         self.sink.close()
+
+
+_ACTIVE: list[_StderrFilter] = []
+
+
+def real_stderr_fd() -> int:
+    """The terminal's stderr while :func:`filtered_stderr` holds descriptor 2 (else 2): for a helper
+    process whose line must reach the user even if this process is killed before the filter forwards it."""
+    return _ACTIVE[-1].real if _ACTIVE else 2
 
 
 @contextlib.contextmanager

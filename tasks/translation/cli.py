@@ -17,6 +17,7 @@ from tasks.translation.config import (
     ModelConfig,
     MonitorConfig,
     ScheduleConfig,
+    check_quantization,
 )
 
 
@@ -112,6 +113,7 @@ TASK = Task(
         "export": settings_verb(
             "SavedModel (translate signature) + TFLite encoder / decoder step (LiteRT and TFLM)",
             "tasks.translation.export:export", {"export": EXPORT, "check": CheckConfig()},
+            precheck=check_quantization,
         ),
         "predict": settings_verb(
             "translate sentences", _predict, {"predict": PREDICT, "decoding": DecodeConfig()},

@@ -125,3 +125,14 @@ OUTPUT = OutputConfig(out=DEFAULT_DIR)
 EVALUATE = EvaluateConfig(model=DEFAULT_DIR)
 EXPORT = ExportConfig(model=DEFAULT_DIR)
 PREDICT = PredictConfig(model=DEFAULT_DIR)
+
+
+def check_quantization(export, **_) -> None:
+    """``export --quantization``: int16x8 is refused (checked before TensorFlow loads, and by ``export``)."""
+    from tasks.common.errors import UserError
+
+    if "int16x8" in export.quantization:
+        raise UserError(
+            "--quantization int16x8: not available for translation: TFLM's int16x8 requantizer has no SPLIT "
+            "(bridge state, LSTM cell gates) or BATCH_MATMUL (attention); use float,int8"
+        )

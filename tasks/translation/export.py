@@ -32,7 +32,7 @@ from tasks.common.verdicts import Limit, record_verdicts, verdict_row
 from lstm_core.kernels import portable_graphs
 from lstm_core.export import FLOAT_ATOL, export_saved_model, export_tflite_report
 from tasks.translation.artifacts import SAVED_MODEL, TranslationModelDir
-from tasks.translation.config import CheckConfig
+from tasks.translation.config import CheckConfig, check_quantization
 from tasks.translation.data import BOS_ID, EOS_ID, PAD_ID, UNK_ID, held_out_pairs, load_pairs, source_ids
 from tasks.translation.decode import (
     KerasBackend,
@@ -166,11 +166,7 @@ def _calibration(seq2seq, calibration_ids):
 def export(config: ExportConfig, check: CheckConfig | None = None) -> dict:
     """Write ``DIR/export/`` (see the module docstring); returns a summary of the export report."""
     check = check or CheckConfig()
-    if "int16x8" in config.quantization:
-        raise UserError(
-            "--quantization int16x8: not available for translation: TFLM's int16x8 requantizer has no SPLIT "
-            "(bridge state, LSTM cell gates) or BATCH_MATMUL (attention); use float,int8"
-        )
+    check_quantization(config)
     directory = TranslationModelDir.open(config.model)
     seq2seq = load_seq2seq(directory)
     _, target_tokenizer = directory.tokenizers()

@@ -12,7 +12,7 @@ import pytest
 from helpers import run_cli
 from tasks.common.errors import UserError
 from tasks.sentiment.artifacts import Tokenizer
-from tasks.sentiment.config import DataConfig, ModelConfig, ObjectiveConfig
+from tasks.sentiment.config import DataConfig, ModelConfig, ObjectiveConfig, StudentConfig
 from tasks.sentiment.data import (
     PAD_ID,
     UNK_ID,
@@ -219,7 +219,8 @@ def test_config_round_trip(tmp_path):
     from tasks.sentiment.artifacts import SentimentModelDir
 
     sections = {"data": DataConfig(vocab_size=123), "model": ModelConfig(units=7, rating_head=True),
-                "objective": ObjectiveConfig(adversarial_epsilon=0.5), "train": TrainConfig(epochs=7)}
+                "objective": ObjectiveConfig(adversarial_epsilon=0.5), "train": TrainConfig(epochs=7),
+                "student": StudentConfig(distill=False, student_units=16)}
     SentimentModelDir(tmp_path, sections, {"rating_scale": [0.1, 2.0]}).save_config()
     (tmp_path / "model.keras").write_bytes(b"PK")
     loaded = SentimentModelDir.open(tmp_path)

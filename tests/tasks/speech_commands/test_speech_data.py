@@ -179,7 +179,7 @@ def test_cli_errors_exit_2_with_one_line(tmp_path, capsys):
         (["speech_commands", "train", "--data", str(empty), "--out", str(tmp_path / "m")], "no .wav files"),
         (["speech_commands", "train", "--data", str(one), "--out", str(tmp_path / "m")], "single class|only 1 word"),
         (["speech_commands", "train", "--data", str(corrupt), "--out", str(tmp_path / "m")], "bad_nohash_0.wav"),
-        (["speech_commands", "train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "m")], "does not exist"),
+        (["speech_commands", "train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "m")], "does not exist|no such file or directory"),
         (["speech_commands", "train", "--data", str(corrupt), "--test-speakers", "zoe", "--out", str(tmp_path / "m")],
          "--test-speakers: zoe not found"),
         (["speech_commands", "evaluate", "--model", str(tmp_path / "nomodel"), "--data", str(corrupt)], "nomodel"),
