@@ -11,7 +11,7 @@ import os
 import stat
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from lstm_core.atomic import atomic_path, remove, replace, write_bytes_atomic
 from tasks.common.errors import UserError
@@ -236,3 +236,19 @@ def _decode_line(raw: bytes, line_number: int) -> str:
         return raw.removesuffix(b"\r").decode("utf-8")
     except UnicodeDecodeError:
         raise UserError(f"<stdin>:{line_number}: not UTF-8") from None
+
+
+def input_batches(items: Iterable[str]) -> Iterator[list[str]]:
+    """The command line's inputs in order, each ``-`` replaced by stdin's lines as they arrive
+    (:func:`stdin_batches`): what ``predict`` answers, one batch at a time."""
+    given = []
+    for item in items:
+        if item != "-":
+            given.append(item)
+            continue
+        if given:
+            yield given
+            given = []
+        yield from stdin_batches()
+    if given:
+        yield given

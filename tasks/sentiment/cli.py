@@ -27,32 +27,16 @@ def _predict_inputs(parser):
                              "backslash, tab, newline and CR in TEXT written as \\\\, \\t, \\n, \\r")
 
 
-def _input_batches(texts):
-    """The command line's texts in order, ``-`` replaced by stdin's lines as they arrive."""
-    from tasks.sentiment.evaluate import stdin_batches
-
-    given = []
-    for text in texts:
-        if text != "-":
-            given.append(text)
-            continue
-        if given:
-            yield given
-            given = []
-        yield from stdin_batches()
-    if given:
-        yield given
-
-
 def _predict(args, predict):
     import sys
 
     from tasks.common.errors import UserError
+    from tasks.common.io import input_batches
     from tasks.sentiment.evaluate import PROBABILITY_COLUMN, check_texts, escape_text, predict_batches
 
     check_texts([text for text in args.texts if text != "-"])
     answered = 0
-    for batch in predict_batches(predict, _input_batches(args.texts)):
+    for batch in predict_batches(predict, input_batches(args.texts)):
         if not answered:  # the header once the model answered (an error leaves stdout empty)
             sys.stdout.write(f"label\t{PROBABILITY_COLUMN}\ttext\n")
         for text, label, probability in batch:

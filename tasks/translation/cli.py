@@ -46,19 +46,9 @@ def _predict(args, predict, decoding):
 
 def _input_batches(sentences, input_file):
     """The command line's sentences in order (``-``: stdin's lines as they arrive), then ``--input``'s."""
-    from tasks.common.io import stdin_batches
+    from tasks.common.io import input_batches
 
-    given = []
-    for sentence in sentences:
-        if sentence != "-":
-            given.append(sentence)
-            continue
-        if given:
-            yield given
-            given = []
-        yield from stdin_batches()
-    if given:
-        yield given
+    yield from input_batches(sentences)
     if input_file:
         yield _read_sentences(input_file)
 
