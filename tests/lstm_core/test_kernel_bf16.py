@@ -64,8 +64,10 @@ def test_vdpbf16ps_equals_the_portable_loop():
     b, h0, c0 = np.zeros(160, "float32"), np.zeros((13, 40), "float32"), np.zeros((13, 40), "float32")
     native = kernels.lstm_sequence(x, w, b, h0, c0, u, gemm_precision="bfloat16")
     portable = kernels.lstm_sequence(x, w, b, h0, c0, u, gemm_precision="bfloat16_portable")
+    # Not bit-exact: vdpbf16ps adds each pair of products in its own order (odd element first, FTZ/DAZ),
+    # so float32 sums may differ in the last bits; bf16 rounding itself moves results by > 1e-3 (above).
     for a, p in zip(native, portable):
-        np.testing.assert_array_equal(a, p)
+        np.testing.assert_allclose(a, p, rtol=1e-4, atol=1e-4)
 
 
 @pytest.fixture
