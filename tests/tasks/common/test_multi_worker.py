@@ -5,6 +5,7 @@ TensorFlow runs anything, and a process joins one cluster only.
 """
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -62,7 +63,8 @@ def test_two_workers_train_the_same_weights_as_one_process(tmp_path, monkeypatch
     inside every replica, or the run fails. The one-process run is this test's own process."""
     script = tmp_path / "program.py"
     script.write_text(PROGRAM)
-    native = {"LSTM_CORE_KERNEL": "native"}
+    # the program runs from tmp_path: the checkout must be importable without an install
+    native = {"LSTM_CORE_KERNEL": "native", "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     workers = cluster_tool.start_workers([sys.executable, str(script), "multi-worker", str(tmp_path / "w")], 2,
                                          env=native, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     monkeypatch.setenv("LSTM_CORE_KERNEL", "native")
