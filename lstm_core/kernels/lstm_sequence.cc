@@ -258,17 +258,25 @@ void MicroKernel(int64_t depth, const float* a, int64_t lda, const float* panel,
   }
 }
 
+// Calls tile(first_row, n) for tiles of n <= kTileRows rows covering [0, rows): the rows split
+// evenly over ceil(rows / kTileRows) tiles (8 rows: 4 + 4, not 6 + 2), since a tile of n rows keeps
+// 2n accumulator chains and under 4 rows the FMA latency sets the pace.
+template <typename Tile>
+inline void ForEachRowTile(int64_t rows, Tile tile) {
+  const int64_t tiles = (rows + kTileRows - 1) / kTileRows;
+  for (int64_t t = 0, r = 0, n = 0; t < tiles; ++t, r += n) {
+    n = (rows - r) / (tiles - t);
+    tile(r, n);
+  }
+}
+
 // c_out[rows, B.cols] = (c_in or 0) + a[rows, B.depth] · B; row strides lda, ldc_in, ldc
 // (ldc_in = 0 adds the same row, a bias, to every row).
 void Gemm(int64_t rows, const float* a, int64_t lda, const PackedPanels& b, const float* c_in,
           int64_t ldc_in, float* c_out, int64_t ldc) {
   for (int64_t p = 0; p * kPanel < b.cols; ++p) {
     const int64_t col = p * kPanel, width = std::min(kPanel, b.cols - col);
-    // the rows split evenly over ceil(rows / kTileRows) tiles (8 rows: 4 + 4, not 6 + 2): a tile
-    // of n rows keeps 2n accumulator chains, and under 4 rows the FMA latency sets the pace
-    const int64_t tiles = (rows + kTileRows - 1) / kTileRows;
-    for (int64_t t = 0, r = 0, n = 0; t < tiles; ++t, r += n) {
-      n = (rows - r) / (tiles - t);
+    ForEachRowTile(rows, [&](int64_t r, int64_t n) {
       const float* tile_in = c_in ? c_in + r * ldc_in + col : nullptr;
       float* tile_out = c_out + r * ldc + col;
       const float* tile_a = a + r * lda;
@@ -280,7 +288,7 @@ void Gemm(int64_t rows, const float* a, int64_t lda, const PackedPanels& b, cons
         case 2: MicroKernel<2>(b.depth, tile_a, lda, b.panel(p), tile_in, ldc_in, tile_out, ldc, width); break;
         default: MicroKernel<1>(b.depth, tile_a, lda, b.panel(p), tile_in, ldc_in, tile_out, ldc, width); break;
       }
-    }
+    });
   }
 }
 
@@ -457,11 +465,7 @@ void Bf16Gemm(bool native, int64_t rows, const uint32_t* a, int64_t lda, const P
               const float* c_in, int64_t ldc_in, float* c_out, int64_t ldc) {
   for (int64_t p = 0; p * kBfPanel < b.cols; ++p) {
     const int64_t col = p * kBfPanel, width = std::min(kBfPanel, b.cols - col);
-    // the rows split evenly over ceil(rows / kTileRows) tiles (8 rows: 4 + 4, not 6 + 2): a tile
-    // of n rows keeps 2n accumulator chains, and under 4 rows the FMA latency sets the pace
-    const int64_t tiles = (rows + kTileRows - 1) / kTileRows;
-    for (int64_t t = 0, r = 0, n = 0; t < tiles; ++t, r += n) {
-      n = (rows - r) / (tiles - t);
+    ForEachRowTile(rows, [&](int64_t r, int64_t n) {
       const float* in = c_in ? c_in + r * ldc_in + col : nullptr;
       float* out = c_out + r * ldc + col;
       const uint32_t* ta = a + r * lda;
@@ -474,7 +478,7 @@ void Bf16Gemm(bool native, int64_t rows, const uint32_t* a, int64_t lda, const P
         case 2: Bf16MicroKernel<2>(native, b.pairs, ta, lda, panel, in, ldc_in, out, ldc, width); break;
         default: Bf16MicroKernel<1>(native, b.pairs, ta, lda, panel, in, ldc_in, out, ldc, width); break;
       }
-    }
+    });
   }
 }
 
