@@ -17,7 +17,7 @@ import numpy as np
 from tasks.common.artifacts import evaluation_result
 from tasks.common.config import EvaluateConfig, PredictConfig
 from tasks.common.errors import UserError
-from tasks.common.io import STDIN_BATCH, stdin_batches, write_bytes_atomic  # noqa: F401 (moved, still imported from here)
+from tasks.common.io import stdin_batches, write_bytes_atomic
 from tasks.sentiment.artifacts import MCU_FILES, SentimentModelDir
 from tasks.sentiment.config import LABELS, BaselineConfig, ModelChoiceConfig, given
 from tasks.sentiment.data import load_config_examples
