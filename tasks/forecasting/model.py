@@ -119,7 +119,8 @@ def _member(cfg: ModelConfig, window, future_flat, k: int):
     if cfg.hybrid != "on":
         return head_output(cfg, lstm(window), future_flat, k, _Layers())
     season = hybrid.hybrid_season(cfg.seasons, cfg.lookback)
-    normalised, stats = hybrid.SeasonalNormalize(cfg.lookback, cfg.horizon, season, name=f"normalise_{k}")(window)
+    normalised, stats = hybrid.SeasonalNormalize(cfg.lookback, cfg.horizon, season, tested=True,
+                                                 name=f"normalise_{k}")(window)
     steps = cfg.encoder_steps or cfg.lookback
     if steps < cfg.lookback:
         normalised = hybrid.LastSteps(steps, name=f"last_steps_{k}")(normalised)

@@ -144,6 +144,27 @@ def test_seasonal_test_is_the_theta_methods_autocorrelation_test():
     np.testing.assert_array_equal(got, [_numpy_seasonal_test(w, M) for w in windows])
 
 
+def test_tested_normalisation_drops_the_season_only_of_a_window_without_one():
+    """The LSTM's normalisation with the seasonality test: a trend + noise window is not deseasonalised
+    (its normalised path is the window's own, affinely), a seasonal one is as without the test; config
+    round trip."""
+    rng = np.random.default_rng(7)
+    n = 6 * M
+    t = np.arange(n)
+    trend = 50 + 0.5 * t + rng.normal(size=n)
+    seasonal = 50 + 5 * np.sin(2 * np.pi * t / M) + 0.2 * rng.normal(size=n)
+    x = tf.constant(np.stack([trend, seasonal])[:, :, None], tf.float32)
+    tested, _ = hybrid.SeasonalNormalize(n, H, M, tested=True)(x)
+    untested, _ = hybrid.SeasonalNormalize(n, H, M)(x)
+    level = trend[-M:].mean()
+    plain = (trend - level) / (trend.std() + 1e-3 * abs(level))  # SeasonalNormalize's spread
+    np.testing.assert_allclose(tested[0, :, 0], plain, rtol=1e-3, atol=1e-3)
+    assert np.max(np.abs(untested[0, :, 0] - plain)) > 0.02  # without the test the noise's "profile" stays
+    np.testing.assert_allclose(tested[1], untested[1], atol=1e-5)
+    layer = hybrid.SeasonalNormalize(n, H, M, tested=True)
+    assert keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer)).tested
+
+
 def test_tested_theta_drops_the_season_of_a_window_without_one_and_exports_to_litert_and_tflm():
     """A trend + noise window: the tested Theta has no profile (a straight line); a seasonal one keeps it;
     the layer's ops convert to LiteRT, load in TFLM and give Keras' forecast."""
