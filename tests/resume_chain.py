@@ -3,8 +3,9 @@
 One chain per task on tiny data: an uninterrupted reference run, then the same command into
 another ``--out`` stopped mid-epoch, rerun and stopped between members or epochs, rerun and
 stopped during the final save, and rerun to the end; SIGINT and SIGTERM (in this process) and
-SIGKILL (a subprocess, a TensorFlow import). The default suite runs every task's chain with SIGKILL
-at the final save; the variants with SIGINT/SIGTERM there instead are ``slow``. The interruptions are deterministic
+SIGKILL (a subprocess, a TensorFlow import). The default suite runs the sentiment and forecasting
+chains with SIGKILL at the final save; every other chain (translation, speech_commands, and the
+variants with SIGINT/SIGTERM at the final save) is ``slow``. The interruptions are deterministic
 (``LSTM_SUITE_INTERRUPT_AT``, :mod:`tasks.common.resume`).
 Checked: what was finished is kept and not redone (file hashes and mtimes, "reusing" lines),
 the model directory has the reference's files, config and report fields, epochs are counted and

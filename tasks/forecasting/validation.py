@@ -145,12 +145,6 @@ def check_and_combine(keras_model, members: dict, combine: str, cache_dir) -> di
     if has_combine(reference):
         for name, outputs in _mix_outputs(keras_model, val.inputs).items():
             report[f"val_{name}_mase"] = val.mean_mase(outputs)
-        import os
-        if os.environ.get("FC_WEIGHT_GRID") == "1":
-            parts = _mix_outputs(keras_model, val.inputs)
-            lstm, theta = parts["lstm"], parts["theta"]
-            for k in range(11):
-                report[f"grid_w{k}"] = val.mean_mase(k / 10 * lstm + (1 - k / 10) * theta)
         member = choose_member({name: report[f"val_{name}_mase"] for name in MIXES}, combine)
         keras_model.get_layer("combine").set_mix(member)
         report["val_mase"] = report[f"val_{member}_mase"]
