@@ -212,7 +212,7 @@ def prepare_panel(data: DataConfig, model: ModelConfig) -> PreparedPanel:
             continue
         split = series_data.Split.for_data(len(series), data)
         series_data.check_length(series, split, series_data.history(resolved), resolved.horizon, data.val_fraction,
-                                 train_windows=0)
+                                 panel=True)
         scaler = series_data.fit_scaler(series, split.train_end, reference.data.transform, reference.data.scale,
                                         max(resolved.seasons))
         members[name] = Prepared(series, reference.data, resolved, split, reference.season_source, scaler)
@@ -223,6 +223,12 @@ def prepare_panel(data: DataConfig, model: ModelConfig) -> PreparedPanel:
             p.model = dataclasses.replace(resolved, ensemble=ensemble)
     log.info("%s: %d series in column %r (defaults resolved on the longest, %r), ensemble %d", data.data,
              len(members), data.id_col, reference_id, next(iter(members.values())).model.ensemble)
+    reach = series_data.history(resolved)
+    test_only = [name for name, p in members.items()
+                 if not p.split.count("train", reach, resolved.horizon) and not p.split.count("val", reach, resolved.horizon)]
+    if test_only:
+        log.info("%d series too short to give training or validation windows (e.g. %r): forecast and evaluated "
+                 "by the model the others train", len(test_only), test_only[0])
     return PreparedPanel(reference, members)
 
 

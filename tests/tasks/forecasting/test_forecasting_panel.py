@@ -138,6 +138,23 @@ def test_bad_id_column_is_one_line(panel_csv, tmp_path, capsys):
     _one_error_line(code, capsys.readouterr().err, "--id-col")
 
 
+def test_a_series_with_only_a_test_window_is_forecast_by_the_global_model(tmp_path, capsys):
+    """M1 monthly has 48-row series (30 of x, 18 of xx): in a panel such a series gives no training or
+    validation window but is still forecast and scored (the others train the model)."""
+    path = write_panel_csv(tmp_path / "stores.csv")
+    short = pd.DataFrame({"month": pd.date_range("2000-01-01", periods=16, freq="MS").strftime("%Y-%m-%d"),
+                          "store": "short", "sales": (5 + np.sin(np.arange(16) / 2)).round(4)})
+    pd.concat([pd.read_csv(path), short]).to_csv(path, index=False)
+    out = tmp_path / "m"
+    capsys.readouterr()
+    assert main(["-q", "forecasting", "train", "--data", str(path), "--id-col", "store", "--target", "sales",
+                 "--horizon", "4", "--lookback", "12", "--test-rows", "4", "--units", "4", "--hidden", "0",
+                 "--ensemble", "1", "--epochs", "1", "--out", str(out)]) == 0
+    assert main(["-q", "forecasting", "evaluate", "--model", str(out), "--baselines", "seasonal_naive"]) == 0
+    result = last_json(capsys.readouterr().out)
+    assert np.isfinite(result["per_series"]["short"]["mase"]), result["per_series"]
+
+
 def test_a_too_short_series_is_named(tmp_path, capsys):
     path = write_panel_csv(tmp_path / "stores.csv")
     frame = pd.read_csv(path)
