@@ -121,7 +121,7 @@ def run_chain(task: str, kill: bool, tmp_path: Path, capsys, monkeypatch) -> Non
     for point, signame in CHAINS[task]:
         signame = "SIGKILL" if kill and point == "final_save" else signame
         code, err, seconds = train(task, argv, out, capsys, monkeypatch, stop=(point, signame))
-        assert code == EXIT[signame], err[-3000:]
+        assert code == EXIT[signame], f"{point} {signame}: exit code {code}\n" + err[-3000:]
         assert work.is_dir() and not out.exists(), f"{task} {point} {signame}: the work directory was not kept"
         for name, digest in kept.items():  # finished work is neither redone nor rewritten
             assert digests(work, name) | digest == digests(work, name), f"{name} changed at {point}"
