@@ -3,6 +3,7 @@
 ```sh
 python tools/translation_peer.py --like saved_models/translation        # its test file, greedy + beam 4
 python tools/translation_peer.py --like DIR --data TSV --epochs 6 --encoder-layers 2 --decoder-layers 2
+python tools/translation_peer.py --like DIR --time-budget 600 --epochs 5   # as many epochs as fit in 600 s of fit
 ```
 
 ``--like DIR`` is a trained translation model directory: the peer reads its ``config.json`` and
@@ -12,7 +13,14 @@ Transformer (``keras.layers.MultiHeadAttention``, sinusoidal positions, the same
 loss, Adam warm-up + cosine schedule, batches and epochs) and decodes with the suite's greedy and
 beam search (``tasks.translation.decode``, same length penalty). The last stdout line is the JSON
 of ``lstm-suite translation evaluate`` (``runtime: keras``) plus ``peer``, ``params``,
-``train_seconds`` and ``epochs_run``.
+``train_seconds``, ``train_cpu_seconds`` and ``epochs_run``.
+
+The budget is epochs by default (DIR's ``--epochs``). The peer is slower per epoch than the LSTM,
+so an equal *time* budget is ``--time-budget SECONDS`` (e.g. the LSTM's ``wall_seconds`` from
+``train_report.json``): after every epoch the peer estimates how many whole epochs fit in the
+budget at its mean epoch time so far (nearest whole number, at least one), stretches or shrinks
+its cosine schedule to end there, and stops when it gets there; ``--epochs`` is then only the
+first guess that the schedule starts from.
 """
 
 import argparse
@@ -117,6 +125,53 @@ def build_peer(config: PeerConfig, src_vocab: int, tgt_vocab: int):
     return model
 
 
+def _budget_parts(peak: float, schedule, total_steps: int, steps_per_epoch: int, budget_seconds: float):
+    """(learning-rate schedule, callback): make_optimizer's warm-up + cosine, refitted to a wall-time budget."""
+    import keras
+    import tensorflow as tf
+
+    class BudgetSchedule(keras.optimizers.schedules.LearningRateSchedule):
+        """Linear warm-up from 1% of ``peak``, then cosine to ``peak * min_lr_ratio`` at ``total`` steps (a variable)."""
+
+        def __init__(self):
+            self.total = tf.Variable(float(total_steps), trainable=False, dtype=tf.float32)
+            self.warmup = float(min(schedule.warmup_steps, max(1, total_steps // 10)))
+
+        def __call__(self, step):
+            step = tf.cast(step, tf.float32)
+            warm = peak * 0.01 + (peak - peak * 0.01) * step / self.warmup
+            progress = tf.clip_by_value((step - self.warmup) / tf.maximum(1.0, self.total - self.warmup), 0.0, 1.0)
+            cosine = 0.5 * (1.0 + tf.cos(math.pi * progress))
+            decayed = peak * ((1.0 - schedule.min_lr_ratio) * cosine + schedule.min_lr_ratio)
+            return tf.where(step < self.warmup, warm, decayed)
+
+    learning_rate = BudgetSchedule()
+
+    class TimeBudget(keras.callbacks.Callback):
+        """After each epoch: the whole epochs that fit in the budget; refit the schedule, stop when reached."""
+
+        def on_train_begin(self, logs=None):
+            self.started = time.time()
+
+        def on_epoch_end(self, epoch, logs=None):
+            done = epoch + 1
+            per_epoch = (time.time() - self.started) / done
+            fit = max(done, round(budget_seconds / per_epoch))
+            learning_rate.total.assign(float(fit * steps_per_epoch))
+            print(f"time budget: {per_epoch:.0f} s per epoch, {fit} epoch(s) fit in {budget_seconds:.0f} s", flush=True)
+            if done >= fit:
+                self.model.stop_training = True
+
+    return learning_rate, TimeBudget()
+
+
+def _cpu_seconds() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 class TransformerBackend:
     """The decoding interface of ``tasks.translation.decode`` over the peer (greedy and beam unchanged).
 
@@ -183,14 +238,20 @@ def train_peer(args) -> dict:
     epochs = args.epochs or like.train.epochs
     steps = args.steps_per_epoch or int(train_data.reduce(0, lambda n, _: n + 1).numpy())
     schedule = getattr(like, "schedule", None) or ScheduleConfig()
-    optimizer = make_optimizer(TrainConfig(epochs=epochs, learning_rate=args.learning_rate), schedule, steps)
+    callbacks = [keras.callbacks.EarlyStopping(patience=like.train.patience, restore_best_weights=True)]
+    if args.time_budget:
+        learning_rate, budget = _budget_parts(args.learning_rate, schedule, epochs * steps, steps, args.time_budget)
+        optimizer = keras.optimizers.Adam(learning_rate, clipnorm=schedule.clipnorm)
+        callbacks.append(budget)
+    else:
+        optimizer = make_optimizer(TrainConfig(epochs=epochs, learning_rate=args.learning_rate), schedule, steps)
     training.compile(optimizer=optimizer, loss=MaskedSmoothedCrossentropy(like.model.label_smoothing), jit_compile=False,
                      metrics=[masked_accuracy])
-    started = time.time()
-    stop = keras.callbacks.EarlyStopping(patience=like.train.patience, restore_best_weights=True)
+    started, cpu_started = time.time(), _cpu_seconds()
     history = training.fit(train_data.repeat() if args.steps_per_epoch else train_data, validation_data=val_data,
-                           epochs=epochs, steps_per_epoch=args.steps_per_epoch, callbacks=[stop], verbose=2)
-    train_seconds = time.time() - started
+                           epochs=1000 if args.time_budget else epochs, steps_per_epoch=args.steps_per_epoch,
+                           callbacks=callbacks, verbose=2)
+    train_seconds, train_cpu_seconds = time.time() - started, _cpu_seconds() - cpu_started
     backend = TransformerBackend(training)
     sources, references = [p[0] for p in pairs], [p[1] for p in pairs]
     side_by_side, decode_started = {}, time.time()
@@ -205,7 +266,8 @@ def train_peer(args) -> dict:
         length_penalty=args.length_penalty if args.beam > 1 else None,
         decode_seconds=round(time.time() - decode_started, 2), translations=None,
         peer="transformer", params=int(training.count_params()), peer_config=dataclasses.asdict(config),
-        train_seconds=round(train_seconds, 1), epochs_run=len(history.history["loss"]),
+        train_seconds=round(train_seconds, 1), train_cpu_seconds=round(train_cpu_seconds, 1),
+        time_budget=args.time_budget, epochs_run=len(history.history["loss"]),
     )
 
 
@@ -214,7 +276,11 @@ def main(argv=None) -> int:
     parser.add_argument("--like", required=True, metavar="DIR", help="the translation model directory to match")
     parser.add_argument("--data", default=None, metavar="TSV", help="evaluation pairs (default: DIR's test file)")
     parser.add_argument("--limit", type=int, default=None, help="score only the first N pairs")
-    parser.add_argument("--epochs", type=int, default=None, help="default: DIR's --epochs")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="default: DIR's --epochs (with --time-budget: the first guess of the epochs that fit)")
+    parser.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                        help="train as many whole epochs as fit in this many wall seconds (e.g. the LSTM's "
+                             "train_report.json wall_seconds); default: an epoch budget")
     parser.add_argument("--steps-per-epoch", type=int, default=None, help="cap on batches per epoch (quick runs)")
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="peak Adam rate (default: 1e-3)")
     parser.add_argument("--beam", type=int, default=4, help="beam width beside greedy (default: 4)")
