@@ -120,7 +120,9 @@ class CheckConfig:
     check_sentences: int = setting(50, "sentences whose greedy output is compared across runtimes (0: none)", minimum=0)
 
 
-DEFAULT_TRAIN = TrainConfig(epochs=12, learning_rate=3e-3, patience=3, histogram_freq=0, monitor="val_loss")
+# 24 epochs (issue 24): on the de-duplicated dev, mean of seeds 1 and 2, beam-4 BLEU 29.69 vs 21.43 at 12
+# epochs (21.99 without word dropout); 19-22 minutes on 2 shared cores, inside the 30-minute budget.
+DEFAULT_TRAIN = TrainConfig(epochs=24, learning_rate=3e-3, patience=3, histogram_freq=0, monitor="val_loss")
 OUTPUT = OutputConfig(out=DEFAULT_DIR)
 EVALUATE = EvaluateConfig(model=DEFAULT_DIR)
 EXPORT = ExportConfig(model=DEFAULT_DIR)
