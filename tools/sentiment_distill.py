@@ -130,11 +130,20 @@ def main(argv: list[str] | None = None) -> int:
                                        _prior(sections["model"], tokenizer))
     summary["student_seconds"] = round(time.monotonic() - trained, 1)
     result = {"teacher": str(args.teacher), "partial_teacher": partial, "student": vars(student), "train": summary}
-    result["export"] = _export_figures(run_cli(["-q", "sentiment", "export", "--model", str(args.out)]))
+    result["export"] = _export_figures(_export(args.out))
     result.update(_scores(args.out, args.skip_ensemble))
     result["seconds"] = round(time.monotonic() - start, 1)
     print(json.dumps(result))
     return 0
+
+
+def _export(out: Path) -> dict:
+    """Run ``export``; its report (``export`` prints a table, not JSON)."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = cli.main(["-q", "sentiment", "export", "--model", str(out)])
+    if code != 0:
+        raise SystemExit(f"lstm-suite sentiment export --model {out} exited {code}")
+    return json.loads((out / "export" / "export_report.json").read_text())
 
 
 def _scores(out: Path, skip_ensemble: bool) -> dict:

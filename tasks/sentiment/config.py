@@ -97,6 +97,10 @@ class ModelConfig:
         True, "average the LSTMs' probability 50/50 with a linear model on piece unigrams and hashed bigrams, "
         "fitted by scikit-learn's LogisticRegression (C by 5-fold CV) on all of --data (tasks/sentiment/ngram.py)",
     )
+    ngram_negation_scope: bool = setting(
+        True, "the n-gram member reads a piece between a negator (not, never, n't, ...) and the next punctuation "
+        "mark as a separate feature (NOT_bad; Das & Chen 2001, Pang et al. 2002)",
+    )
     rating_head: bool = setting(False, "a second output regressing the rating (set by train from the data)",
                                 cli=False)
 

@@ -151,10 +151,10 @@ def build_model(config: ModelConfig, seed: int | None = None, name: str = "senti
     return keras.Model(ids, _heads(heads, ids, _encode(layers, ids, embedded)), name=name)
 
 
-def ngram_model(vocab_size: int, fitted: dict | None = None) -> keras.Model:
+def ngram_model(vocab_size: int, fitted: dict | None = None, negation_scope: bool = False) -> keras.Model:
     """The linear n-gram member (:mod:`tasks.sentiment.ngram`): ids → ``{"probability": [B, 1]}``."""
     ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
-    layer = PieceNgramLogit(vocab_size, name="ngram_logit")
+    layer = PieceNgramLogit(vocab_size, negation_scope=negation_scope, name="ngram_logit")
     probability = keras.layers.Activation("sigmoid", name="probability")(layer(ids))
     if fitted is not None:
         layer.set_fitted(fitted)

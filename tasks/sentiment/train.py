@@ -40,7 +40,7 @@ from tasks.sentiment.artifacts import CALIBRATION_FILE, TOKENIZER_FILE, Sentimen
 from tasks.sentiment.config import DataConfig, ModelConfig, ObjectiveConfig, StudentConfig, given
 from tasks.sentiment.data import load_training_data, make_dataset, train_tokenizer
 from tasks.sentiment.metrics import classification_metrics
-from tasks.sentiment.ngram import MAX_VOCABULARY as NGRAM_MAX_VOCABULARY, fit_ngram_weights
+from tasks.sentiment.ngram import MAX_VOCABULARY as NGRAM_MAX_VOCABULARY, fit_ngram_weights, scope_flags
 from tasks.sentiment.model import KerasPredictor, SentimentTrainer, average_members, build_model, ngram_model
 
 log = logging.getLogger(__name__)
@@ -196,11 +196,16 @@ def _ngram_member(model: ModelConfig, pool, tokenizer, seed: int):
     """The linear n-gram member (``--ngram-member``) and its report entry, or (None, None)."""
     if not model.ngram_member:
         return None, None
+    flags = None
+    if model.ngram_negation_scope:
+        flags = scope_flags([tokenizer.sp.id_to_piece(i) for i in range(tokenizer.vocab_size)])
     with step(f"n-gram member: choosing its regularisation by 5-fold cross-validation on {len(pool)} texts"):
-        fitted = fit_ngram_weights(tokenizer.encode_many(pool.texts), pool.labels, tokenizer.vocab_size, seed=seed)
+        fitted = fit_ngram_weights(tokenizer.encode_many(pool.texts), pool.labels, tokenizer.vocab_size, seed=seed,
+                                   flags=flags)
     log.info("n-gram member: C %g, 5-fold CV accuracy %.4f", fitted["C"], fitted["cv_accuracy"])
-    report = {"C": fitted["C"], "cv_accuracy": round(fitted["cv_accuracy"], 4), "examples": len(pool)}
-    return ngram_model(tokenizer.vocab_size, fitted), report
+    report = {"C": fitted["C"], "cv_accuracy": round(fitted["cv_accuracy"], 4), "examples": len(pool),
+              "negation_scope": flags is not None}
+    return ngram_model(tokenizer.vocab_size, fitted, negation_scope=flags is not None), report
 
 
 def _report(loaded, data, tokenizer, network, lstm_network, members, summaries, ngram_report) -> dict:

@@ -59,6 +59,7 @@ def test_train_writes_model_directory(trained):
     assert config["model"]["pooling"] == ["last", "last+max"]  # the default: member 1 max-pools
     # fitted on all texts and their --augment rows
     assert report["ngram_member"]["C"] > 0 and report["ngram_member"]["examples"] > 240
+    assert report["ngram_member"]["negation_scope"] is True  # the default: NOT_ features in the n-gram member
     assert (out / "student.keras").is_file() and report["student"]["epochs_run"] == 2  # distilled (the default)
     assert config["model"]["ngram_member"] is True
     assert not out.with_name("model.partial").exists()
