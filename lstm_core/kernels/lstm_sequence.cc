@@ -25,6 +25,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #if defined(__x86_64__) && ((defined(__clang__) && __clang_major__ >= 11) || \
@@ -270,6 +271,21 @@ inline void ForEachRowTile(int64_t rows, Tile tile) {
   }
 }
 
+// Calls kernel(std::integral_constant<int, n>) for a tile's row count n (1..kTileRows): the micro-kernels
+// take their row count as a template argument, so each count is its own unrolled instance.
+template <typename Kernel>
+inline void WithRowCount(int64_t n, Kernel kernel) {
+  static_assert(kTileRows == 6, "one case per row count");
+  switch (n) {
+    case 6: kernel(std::integral_constant<int, 6>()); break;
+    case 5: kernel(std::integral_constant<int, 5>()); break;
+    case 4: kernel(std::integral_constant<int, 4>()); break;
+    case 3: kernel(std::integral_constant<int, 3>()); break;
+    case 2: kernel(std::integral_constant<int, 2>()); break;
+    default: kernel(std::integral_constant<int, 1>()); break;
+  }
+}
+
 // c_out[rows, B.cols] = (c_in or 0) + a[rows, B.depth] · B; row strides lda, ldc_in, ldc
 // (ldc_in = 0 adds the same row, a bias, to every row).
 void Gemm(int64_t rows, const float* a, int64_t lda, const PackedPanels& b, const float* c_in,
@@ -280,14 +296,9 @@ void Gemm(int64_t rows, const float* a, int64_t lda, const PackedPanels& b, cons
       const float* tile_in = c_in ? c_in + r * ldc_in + col : nullptr;
       float* tile_out = c_out + r * ldc + col;
       const float* tile_a = a + r * lda;
-      switch (n) {
-        case 6: MicroKernel<6>(b.depth, tile_a, lda, b.panel(p), tile_in, ldc_in, tile_out, ldc, width); break;
-        case 5: MicroKernel<5>(b.depth, tile_a, lda, b.panel(p), tile_in, ldc_in, tile_out, ldc, width); break;
-        case 4: MicroKernel<4>(b.depth, tile_a, lda, b.panel(p), tile_in, ldc_in, tile_out, ldc, width); break;
-        case 3: MicroKernel<3>(b.depth, tile_a, lda, b.panel(p), tile_in, ldc_in, tile_out, ldc, width); break;
-        case 2: MicroKernel<2>(b.depth, tile_a, lda, b.panel(p), tile_in, ldc_in, tile_out, ldc, width); break;
-        default: MicroKernel<1>(b.depth, tile_a, lda, b.panel(p), tile_in, ldc_in, tile_out, ldc, width); break;
-      }
+      WithRowCount(n, [&](auto count) {
+        MicroKernel<decltype(count)::value>(b.depth, tile_a, lda, b.panel(p), tile_in, ldc_in, tile_out, ldc, width);
+      });
     });
   }
 }
@@ -470,14 +481,9 @@ void Bf16Gemm(bool native, int64_t rows, const uint32_t* a, int64_t lda, const P
       float* out = c_out + r * ldc + col;
       const uint32_t* ta = a + r * lda;
       const uint32_t* panel = b.panel(p);
-      switch (n) {
-        case 6: Bf16MicroKernel<6>(native, b.pairs, ta, lda, panel, in, ldc_in, out, ldc, width); break;
-        case 5: Bf16MicroKernel<5>(native, b.pairs, ta, lda, panel, in, ldc_in, out, ldc, width); break;
-        case 4: Bf16MicroKernel<4>(native, b.pairs, ta, lda, panel, in, ldc_in, out, ldc, width); break;
-        case 3: Bf16MicroKernel<3>(native, b.pairs, ta, lda, panel, in, ldc_in, out, ldc, width); break;
-        case 2: Bf16MicroKernel<2>(native, b.pairs, ta, lda, panel, in, ldc_in, out, ldc, width); break;
-        default: Bf16MicroKernel<1>(native, b.pairs, ta, lda, panel, in, ldc_in, out, ldc, width); break;
-      }
+      WithRowCount(n, [&](auto count) {
+        Bf16MicroKernel<decltype(count)::value>(native, b.pairs, ta, lda, panel, in, ldc_in, out, ldc, width);
+      });
     });
   }
 }
