@@ -205,25 +205,24 @@ def prepare_panel(data: DataConfig, model: ModelConfig) -> PreparedPanel:
     reference_id = max(panel, key=lambda name: len(panel[name]))
     reference = prepare(data, model, panel[reference_id])
     resolved = reference.model
+    reach = series_data.history(resolved)
     members = {}
     for name, series in panel.items():
         if name == reference_id:
             members[name] = reference
             continue
         split = series_data.Split.for_data(len(series), data)
-        series_data.check_length(series, split, series_data.history(resolved), resolved.horizon, data.val_fraction,
-                                 panel=True)
+        series_data.check_length(series, split, reach, resolved.horizon, data.val_fraction, panel=True)
         scaler = series_data.fit_scaler(series, split.train_end, reference.data.transform, reference.data.scale,
                                         max(resolved.seasons))
         members[name] = Prepared(series, reference.data, resolved, split, reference.season_source, scaler)
     if model.ensemble is None:
-        windows = sum(p.split.count("train", series_data.history(resolved), resolved.horizon) for p in members.values())
+        windows = sum(p.split.count("train", reach, resolved.horizon) for p in members.values())
         ensemble = default_ensemble(windows)
         for p in members.values():
             p.model = dataclasses.replace(resolved, ensemble=ensemble)
     log.info("%s: %d series in column %r (defaults resolved on the longest, %r), ensemble %d", data.data,
              len(members), data.id_col, reference_id, next(iter(members.values())).model.ensemble)
-    reach = series_data.history(resolved)
     test_only = [name for name, p in members.items()
                  if not p.split.count("train", reach, resolved.horizon) and not p.split.count("val", reach, resolved.horizon)]
     if test_only:

@@ -86,11 +86,11 @@ def pad_rows(rows: np.ndarray, count: int, season: int) -> np.ndarray:
 
 
 def check_length(series: Series, split: Split, reach: int, horizon: int, val_fraction: float,
-                 train_windows: int = MIN_TRAIN_WINDOWS, panel: bool = False) -> None:
+                 panel: bool = False) -> None:
     """A clear error if the series cannot give training/validation/test windows (``panel``: a series of
     an ``--id-col`` file, whose model learns and validates on the others too, needs a test window only)."""
     wants_val = not panel and val_fraction > 0 and split.val_end > split.train_end
-    need = {"train": 0 if panel else train_windows, "val": 1 if wants_val else 0, "test": 1}
+    need = {"train": 0 if panel else MIN_TRAIN_WINDOWS, "val": 1 if wants_val else 0, "test": 1}
     short = [p for p, k in need.items() if split.count(p, reach, horizon) < k]
     if not short:
         return
