@@ -126,26 +126,15 @@ def build_peer(config: PeerConfig, src_vocab: int, tgt_vocab: int):
 
 
 def _budget_parts(peak: float, schedule, total_steps: int, steps_per_epoch: int, budget_seconds: float):
-    """(learning-rate schedule, callback): make_optimizer's warm-up + cosine, refitted to a wall-time budget."""
+    """(learning-rate schedule, callback): the LSTM's warm-up + cosine (``warmup_cosine``) with its decay
+    length in a variable, which the callback refits to the wall-time budget after every epoch."""
     import keras
     import tensorflow as tf
 
-    class BudgetSchedule(keras.optimizers.schedules.LearningRateSchedule):
-        """Linear warm-up from 1% of ``peak``, then cosine to ``peak * min_lr_ratio`` at ``total`` steps (a variable)."""
+    from tasks.translation.train import warmup_cosine
 
-        def __init__(self):
-            self.total = tf.Variable(float(total_steps), trainable=False, dtype=tf.float32)
-            self.warmup = float(min(schedule.warmup_steps, max(1, total_steps // 10)))
-
-        def __call__(self, step):
-            step = tf.cast(step, tf.float32)
-            warm = peak * 0.01 + (peak - peak * 0.01) * step / self.warmup
-            progress = tf.clip_by_value((step - self.warmup) / tf.maximum(1.0, self.total - self.warmup), 0.0, 1.0)
-            cosine = 0.5 * (1.0 + tf.cos(math.pi * progress))
-            decayed = peak * ((1.0 - schedule.min_lr_ratio) * cosine + schedule.min_lr_ratio)
-            return tf.where(step < self.warmup, warm, decayed)
-
-    learning_rate = BudgetSchedule()
+    learning_rate = warmup_cosine(peak, schedule, total_steps)
+    learning_rate.decay_steps = tf.Variable(float(learning_rate.decay_steps), trainable=False, dtype=tf.float32)
 
     class TimeBudget(keras.callbacks.Callback):
         """After each epoch: the whole epochs that fit in the budget; refit the schedule, stop when reached."""
@@ -157,7 +146,7 @@ def _budget_parts(peak: float, schedule, total_steps: int, steps_per_epoch: int,
             done = epoch + 1
             per_epoch = (time.time() - self.started) / done
             fit = max(done, round(budget_seconds / per_epoch))
-            learning_rate.total.assign(float(fit * steps_per_epoch))
+            learning_rate.decay_steps.assign(float(max(1, fit * steps_per_epoch - learning_rate.warmup_steps)))
             print(f"time budget: {per_epoch:.0f} s per epoch, {fit} epoch(s) fit in {budget_seconds:.0f} s", flush=True)
             if done >= fit:
                 self.model.stop_training = True

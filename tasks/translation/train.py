@@ -136,17 +136,23 @@ def tokenizers(workdir: Path, train_pairs, config: DataConfig) -> tuple[Tokenize
     return source, target
 
 
-def make_optimizer(train: TrainConfig, schedule: ScheduleConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    """Adam with linear warm-up to ``learning_rate`` and cosine decay to ``learning_rate * min_lr_ratio``."""
-    total = max(1, train.epochs * steps_per_epoch)
+def warmup_cosine(peak: float, schedule: ScheduleConfig, total_steps: int):
+    """Linear warm-up from 1% of ``peak`` to ``peak``, then cosine decay to ``peak * min_lr_ratio`` at
+    ``total_steps`` (``decay_steps`` is the part after the warm-up)."""
+    total = max(1, total_steps)
     warmup = min(schedule.warmup_steps, max(1, total // 10))
-    learning_rate = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=train.learning_rate * 0.01,
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=peak * 0.01,
         decay_steps=max(1, total - warmup),
         alpha=schedule.min_lr_ratio,
-        warmup_target=train.learning_rate,
+        warmup_target=peak,
         warmup_steps=warmup,
     )
+
+
+def make_optimizer(train: TrainConfig, schedule: ScheduleConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """Adam with linear warm-up to ``learning_rate`` and cosine decay to ``learning_rate * min_lr_ratio``."""
+    learning_rate = warmup_cosine(train.learning_rate, schedule, train.epochs * steps_per_epoch)
     return keras.optimizers.Adam(learning_rate, clipnorm=schedule.clipnorm)
 
 
