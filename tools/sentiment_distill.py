@@ -31,13 +31,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tasks.common import cli  # noqa: E402
 
 
-def run_cli(argv: list[str]) -> dict:
+def cli_stdout(argv: list[str]) -> str:
+    """Run ``lstm-suite ARGV`` in this process; its stdout (a failure stops the tool)."""
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
         code = cli.main(argv)
     if code != 0:
         raise SystemExit(f"lstm-suite {' '.join(argv)} exited {code}")
-    return json.loads(buffer.getvalue().strip().splitlines()[-1])
+    return buffer.getvalue()
+
+
+def run_cli(argv: list[str]) -> dict:
+    """The JSON object on the last stdout line (``evaluate``)."""
+    return json.loads(cli_stdout(argv).strip().splitlines()[-1])
 
 
 def cached(function, path: Path):
@@ -139,10 +145,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _export(out: Path) -> dict:
     """Run ``export``; its report (``export`` prints a table, not JSON)."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        code = cli.main(["-q", "sentiment", "export", "--model", str(out)])
-    if code != 0:
-        raise SystemExit(f"lstm-suite sentiment export --model {out} exited {code}")
+    cli_stdout(["-q", "sentiment", "export", "--model", str(out)])
     return json.loads((out / "export" / "export_report.json").read_text())
 
 
