@@ -68,7 +68,6 @@ def cached(function, path: Path):
 def load_teacher(source: Path, sections: dict, tokenizer, pool):
     """The teacher network: ``model.keras``, or the finished members of a partial run plus a new n-gram member."""
     from tasks.common.artifacts import load_keras_model
-    from tasks.sentiment.augment import augment
     from tasks.sentiment.model import average_members
     from tasks.sentiment.train import _ngram_member
 
@@ -78,8 +77,8 @@ def load_teacher(source: Path, sections: dict, tokenizer, pool):
     if not paths:
         raise SystemExit(f"{source}: no model.keras and no finished member")
     members = [load_keras_model(p) for p in paths]
-    data, model, train = sections["data"], sections["model"], sections["train"]
-    ngram, report = _ngram_member(model, augment(pool, data.augment, train.seed), tokenizer, train.seed)
+    model, train = sections["model"], sections["train"]
+    ngram, report = _ngram_member(model, pool, tokenizer, train.seed)
     return average_members(members, ngram), {"members": [str(p) for p in paths], "ngram": report}
 
 

@@ -5,7 +5,9 @@ Built from general rules of English and VADER's word lists, never from the negat
 - ``negation``: a sentence whose only strong sentiment word (VADER valence ≥ 1 in size) agrees
   with its label, that has no negator and no contrast word, gets a "not" in front of that word
   when a copula ("is", "was", "seems", ...) or an article stands before it ("is dull" → "is not
-  dull", "a gorgeous film" → "not a gorgeous film"), and its label flipped. The converse: a
+  dull", "a gorgeous film" → "not a gorgeous film"), and its label flipped; after a form of "be" also
+  with "never" and the contracted negator ("is never dull", "isn't dull"), so each
+  sentence teaches the common negators, not "not" alone. The converse: a
   sentence whose only strong word disagrees with its label right after its only negator loses
   the negator ("isn't bad" → "is bad", label flipped). Ratings become ``-rating / 2`` (a negated
   opinion is a weaker one).
@@ -28,6 +30,8 @@ COPULAS = {"is", "was", "are", "were", "seems", "seemed", "feels", "felt", "look
            "looked", "remains", "remained", "becomes", "became", "sounds", "sounded", "'s"}
 ARTICLES = {"a", "an"}
 CONTRAST_WORDS = {"but", "though", "although", "however", "yet", "despite", "except", "nevertheless", "while"}
+BE = {"is", "was", "are", "were", "'s"}  # "is never dull"; not "seems never dull"
+CONTRACTED = {"is": "isn't", "was": "wasn't", "are": "aren't", "were": "weren't"}
 UNNEGATED = {"isn't": "is", "wasn't": "was", "aren't": "are", "weren't": "were", "don't": "do", "doesn't": "does",
              "didn't": "did", "can't": "can", "couldn't": "could", "won't": "will", "wouldn't": "would",
              "hasn't": "has", "haven't": "have", "not": ""}
@@ -53,42 +57,54 @@ def _strong(words, valences):
 
 
 def negate(text: str, label: int, lists=None) -> str | None:
-    """``text`` with its opinion negated (see the module docstring), or None where the rules do not apply."""
+    """``text`` with its opinion negated by "not" (see the module docstring), or None where the rules do not apply."""
+    variants = negations(text, label, lists)
+    return variants[0] if variants else None
+
+
+def negations(text: str, label: int, lists=None) -> list[str]:
+    """Every negated form of ``text`` the rules allow ("not" first; see the module docstring); [] if none."""
     valences, negators, boosters = lists or _lists()
     words = _words(text)
     if any(w in CONTRAST_WORDS for w, _, _ in words):
-        return None
+        return []
     strong = _strong(words, valences)
     if len(strong) != 1:
-        return None
+        return []
     index, valence = strong[0]
     agrees = (valence > 0) == (label == 1)
-    negations = [i for i, (w, _, _) in enumerate(words) if w in negators or w.endswith("n't")]
-    if not negations and agrees:
-        return _insert_not(text, words, index, boosters)
-    if len(negations) == 1 and not agrees and 0 < index - negations[0] <= 3 and words[negations[0]][0] in UNNEGATED:
-        word, start, end = words[negations[0]]
+    negations_at = [i for i, (w, _, _) in enumerate(words) if w in negators or w.endswith("n't")]
+    if not negations_at and agrees:
+        return _insert_negator(text, words, index, boosters)
+    if (len(negations_at) == 1 and not agrees and 0 < index - negations_at[0] <= 3
+            and words[negations_at[0]][0] in UNNEGATED):
+        word, start, end = words[negations_at[0]]
         replacement = UNNEGATED[word]
         if not replacement:  # drop "not" and one space
             end = end + 1 if text[end:end + 1] == " " else end
-        return text[:start] + _same_case(text[start:end], replacement) + text[end:]
-    return None
+        return [text[:start] + _same_case(text[start:end], replacement) + text[end:]]
+    return []
 
 
-def _insert_not(text: str, words, index: int, boosters) -> str | None:
+def _insert_negator(text: str, words, index: int, boosters) -> list[str]:
     before = index - 1
     if before >= 0 and words[before][0] in boosters:
         before -= 1
     if before < 0:
-        return None
+        return []
     word, start, end = words[before]
     if word in COPULAS:
         at = words[before + 1][1]
-        return text[:at] + "not " + text[at:]
+        variants = [text[:at] + "not " + text[at:]]
+        if word in BE:
+            variants.append(text[:at] + "never " + text[at:])
+        if word in CONTRACTED:
+            variants.append(text[:start] + _same_case(text[start:end], CONTRACTED[word]) + text[end:])
+        return variants
     if word in ARTICLES and before + 1 == index and (before == 0 or words[before - 1][0] in COPULAS):
         # "A dreary film." -> "Not a dreary film."; "It's a gem." -> "It's not a gem."
-        return text[:start] + _same_case(text[start:end], "not") + " " + _lower_first(text[start:])
-    return None
+        return [text[:start] + _same_case(text[start:end], "not") + " " + _lower_first(text[start:])]
+    return []
 
 
 def _same_case(original: str, replacement: str) -> str:
@@ -146,8 +162,7 @@ def augment(examples, kinds, seed: int):
     if "negation" in kinds:
         lists = _lists()
         for i, (text, label) in enumerate(zip(examples.texts, examples.labels)):
-            negated = negate(text, int(label), lists)
-            if negated is not None:
+            for negated in negations(text, int(label), lists):
                 texts.append(negated)
                 labels.append(1 - int(label))
                 if ratings is not None:

@@ -56,13 +56,15 @@ class DataConfig:
         minimum=0, maximum=1,
     )
     augment: tuple[str, ...] | None = setting(
-        None, "extra training rows made by rule (tasks/sentiment/augment.py; none: off): negation "
-        "(a 'not' put in front of a sentence's only strong sentiment word, or its negator removed, label flipped), "
+        ("negation", "contrast"), "extra training rows of the LSTM members and the student, made by rule "
+        "(tasks/sentiment/augment.py; none: off): negation "
+        "(a 'not' put in front of a sentence's only strong sentiment word, after a form of 'be' also 'never' and "
+        "'isn't', or its negator removed, label flipped), "
         "contrast (two sentences of opposite labels joined by ', but', labelled as the second)",
         choices=("negation", "contrast"),
     )
     whole_negators: bool = setting(
-        False, "sentencepiece keeps \"n't\" as one piece (so \"don't\" ends in the negator the lexicon knows)"
+        True, "sentencepiece keeps \"n't\" as one piece (so \"don't\" ends in the negator the lexicon knows)"
     )
     min_examples_per_label: int = setting(
         50, "warn when the training data has fewer examples of a label than this", minimum=1, cli=False

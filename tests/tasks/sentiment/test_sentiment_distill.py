@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tasks.common.cli import main
-from tasks.sentiment.augment import augment, join_contrast, negate
+from tasks.sentiment.augment import augment, join_contrast, negate, negations
 from tasks.sentiment.data import Examples
 from tasks.sentiment.distill import halves, student_model_config, transfer_texts, word_dropout
 
@@ -28,14 +28,26 @@ def test_negate_applies_only_where_the_sentence_allows_it(text, label, expected)
     assert negate(text, label) == expected
 
 
+def test_negations_after_a_copula_use_not_never_and_the_contracted_negator():
+    assert negations("The film is dull.", 0) == ["The film is not dull.", "The film is never dull.",
+                                                 "The film isn't dull."]
+    assert negations("It seems dull.", 0) == ["It seems not dull."]  # not "seems never", "seemsn't"
+    assert negations("Was it dull?", 0) == []  # the word before "dull" is no copula
+    assert negations("A gorgeous film.", 1) == ["Not a gorgeous film."]  # an article: "not" only
+    assert negations("It isn't bad.", 1) == ["It is bad."]  # the converse: one row
+    assert negations("Watch it with a friend.", 1) == []
+
+
 def test_augment_adds_flipped_and_contrast_rows_after_the_originals():
     texts = ["The film is dull.", "A gorgeous film.", "Lovely music and a kind heart", "Boring and far too long"]
     examples = Examples(texts, np.array([0, 1, 1, 0], np.int32), "x.tsv", np.array([-2, 2, 1, -1], np.float32))
     out = augment(examples, ("negation", "contrast"), seed=0)
     assert out.texts[:4] == texts and list(out.labels[:4]) == [0, 1, 1, 0]
-    assert out.texts[4:6] == ["The film is not dull.", "Not a gorgeous film."] and list(out.labels[4:6]) == [1, 0]
-    np.testing.assert_allclose(out.ratings[4:6], [1.0, -1.0])  # a negated opinion is a weaker one
-    assert len(out) == 4 + 2 + 0  # 10% of 4 rows rounds to no contrast row
+    assert out.texts[4:8] == ["The film is not dull.", "The film is never dull.", "The film isn't dull.",
+                              "Not a gorgeous film."]
+    assert list(out.labels[4:8]) == [1, 1, 1, 0]
+    np.testing.assert_allclose(out.ratings[4:8], [1.0, 1.0, 1.0, -1.0])  # a negated opinion is a weaker one
+    assert len(out) == 4 + 4 + 0  # 10% of 4 rows rounds to no contrast row
     assert augment(examples, None, seed=0) is examples
     assert join_contrast("Lovely music.", "The plot drags") == "Lovely music, but the plot drags"
 

@@ -33,7 +33,6 @@ def trained(tmp_path_factory):
     result = quiet_cli(
         "sentiment", "train", "--data", str(train), "--out", str(out), "--epochs", "2", "--vocab-size", "200",
         "--embedding-dim", "16", "--units", "8", "--batch-size", "16", "--adversarial-epsilon", "0.5", "--members", "2",
-        "--augment", "negation,contrast", "--whole-negators",
     )
     assert f"model written to {out} (full report: train_report.json)" in result.stdout
     assert "{" not in result.stdout  # the JSON is in train_report.json only
@@ -57,8 +56,9 @@ def test_train_writes_model_directory(trained):
     config = json.loads((out / "config.json").read_text())
     assert config["model"]["rating_head"] is True and config["objective"]["adversarial_epsilon"] == 0.5
     assert config["model"]["pooling"] == ["last", "last+max"]  # the default: member 1 max-pools
-    # fitted on all texts and their --augment rows
-    assert report["ngram_member"]["C"] > 0 and report["ngram_member"]["examples"] > 240
+    # the --augment rows (on by default) are the LSTMs'; the n-gram member is fitted on the texts as they are
+    assert config["data"]["augment"] == ["negation", "contrast"] and config["data"]["whole_negators"] is True
+    assert report["ngram_member"]["C"] > 0 and report["ngram_member"]["examples"] == 240
     assert report["ngram_member"]["negation_scope"] is True  # the default: NOT_ features in the n-gram member
     assert (out / "student.keras").is_file() and report["student"]["epochs_run"] == 2  # distilled (the default)
     assert config["model"]["ngram_member"] is True
