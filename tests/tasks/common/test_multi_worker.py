@@ -95,6 +95,7 @@ def _error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("lstm-suite: error:")]
 
 
+@pytest.mark.slow  # ~70 s: two clusters of two worker processes, one killed mid-run
 def test_cli_two_workers_survive_a_killed_worker_and_resume(tmp_path, capsys):
     """forecasting on 2 local workers: SIGKILL worker 1 after a checkpoint, the chief stops with one line
     within --cluster-timeout, the same commands resume; the model directory evaluates and exports."""
