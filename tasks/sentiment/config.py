@@ -60,8 +60,9 @@ class DataConfig:
         "(tasks/sentiment/augment.py; none: off): negation "
         "(a 'not' put in front of a sentence's only strong sentiment word, after a form of 'be' also 'never' and "
         "'isn't', or its negator removed, label flipped), "
-        "contrast (two sentences of opposite labels joined by ', but', labelled as the second)",
-        choices=("negation", "contrast"),
+        "contrast (two sentences of opposite labels joined by ', but', labelled as the second), balance (with "
+        "negation: the rarer direction's negation rows repeated to weigh as much as the other's)",
+        choices=("negation", "contrast", "balance"),
     )
     whole_negators: bool = setting(
         True, "sentencepiece keeps \"n't\" as one piece (so \"don't\" ends in the negator the lexicon knows)"

@@ -52,6 +52,17 @@ def test_augment_adds_flipped_and_contrast_rows_after_the_originals():
     assert join_contrast("Lovely music.", "The plot drags") == "Lovely music, but the plot drags"
 
 
+def test_balance_repeats_the_rarer_direction_of_the_negation_rows():
+    texts = ["The film is dull.", "The plot is boring.", "A gorgeous film."]
+    examples = Examples(texts, np.array([0, 0, 1], np.int32), "x.tsv", None)
+    plain = augment(examples, ("negation",), seed=0)
+    assert list(plain.labels[3:]) == [1, 1, 1, 1, 1, 1, 0]  # 6 negated negatives (3 forms each), 1 negated positive
+    balanced = augment(examples, ("negation", "balance"), seed=0)
+    assert sorted(balanced.texts[3:]) == sorted(plain.texts[3:] + ["Not a gorgeous film."] * 5)
+    assert np.bincount(balanced.labels[3:]).tolist() == [6, 6]
+    assert len(augment(examples, ("balance",), seed=0)) == 3  # nothing to balance without negation rows
+
+
 def test_transfer_texts_are_word_dropout_copies_and_halves():
     rng = np.random.default_rng(0)
     assert word_dropout("one two three four", rng, rate=1.0) == "one"  # never empty
