@@ -56,7 +56,7 @@ class DataConfig:
         minimum=0, maximum=1,
     )
     augment: tuple[str, ...] | None = setting(
-        ("negation", "contrast"), "extra training rows of the LSTM members and the student, made by rule "
+        ("negation", "contrast", "balance"), "extra training rows of the LSTM members and the student, made by rule "
         "(tasks/sentiment/augment.py; none: off): negation "
         "(a 'not' put in front of a sentence's only strong sentiment word, after a form of 'be' also 'never' and "
         "'isn't', or its negator removed, label flipped), "

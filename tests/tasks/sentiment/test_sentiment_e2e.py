@@ -57,7 +57,7 @@ def test_train_writes_model_directory(trained):
     assert config["model"]["rating_head"] is True and config["objective"]["adversarial_epsilon"] == 0.5
     assert config["model"]["pooling"] == ["last", "last+max"]  # the default: member 1 max-pools
     # the --augment rows (on by default) are the LSTMs'; the n-gram member is fitted on the texts as they are
-    assert config["data"]["augment"] == ["negation", "contrast"] and config["data"]["whole_negators"] is True
+    assert config["data"]["augment"] == ["negation", "contrast", "balance"] and config["data"]["whole_negators"] is True
     assert report["ngram_member"]["C"] > 0 and report["ngram_member"]["examples"] == 240
     assert report["ngram_member"]["negation_scope"] is True  # the default: NOT_ features in the n-gram member
     assert (out / "student.keras").is_file() and report["student"]["epochs_run"] == 2  # distilled (the default)
