@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -88,7 +89,13 @@ def train(task: str, argv: list[str], out: Path, capsys, monkeypatch, stop: tupl
     else:
         monkeypatch.setenv(INTERRUPT_VARIABLE, "=".join(stop))
     capsys.readouterr()
-    code = cli.main(command)
+    # A pytest-xdist worker may have SIGINT ignored or handled by an earlier test; a user's shell
+    # gives Python's default handler (KeyboardInterrupt), which the SIGINT points rely on.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        code = cli.main(command)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     return code, capsys.readouterr().err, time.monotonic() - started
 
 
