@@ -12,7 +12,7 @@ Built from general rules of English and VADER's word lists, never from the negat
   the negator ("isn't bad" → "is bad", label flipped). Ratings become ``-rating / 2`` (a negated
   opinion is a weaker one).
 - ``balance`` (with ``negation``): the negation rows of the rarer direction (on ``train.tsv`` the
-  negated negatives, "is not dull" → positive: 98 against 205) are repeated until both directions
+  negated negatives, "is not dull" → positive: 92 against 203) are repeated until both directions
   weigh about the same.
 - ``contrast``: two short training sentences of opposite labels joined as "A, but b" with the
   label (and rating) of the second: the clause after "but" carries the opinion.
@@ -158,7 +158,7 @@ def _balanced(rows):
 
 
 def augment(examples, kinds, seed: int):
-    """``examples`` followed by the augmented rows of ``kinds`` (``negation``, ``contrast``).
+    """``examples`` followed by the augmented rows of ``kinds`` (``negation``, ``contrast``, ``balance``).
 
     Args:
         examples: :class:`tasks.sentiment.data.Examples` (labels 0/1; ratings optional).
